@@ -1,0 +1,1 @@
+"""Simulations for prefix-ntk: experiments (pure), the results store and the ``sims`` CLI."""

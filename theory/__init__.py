@@ -1,0 +1,63 @@
+"""prefix-ntk theory: pure JAX functions for prefix attention, its stylized NTK models,
+their empirical and limiting kernels, and the bounds the papers prove.
+
+Nothing here does I/O, prints, or changes global JAX configuration.  See README "Public API".
+"""
+
+from theory import model_exp_sign as _model_exp_sign  # noqa: F401  (registers "exp-sign")
+from theory import model_prefix as _model_prefix  # noqa: F401  (registers "prefix")
+from theory import model_softmax_sign as _model_softmax_sign  # noqa: F401  (registers "softmax-sign")
+from theory.linearized import default_learning_rate, kernel_regression_residuals, loss_bound
+from theory.models import StylizedModel, get_model, init_model, model_names, register
+from theory.ntk_empirical import (
+    LambdaMin,
+    autodiff_model_ntk,
+    autodiff_ntk,
+    empirical_ntk,
+    kernel_matrix,
+    lambda_min,
+    model_outputs,
+    structured_ntk,
+)
+from theory.ntk_limit import MonteCarloKernel, chebyshev_width, exp_sign_fluctuation, limit_kernel, monte_carlo_kernel
+from theory.prefix_attention import attention_logits, prefix_attention, prefix_attention_batch
+from theory.validation import InputError, LogitOverflowError
+
+
+def fold_inputs(X, W_Q, W_K):
+    """``U = X W_Q W_K^T / sqrt(d_k)``: rows ``u = W x`` with ``<p_r, u> = <q, k_r>/sqrt(d_k)`` (spec 2)."""
+    import jax.numpy as jnp
+
+    X, W_Q, W_K = (jnp.asarray(a) for a in (X, W_Q, W_K))
+    return (X @ W_Q) @ W_K.T / jnp.sqrt(jnp.asarray(W_Q.shape[1], X.dtype))
+
+
+__all__ = [
+    "InputError",
+    "LambdaMin",
+    "LogitOverflowError",
+    "MonteCarloKernel",
+    "StylizedModel",
+    "attention_logits",
+    "autodiff_model_ntk",
+    "autodiff_ntk",
+    "chebyshev_width",
+    "default_learning_rate",
+    "empirical_ntk",
+    "exp_sign_fluctuation",
+    "fold_inputs",
+    "get_model",
+    "init_model",
+    "kernel_matrix",
+    "kernel_regression_residuals",
+    "lambda_min",
+    "limit_kernel",
+    "loss_bound",
+    "model_names",
+    "model_outputs",
+    "monte_carlo_kernel",
+    "prefix_attention",
+    "prefix_attention_batch",
+    "register",
+    "structured_ntk",
+]

@@ -1,0 +1,110 @@
+"""Exact prefix attention (spec section 1, paper 1 and its public reference code).
+
+Input ``X`` (L x d), frozen ``W_Q, W_K, W_V`` (d x d_k, d x d_k, d x d_v), trainable prefix
+``P`` (m x d) living in embedding space::
+
+    Q = X W_Q,   K = [P; X] W_K,   V = [P; X] W_V
+    PrefixAttn(X, P) = diag(A 1)^{-1} A V,    A = exp(Q K^T / sqrt(d_k))
+
+Queries come from ``X`` only.  The optional causal mask applies to the input-token block only:
+query ``i`` sees every prefix row and input tokens ``j <= i``.
+
+Numerics: the row maximum of the logits is subtracted before exponentiating, so no finite logit
+overflows in float32 or float64.  ``chunk_size`` streams the prefix rows with an online
+softmax (running maximum and running sums, as in flash attention), so memory is
+O(L (L + chunk_size)) rather than O(L m) and m = 10^7 fits.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from theory import validation as _v
+from theory.streaming import online_softmax
+
+__all__ = ["prefix_attention", "prefix_attention_batch", "attention_logits"]
+
+
+def attention_logits(X, P, W_Q, W_K):
+    """Prefix and input-block logits ``(Q K_P^T, Q K_X^T) / sqrt(d_k)``, shapes (L, m), (L, L)."""
+    Q = X @ W_Q
+    scale = 1.0 / jnp.sqrt(jnp.asarray(Q.shape[-1], Q.dtype))
+    return (Q @ (P @ W_K).T) * scale, (Q @ (X @ W_K).T) * scale
+
+
+def _input_block(X, W_Q, W_K, W_V, causal):
+    Q = X @ W_Q
+    scale = 1.0 / jnp.sqrt(jnp.asarray(Q.shape[-1], Q.dtype))
+    z_X = (Q @ (X @ W_K).T) * scale
+    if causal:
+        L = X.shape[0]
+        z_X = jnp.where(jnp.tril(jnp.ones((L, L), bool)), z_X, -jnp.inf)
+    return Q, scale, z_X, X @ W_V
+
+
+@functools.partial(jax.jit, static_argnames=("causal", "chunk_size"))
+def _prefix_attention(X, P, W_Q, W_K, W_V, causal, chunk_size):
+    Q, scale, z_X, V_X = _input_block(X, W_Q, W_K, W_V, causal)
+    m = P.shape[0]
+    if chunk_size is None or chunk_size >= m:
+        z = jnp.concatenate([(Q @ (P @ W_K).T) * scale, z_X], axis=1)
+        V = jnp.concatenate([P @ W_V, V_X], axis=0)
+        w = jax.nn.softmax(z, axis=1)
+        return w @ V
+
+    # Online softmax over prefix chunks, then merge with the exact input block.
+    mx_P, s_P, o_P = online_softmax(
+        lambda P_c: ((P_c @ W_K) @ Q.T) * scale, lambda P_c: P_c @ W_V, (P,), chunk_size
+    )
+    mx_X = jnp.max(z_X, axis=1)
+    e_X = jnp.exp(z_X - mx_X[:, None])
+    mx = jnp.maximum(mx_P, mx_X)
+    c_P, c_X = jnp.exp(mx_P - mx), jnp.exp(mx_X - mx)
+    s = s_P * c_P + jnp.sum(e_X, axis=1) * c_X
+    o = o_P * c_P[:, None] + (e_X @ V_X) * c_X[:, None]
+    return o / s[:, None]
+
+
+def _check(X, P, W_Q, W_K, W_V, chunk_size):
+    _v.check_matrix("X", X)
+    _v.check_matrix("P", P, cols=X.shape[1])
+    _v.check_matrix("W_Q", W_Q)
+    if W_Q.shape[0] != X.shape[1]:
+        raise _v.InputError(f"W_Q must have {X.shape[1]} rows (the token dimension), got {W_Q.shape}")
+    if W_K.shape != W_Q.shape:
+        raise _v.InputError(f"W_K must have the shape of W_Q {W_Q.shape}, got {W_K.shape}")
+    _v.check_matrix("W_V", W_V)
+    if W_V.shape[0] != X.shape[1]:
+        raise _v.InputError(f"W_V must have {X.shape[1]} rows, got {W_V.shape}")
+    for name, a in (("X", X), ("P", P), ("W_Q", W_Q), ("W_K", W_K), ("W_V", W_V)):
+        _v.check_finite(name, a)
+    if chunk_size is not None:
+        _v.check_count("chunk_size", chunk_size)
+
+
+def prefix_attention(X, P, W_Q, W_K, W_V, *, causal: bool = False, chunk_size: int | None = None):
+    """Exact prefix attention ``diag(A 1)^{-1} A V`` for one sequence; returns (L, d_v).
+
+    ``X``: (L, d) input tokens; ``P``: (m, d) prefix rows; ``W_Q``, ``W_K``: (d, d_k);
+    ``W_V``: (d, d_v).  The computation runs in the dtype of the inputs (float32 or float64).
+    ``chunk_size`` streams the prefix in chunks of that many rows (same result, bounded memory).
+    """
+    X, P, W_Q, W_K, W_V = (jnp.asarray(a) for a in (X, P, W_Q, W_K, W_V))
+    _check(X, P, W_Q, W_K, W_V, chunk_size)
+    chunk = None if chunk_size is None else int(chunk_size)
+    return _prefix_attention(X, P, W_Q, W_K, W_V, bool(causal), chunk)
+
+
+def prefix_attention_batch(X, P, W_Q, W_K, W_V, *, causal: bool = False, chunk_size: int | None = None):
+    """:func:`prefix_attention` over a batch ``X`` of shape (B, L, d); returns (B, L, d_v)."""
+    X = jnp.asarray(X)
+    if X.ndim != 3:
+        raise _v.InputError(f"X must be a 3-D array (batch, tokens, features), got shape {X.shape}")
+    P, W_Q, W_K, W_V = (jnp.asarray(a) for a in (P, W_Q, W_K, W_V))
+    _check(X[0], P, W_Q, W_K, W_V, chunk_size)
+    _v.check_finite("X", X)
+    chunk = None if chunk_size is None else int(chunk_size)
+    return jax.vmap(lambda x: _prefix_attention(x, P, W_Q, W_K, W_V, bool(causal), chunk))(X)

@@ -1,0 +1,86 @@
+"""Streaming reductions over prefix rows.
+
+Every quantity in this toolkit (outputs, gradients, kernels, prefix summaries) is a reduction
+over the m prefix rows.  :func:`row_chunk_reduce` walks the rows in chunks of a static size with
+``lax.fori_loop`` and ``lax.dynamic_slice`` (no padded copy of P), then handles the ragged tail
+with one static slice, so peak memory is set by the chunk size, not by m.
+
+The per-chunk function must be a pure function of the row slices; ``combine`` must be
+associative (a sum, a maximum, an online-softmax merge).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+__all__ = ["row_chunk_reduce", "row_chunk_sum", "row_chunk_max", "online_softmax", "DEFAULT_CHUNK"]
+
+DEFAULT_CHUNK = 4096
+
+
+def row_chunk_reduce(fn: Callable, combine: Callable, rows: Sequence, chunk_size: int):
+    """Reduce ``fn(*row_slices)`` over chunks of the leading axis of ``rows`` with ``combine``.
+
+    ``rows`` is a tuple of arrays (or pytrees of arrays) sharing the leading length m.  Returns
+    ``combine(... combine(fn(chunk_0), fn(chunk_1)) ..., fn(tail))``.  Works under ``jit``; m
+    and ``chunk_size`` are static.
+    """
+    leaves = jax.tree_util.tree_leaves(rows)
+    m = leaves[0].shape[0]
+    if any(leaf.shape[0] != m for leaf in leaves):
+        raise ValueError("row_chunk_reduce: all row arrays must share the leading length m")
+    c = max(1, min(int(chunk_size), m))
+    q, rem = divmod(m, c)
+
+    def take(start, size):
+        return jax.tree_util.tree_map(lambda a: lax.dynamic_slice_in_dim(a, start, size, 0), rows)
+
+    acc = fn(*take(0, c))
+    if q > 1:
+        acc = lax.fori_loop(1, q, lambda i, a: combine(a, fn(*take(i * c, c))), acc)
+    if rem:
+        tail = jax.tree_util.tree_map(lambda a: a[q * c :], rows)
+        acc = combine(acc, fn(*tail))
+    return acc
+
+
+def _add(a, b):
+    return jax.tree_util.tree_map(jnp.add, a, b)
+
+
+def row_chunk_sum(fn: Callable, rows: Sequence, chunk_size: int):
+    """``sum_r fn(row r)`` computed chunk by chunk: ``fn`` maps row slices to a pytree of sums."""
+    return row_chunk_reduce(fn, _add, rows, chunk_size)
+
+
+def online_softmax(logits_fn: Callable, values_fn: Callable, rows: Sequence, chunk_size: int):
+    """Softmax statistics over the m rows, streamed: ``(mx, s, weighted)`` per query.
+
+    ``logits_fn(*row_slices) -> (c, n)`` gives the logits of a chunk of c rows against n queries;
+    ``values_fn(*row_slices) -> (c, q)`` gives a value per row.  Returns the per-query maximum
+    logit ``mx`` (n,), the normaliser ``s = sum_r exp(z_r - mx)`` (n,) and the un-normalised
+    weighted sum ``sum_r exp(z_r - mx) value_r`` (n, q); the softmax average is
+    ``weighted / s[:, None]`` and ``S_r = exp(z_r - mx) / s``.
+    """
+
+    def chunk_stats(*rs):
+        z = logits_fn(*rs)
+        mx = jnp.max(z, axis=0)
+        e = jnp.exp(z - mx[None, :])
+        return mx, jnp.sum(e, axis=0), e.T @ values_fn(*rs)
+
+    def combine(a, b):
+        mx = jnp.maximum(a[0], b[0])
+        ca, cb = jnp.exp(a[0] - mx), jnp.exp(b[0] - mx)
+        return mx, a[1] * ca + b[1] * cb, a[2] * ca[:, None] + b[2] * cb[:, None]
+
+    return row_chunk_reduce(chunk_stats, combine, rows, chunk_size)
+
+
+def row_chunk_max(fn: Callable, rows: Sequence, chunk_size: int):
+    """``max_r fn(row r)`` computed chunk by chunk (``fn`` returns an array reduced elementwise)."""
+    return row_chunk_reduce(fn, jnp.maximum, rows, chunk_size)
