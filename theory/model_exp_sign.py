@@ -43,10 +43,13 @@ def forward(P, frozen, u):
 
 @functools.partial(jax.jit, static_argnames=("chunk_size",))
 def structured_ntk(P, frozen, U1, U2, chunk_size):
+    """``U2=None`` means ``U2 = U1``."""
+    same = U2 is None
+    U2 = U1 if same else U2
+
     def chunk(P_c, a_c):
         E1 = a_c[:, None] * jnp.exp(P_c @ U1.T)
-        E2 = a_c[:, None] * jnp.exp(P_c @ U2.T)
-        return E1.T @ E2
+        return E1.T @ (E1 if same else a_c[:, None] * jnp.exp(P_c @ U2.T))
 
     G = row_chunk_sum(chunk, (P, frozen["a"]), chunk_size)
     H = frozen["scale"] ** 2 * G * (U1 @ U2.T)

@@ -79,23 +79,30 @@ def _stats(P, V, U, chunk_size):
 
 @functools.partial(jax.jit, static_argnames=("chunk_size",))
 def structured_ntk(P, frozen, U1, U2, chunk_size):
+    """``U2=None`` means ``U2 = U1`` (one softmax pass and one operand instead of two)."""
     V = frozen["V"]
-    mx1, s1, Fbar1 = _stats(P, V, U1, chunk_size)
-    mx2, s2, Fbar2 = _stats(P, V, U2, chunk_size)
+    same = U2 is None
+    U2 = U1 if same else U2
+    n1, n2, k = U1.shape[0], U2.shape[0], V.shape[0]
+    st1 = _stats(P, V, U1, chunk_size)
+    st2 = st1 if same else _stats(P, V, U2, chunk_size)
+
+    def operand(P_c, U, stats):
+        mx, s, Fbar = stats
+        S = jnp.exp(P_c @ U.T - mx) / s  # (c, n)
+        T = S[:, :, None] * ((P_c @ V.T)[:, None, :] - Fbar[None])  # (c, n, k)
+        return jnp.concatenate([S, T.reshape(S.shape[0], -1)], axis=1)  # (c, n (1 + k))
 
     def chunk(P_c):
-        S1 = jnp.exp(P_c @ U1.T - mx1) / s1  # (c, n1)
-        S2 = jnp.exp(P_c @ U2.T - mx2) / s2
-        y = P_c @ V.T  # (c, k)
-        T1 = S1[:, :, None] * (y[:, None, :] - Fbar1[None])  # (c, n1, k)
-        T2 = S2[:, :, None] * (y[:, None, :] - Fbar2[None])
-        M0 = S1.T @ S2
-        W1 = jnp.einsum("ri,rjm->ijm", S1, T2)
-        W1p = jnp.einsum("ril,rj->ijl", T1, S2)
-        W2 = jnp.einsum("ril,rjm->ijlm", T1, T2)
-        return M0, W1, W1p, W2
+        A = operand(P_c, U1, st1)
+        B = A if same else operand(P_c, U2, st2)
+        return A.T @ B  # one GEMM holds M0, W1, W1' and W2
 
-    M0, W1, W1p, W2 = row_chunk_sum(chunk, (P,), chunk_size)
+    G = row_chunk_sum(chunk, (P,), chunk_size)
+    M0 = G[:n1, :n2]
+    W1 = G[:n1, n2:].reshape(n1, n2, k)  # sum_r S_ri T_r(j, l')
+    W1p = G[n1:, :n2].reshape(n1, k, n2).transpose(0, 2, 1)  # sum_r T_r(i, l) S_rj
+    W2 = G[n1:, n2:].reshape(n1, k, n2, k).transpose(0, 2, 1, 3)  # sum_r T_r(i, l) T_r(j, l')
     VU1, VU2 = U1 @ V.T, U2 @ V.T  # (n, k): (V u_i)_l
     H = (
         (V @ V.T)[None, None] * M0[:, :, None, None]

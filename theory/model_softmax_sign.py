@@ -50,17 +50,23 @@ def softmax_weights_stats(P, a_rows, U, chunk_size):
 
 @functools.partial(jax.jit, static_argnames=("chunk_size",))
 def structured_ntk(P, frozen, U1, U2, chunk_size):
+    """``U2=None`` means ``U2 = U1`` (one softmax pass and one operand instead of two)."""
     a_rows = frozen["a"].T  # (m, k)
     k = a_rows.shape[1]
-    mx1, s1, abar1 = softmax_weights_stats(P, a_rows, U1, chunk_size)
-    mx2, s2, abar2 = softmax_weights_stats(P, a_rows, U2, chunk_size)
+    same = U2 is None
+    U2 = U1 if same else U2
+    st1 = softmax_weights_stats(P, a_rows, U1, chunk_size)
+    st2 = st1 if same else softmax_weights_stats(P, a_rows, U2, chunk_size)
+
+    def operand(P_c, a_c, U, stats):
+        mx, s, abar = stats
+        S = jnp.exp(P_c @ U.T - mx) / s  # (c, n)
+        B = S[:, :, None] * (a_c[:, None, :] - abar[None])  # (c, n, k)
+        return B.reshape(B.shape[0], -1)
 
     def chunk(P_c, a_c):
-        S1 = jnp.exp(P_c @ U1.T - mx1) / s1  # (c, n1)
-        S2 = jnp.exp(P_c @ U2.T - mx2) / s2
-        B1 = S1[:, :, None] * (a_c[:, None, :] - abar1[None])  # (c, n1, k)
-        B2 = S2[:, :, None] * (a_c[:, None, :] - abar2[None])
-        return B1.reshape(B1.shape[0], -1).T @ B2.reshape(B2.shape[0], -1)
+        B1 = operand(P_c, a_c, U1, st1)
+        return B1.T @ (B1 if same else operand(P_c, a_c, U2, st2))
 
     G = row_chunk_sum(chunk, (P, a_rows), chunk_size)
     n1, n2 = U1.shape[0], U2.shape[0]

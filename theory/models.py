@@ -15,7 +15,8 @@ Signatures (all arrays in one float dtype):
   trainable prefix, rows i.i.d. N(0, sigma^2 I_d); ``frozen`` is a dict of frozen arrays
   (per-row constants have leading axis m; ``frozen["scale"]`` is the output scale).
 - ``forward(P, frozen, u) -> (k,)``: the model output for one input ``u = W x`` (shape (d,)).
-- ``structured_ntk(P, frozen, U1, U2, chunk_size) -> (n1, n2, k, k)``.
+- ``structured_ntk(P, frozen, U1, U2, chunk_size) -> (n1, n2, k, k)``; ``U2=None`` means
+  ``U2 = U1`` and lets the model reuse one pass.
 - ``limit_kernel(U1, U2, *, sigma, frozen) -> (n1, n2, k, k)``: uses only the m-independent
   entries of ``frozen`` (e.g. the readout V).
 - ``max_logit(P, U) -> scalar`` and ``logit_multiple``: how large exponents get, so that

@@ -104,7 +104,8 @@ def _contract(J1, J2):
 @functools.partial(jax.jit, static_argnums=0)
 def _autodiff(f, params, U1, U2):
     jac = jax.vmap(jax.jacrev(f), in_axes=(None, 0))
-    return _contract(jac(params, U1), jac(params, U2))
+    J1 = jac(params, U1)
+    return _contract(J1, J1 if U2 is None else jac(params, U2))
 
 
 def autodiff_ntk_bytes(n1: int, n2: int, k: int, n_params: int, itemsize: int) -> int:
@@ -120,40 +121,44 @@ def autodiff_ntk(f, params, U1, U2=None, *, memory_budget: int = DEFAULT_MEMORY_
     if the Jacobians would exceed ``memory_budget`` bytes.
     """
     U1 = jnp.asarray(U1)
-    U2 = U1 if U2 is None else jnp.asarray(U2)
+    same = U2 is None
+    U2 = U1 if same else jnp.asarray(U2)
     out = jax.eval_shape(f, params, U1[0])
     if len(out.shape) != 1:
         raise _v.InputError(f"f must return a 1-D output (k,), got shape {out.shape}")
     leaves = jax.tree_util.tree_leaves(params)
     n_params = sum(int(np.size(leaf)) for leaf in leaves)
-    need = autodiff_ntk_bytes(U1.shape[0], U2.shape[0], out.shape[0], n_params, jnp.dtype(out.dtype).itemsize)
+    need = autodiff_ntk_bytes(U1.shape[0], 0 if same else U2.shape[0], out.shape[0], n_params,
+                              jnp.dtype(out.dtype).itemsize)
     if need > memory_budget:
         raise MemoryError(
             f"autodiff NTK needs {need / 2**30:.2f} GiB for its Jacobians (n1={U1.shape[0]}, "
             f"n2={U2.shape[0]}, k={out.shape[0]}, {n_params} parameters), over the budget of "
             f"{memory_budget / 2**30:.2f} GiB: use the structured NTK, fewer inputs, or raise memory_budget"
         )
-    return _autodiff(f, params, U1, U2)
+    return _autodiff(f, params, U1, None if same else U2)
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _autodiff_model(forward, P, frozen, U1, U2):
     jac = jax.vmap(jax.jacrev(forward), in_axes=(None, None, 0))
-    return _contract(jac(P, frozen, U1), jac(P, frozen, U2))
+    J1 = jac(P, frozen, U1)
+    return _contract(J1, J1 if U2 is None else jac(P, frozen, U2))
 
 
 def autodiff_model_ntk(model, P, frozen, U1, U2=None, *, memory_budget: int = DEFAULT_MEMORY_BUDGET):
     """:func:`autodiff_ntk` of a registered model with respect to its prefix ``P`` only."""
+    same = U2 is None
     model, P, frozen, U1, U2 = validate_model_inputs(model, P, frozen, U1, U2)
     k = jax.eval_shape(model.forward, P, frozen, U1[0]).shape[0]
-    need = autodiff_ntk_bytes(U1.shape[0], U2.shape[0], k, P.size, P.dtype.itemsize)
+    need = autodiff_ntk_bytes(U1.shape[0], 0 if same else U2.shape[0], k, P.size, P.dtype.itemsize)
     if need > memory_budget:
         raise MemoryError(
             f"autodiff NTK of {model.name!r} needs {need / 2**30:.2f} GiB for its Jacobians "
             f"(n1={U1.shape[0]}, n2={U2.shape[0]}, k={k}, m*d={P.size}), over the budget of "
             f"{memory_budget / 2**30:.2f} GiB: use method='structured' or raise memory_budget"
         )
-    return _autodiff_model(model.forward, P, frozen, U1, U2)
+    return _autodiff_model(model.forward, P, frozen, U1, None if same else U2)
 
 
 # --------------------------------------------------------------------------- structured
@@ -161,10 +166,11 @@ def autodiff_model_ntk(model, P, frozen, U1, U2=None, *, memory_budget: int = DE
 
 def structured_ntk(model, P, frozen, U1, U2=None, *, chunk_size: int = DEFAULT_CHUNK):
     """The model's closed-form NTK, streamed over prefix rows in chunks of ``chunk_size``."""
+    same = U2 is None
     model, P, frozen, U1, U2 = validate_model_inputs(model, P, frozen, U1, U2, chunk_size=chunk_size)
     if model.structured_ntk is None:
         raise _v.InputError(f"model {model.name!r} has no structured NTK; use method='autodiff'")
-    return model.structured_ntk(P, frozen, U1, U2, int(chunk_size))
+    return model.structured_ntk(P, frozen, U1, None if same else U2, int(chunk_size))
 
 
 def empirical_ntk(model, P, frozen, U1, U2=None, *, method: str = "structured", chunk_size: int = DEFAULT_CHUNK,

@@ -64,7 +64,7 @@ def _mc_draws(keys, U, fixed, *, model, m, d, k, sigma, method, chunk_size, para
         P, frozen = model.init(key=key, m=m, d=d, k=k, sigma=sigma, dtype=U.dtype, parametrization=parametrization)
         frozen = {**frozen, **fixed}
         if method == "structured":
-            return model.structured_ntk(P, frozen, U, U, chunk_size)
+            return model.structured_ntk(P, frozen, U, None, chunk_size)
         jac = jax.vmap(jax.jacrev(model.forward), in_axes=(None, None, 0))
         J = jac(P, frozen, U)
         return jnp.einsum("ikrd,jlrd->ijkl", J, J)

@@ -1,0 +1,104 @@
+"""Benchmark: structured vs autodiff empirical NTK, time and peak memory as m grows.
+
+Time is the best of ``repeats`` calls after one warm-up call (compilation excluded and reported
+separately).  Memory is XLA's own accounting of the compiled program
+(``compiled.memory_analysis()``: temporaries + outputs), exact for the program and free of
+allocator noise; the inputs, the prefix P itself (m d numbers) among them, are excluded since
+both implementations share them.  The autodiff reference is skipped, with the reason, where its Jacobians
+would exceed the memory budget.
+
+This is a measurement, never a test: no test asserts on these numbers.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+
+import theory as T
+from theory import ntk_empirical as _ne
+from theory.streaming import DEFAULT_CHUNK
+
+__all__ = ["bench_ntk", "format_table"]
+
+
+def _mem_bytes(compiled) -> int | None:
+    """Working memory of a compiled program: XLA temporaries + outputs (its inputs, P among them, excluded)."""
+    try:
+        ma = compiled.memory_analysis()
+        return int(ma.temp_size_in_bytes + ma.output_size_in_bytes)
+    except Exception:  # pragma: no cover - backends without memory analysis
+        return None
+
+
+def _time(fn, repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn())
+    first = time.perf_counter() - t0
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        best = min(best, time.perf_counter() - t0)
+    return first, best
+
+
+def bench_ntk(*, models=("exp-sign", "softmax-sign", "prefix"), n=128, d=16, k=1, ms=(1e3, 1e4, 1e5, 1e6),
+              repeats=3, chunk_size=DEFAULT_CHUNK, memory_budget=_ne.DEFAULT_MEMORY_BUDGET, dtype=jnp.float64,
+              key=None, progress=None):
+    """Measure both NTKs for each model and m; returns a list of row dicts."""
+    key = jax.random.key(0) if key is None else key
+    rows = []
+    for name in models:
+        model = T.get_model(name)
+        kk = model.fixed_k or k
+        U = jax.random.normal(jax.random.fold_in(key, 1), (n, d), dtype) / (2 * jnp.sqrt(jnp.asarray(d, dtype)))
+        for m in ms:
+            m = int(m)
+            P, frozen = T.init_model(name, key=jax.random.fold_in(key, m), m=m, d=d, k=kk, sigma=1.0, dtype=dtype)
+            row = {"model": name, "n": n, "d": d, "k": kk, "m": m, "dtype": jnp.dtype(dtype).name}
+            compiled = model.structured_ntk.lower(P, frozen, U, None, chunk_size).compile()
+            row["structured_mem_bytes"] = _mem_bytes(compiled)
+            first, best = _time(lambda: T.structured_ntk(name, P, frozen, U, chunk_size=chunk_size), repeats)
+            row["structured_first_s"], row["structured_s"] = first, best
+            need = _ne.autodiff_ntk_bytes(n, 0, kk, m * d, jnp.dtype(dtype).itemsize)
+            if need > memory_budget:
+                row.update(autodiff_s=None, autodiff_first_s=None, autodiff_mem_bytes=None,
+                           autodiff_note=f"skipped: Jacobian {need / 2**30:.1f} GiB > budget {memory_budget / 2**30:.1f} GiB")
+            else:
+                compiled = _ne._autodiff_model.lower(model.forward, P, frozen, U, None).compile()
+                row["autodiff_mem_bytes"] = _mem_bytes(compiled)
+                first, best = _time(lambda: T.autodiff_model_ntk(name, P, frozen, U, memory_budget=memory_budget),
+                                    repeats)
+                row["autodiff_first_s"], row["autodiff_s"] = first, best
+                row["autodiff_note"] = ""
+            row["speedup"] = (row["autodiff_s"] / row["structured_s"]) if row.get("autodiff_s") else None
+            rows.append(row)
+            if progress is not None:
+                progress(row)
+            del P, frozen
+    return rows
+
+
+def _fmt(x, unit=""):
+    if x is None:
+        return "-"
+    if unit == "MiB":
+        return f"{x / 2**20:.1f}"
+    return f"{x:.3g}"
+
+
+def format_table(rows) -> str:
+    """A markdown table of :func:`bench_ntk` rows."""
+    head = ("| model | m | structured s | autodiff s | speedup | structured MiB | autodiff MiB | note |\n"
+            "|---|---|---|---|---|---|---|---|")
+    lines = [head]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['m']:.0e} | {_fmt(r['structured_s'])} | {_fmt(r.get('autodiff_s'))} | "
+            f"{_fmt(r.get('speedup'))} | {_fmt(r['structured_mem_bytes'], 'MiB')} | "
+            f"{_fmt(r.get('autodiff_mem_bytes'), 'MiB')} | {r.get('autodiff_note', '')} |"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,11 @@
+"""Experiment modules; importing this package registers each of them (see sims.experiment)."""
+
+import importlib
+
+_MODULES = [
+    "convergence",
+    "kernel",
+]
+
+for _name in _MODULES:
+    importlib.import_module(f"sims.experiments.{_name}")
