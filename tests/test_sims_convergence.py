@@ -12,6 +12,7 @@ from sims.cli import build_app
 from sims.experiment import get
 from sims.experiments import convergence as C
 from sims.experiments import kernel as K
+from sims.verdicts import slope_row
 
 TINY = dict(m=(4000,), ladder=3, n=6, d=8, steps=40, log_every=20, seeds=3)
 
@@ -37,17 +38,30 @@ def tiny_results(model):
     return cfg, run_cells(get("convergence"), cfg)
 
 
-@pytest.mark.parametrize("model", ["prefix", "exp-sign"])
-def test_convergence_claims_hold_and_control_fails(model):
-    cfg, res = tiny_results(model)
+def _interval(row):
+    lo, hi = row.measured.split("[")[1].rstrip("]").split(",")
+    return float(lo), float(hi)
+
+
+def test_convergence_claims_hold_and_control_fails():
+    cfg, res = tiny_results("prefix")
     rows = C.verdict(cfg, res)
     by = {r.claim.split(" ")[0]: r for r in rows}
-    for claim in ("1.", "2.", "3.", "4.", "5.", "6."):
+    for claim in ("1.", "2.", "3.", "4.", "4b.", "5.", "6."):
         assert by[claim].passed, by[claim]
+    for claim in ("1.", "4.", "5.", "6."):  # informative: each interval also rules out "no decay"
+        assert _interval(by[claim])[1] < 0, by[claim]
     controls = [r for r in rows if r.claim.startswith("control")]
     assert len(controls) == 3 and all(r.passed for r in controls), controls
-    if model == "exp-sign":
-        assert by["1b."].passed, by["1b."]
+
+
+def test_convergence_exp_sign_exact_constant_and_bounds():
+    # At these sizes exp-sign's slope intervals are too wide to be informative (its rates are
+    # tested in tests/test_ntk_limit.py); the exact constant and claims 2-3 are checked here.
+    cfg, res = tiny_results("exp-sign")
+    by = {r.claim.split(" ")[0]: r for r in C.verdict(cfg, res)}
+    for claim in ("1b.", "2.", "3."):
+        assert by[claim].passed, by[claim]
 
 
 def test_wrong_scaling_fails_the_rate_check():
@@ -57,7 +71,7 @@ def test_wrong_scaling_fails_the_rate_check():
     by_m = {m: [a for c, a in res if c["m"] == m and c["parametrization"] == "ntk"] for m in ms}
     # Multiply the measured kernel drift by sqrt(m): a deliberately wrong (m^0) scaling.
     wrong = [[float(np.max(a["kernel_change"])) * np.sqrt(m) for a in by_m[m]] for m in ms]
-    assert not C._slope_row("wrong", ms, wrong).passed
+    assert not slope_row("wrong", ms, wrong).passed
 
 
 def test_single_m_cannot_fit_a_rate():

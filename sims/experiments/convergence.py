@@ -44,7 +44,8 @@ import numpy as np
 import theory as T
 from sims.experiment import Experiment, VerdictRow, register
 from theory.model_prefix import readout
-from theory.stats import fit_loglog_slope, mean_ci
+from sims.verdicts import slope_row, threshold_m
+from theory.stats import mean_ci
 
 MODELS = ("exp-sign", "softmax-sign", "prefix")
 
@@ -218,38 +219,13 @@ def _by(results, parametrization):
     return ms, {m: [a for c, a in rows if c["m"] == m] for m in ms}
 
 
-def _slope_row(claim, ms, values, predicted=-0.5, control=False):
-    """Fit a log-log slope over seeds; pass when its CI contains ``predicted`` (or excludes it for a control)."""
-    if len(ms) < 2:
-        return VerdictRow(claim, f"slope {predicted:g}", "needs >= 2 values of m", False, "run a sweep or --ladder >= 2")
-    y = np.array(values, float)
-    if not np.all(np.isfinite(y)):
-        return VerdictRow(claim, f"slope {predicted:g}", "diverged (non-finite values)", control)
-    y = np.maximum(y, 1e-300)
-    fit = fit_loglog_slope(ms, y)
-    measured = f"{fit.slope:.3f} [{fit.low:.3f}, {fit.high:.3f}]"
-    if control:
-        return VerdictRow(claim, f"slope != {predicted:g} (lazy regime fails)", measured, not fit.contains(predicted))
-    return VerdictRow(claim, f"slope {predicted:g}", measured, fit.contains(predicted))
-
-
-def _threshold(ms, ok):
-    """Smallest m of the grid from which ``ok`` holds at it and every larger m."""
-    best = None
-    for m in reversed(ms):
-        if not ok[m]:
-            break
-        best = m
-    return best
-
-
 def verdict(cfg: ConvergenceConfig, results) -> list[VerdictRow]:
     ms, by_m = _by(results, "ntk")
     rows = []
     if not ms:
         return rows
     lam = float(by_m[ms[0]][0]["lambda_star"])
-    rows.append(_slope_row("1. ||H(0) - H*|| ~ m^-1/2", ms, [[float(a["H0_err"]) for a in by_m[m]] for m in ms]))
+    rows.append(slope_row("1. ||H(0) - H*|| ~ m^-1/2", ms, [[float(a["H0_err"]) for a in by_m[m]] for m in ms]))
     if cfg.model == "exp-sign":
         C = float(by_m[ms[0]][0]["C_exact"])
         samples = [m * float(a["H0_err"]) ** 2 for m in ms for a in by_m[m]]
@@ -257,7 +233,7 @@ def verdict(cfg: ConvergenceConfig, results) -> list[VerdictRow]:
         rows.append(VerdictRow("1b. E m||H(0) - H*||_F^2 = C (exact)", f"{C:.4g}", f"{mean:.4g} [{lo:.4g}, {hi:.4g}]",
                                lo <= C <= hi, "99% t-interval over all cells"))
     ok2 = {m: all(float(a["lambda_min_H0"]) >= lam / 2 for a in by_m[m]) for m in ms}
-    thr2 = _threshold(ms, ok2)
+    thr2 = threshold_m(ms, ok2)
     pred2 = "holds at the largest m"
     if cfg.model == "exp-sign":
         pred2 += f"; Chebyshev (||H-H*|| <= lambda/4, delta=0.1): m >= {T.chebyshev_width(C, t=lam / 4, delta=0.1):.3g}"
@@ -265,23 +241,23 @@ def verdict(cfg: ConvergenceConfig, results) -> list[VerdictRow]:
     rows.append(VerdictRow("2. lambda_min(H(0)) >= lambda/2", pred2,
                            f"min {worst:.4g} vs {lam / 2:.4g}; holds from m = {thr2}", ok2[ms[-1]]))
     ok3 = {m: all(bool(np.all(a["loss"] <= a["loss_bound"] * (1 + 1e-9) + 1e-300)) for a in by_m[m]) for m in ms}
-    thr3 = _threshold(ms, ok3)
+    thr3 = threshold_m(ms, ok3)
     rows.append(VerdictRow("3. L(t) <= (1 - eta lambda/2)^t L(0), all t", "holds at the largest m",
                            f"holds from m = {thr3}", ok3[ms[-1]]))
     metrics = [("4. rms_r ||p_r(t) - p_r(0)|| ~ m^-1/2", "movement_rms"),
                ("5. sup_t ||H(t) - H(0)|| ~ m^-1/2", "kernel_change"),
                ("6. sup_t ||r(t) - r_lin(t)|| ~ m^-1/2", "lin_dist")]
     for claim, key in metrics:
-        rows.append(_slope_row(claim, ms, [[float(np.max(a[key])) for a in by_m[m]] for m in ms]))
+        rows.append(slope_row(claim, ms, [[float(np.max(a[key])) for a in by_m[m]] for m in ms]))
     if len(ms) >= 2:
         ev = np.array([-0.5 * np.log(m) + cfg.sigma * cfg.input_norm * np.sqrt(2 * np.log(m)) for m in ms])
         pred4 = float(np.polyfit(np.log(ms), ev, 1)[0])
-        rows.insert(-2, _slope_row("4b. max_r ||p_r(t) - p_r(0)|| ~ m^-1/2 e^{sigma|u|sqrt(2 log m)}", ms,
+        rows.insert(-2, slope_row("4b. max_r ||p_r(t) - p_r(0)|| ~ m^-1/2 e^{sigma|u|sqrt(2 log m)}", ms,
                                    [[float(np.max(a["movement"])) for a in by_m[m]] for m in ms], predicted=pred4))
     cms, cby = _by(results, "mean-field")
     if cms:
         for claim, key in metrics:
-            rows.append(_slope_row("control (mean-field): " + claim.split(". ", 1)[1].split(" ~")[0] + " not ~ m^-1/2",
+            rows.append(slope_row("control (mean-field): " + claim.split(". ", 1)[1].split(" ~")[0] + " not ~ m^-1/2",
                                    cms, [[float(np.max(a[key])) for a in cby[m]] for m in cms], control=True))
     return rows
 

@@ -19,7 +19,8 @@ import numpy as np
 
 import theory as T
 from sims.experiment import Experiment, VerdictRow, register
-from theory.stats import fit_loglog_slope, mean_ci
+from sims.verdicts import slope_row
+from theory.stats import mean_ci
 
 MODELS = ("exp-sign", "softmax-sign", "prefix")
 
@@ -98,16 +99,10 @@ def verdict(cfg: KernelConfig, results) -> list[VerdictRow]:
     for name in cfg.model:
         res = [(c, a) for c, a in results if c["model"] == name]
         ms = sorted({c["m"] for c, _ in res})
-        if len(ms) < 2:
-            rows.append(VerdictRow(f"{name}: ||H(0) - H*|| ~ m^-1/2", "slope -0.5", "needs >= 2 values of m", False))
-            continue
         err = [[float(a["err"]) for c, a in res if c["m"] == m] for m in ms]
-        fit = fit_loglog_slope(ms, err)
-        rows.append(VerdictRow(f"{name}: ||H(0) - H*|| ~ m^-1/2", "slope -0.5",
-                               f"{fit.slope:.3f} [{fit.low:.3f}, {fit.high:.3f}]", fit.contains(-0.5)))
-        bad = fit_loglog_slope(ms, [[float(a["err_wrong"]) for c, a in res if c["m"] == m] for m in ms])
-        rows.append(VerdictRow(f"{name}: control, wrong H* (sigma*sqrt 2) does not converge", "slope != -0.5",
-                               f"{bad.slope:.3f} [{bad.low:.3f}, {bad.high:.3f}]", not bad.contains(-0.5)))
+        rows.append(slope_row(f"{name}: ||H(0) - H*|| ~ m^-1/2", ms, err))
+        wrong = [[float(a["err_wrong"]) for c, a in res if c["m"] == m] for m in ms]
+        rows.append(slope_row(f"{name}: control, wrong H* (sigma*sqrt 2) does not converge", ms, wrong, control=True))
         lam = float(res[0][1]["lambda_star"])
         top = [float(a["lambda_min_H0"]) for c, a in res if c["m"] == ms[-1]]
         rows.append(VerdictRow(f"{name}: lambda_min(H(0)) >= lambda/2 at m = {ms[-1]}", f">= {lam / 2:.4g}",
