@@ -20,6 +20,10 @@ from theory.ntk_empirical import (
     structured_ntk,
 )
 from theory.ntk_limit import MonteCarloKernel, chebyshev_width, exp_sign_fluctuation, limit_kernel, monte_carlo_kernel
+from theory.feature_maps import feature_map, taylor_features
+from theory.ntk_attention import ntk_attention, ntk_attention_batch, prefix_summary
+from theory.ntk_attention_bounds import degree_needed, output_error_bound, weight_error
+from theory.ntk_attention_train import train_summary
 from theory.prefix_attention import attention_logits, prefix_attention, prefix_attention_batch
 from theory.validation import InputError, LogitOverflowError
 
@@ -43,8 +47,10 @@ __all__ = [
     "autodiff_ntk",
     "chebyshev_width",
     "default_learning_rate",
+    "degree_needed",
     "empirical_ntk",
     "exp_sign_fluctuation",
+    "feature_map",
     "fold_inputs",
     "get_model",
     "init_model",
@@ -56,8 +62,15 @@ __all__ = [
     "model_names",
     "model_outputs",
     "monte_carlo_kernel",
+    "ntk_attention",
+    "ntk_attention_batch",
+    "output_error_bound",
     "prefix_attention",
     "prefix_attention_batch",
+    "prefix_summary",
     "register",
     "structured_ntk",
+    "taylor_features",
+    "train_summary",
+    "weight_error",
 ]

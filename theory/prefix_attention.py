@@ -25,7 +25,14 @@ import jax.numpy as jnp
 from theory import validation as _v
 from theory.streaming import online_softmax
 
-__all__ = ["prefix_attention", "prefix_attention_batch", "attention_logits"]
+__all__ = [
+    "prefix_attention",
+    "prefix_attention_batch",
+    "prefix_attention_jit",
+    "attention_logits",
+    "input_block",
+    "check_attention_args",
+]
 
 
 def attention_logits(X, P, W_Q, W_K):
@@ -35,7 +42,8 @@ def attention_logits(X, P, W_Q, W_K):
     return (Q @ (P @ W_K).T) * scale, (Q @ (X @ W_K).T) * scale
 
 
-def _input_block(X, W_Q, W_K, W_V, causal):
+def input_block(X, W_Q, W_K, W_V, causal):
+    """``(Q, 1/sqrt(d_k), z_X, V_X)``: queries, logit scale, input-block logits (causal-masked with -inf) and values."""
     Q = X @ W_Q
     scale = 1.0 / jnp.sqrt(jnp.asarray(Q.shape[-1], Q.dtype))
     z_X = (Q @ (X @ W_K).T) * scale
@@ -46,8 +54,9 @@ def _input_block(X, W_Q, W_K, W_V, causal):
 
 
 @functools.partial(jax.jit, static_argnames=("causal", "chunk_size"))
-def _prefix_attention(X, P, W_Q, W_K, W_V, causal, chunk_size):
-    Q, scale, z_X, V_X = _input_block(X, W_Q, W_K, W_V, causal)
+def prefix_attention_jit(X, P, W_Q, W_K, W_V, causal, chunk_size):
+    """Unvalidated jitted kernel behind :func:`prefix_attention` (``causal``, ``chunk_size`` static)."""
+    Q, scale, z_X, V_X = input_block(X, W_Q, W_K, W_V, causal)
     m = P.shape[0]
     if chunk_size is None or chunk_size >= m:
         z = jnp.concatenate([(Q @ (P @ W_K).T) * scale, z_X], axis=1)
@@ -68,7 +77,8 @@ def _prefix_attention(X, P, W_Q, W_K, W_V, causal, chunk_size):
     return o / s[:, None]
 
 
-def _check(X, P, W_Q, W_K, W_V, chunk_size):
+def check_attention_args(X, P, W_Q, W_K, W_V, chunk_size):
+    """Shape, finiteness and chunk-size checks of :func:`prefix_attention` (raises InputError)."""
     _v.check_matrix("X", X)
     _v.check_matrix("P", P, cols=X.shape[1])
     _v.check_matrix("W_Q", W_Q)
@@ -93,9 +103,9 @@ def prefix_attention(X, P, W_Q, W_K, W_V, *, causal: bool = False, chunk_size: i
     ``chunk_size`` streams the prefix in chunks of that many rows (same result, bounded memory).
     """
     X, P, W_Q, W_K, W_V = (jnp.asarray(a) for a in (X, P, W_Q, W_K, W_V))
-    _check(X, P, W_Q, W_K, W_V, chunk_size)
+    check_attention_args(X, P, W_Q, W_K, W_V, chunk_size)
     chunk = None if chunk_size is None else int(chunk_size)
-    return _prefix_attention(X, P, W_Q, W_K, W_V, bool(causal), chunk)
+    return prefix_attention_jit(X, P, W_Q, W_K, W_V, bool(causal), chunk)
 
 
 def prefix_attention_batch(X, P, W_Q, W_K, W_V, *, causal: bool = False, chunk_size: int | None = None):
@@ -104,7 +114,7 @@ def prefix_attention_batch(X, P, W_Q, W_K, W_V, *, causal: bool = False, chunk_s
     if X.ndim != 3:
         raise _v.InputError(f"X must be a 3-D array (batch, tokens, features), got shape {X.shape}")
     P, W_Q, W_K, W_V = (jnp.asarray(a) for a in (P, W_Q, W_K, W_V))
-    _check(X[0], P, W_Q, W_K, W_V, chunk_size)
+    check_attention_args(X[0], P, W_Q, W_K, W_V, chunk_size)
     _v.check_finite("X", X)
     chunk = None if chunk_size is None else int(chunk_size)
-    return jax.vmap(lambda x: _prefix_attention(x, P, W_Q, W_K, W_V, bool(causal), chunk))(X)
+    return jax.vmap(lambda x: prefix_attention_jit(x, P, W_Q, W_K, W_V, bool(causal), chunk))(X)

@@ -5,6 +5,9 @@ import importlib
 _MODULES = [
     "convergence",
     "kernel",
+    "ntk_attention_cost",
+    "ntk_attention_error",
+    "ntk_attention_train",
 ]
 
 for _name in _MODULES:
