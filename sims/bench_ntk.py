@@ -78,7 +78,6 @@ def bench_ntk(*, models=("exp-sign", "softmax-sign", "prefix"), n=128, d=16, k=1
             rows.append(row)
             if progress is not None:
                 progress(row)
-            del P, frozen
     return rows
 
 

@@ -1,6 +1,5 @@
 """Exact prefix attention against the literal formula of spec section 1."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
