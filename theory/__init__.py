@@ -8,6 +8,9 @@ from theory import model_exp_sign as _model_exp_sign  # noqa: F401  (registers "
 from theory import model_prefix as _model_prefix  # noqa: F401  (registers "prefix")
 from theory import model_softmax_sign as _model_softmax_sign  # noqa: F401  (registers "softmax-sign")
 from theory.linearized import default_learning_rate, kernel_regression_residuals, loss_bound
+from theory.moe import moe_from_attention, moe_regression
+from theory.moe_fit import fit_least_squares
+from theory.voronoi import voronoi_loss
 from theory.models import StylizedModel, get_model, init_model, model_names, register
 from theory.ntk_empirical import (
     LambdaMin,
@@ -50,6 +53,7 @@ __all__ = [
     "degree_needed",
     "empirical_ntk",
     "exp_sign_fluctuation",
+    "fit_least_squares",
     "feature_map",
     "fold_inputs",
     "get_model",
@@ -61,6 +65,8 @@ __all__ = [
     "loss_bound",
     "model_names",
     "model_outputs",
+    "moe_from_attention",
+    "moe_regression",
     "monte_carlo_kernel",
     "ntk_attention",
     "ntk_attention_batch",
@@ -72,5 +78,6 @@ __all__ = [
     "structured_ntk",
     "taylor_features",
     "train_summary",
+    "voronoi_loss",
     "weight_error",
 ]

@@ -8,6 +8,7 @@ _MODULES = [
     "ntk_attention_cost",
     "ntk_attention_error",
     "ntk_attention_train",
+    "reparam",
 ]
 
 for _name in _MODULES:
