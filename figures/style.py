@@ -1,0 +1,337 @@
+"""The shared look of every figure, and the one place figures are written to disk.
+
+- Venue sizes (inches), per call: ``figsize(venue, width)`` with ``width`` "column" or "full":
+
+  ======================  ========  ======
+  venue                   column    full
+  ======================  ========  ======
+  ``acl`` (ACL, EMNLP)    3.03      6.30
+  ``iclr``, ``neurips``   5.5       5.5
+  ``icml``                3.25      6.75
+  ======================  ========  ======
+
+- Fonts: DejaVu Sans (shipped with matplotlib, so every machine renders the same glyphs),
+  embedded as TrueType (``pdf.fonttype = ps.fonttype = 42``: no Type 3 fonts), 8 pt labels.
+- Rate plots: log-log, the geometric mean over seeds with a 95% confidence band
+  (:func:`rate_series`), the predicted slope drawn as a black dashed reference line
+  (:func:`reference_slope`), negative controls in grey (``CONTROL``).
+- Reproducible files: :func:`save` renders into memory with fixed metadata (no
+  ``CreationDate``, fixed producer, fixed ``svg.hashsalt``) and writes through
+  :func:`sims.store.atomic_write_bytes`, so the same results always give the same bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.transforms import ScaledTranslation
+from scipy import stats as _st
+
+from sims import store
+from theory.stats import fit_loglog_slope
+
+__all__ = [
+    "VENUES",
+    "WIDTHS",
+    "FORMATS",
+    "PALETTE",
+    "CONTROL",
+    "REFERENCE",
+    "RC",
+    "context",
+    "figsize",
+    "new_figure",
+    "panels",
+    "rate_series",
+    "reference_slope",
+    "geometric_band",
+    "slope_label",
+    "slope_ok",
+    "slope_tolerance",
+    "panel_label",
+    "render",
+    "save",
+]
+
+#: (column width, full width) in inches.
+VENUES: dict[str, tuple[float, float]] = {
+    "acl": (3.03, 6.30),
+    "emnlp": (3.03, 6.30),
+    "iclr": (5.5, 5.5),
+    "neurips": (5.5, 5.5),
+    "icml": (3.25, 6.75),
+}
+WIDTHS = ("column", "full")
+FORMATS = ("pdf", "png")
+
+#: Okabe-Ito colours (colour-blind safe), in the order series are drawn.
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442")
+CONTROL = "#8c8c8c"  # negative controls
+REFERENCE = "black"  # predicted slopes and bounds
+
+PNG_DPI = 200
+
+RC: dict[str, object] = {
+    "font.family": "DejaVu Sans",
+    "font.size": 8,
+    "axes.titlesize": 8,
+    "axes.labelsize": 8,
+    "legend.fontsize": 6.5,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "mathtext.fontset": "dejavusans",
+    "text.usetex": False,
+    "pdf.fonttype": 42,
+    "ps.fonttype": 42,
+    "svg.fonttype": "path",
+    "svg.hashsalt": "prefix-ntk",
+    "pdf.compression": 6,
+    "axes.linewidth": 0.6,
+    "lines.linewidth": 1.2,
+    "lines.markersize": 3.5,
+    "xtick.major.width": 0.6,
+    "ytick.major.width": 0.6,
+    "xtick.minor.width": 0.4,
+    "ytick.minor.width": 0.4,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "legend.frameon": False,
+    "legend.handlelength": 1.8,
+    "axes.prop_cycle": matplotlib.cycler(color=list(PALETTE)),
+    "figure.dpi": 100,
+    "savefig.dpi": PNG_DPI,
+    "savefig.bbox": "standard",
+    "path.simplify": False,
+}
+
+
+@contextlib.contextmanager
+def context() -> Iterator[None]:
+    """Apply the project style (fonts, sizes, TrueType embedding) inside the block."""
+    with matplotlib.rc_context(RC):
+        yield
+
+
+def figsize(venue: str = "acl", width: str = "column", *, aspect: float = 0.75, height: float | None = None):
+    """``(width, height)`` in inches for ``venue`` ("acl", "emnlp", "iclr", "neurips", "icml")."""
+    venue = venue.lower()
+    if venue not in VENUES:
+        raise ValueError(f"venue must be one of {', '.join(VENUES)}, got {venue!r}")
+    if width not in WIDTHS:
+        raise ValueError(f"width must be 'column' or 'full', got {width!r}")
+    w = VENUES[venue][0 if width == "column" else 1]
+    return (w, float(height) if height is not None else w * aspect)
+
+
+def new_figure(size: tuple[float, float]) -> Figure:
+    """A figure of ``size`` inches with constrained layout.
+
+    A plain :class:`matplotlib.figure.Figure`, not a pyplot one: building figures touches no
+    global state and works with any backend (saving needs none).  Call inside :func:`context`.
+    """
+    return Figure(figsize=size, layout="constrained")
+
+
+def panels(n: int, *, venue: str = "acl", width: str = "full", panel_aspect: float = 0.8,
+           height: float | None = None):
+    """A figure with ``n`` panels: side by side at full width, stacked at column width.
+
+    Call inside :func:`context`.  Returns ``(fig, axes)`` with ``axes`` a flat list.
+    """
+    w, _ = figsize(venue, width)
+    if width == "full" and w > 4:
+        h = height if height is not None else min(w / n * panel_aspect + 0.35, 3.6)
+        fig = new_figure((w, h))
+        axes = fig.subplots(1, n, squeeze=False)
+    else:
+        h = height if height is not None else n * (w * panel_aspect * 0.78 + 0.15)
+        fig = new_figure((w, h))
+        axes = fig.subplots(n, 1, squeeze=False)
+    return fig, list(axes.reshape(-1))
+
+
+def panel_label(ax, text: str) -> None:
+    """A bold panel title at the top left of ``ax``: "(a) ..."."""
+    ax.set_title(text, loc="left", fontweight="bold")
+
+
+# ----------------------------------------------------------------------------- rate plots
+
+
+def geometric_band(Y, *, level: float = 0.95):
+    """Geometric mean over seeds and its ``level`` t-interval, per grid point.
+
+    ``Y``: (q, seeds) positive values (NaNs ignored).  Returns ``(center, low, high)``; with a
+    single finite seed the band collapses onto the centre.
+    """
+    Y = np.asarray(Y, float)
+    if Y.ndim == 1:
+        Y = Y[:, None]
+    center, low, high = [], [], []
+    for row in Y:
+        row = np.where(np.abs(row) < 1e300, row, np.nan)
+        v = np.log(row[np.isfinite(row) & (row > 0)])
+        if v.size == 0:
+            center.append(np.nan), low.append(np.nan), high.append(np.nan)
+            continue
+        mu = v.mean()
+        half = 0.0
+        if v.size > 1:
+            half = _st.t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size)
+        with np.errstate(over="ignore"):
+            center.append(np.exp(mu)), low.append(np.exp(mu - half)), high.append(np.exp(mu + half))
+    return np.array(center), np.array(low), np.array(high)
+
+
+def slope_tolerance() -> float:
+    """The allowance the experiments' verdicts give a slope for finite-m corrections
+    (``sims.verdicts.SLOPE_TOL``; 0 where that module is absent)."""
+    try:
+        from sims.verdicts import SLOPE_TOL
+    except ImportError:  # pragma: no cover - older trees
+        return 0.0
+    return float(SLOPE_TOL)
+
+
+def slope_ok(fit, predicted: float, *, control: bool = False) -> bool:
+    """The verdicts' rule: the 95% interval meets ``predicted +- tol`` (a control passes when it does not)."""
+    tol = slope_tolerance()
+    meets = fit.low <= predicted + tol and fit.high >= predicted - tol
+    return meets != control
+
+
+def slope_label(x, Y, predicted: float | None = None, *, control: bool = False, short: bool = False) -> str:
+    """"slope -0.51 [-0.53, -0.49]" (95% CI over seeds), with a pass mark against ``predicted``
+    (:func:`slope_ok`: for a negative control the mark is a pass when the interval misses it).
+    """
+    x = np.asarray(x, float)
+    Y = np.asarray(Y, float)
+    if Y.ndim == 1:
+        Y = Y[:, None]
+    keep = np.all(np.isfinite(Y) & (Y > 0), axis=0)
+    if x.size < 2 or not keep.any():
+        return "slope n/a"
+    fit = fit_loglog_slope(x, Y[:, keep])
+    text = ("" if short else "slope ") + f"{fit.slope:.2f} [{fit.low:.2f}, {fit.high:.2f}]"
+    if predicted is not None:
+        text += " \u2713" if slope_ok(fit, predicted, control=control) else " \u2717"
+    return text
+
+
+def rate_series(ax, x, Y, *, label: str, color=None, control: bool = False, marker: str = "o",
+                predicted: float | None = None, normalize: bool = False, band: bool = True, linestyle=None):
+    """Plot the geometric mean of ``Y`` (q, seeds) against ``x`` with its 95% band over seeds.
+
+    ``control=True`` draws a negative control: grey, hollow markers, dotted.  With
+    ``predicted`` the legend label gets the fitted slope, its CI and a pass mark.  With
+    ``normalize`` the series is divided by its first geometric mean (rates then share an axis).
+    Returns the plotted centre line.
+    """
+    x = np.asarray(x, float)
+    Y = np.asarray(Y, float)
+    if Y.ndim == 1:
+        Y = Y[:, None]
+    center, low, high = geometric_band(Y)
+    if normalize and np.isfinite(center[0]) and center[0] > 0:
+        scale = center[0]
+        center, low, high, Y = center / scale, low / scale, high / scale, Y / scale
+    if control:
+        color = CONTROL
+    if predicted is not None:
+        label = f"{label}: {slope_label(x, Y, predicted, control=control)}"
+    style = dict(color=color, marker=marker, label=label,
+                 linestyle=linestyle or (":" if control else "-"))
+    if control:
+        style.update(markerfacecolor="white", markeredgecolor=CONTROL)
+    (line,) = ax.plot(x, center, **style)
+    if band and Y.shape[1] > 1:
+        ax.fill_between(x, low, high, color=line.get_color(), alpha=0.18 if not control else 0.12, linewidth=0)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    return line
+
+
+def reference_slope(ax, x, slope: float, *, through: tuple[float, float], label: str | None = None,
+                    color=REFERENCE, linestyle="--", linewidth: float = 0.9) -> None:
+    """The predicted power law ``y = y0 (x / x0)^slope`` over the range of ``x``, through ``through``."""
+    x = np.asarray(x, float)
+    xs = np.geomspace(x.min(), x.max(), 32)
+    x0, y0 = through
+    if label is None:
+        label = f"predicted slope {slope:g}"
+    ax.plot(xs, y0 * (xs / x0) ** slope, color=color, linestyle=linestyle, linewidth=linewidth, label=label,
+            zorder=1)
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def _metadata(fmt: str) -> dict[str, object]:
+    if fmt == "pdf":
+        return {"Creator": "prefix-ntk figures", "Producer": "matplotlib", "CreationDate": None}
+    if fmt == "png":
+        return {"Software": "prefix-ntk figures (matplotlib)"}
+    if fmt == "svg":
+        return {"Date": None, "Creator": "prefix-ntk figures"}
+    return {}
+
+
+def render(fig, fmt: str, *, dpi: int = PNG_DPI) -> bytes:
+    """The bytes of ``fig`` in format ``fmt`` ("pdf", "png", "svg"), with fixed metadata."""
+    buf = io.BytesIO()
+    with context():
+        fig.savefig(buf, format=fmt, dpi=dpi, metadata=_metadata(fmt))
+    return buf.getvalue()
+
+
+def save(fig, out: str | Path, name: str, *, formats: Iterable[str] = FORMATS, dpi: int = PNG_DPI) -> list[Path]:
+    """Write ``out/name.<fmt>`` for each format, atomically (:mod:`sims.store`); return the paths."""
+    formats = list(formats)
+    bad = [f for f in formats if f not in ("pdf", "png", "svg")]
+    if bad:
+        raise ValueError(f"unknown figure format(s) {bad}; use pdf, png or svg")
+    return [store.atomic_write_bytes(Path(out) / f"{name}.{fmt}", render(fig, fmt, dpi=dpi)) for fmt in formats]
+
+
+def legend(ax, *, loc="best", ncol: int = 1, below: bool = False, **kw) -> None:
+    """A compact legend (no frame), skipped when ``ax`` has nothing labelled.
+
+    ``below=True`` puts it under the axes (constrained layout makes room for it).
+    """
+    handles, labels = ax.get_legend_handles_labels()
+    if not handles:
+        return
+    if below:
+        # Anchored a fixed distance under the axes (below tick labels and x label), whatever its height.
+        shift = ScaledTranslation(0, -0.4, ax.figure.dpi_scale_trans)
+        kw = {"loc": "upper center", "bbox_to_anchor": (0.5, 0.0), "bbox_transform": ax.transAxes + shift,
+              "columnspacing": 1.0, **kw}
+        ax.legend(ncol=ncol, **kw)
+    else:
+        ax.legend(loc=loc, ncol=ncol, **kw)
+
+
+def xticks_from(ax, values: Sequence[float]) -> None:
+    """Major ticks at the measured grid values, labelled compactly (1e3 -> "10³" style)."""
+    ax.set_xticks(list(values))
+    ax.set_xticklabels([_compact(v) for v in values])
+    ax.minorticks_off()
+
+
+def _compact(v: float) -> str:
+    v = float(v)
+    if 0 < v < 1e4 and abs(v - round(v)) < 1e-9:
+        return f"{int(round(v)):,}"
+    if 1e4 <= v < 1e7:
+        return f"{v / 1e3:.3g}k"
+    e = int(np.floor(np.log10(v))) if v > 0 else 0
+    mant = v / 10**e
+    if abs(mant - 1) < 1e-9:
+        return f"$10^{{{e}}}$"
+    return f"${mant:.2g}\\cdot10^{{{e}}}$"

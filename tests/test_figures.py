@@ -1,0 +1,134 @@
+"""Every figure script builds its PDF and PNG from a small results folder, reproducibly.
+
+The folder holds every experiment at ``figures.presets.SMALL`` sizes (run once per session,
+shared with ``test_notebooks.py``; see ``tests/fixtures/shared_results.py``).  The figures are
+built twice into two folders: the bytes must be identical, and the PDFs must embed TrueType
+fonts only (no Type 3).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import re
+import struct
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest  # noqa: E402
+
+from figures import _common, style  # noqa: E402
+from figures.cli import build_all  # noqa: E402
+from figures.registry import FIGURES  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _shared():
+    spec = importlib.util.spec_from_file_location("prefix_ntk_shared_results",
+                                                  Path(__file__).parent / "fixtures" / "shared_results.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="session")
+def small_results(tmp_path_factory):
+    return _shared().small_results_dir(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def builds(small_results, tmp_path_factory):
+    """All figures built twice from the same results (never running a simulation)."""
+    outs = [tmp_path_factory.mktemp("figures-a"), tmp_path_factory.mktemp("figures-b")]
+    return [build_all(small_results, out, small=True, run_missing=False) for out in outs]
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", head[16:24])
+
+
+@pytest.mark.parametrize("name", FIGURES)
+def test_figure_builds_pdf_and_png(name, builds):
+    paths = builds[0][name]
+    assert sorted(p.suffix for p in paths) == [".pdf", ".png"]
+    pdf = next(p for p in paths if p.suffix == ".pdf").read_bytes()
+    png = next(p for p in paths if p.suffix == ".png")
+    assert pdf.startswith(b"%PDF-") and len(pdf) > 5_000
+    w, h = _png_size(png)
+    mod = _common.module(name)
+    expected = round(style.figsize("acl", mod.DEFAULT_WIDTH)[0] * style.PNG_DPI)
+    assert abs(w - expected) <= 1 and h > 100, (w, h, expected)
+
+
+@pytest.mark.parametrize("name", FIGURES)
+def test_rebuild_gives_identical_bytes(name, builds):
+    a, b = builds
+    assert [p.name for p in a[name]] == [p.name for p in b[name]]
+    for pa, pb in zip(a[name], b[name]):
+        assert _sha(pa) == _sha(pb), f"{pa.name} differs between two builds"
+
+
+@pytest.mark.parametrize("name", FIGURES)
+def test_pdf_fonts_are_embedded_truetype(name, builds):
+    pdf = next(p for p in builds[0][name] if p.suffix == ".pdf").read_bytes()
+    assert b"/Type3" not in pdf
+    assert b"/FontFile2" in pdf  # embedded TrueType font programs
+    assert b"/CreationDate" not in pdf
+    subtypes = set(re.findall(rb"/Subtype\s*/(Type1|Type3|TrueType|CIDFontType0|CIDFontType2|Type0)", pdf))
+    assert subtypes and subtypes <= {b"TrueType", b"CIDFontType2", b"Type0"}, subtypes
+
+
+def test_figure_scripts_only_read_results():
+    for name in FIGURES:
+        src = (ROOT / "figures" / f"{name}.py").read_text(encoding="utf-8")
+        assert "runner" not in src and "run_batch" not in src, f"figures/{name}.py must not simulate"
+        mod = _common.module(name)
+        assert callable(mod.plot) and mod.DEFAULT_WIDTH in style.WIDTHS
+
+
+def test_venue_and_width_per_call(small_results, tmp_path):
+    paths = _common.build("kernel", small_results, tmp_path, venue="icml", width="column", formats=("png",))
+    assert [p.name for p in paths] == ["kernel.png"]
+    assert abs(_png_size(paths[0])[0] - round(3.25 * style.PNG_DPI)) <= 1
+    assert style.figsize("acl", "full")[0] == 6.30 and style.figsize("emnlp", "column")[0] == 3.03
+    assert style.figsize("iclr", "column")[0] == style.figsize("neurips", "full")[0] == 5.5
+    assert style.figsize("icml", "full")[0] == 6.75
+    with pytest.raises(ValueError, match="venue"):
+        style.figsize("nature")
+
+
+def test_script_entry_point_and_missing_results(small_results, tmp_path):
+    assert _common.main("ntk_attention_cost", ["--results", str(small_results), "--out", str(tmp_path),
+                                                "--format", "svg"]) == 0
+    svg = (tmp_path / "ntk_attention_cost.svg").read_bytes()
+    assert b"<svg" in svg
+    assert _common.main("kernel", ["--results", str(tmp_path / "empty"), "--out", str(tmp_path)]) == 2
+
+
+def test_sims_figures_command(small_results, tmp_path):
+    from typer.testing import CliRunner
+
+    from sims.cli import build_app
+
+    app = build_app()
+    cli = CliRunner()
+    res = cli.invoke(app, ["figures", "--results", str(small_results), "--out", str(tmp_path / "out"), "--small",
+                           "--no-run", "--only", "convergence", "--format", "png"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "out" / "convergence.png").is_file() and not (tmp_path / "out" / "convergence.pdf").exists()
+    missing = cli.invoke(app, ["figures", "--results", str(tmp_path / "none"), "--out", str(tmp_path / "x"),
+                               "--no-run"])
+    assert missing.exit_code == 2 and "needs a stored" in missing.output
+    assert not (tmp_path / "x").exists()
+    listing = cli.invoke(app, ["figures", "list"])
+    assert listing.exit_code == 0 and all(name in listing.output for name in FIGURES)
