@@ -56,6 +56,79 @@ def _factory() -> typer.Typer:
         store.atomic_write_text(folder / f"ntk-{precision}.md", table + "\n")
         typer.echo(table)
 
+    @app.command("suite", epilog="Example: sims bench suite --m 1e3 --m 1e4 --m 1e5 --n 32 --n 128")
+    def suite(
+        m: Optional[List[str]] = typer.Option(None, help="Prefix lengths (repeatable); default 1e3 1e4 1e5."),
+        n: Optional[List[str]] = typer.Option(None, help="Numbers of inputs (repeatable); default 32 128."),
+        d: str = typer.Option("16", help="Feature dimension."),
+        k: str = typer.Option("1", help="Output dimension (exp-sign always 1)."),
+        model: Optional[List[str]] = typer.Option(None, help="Models (repeatable); default all three."),
+        impl: Optional[List[str]] = typer.Option(
+            None, help="NTK implementations (repeatable): structured autodiff nt-jc nt-nvp nt-sd; default all."),
+        repeats: str = typer.Option("3", help="Timed calls after the warm-up; the best is kept."),
+        budget_gib: float = typer.Option(4.0, help="Memory budget (GiB): skips, and the largest-m table."),
+        max_seconds: float = typer.Option(60.0, help="Skip a call whose time extrapolated in m exceeds this."),
+        gd: bool = typer.Option(True, help="Also time one gradient-descent step of each kind."),
+        gd_m: Optional[List[str]] = typer.Option(None, help="Prefix lengths of the GD-step table; default 1e4 1e5."),
+        fit: bool = typer.Option(True, help="Also fit the largest m within the budget (compiles, does not run)."),
+        fit_m: Optional[List[str]] = typer.Option(None, help="The two m at which memory is probed; default 8192 32768."),
+        gemm_size: str = typer.Option("2048", help="Side of the square GEMM that measures the matmul rate."),
+        chunk_size: str = typer.Option("4096", help="Structured NTK chunk size."),
+        precision: str = typer.Option("float64", help="float64 or float32."),
+        out: Path = typer.Option(Path("results"), help="Output folder."),
+    ):
+        """Structured vs autodiff vs neural-tangents NTKs, matmul roofline, GD step, largest m in a budget."""
+        import jax
+        import jax.numpy as jnp
+
+        from sims import bench_suite as bs
+        from sims.provenance import provenance
+
+        try:
+            ms = [check_count("--m", v) for v in (m or ["1e3", "1e4", "1e5"])]
+            ns = [check_count("--n", v) for v in (n or ["32", "128"])]
+            gd_ms = [check_count("--gd-m", v) for v in (gd_m or ["1e4", "1e5"])]
+            fit_ms = [check_count("--fit-m", v) for v in (fit_m or ["8192", "32768"])]
+            if len(fit_ms) != 2 or fit_ms[0] == fit_ms[1]:
+                raise InputError("--fit-m needs exactly two different values")
+            impls = tuple(impl or bs.IMPLS)
+            bad = [i for i in impls if i not in bs.IMPLS]
+            if bad:
+                raise InputError(f"--impl must be among {', '.join(bs.IMPLS)}; got {', '.join(bad)}")
+            if precision not in ("float64", "float32"):
+                raise InputError(f"--precision must be float64 or float32, got {precision!r}")
+            if not budget_gib > 0 or not max_seconds > 0:
+                raise InputError("--budget-gib and --max-seconds must be > 0")
+            dd, kk, rep = check_count("--d", d), check_count("--k", k), check_count("--repeats", repeats)
+            gs, cs = check_count("--gemm-size", gemm_size), check_count("--chunk-size", chunk_size)
+            models = tuple(model or ("exp-sign", "softmax-sign", "prefix"))
+            import theory as T
+
+            for name in models:
+                T.get_model(name)
+        except InputError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2)
+        jax.config.update("jax_enable_x64", precision == "float64")
+        before = bs.machine_info()
+
+        def progress(r):
+            if "time_s" in r:
+                t = "-" if r["time_s"] is None else f"{r['time_s']:.3g} s"
+                typer.echo(f"  {r['model']} n={r['n']} m={r['m']} {r['impl']}: {t} {r['note']}".rstrip())
+
+        res = bs.run_suite(models=models, ms=ms, ns=ns, d=dd, k=kk, impls=impls, repeats=rep,
+                           memory_budget=int(budget_gib * 2**30), max_seconds=max_seconds, gd=gd, gd_ms=gd_ms,
+                           fit=fit, fit_probes=tuple(fit_ms), gemm_size=gs, chunk_size=cs,
+                           dtype=jnp.dtype(precision), progress=progress)
+        res["machine"] = {"before": before, "after": bs.machine_info()}
+        res["provenance"] = provenance(precision)
+        table = bs.format_suite(res, bs.describe_machine(before, res["machine"]["after"]))
+        folder = Path(out) / "bench"
+        store.atomic_write_text(folder / f"suite-{precision}.json", json.dumps(res, indent=2, default=float))
+        store.atomic_write_text(folder / f"suite-{precision}.md", table + "\n")
+        typer.echo(table)
+
     return app
 
 

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from theory.models import StylizedModel, output_scale, register
-from theory.streaming import row_chunk_sum
+from theory.streaming import Reducers, local_reducers
 
 __all__ = ["MODEL"]
 
@@ -41,9 +41,8 @@ def forward(P, frozen, u):
     return frozen["scale"] * jnp.sum(frozen["a"] * jnp.exp(P @ u))[None]
 
 
-@functools.partial(jax.jit, static_argnames=("chunk_size",))
-def structured_ntk(P, frozen, U1, U2, chunk_size):
-    """``U2=None`` means ``U2 = U1``."""
+def ntk_rule(P, frozen, U1, U2, red: Reducers):
+    """The structured NTK with the row sums done by ``red`` (``U2=None`` means ``U2 = U1``)."""
     same = U2 is None
     U2 = U1 if same else U2
 
@@ -51,9 +50,21 @@ def structured_ntk(P, frozen, U1, U2, chunk_size):
         E1 = a_c[:, None] * jnp.exp(P_c @ U1.T)
         return E1.T @ (E1 if same else a_c[:, None] * jnp.exp(P_c @ U2.T))
 
-    G = row_chunk_sum(chunk, (P, frozen["a"]), chunk_size)
+    G = red.row_sum(chunk, (P, frozen["a"]))
     H = frozen["scale"] ** 2 * G * (U1 @ U2.T)
     return H[:, :, None, None]
+
+
+def outputs_rule(P, frozen, U, red: Reducers):
+    """Outputs (n, 1) for a batch, streamed over rows by ``red``."""
+    s = red.row_sum(lambda P_c, a_c: jnp.exp(P_c @ U.T).T @ a_c, (P, frozen["a"]))
+    return frozen["scale"] * s[:, None]
+
+
+@functools.partial(jax.jit, static_argnames=("chunk_size",))
+def structured_ntk(P, frozen, U1, U2, chunk_size):
+    """``U2=None`` means ``U2 = U1``."""
+    return ntk_rule(P, frozen, U1, U2, local_reducers(chunk_size))
 
 
 def limit_kernel(U1, U2, *, sigma, frozen=None):
@@ -69,6 +80,8 @@ MODEL = register(
         init=init,
         forward=forward,
         structured_ntk=structured_ntk,
+        ntk_rule=ntk_rule,
+        outputs_rule=outputs_rule,
         limit_kernel=limit_kernel,
         fixed_k=1,
         logit_multiple=2.0,

@@ -42,7 +42,7 @@ import jax
 import jax.numpy as jnp
 
 from theory.models import StylizedModel, output_scale, register
-from theory.streaming import online_softmax, row_chunk_sum
+from theory.streaming import Reducers, local_reducers
 
 __all__ = ["MODEL", "readout"]
 
@@ -72,20 +72,19 @@ def forward(P, frozen, u):
     return frozen["scale"] * (_attend(P, frozen["V"], u) - _attend(frozen["P0"], frozen["V"], u))
 
 
-def _stats(P, V, U, chunk_size):
-    mx, s, w = online_softmax(lambda P_c: P_c @ U.T, lambda P_c: P_c @ V.T, (P,), chunk_size)
+def _stats(P, V, U, red: Reducers):
+    mx, s, w = red.online_softmax(lambda P_c: P_c @ U.T, lambda P_c: P_c @ V.T, (P,))
     return mx, s, w / s[:, None]  # Fbar: (n, k)
 
 
-@functools.partial(jax.jit, static_argnames=("chunk_size",))
-def structured_ntk(P, frozen, U1, U2, chunk_size):
-    """``U2=None`` means ``U2 = U1`` (one softmax pass and one operand instead of two)."""
+def ntk_rule(P, frozen, U1, U2, red: Reducers):
+    """The structured NTK with the row reductions done by ``red`` (``U2=None`` means ``U2 = U1``)."""
     V = frozen["V"]
     same = U2 is None
     U2 = U1 if same else U2
     n1, n2, k = U1.shape[0], U2.shape[0], V.shape[0]
-    st1 = _stats(P, V, U1, chunk_size)
-    st2 = st1 if same else _stats(P, V, U2, chunk_size)
+    st1 = _stats(P, V, U1, red)
+    st2 = st1 if same else _stats(P, V, U2, red)
 
     def operand(P_c, U, stats):
         mx, s, Fbar = stats
@@ -98,7 +97,7 @@ def structured_ntk(P, frozen, U1, U2, chunk_size):
         B = A if same else operand(P_c, U2, st2)
         return A.T @ B  # one GEMM holds M0, W1, W1' and W2
 
-    G = row_chunk_sum(chunk, (P,), chunk_size)
+    G = red.row_sum(chunk, (P,))
     M0 = G[:n1, :n2]
     W1 = G[:n1, n2:].reshape(n1, n2, k)  # sum_r S_ri T_r(j, l')
     W1p = G[n1:, :n2].reshape(n1, k, n2).transpose(0, 2, 1)  # sum_r T_r(i, l) S_rj
@@ -111,6 +110,18 @@ def structured_ntk(P, frozen, U1, U2, chunk_size):
         + (U1 @ U2.T)[:, :, None, None] * W2
     )
     return frozen["scale"] ** 2 * H
+
+
+def outputs_rule(P, frozen, U, red: Reducers):
+    """Centred outputs (n, k) for a batch, streamed over rows by ``red``."""
+    V = frozen["V"]
+    return frozen["scale"] * (_stats(P, V, U, red)[2] - _stats(frozen["P0"], V, U, red)[2])
+
+
+@functools.partial(jax.jit, static_argnames=("chunk_size",))
+def structured_ntk(P, frozen, U1, U2, chunk_size):
+    """``U2=None`` means ``U2 = U1`` (one softmax pass and one operand instead of two)."""
+    return ntk_rule(P, frozen, U1, U2, local_reducers(chunk_size))
 
 
 def limit_kernel(U1, U2, *, sigma, frozen):
@@ -132,6 +143,8 @@ MODEL = register(
         init=init,
         forward=forward,
         structured_ntk=structured_ntk,
+        ntk_rule=ntk_rule,
+        outputs_rule=outputs_rule,
         limit_kernel=limit_kernel,
         spec="spec section 2.C",
     )

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from theory.models import StylizedModel, output_scale, register
-from theory.streaming import online_softmax, row_chunk_sum
+from theory.streaming import Reducers, local_reducers
 
 __all__ = ["MODEL", "softmax_weights_stats"]
 
@@ -42,21 +42,20 @@ def forward(P, frozen, u):
     return frozen["scale"] * (frozen["a"] @ S)
 
 
-def softmax_weights_stats(P, a_rows, U, chunk_size):
+def softmax_weights_stats(P, a_rows, U, red: Reducers):
     """Per-input ``(mx, s, abar)``: max logit, normaliser and the softmax average of ``a_rows``."""
-    mx, s, w = online_softmax(lambda P_c, a_c: P_c @ U.T, lambda P_c, a_c: a_c, (P, a_rows), chunk_size)
+    mx, s, w = red.online_softmax(lambda P_c, a_c: P_c @ U.T, lambda P_c, a_c: a_c, (P, a_rows))
     return mx, s, w / s[:, None]
 
 
-@functools.partial(jax.jit, static_argnames=("chunk_size",))
-def structured_ntk(P, frozen, U1, U2, chunk_size):
-    """``U2=None`` means ``U2 = U1`` (one softmax pass and one operand instead of two)."""
+def ntk_rule(P, frozen, U1, U2, red: Reducers):
+    """The structured NTK with the row reductions done by ``red`` (``U2=None`` means ``U2 = U1``)."""
     a_rows = frozen["a"].T  # (m, k)
     k = a_rows.shape[1]
     same = U2 is None
     U2 = U1 if same else U2
-    st1 = softmax_weights_stats(P, a_rows, U1, chunk_size)
-    st2 = st1 if same else softmax_weights_stats(P, a_rows, U2, chunk_size)
+    st1 = softmax_weights_stats(P, a_rows, U1, red)
+    st2 = st1 if same else softmax_weights_stats(P, a_rows, U2, red)
 
     def operand(P_c, a_c, U, stats):
         mx, s, abar = stats
@@ -68,10 +67,21 @@ def structured_ntk(P, frozen, U1, U2, chunk_size):
         B1 = operand(P_c, a_c, U1, st1)
         return B1.T @ (B1 if same else operand(P_c, a_c, U2, st2))
 
-    G = row_chunk_sum(chunk, (P, a_rows), chunk_size)
+    G = red.row_sum(chunk, (P, a_rows))
     n1, n2 = U1.shape[0], U2.shape[0]
     G = G.reshape(n1, k, n2, k).transpose(0, 2, 1, 3)
     return frozen["scale"] ** 2 * G * (U1 @ U2.T)[:, :, None, None]
+
+
+def outputs_rule(P, frozen, U, red: Reducers):
+    """Outputs (n, k) for a batch, streamed over rows by ``red``."""
+    return frozen["scale"] * softmax_weights_stats(P, frozen["a"].T, U, red)[2]
+
+
+@functools.partial(jax.jit, static_argnames=("chunk_size",))
+def structured_ntk(P, frozen, U1, U2, chunk_size):
+    """``U2=None`` means ``U2 = U1`` (one softmax pass and one operand instead of two)."""
+    return ntk_rule(P, frozen, U1, U2, local_reducers(chunk_size))
 
 
 def limit_kernel(U1, U2, *, sigma, frozen):
@@ -87,6 +97,8 @@ MODEL = register(
         init=init,
         forward=forward,
         structured_ntk=structured_ntk,
+        ntk_rule=ntk_rule,
+        outputs_rule=outputs_rule,
         limit_kernel=limit_kernel,
         spec="spec section 2.B",
     )

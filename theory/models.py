@@ -17,6 +17,9 @@ Signatures (all arrays in one float dtype):
 - ``forward(P, frozen, u) -> (k,)``: the model output for one input ``u = W x`` (shape (d,)).
 - ``structured_ntk(P, frozen, U1, U2, chunk_size) -> (n1, n2, k, k)``; ``U2=None`` means
   ``U2 = U1`` and lets the model reuse one pass.
+- ``ntk_rule(P, frozen, U1, U2, red)`` and ``outputs_rule(P, frozen, U, red)``: the same
+  formulas with their row reductions taken from a :class:`theory.streaming.Reducers`, so that
+  :mod:`theory.sharding` reuses them with reductions across devices (one definition each).
 - ``limit_kernel(U1, U2, *, sigma, frozen) -> (n1, n2, k, k)``: uses only the m-independent
   entries of ``frozen`` (e.g. the readout V).
 - ``max_logit(P, U) -> scalar`` and ``logit_multiple``: how large exponents get, so that
@@ -46,6 +49,8 @@ class StylizedModel:
     forward: Callable
     structured_ntk: Callable | None = None
     limit_kernel: Callable | None = None
+    ntk_rule: Callable | None = None  # structured NTK against injectable reducers (sharding reuses it)
+    outputs_rule: Callable | None = None  # batched outputs against injectable reducers
     fixed_k: int | None = None  # output dimension if the model fixes it (exp-sign: 1)
     logit_multiple: float = 0.0  # exp(multiple * max logit) must not overflow
     spec: str = ""

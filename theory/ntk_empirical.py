@@ -46,9 +46,8 @@ DEFAULT_MEMORY_BUDGET = 4 * 2**30  # bytes of Jacobian the autodiff reference ma
 # --------------------------------------------------------------------------- validation
 
 
-def validate_model_inputs(model, P, frozen, U1, U2=None, *, chunk_size=DEFAULT_CHUNK):
-    """Check shapes, finiteness and logit overflow; return ``(model, P, frozen, U1, U2)`` as arrays."""
-    model = get_model(model)
+def check_model_shapes(P, U1, U2=None):
+    """``(P, U1, U2)`` as arrays of P's float dtype, with P (m, d) and U (n, d); ``U2`` may stay None."""
     P = jnp.asarray(P)
     _v.check_matrix("P", P)
     if not jnp.issubdtype(P.dtype, jnp.floating):
@@ -56,8 +55,17 @@ def validate_model_inputs(model, P, frozen, U1, U2=None, *, chunk_size=DEFAULT_C
     d = P.shape[1]
     U1 = jnp.asarray(U1, P.dtype)
     _v.check_matrix("U1", U1, cols=d)
-    U2 = U1 if U2 is None else jnp.asarray(U2, P.dtype)
-    _v.check_matrix("U2", U2, cols=d)
+    if U2 is not None:
+        U2 = jnp.asarray(U2, P.dtype)
+        _v.check_matrix("U2", U2, cols=d)
+    return P, U1, U2
+
+
+def validate_model_inputs(model, P, frozen, U1, U2=None, *, chunk_size=DEFAULT_CHUNK):
+    """Check shapes, finiteness and logit overflow; return ``(model, P, frozen, U1, U2)`` as arrays."""
+    model = get_model(model)
+    P, U1, U2 = check_model_shapes(P, U1, U2)
+    U2 = U1 if U2 is None else U2
     _v.check_finite("P", P)
     _v.check_finite("U1", U1)
     _v.check_finite("U2", U2)

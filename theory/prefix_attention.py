@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from theory import validation as _v
-from theory.streaming import online_softmax
+from theory.streaming import merge_softmax_stats, online_softmax
 
 __all__ = [
     "prefix_attention",
@@ -70,10 +70,7 @@ def prefix_attention_jit(X, P, W_Q, W_K, W_V, causal, chunk_size):
     )
     mx_X = jnp.max(z_X, axis=1)
     e_X = jnp.exp(z_X - mx_X[:, None])
-    mx = jnp.maximum(mx_P, mx_X)
-    c_P, c_X = jnp.exp(mx_P - mx), jnp.exp(mx_X - mx)
-    s = s_P * c_P + jnp.sum(e_X, axis=1) * c_X
-    o = o_P * c_P[:, None] + (e_X @ V_X) * c_X[:, None]
+    _, s, o = merge_softmax_stats((mx_P, s_P, o_P), (mx_X, jnp.sum(e_X, axis=1), e_X @ V_X))
     return o / s[:, None]
 
 

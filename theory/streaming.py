@@ -11,13 +11,22 @@ associative (a sum, a maximum, an online-softmax merge).
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-__all__ = ["row_chunk_reduce", "row_chunk_sum", "row_chunk_max", "online_softmax", "DEFAULT_CHUNK"]
+__all__ = [
+    "row_chunk_reduce",
+    "row_chunk_sum",
+    "row_chunk_max",
+    "online_softmax",
+    "merge_softmax_stats",
+    "Reducers",
+    "local_reducers",
+    "DEFAULT_CHUNK",
+]
 
 DEFAULT_CHUNK = 4096
 
@@ -73,14 +82,36 @@ def online_softmax(logits_fn: Callable, values_fn: Callable, rows: Sequence, chu
         e = jnp.exp(z - mx[None, :])
         return mx, jnp.sum(e, axis=0), e.T @ values_fn(*rs)
 
-    def combine(a, b):
-        mx = jnp.maximum(a[0], b[0])
-        ca, cb = jnp.exp(a[0] - mx), jnp.exp(b[0] - mx)
-        return mx, a[1] * ca + b[1] * cb, a[2] * ca[:, None] + b[2] * cb[:, None]
+    return row_chunk_reduce(chunk_stats, merge_softmax_stats, rows, chunk_size)
 
-    return row_chunk_reduce(chunk_stats, combine, rows, chunk_size)
+
+def merge_softmax_stats(a, b):
+    """Merge two ``(mx, s, weighted)`` softmax statistics over disjoint row sets (associative)."""
+    mx = jnp.maximum(a[0], b[0])
+    ca, cb = jnp.exp(a[0] - mx), jnp.exp(b[0] - mx)
+    return mx, a[1] * ca + b[1] * cb, a[2] * ca[:, None] + b[2] * cb[:, None]
 
 
 def row_chunk_max(fn: Callable, rows: Sequence, chunk_size: int):
     """``max_r fn(row r)`` computed chunk by chunk (``fn`` returns an array reduced elementwise)."""
     return row_chunk_reduce(fn, jnp.maximum, rows, chunk_size)
+
+
+class Reducers(NamedTuple):
+    """The two row reductions a model formula needs, so one formula serves every layout.
+
+    ``row_sum(fn, rows)`` is :func:`row_chunk_sum` and ``online_softmax(logits_fn, values_fn,
+    rows)`` is :func:`online_softmax` on one device (:func:`local_reducers`);
+    :func:`theory.sharding.sharded_reducers` gives the same two over rows split across devices.
+    """
+
+    row_sum: Callable
+    online_softmax: Callable
+
+
+def local_reducers(chunk_size: int = DEFAULT_CHUNK) -> Reducers:
+    """Single-device reducers streaming ``chunk_size`` rows at a time."""
+    return Reducers(
+        lambda fn, rows: row_chunk_sum(fn, rows, chunk_size),
+        lambda logits_fn, values_fn, rows: online_softmax(logits_fn, values_fn, rows, chunk_size),
+    )

@@ -1,0 +1,551 @@
+"""Benchmark suite: the structured NTK against autodiff and neural-tangents, the matmul roofline,
+a gradient-descent step, and the largest prefix that fits a memory budget (``sims bench suite``).
+
+Everything is measured in one run so the ratios in a row share the machine's state.
+
+- **NTK** (:func:`bench_ntk_impls`): for each model, n and m, the same kernel ``(n, n, k, k)`` by
+  ``structured`` (:func:`theory.structured_ntk`'s jitted kernel), ``autodiff`` (``vmap(jacrev)``
+  contraction) and neural-tangents' ``nt-jc`` (JACOBIAN_CONTRACTION), ``nt-nvp``
+  (NTK_VECTOR_PRODUCTS) and ``nt-sd`` (STRUCTURED_DERIVATIVES through the experimental shim of
+  :mod:`theory.ntcompat`; its result is checked like every other).  Time: the best of
+  ``repeats`` calls of the compiled program after a warm-up (compilation reported apart; input
+  validation excluded for every implementation), the implementations of a cell timed
+  round-robin so that their ratio sees the same load on a shared machine.  Memory: XLA's accounting of the compiled
+  program (``memory_analysis``): ``work`` = temporaries + outputs, ``args`` = its inputs (P,
+  frozen, U).  ``rel_err``: max |H - H_structured| / max |H_structured|.  An implementation is
+  skipped, with the reason, when its Jacobians or XLA's figure exceed the memory budget, or
+  when its time extrapolated from the previous m exceeds ``max_seconds``.
+- **Roofline** (:func:`gemm_rate`, :func:`structured_flops`): the float64 GEMM rate measured on
+  this machine (square N x N, best of before and after the suite, and the shape of the
+  structured kernel's own GEMM), against the structured NTK's achieved rate, counted
+  analytically (matmuls, exponentials and products; the GEMM dominates once n >> d).  A square
+  GEMM is also timed in every round of every cell ("same time"), so the fraction of the GEMM
+  rate can be read against the load the kernel itself saw.
+- **Gradient-descent step** (:func:`bench_gd_step`): parameter space (``grad``:
+  ``value_and_grad`` of the squared loss, as in ``sims run convergence``; ``nt-linearize``:
+  the same step on ``nt.linearize(f, P0)``) and function space (``r <- r - eta H r`` with H
+  from ``structured``, ``autodiff`` or ``nt-jc`` followed by ``nt.predict.gradient_descent_mse``).
+- **Largest m in a budget** (:func:`max_m_in_budget`): XLA's bytes (args + temporaries +
+  outputs) of each implementation compiled at two m, fitted as ``a + b m``; m_max =
+  (budget - a) / b.  Nothing is run for this table, only compiled.
+
+These are measurements, never tests: no test asserts on the numbers.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+import theory as T
+from theory import ntk_empirical as _ne
+from theory.streaming import DEFAULT_CHUNK
+
+__all__ = ["IMPLS", "GD_IMPLS", "machine_info", "describe_machine", "gemm_rate", "structured_flops", "bench_ntk_impls", "bench_gd_step",
+           "max_m_in_budget", "run_suite", "format_suite"]
+
+IMPLS = ("structured", "autodiff", "nt-jc", "nt-nvp", "nt-sd")
+GD_IMPLS = ("grad", "nt-linearize", "kernel-structured", "kernel-autodiff", "kernel-nt-jc")
+_NT = {"nt-jc": "jacobian_contraction", "nt-nvp": "ntk_vector_products", "nt-sd": "structured_derivatives"}
+
+
+class Skip(Exception):
+    """An implementation was not run at this size; the message says why."""
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _best_time(fn: Callable, repeats: int, slow_s: float = 5.0) -> tuple[float, float]:
+    """``(first, best)``: one warm-up call, then ``repeats`` timed calls (one if the warm-up was slow)."""
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn())
+    first = time.perf_counter() - t0
+    best = first
+    for _ in range(repeats if first < slow_s else 1):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        best = min(best, time.perf_counter() - t0)
+    return first, best
+
+
+def _memory(compiled) -> dict:
+    try:
+        ma = compiled.memory_analysis()
+        return {"work_bytes": int(ma.temp_size_in_bytes + ma.output_size_in_bytes),
+                "arg_bytes": int(ma.argument_size_in_bytes)}
+    except Exception:  # noqa: BLE001 - backends without memory analysis
+        return {"work_bytes": None, "arg_bytes": None}
+
+
+def _inputs(name, *, m, n, d, k, dtype, key):
+    model = T.get_model(name)
+    kk = model.fixed_k or k
+    P, frozen = T.init_model(name, key=jax.random.fold_in(key, m), m=m, d=d, k=kk, sigma=1.0, dtype=dtype)
+    U = jax.random.normal(jax.random.fold_in(key, 1), (n, d), dtype) / (2 * jnp.sqrt(jnp.asarray(d, dtype)))
+    return model, kk, P, frozen, U
+
+
+@functools.lru_cache(maxsize=None)
+def _jitted_ntk(impl: str, model, chunk_size: int):
+    """``jax.jit`` of :func:`_ntk_fn`, one per (implementation, model, chunk) so compilations are reused."""
+    return jax.jit(_ntk_fn(impl, model, chunk_size))
+
+
+def _ntk_fn(impl: str, model, chunk_size: int) -> Callable:
+    """A jittable ``(P, frozen, U) -> (n, n, k, k)`` for one implementation."""
+    if impl == "structured":
+        return lambda P, fr, U: model.structured_ntk(P, fr, U, None, chunk_size)
+    if impl == "autodiff":
+        return lambda P, fr, U: _ne._autodiff_model(model.forward, P, fr, U, None)
+    if impl in _NT:
+        from theory.ntcompat import nt_model_ntk_fn
+
+        fn = nt_model_ntk_fn(model, implementation=_NT[impl])
+        return lambda P, fr, U: fn(P, fr, U, None)
+    raise ValueError(f"unknown implementation {impl!r}; known: {', '.join(IMPLS)}")
+
+
+def _nt_ok(impl: str) -> str:
+    """'' if the nt implementation can be used here, else the reason."""
+    if impl not in _NT:
+        return ""
+    from theory.ntcompat import nt_available, structured_derivatives_ok
+
+    ok, why = nt_available()
+    if not ok:
+        return why
+    if impl == "nt-sd":
+        ok, detail = structured_derivatives_ok("prefix")
+        if not ok:
+            return f"nt STRUCTURED_DERIVATIVES shim unusable: {detail}"
+    return ""
+
+
+def machine_info() -> dict:
+    """CPU model, core count, load average (the machine may be shared) and JAX devices."""
+    import os
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except OSError:  # pragma: no cover
+        load = None
+    devs = jax.devices()
+    return {"cpu": cpu, "machine": platform.machine(), "cores": os.cpu_count(), "load_average": load,
+            "jax_devices": f"{devs[0].platform} x{len(devs)} ({getattr(devs[0], 'device_kind', '')})"}
+
+
+def describe_machine(before: dict, after: dict | None = None) -> str:
+    load = f"load average {before['load_average']}" + (f" -> {after['load_average']}" if after else "")
+    return (f"{before['cores']}-core {before['machine']} ({before['cpu']}), JAX {jax.__version__} on "
+            f"{before['jax_devices']}; {load} (1, 5, 15 min), i.e. shared with other processes when above 0")
+
+
+# ----------------------------------------------------------------------------- roofline
+
+
+def gemm_rate(*, size: int = 2048, dtype=jnp.float64, repeats: int = 3, shape: tuple[int, int] | None = None) -> dict:
+    """Measured GEMM rate in FLOP/s: ``A @ B`` with square ``size`` x ``size`` operands, or, with
+    ``shape=(c, w)``, the structured kernel's ``A^T A`` for A of shape (c, w)."""
+    key = jax.random.key(0)
+    if shape is None:
+        A = jax.random.normal(key, (size, size), dtype)
+        B = jax.random.normal(jax.random.fold_in(key, 1), (size, size), dtype)
+        f = jax.jit(lambda a, b: a @ b)
+        flops = 2.0 * size**3
+        args = (A, B)
+    else:
+        c, w = shape
+        A = jax.random.normal(key, (c, w), dtype)
+        f = jax.jit(lambda a: a.T @ a)
+        flops = 2.0 * c * w * w
+        args = (A,)
+    _, best = _best_time(lambda: f(*args), repeats)
+    return {"flops": flops, "seconds": best, "flop_per_s": flops / best,
+            "shape": list(shape) if shape else [size, size, size], "dtype": jnp.dtype(dtype).name}
+
+
+def structured_flops(model, *, m: int, n: int, d: int, k: int = 1) -> float:
+    """Floating-point operations of one structured NTK of ``n`` inputs with themselves.
+
+    Counted per prefix row (each matmul 2 flops per multiply-add, each exp or product 1):
+
+    - exp-sign: logits 2nd, exp and sign 2n, Gram 2n^2;
+    - softmax-sign: two passes of logits 4nd, softmax 5n, averages and operand 4nk, Gram 2(nk)^2;
+    - prefix: logits 4nd, values P V^T 4dk, softmax 5n, averages and operand 5nk, Gram 2(n(1+k))^2.
+    """
+    name = T.get_model(model).name
+    if name == "exp-sign":
+        per_row = 2 * n * d + 2 * n + 2 * n * n
+    elif name == "softmax-sign":
+        per_row = 4 * n * d + 5 * n + 4 * n * k + 2 * (n * k) ** 2
+    elif name == "prefix":
+        per_row = 4 * n * d + 4 * d * k + 5 * n + 5 * n * k + 2 * (n * (1 + k)) ** 2
+    else:
+        raise ValueError(f"no flop count for model {name!r}")
+    return float(m) * per_row
+
+
+def _gram_width(name: str, n: int, k: int) -> int:
+    return {"exp-sign": n, "softmax-sign": n * k, "prefix": n * (1 + k)}[name]
+
+
+# ----------------------------------------------------------------------------- NTK implementations
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn())
+    return time.perf_counter() - t0
+
+
+def bench_ntk_impls(*, models=("exp-sign", "softmax-sign", "prefix"), ms=(1e3, 1e4, 1e5), ns=(32, 128), d=16, k=1,
+                    impls=IMPLS, repeats=3, chunk_size=DEFAULT_CHUNK, memory_budget=4 * 2**30, max_seconds=60.0,
+                    slow_s=5.0, gemm_size=1024, dtype=jnp.float64, key=None, progress=None) -> list[dict]:
+    """One row per (model, n, m, implementation); see the module docstring.
+
+    Within a cell, every implementation is compiled and run once (warm-up, and its difference
+    to the structured NTK), then timed round-robin for ``repeats`` rounds (implementations
+    slower than ``slow_s`` in the first round only), with a square GEMM of side ``gemm_size``
+    timed in every round too: the times and the GEMM rate of a row see the same load on a
+    shared machine.  ``time_s`` is the best round.
+    """
+    key = jax.random.key(0) if key is None else key
+    unusable = {impl: _nt_ok(impl) for impl in impls}
+    A = jax.random.normal(key, (gemm_size, gemm_size), dtype)
+    gemm = jax.jit(lambda a: a @ a)
+    jax.block_until_ready(gemm(A))
+    rows = []
+    for name in models:
+        for n in ns:
+            last: dict[str, tuple[int, float]] = {}
+            for m in sorted(int(v) for v in ms):
+                model, kk, P, frozen, U = _inputs(name, m=m, n=int(n), d=d, k=k, dtype=dtype, key=key)
+                ref = None
+                cell, ready = [], {}
+                for impl in impls:
+                    row = {"model": name, "n": int(n), "m": m, "d": d, "k": kk, "impl": impl,
+                           "dtype": jnp.dtype(dtype).name, "time_s": None, "first_s": None, "compile_s": None,
+                           "work_bytes": None, "arg_bytes": None, "rel_err": None, "note": ""}
+                    cell.append(row)
+                    try:
+                        if unusable[impl]:
+                            raise Skip(unusable[impl])
+                        if impl != "structured" and impl != "nt-sd":
+                            need = _ne.autodiff_ntk_bytes(n, 0, kk, m * d, jnp.dtype(dtype).itemsize)
+                            if need > memory_budget:
+                                raise Skip(f"Jacobian {need / 2**30:.1f} GiB > budget {memory_budget / 2**30:.1f} GiB")
+                        if impl in last:
+                            m0, t0 = last[impl]
+                            if t0 * m / m0 > max_seconds:
+                                raise Skip(f"predicted {t0 * m / m0:.0f} s > max {max_seconds:.0f} s")
+                        t0 = time.perf_counter()
+                        compiled = _jitted_ntk(impl, model, chunk_size).lower(P, frozen, U).compile()
+                        row["compile_s"] = time.perf_counter() - t0
+                        row.update(_memory(compiled))
+                        total = (row["work_bytes"] or 0) + (row["arg_bytes"] or 0)
+                        if total > memory_budget:
+                            raise Skip(f"XLA needs {total / 2**30:.1f} GiB > budget {memory_budget / 2**30:.1f} GiB")
+                        t0 = time.perf_counter()
+                        H = jax.block_until_ready(compiled(P, frozen, U))
+                        row["first_s"] = time.perf_counter() - t0
+                        if impl == "structured":
+                            ref = H
+                        elif ref is not None:
+                            row["rel_err"] = float(jnp.max(jnp.abs(H - ref)) / jnp.max(jnp.abs(ref)))
+                        del H
+                        ready[impl] = (row, compiled)
+                    except Skip as e:
+                        row["note"] = f"skipped: {e}"
+                    except Exception as e:  # noqa: BLE001 - an implementation failing is a result
+                        row["note"] = f"failed: {type(e).__name__}: {str(e)[:200]}"
+                gemm_best = 0.0
+                for rnd in range(repeats):
+                    gemm_best = max(gemm_best, 2.0 * gemm_size**3 / _timed(lambda: gemm(A)))
+                    for impl, (row, compiled) in ready.items():
+                        if rnd > 0 and row["first_s"] > slow_s:
+                            continue
+                        try:
+                            t = _timed(functools.partial(compiled, P, frozen, U))
+                        except Exception as e:  # noqa: BLE001
+                            row["note"] = f"failed: {type(e).__name__}: {str(e)[:200]}"
+                            continue
+                        row["time_s"] = t if row["time_s"] is None else min(row["time_s"], t)
+                for row in cell:
+                    if row["time_s"]:
+                        last[row["impl"]] = (m, row["time_s"])
+                    row["gemm_flop_per_s_same_time"] = gemm_best
+                    if row["impl"] == "structured" and row["time_s"]:
+                        row["flops"] = structured_flops(name, m=m, n=int(n), d=d, k=kk)
+                        row["flop_per_s"] = row["flops"] / row["time_s"]
+                        row["fraction_of_gemm_same_time"] = row["flop_per_s"] / gemm_best
+                    rows.append(row)
+                    if progress is not None:
+                        progress(row)
+                del P, frozen, ready
+    return rows
+
+
+# ----------------------------------------------------------------------------- gradient-descent step
+
+
+def _gd_step_fn(impl: str, model, chunk_size: int, eta: float):
+    """A jittable ``(P, P0, frozen, U, y) -> next state`` for one kind of gradient-descent step."""
+
+    def outputs(P, fr, U):
+        return jax.vmap(model.forward, in_axes=(None, None, 0))(P, fr, U)
+
+    def flat_step(H, r):
+        K = T.kernel_matrix(H)
+        return r - eta * (K @ r.reshape(-1)).reshape(r.shape)
+
+    if impl == "grad":
+        def step(P, P0, fr, U, y):
+            g = jax.grad(lambda P_: 0.5 * jnp.sum((outputs(P_, fr, U) - y) ** 2))(P)
+            return P - eta * g
+    elif impl == "nt-linearize":
+        from theory.ntcompat import import_neural_tangents
+
+        nt = import_neural_tangents()
+
+        def step(P, P0, fr, U, y):
+            f_lin = nt.linearize(lambda P_, U_: outputs(P_, fr, U_), P0)
+            g = jax.grad(lambda P_: 0.5 * jnp.sum((f_lin(P_, U) - y) ** 2))(P)
+            return P - eta * g
+    elif impl == "kernel-structured":
+        def step(P, P0, fr, U, y):
+            return flat_step(model.structured_ntk(P, fr, U, None, chunk_size), outputs(P, fr, U) - y)
+    elif impl == "kernel-autodiff":
+        def step(P, P0, fr, U, y):
+            return flat_step(_ne._autodiff_model(model.forward, P, fr, U, None), outputs(P, fr, U) - y)
+    elif impl == "kernel-nt-jc":
+        from theory.ntcompat import import_neural_tangents, nt_model_ntk_fn
+
+        nt = import_neural_tangents()
+        ntk = nt_model_ntk_fn(model, implementation="jacobian_contraction")
+        out_jit = jax.jit(outputs)
+
+        def step(P, P0, fr, U, y):
+            # nt.predict caches an eigendecomposition with lru_cache, which leaks tracers under
+            # jit: the kernel and the outputs are jitted, the prediction runs eagerly.
+            H = ntk(P, fr, U, None)
+            # nt's MSE is a mean over y.size outputs: learning_rate = eta * y.size gives the same step.
+            predict = nt.predict.gradient_descent_mse(H, y, learning_rate=eta * y.size, trace_axes=())
+            return predict(1.0, out_jit(P, fr, U)) - y
+
+        step.eager = True
+    else:
+        raise ValueError(f"unknown step {impl!r}; known: {', '.join(GD_IMPLS)}")
+    return step
+
+
+def bench_gd_step(*, models=("exp-sign", "softmax-sign", "prefix"), ms=(1e4, 1e5), n=128, d=16, k=1, impls=GD_IMPLS,
+                  repeats=3, chunk_size=DEFAULT_CHUNK, memory_budget=4 * 2**30, eta=0.1, dtype=jnp.float64, key=None,
+                  progress=None) -> list[dict]:
+    """Time one gradient-descent step of each kind (see the module docstring); one row per cell."""
+    key = jax.random.key(0) if key is None else key
+    nt_reason = _nt_ok("nt-jc")
+    rows = []
+    for name in models:
+        for m in sorted(int(v) for v in ms):
+            model, kk, P, frozen, U = _inputs(name, m=m, n=int(n), d=d, k=k, dtype=dtype, key=key)
+            y = jax.random.normal(jax.random.fold_in(key, 2), (int(n), kk), dtype)
+            P1 = P + 1e-3 * jax.random.normal(jax.random.fold_in(key, 3), P.shape, dtype)
+            for impl in impls:
+                row = {"model": name, "n": int(n), "m": m, "d": d, "k": kk, "impl": impl, "time_s": None,
+                       "compile_s": None, "work_bytes": None, "arg_bytes": None, "note": ""}
+                try:
+                    if impl.startswith(("nt-", "kernel-nt")) and nt_reason:
+                        raise Skip(nt_reason)
+                    if impl in ("kernel-autodiff", "kernel-nt-jc"):
+                        need = _ne.autodiff_ntk_bytes(n, 0, kk, m * d, jnp.dtype(dtype).itemsize)
+                        if need > memory_budget:
+                            raise Skip(f"Jacobian {need / 2**30:.1f} GiB > budget {memory_budget / 2**30:.1f} GiB")
+                    step = _gd_step_fn(impl, model, chunk_size, eta)
+                    t0 = time.perf_counter()
+                    if getattr(step, "eager", False):
+                        compiled = step
+                        jax.block_until_ready(step(P1, P, frozen, U, y))
+                        row["note"] = "jitted NTK + eager nt.predict; compile_s includes one run"
+                    else:
+                        compiled = jax.jit(step).lower(P1, P, frozen, U, y).compile()
+                        row.update(_memory(compiled))
+                    row["compile_s"] = time.perf_counter() - t0
+                    _, row["time_s"] = _best_time(functools.partial(compiled, P1, P, frozen, U, y), repeats)
+                except Skip as e:
+                    row["note"] = f"skipped: {e}"
+                except Exception as e:  # noqa: BLE001
+                    row["note"] = f"failed: {type(e).__name__}: {str(e)[:200]}"
+                rows.append(row)
+                if progress is not None:
+                    progress(row)
+            del P, P1, frozen
+    return rows
+
+
+# ----------------------------------------------------------------------------- largest m in a budget
+
+
+def max_m_in_budget(*, models=("exp-sign", "softmax-sign", "prefix"), n=128, d=16, k=1, impls=IMPLS,
+                    budget=4 * 2**30, probes=(8192, 32768), chunk_size=DEFAULT_CHUNK, dtype=jnp.float64,
+                    key=None, progress=None) -> list[dict]:
+    """Largest m whose compiled program (args + temporaries + outputs) fits ``budget`` bytes.
+
+    Each implementation is compiled (not run) at the two ``probes`` values of m; the bytes are
+    fitted as ``a + b m``.  Also reports the structured NTK's working memory (temporaries +
+    outputs) at both m, which should not grow with m.
+    """
+    key = jax.random.key(0) if key is None else key
+    unusable = {impl: _nt_ok(impl) for impl in impls}
+    rows = []
+    m1, m2 = (int(v) for v in probes)
+    for name in models:
+        for impl in impls:
+            row = {"model": name, "n": int(n), "d": d, "impl": impl, "budget_bytes": int(budget), "m_max": None,
+                   "bytes_per_row": None, "fixed_bytes": None, "work_bytes": [], "note": ""}
+            try:
+                if unusable[impl]:
+                    raise Skip(unusable[impl])
+                args, work = [], []
+                for m in (m1, m2):
+                    model, kk, P, frozen, U = _inputs(name, m=m, n=int(n), d=d, k=k, dtype=dtype, key=key)
+                    compiled = _jitted_ntk(impl, model, chunk_size).lower(P, frozen, U).compile()
+                    mem = _memory(compiled)
+                    if mem["work_bytes"] is None:
+                        raise Skip("no memory analysis on this backend")
+                    args.append(mem["arg_bytes"])
+                    work.append(mem["work_bytes"])
+                row["work_bytes"] = work
+                # Inputs grow linearly in m; a working set that does not grow with m (the
+                # structured NTK's: it can even shrink, with the ragged last chunk) counts at its largest.
+                b = (args[1] - args[0]) / (m2 - m1) + max((work[1] - work[0]) / (m2 - m1), 0.0)
+                a = max(args[i] + work[i] - b * mi for i, mi in enumerate((m1, m2)))
+                row["bytes_per_row"], row["fixed_bytes"] = b, a
+                row["m_max"] = int((budget - a) / b) if b > 0 else None
+                row["k"] = kk
+            except Skip as e:
+                row["note"] = f"skipped: {e}"
+            except Exception as e:  # noqa: BLE001
+                row["note"] = f"failed: {type(e).__name__}: {str(e)[:200]}"
+            rows.append(row)
+            if progress is not None:
+                progress(row)
+    return rows
+
+
+# ----------------------------------------------------------------------------- the suite
+
+
+def run_suite(*, models=("exp-sign", "softmax-sign", "prefix"), ms=(1e3, 1e4, 1e5), ns=(32, 128), d=16, k=1,
+              impls=IMPLS, repeats=3, memory_budget=4 * 2**30, max_seconds=60.0, gd=True, gd_ms=(1e4, 1e5),
+              fit=True, fit_probes=(8192, 32768), gemm_size=2048, chunk_size=DEFAULT_CHUNK, dtype=jnp.float64,
+              progress=None) -> dict:
+    """Run every part of the suite; returns ``{"gemm", "ntk", "gd_step", "max_m"}``."""
+    out: dict = {"settings": {"models": list(models), "ms": [int(v) for v in ms], "ns": [int(v) for v in ns], "d": d,
+                              "k": k, "impls": list(impls), "repeats": repeats, "memory_budget": int(memory_budget),
+                              "max_seconds": max_seconds, "chunk_size": chunk_size, "dtype": jnp.dtype(dtype).name}}
+    def square():
+        rates = [gemm_rate(size=sz, dtype=dtype, repeats=max(repeats, 5)) for sz in (gemm_size // 2, gemm_size)]
+        return max(rates, key=lambda r: r["flop_per_s"])
+
+    # The roofline is the best square-GEMM rate seen, measured before and after the suite (the
+    # machine may be shared: a single measurement under load understates it).
+    out["gemm"] = {"square_before": square()}
+    for n in ns:
+        for name in models:
+            w = _gram_width(T.get_model(name).name, int(n), T.get_model(name).fixed_k or k)
+            out["gemm"][f"gram {name} n={int(n)}"] = gemm_rate(shape=(chunk_size, w), dtype=dtype, repeats=repeats)
+    out["ntk"] = bench_ntk_impls(models=models, ms=ms, ns=ns, d=d, k=k, impls=impls, repeats=repeats,
+                                 chunk_size=chunk_size, memory_budget=memory_budget, max_seconds=max_seconds,
+                                 gemm_size=max(gemm_size // 2, 1), dtype=dtype, progress=progress)
+    out["gd_step"] = bench_gd_step(models=models, ms=gd_ms, n=max(ns), d=d, k=k, repeats=repeats,
+                                   chunk_size=chunk_size, memory_budget=memory_budget, dtype=dtype,
+                                   progress=progress) if gd else []
+    out["max_m"] = max_m_in_budget(models=models, n=max(ns), d=d, k=k, impls=impls, budget=memory_budget,
+                                   probes=fit_probes, chunk_size=chunk_size, dtype=dtype,
+                                   progress=progress) if fit else []
+    out["gemm"]["square_after"] = square()
+    out["gemm"]["square"] = max(out["gemm"]["square_before"], out["gemm"]["square_after"],
+                                key=lambda r: r["flop_per_s"])
+    for r in out["ntk"]:
+        if r.get("flop_per_s"):
+            r["fraction_of_gemm"] = r["flop_per_s"] / out["gemm"]["square"]["flop_per_s"]
+    return out
+
+
+def _f(x, fmt="{:.3g}"):
+    return "-" if x is None else fmt.format(x)
+
+
+def _mib(x):
+    return "-" if x is None else f"{x / 2**20:.1f}"
+
+
+def format_suite(res: dict, machine: str = "") -> str:
+    """Markdown tables of :func:`run_suite`'s result."""
+    lines = []
+    if machine:
+        lines += [f"Machine: {machine}", ""]
+    sq = res["gemm"]["square"]
+    before, after = res["gemm"]["square_before"], res["gemm"]["square_after"]
+    lines += [f"{sq['dtype']} GEMM rate (roofline): {sq['flop_per_s'] / 1e9:.1f} GFLOP/s, the best square GEMM "
+              f"(before the suite {before['flop_per_s'] / 1e9:.1f} at {before['shape'][0]}, after "
+              f"{after['flop_per_s'] / 1e9:.1f} at {after['shape'][0]}); the structured kernel's own Gram shape "
+              "(chunk x width)^T (chunk x width), GFLOP/s: " + ", ".join(
+                  f"{k[5:]}: {v['flop_per_s'] / 1e9:.1f}" for k, v in res["gemm"].items() if k.startswith("gram")), ""]
+    impls = res["settings"]["impls"]
+    by = {}
+    for r in res["ntk"]:
+        by.setdefault((r["model"], r["n"], r["m"]), {})[r["impl"]] = r
+    head = ["model", "n", "m"] + [f"{i} s" for i in impls] + ["best nt / structured", "structured GFLOP/s",
+                                                              "% of GEMM", "% of GEMM same time"] + [
+        f"{i} MiB" for i in impls] + ["notes"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for (model, n, m), cells in by.items():
+        st = cells.get("structured", {})
+        nt_times = [cells[i]["time_s"] for i in impls if i.startswith("nt-") and i in cells and cells[i]["time_s"]]
+        ratio = (min(nt_times) / st["time_s"]) if nt_times and st.get("time_s") else None
+        frac = (st.get("flop_per_s") or 0) / sq["flop_per_s"] * 100 if st.get("flop_per_s") else None
+        notes = "; ".join(f"{i}: {cells[i]['note']}" for i in impls if i in cells and cells[i]["note"])
+        errs = [cells[i]["rel_err"] for i in impls if i in cells and cells[i].get("rel_err") is not None]
+        if errs:
+            notes = (notes + "; " if notes else "") + f"max rel diff vs structured {max(errs):.1e}"
+        lines.append("| " + " | ".join([model, str(n), f"{m:.0e}"] + [_f(cells.get(i, {}).get("time_s")) for i in impls]
+                                        + [_f(ratio), _f((st.get("flop_per_s") or 0) / 1e9 if st.get("flop_per_s") else None),
+                                           _f(frac, "{:.0f}"),
+                                           _f(100 * st["fraction_of_gemm_same_time"] if st.get("fraction_of_gemm_same_time") else None, "{:.0f}")]
+                                        + [_mib(cells.get(i, {}).get("work_bytes")) for i in impls] + [notes]) + " |")
+    if res.get("gd_step"):
+        gimpls = list(dict.fromkeys(r["impl"] for r in res["gd_step"]))
+        lines += ["", "Gradient-descent step (s):", "", "| model | n | m | " + " | ".join(gimpls) + " | notes |",
+                  "|" + "---|" * (len(gimpls) + 4)]
+        gby = {}
+        for r in res["gd_step"]:
+            gby.setdefault((r["model"], r["n"], r["m"]), {})[r["impl"]] = r
+        for (model, n, m), cells in gby.items():
+            notes = "; ".join(f"{i}: {c['note']}" for i, c in cells.items() if c["note"].startswith(("skipped", "failed")))
+            lines.append(f"| {model} | {n} | {m:.0e} | " + " | ".join(_f(cells.get(i, {}).get("time_s")) for i in gimpls)
+                         + f" | {notes} |")
+    if res.get("max_m"):
+        lines += ["", f"Largest m in {res['settings']['memory_budget'] / 2**30:.1f} GiB (XLA bytes fitted a + b m):", "",
+                  "| model | n | impl | m_max | bytes per row | fixed MiB | working MiB at the two probes | note |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in res["max_m"]:
+            lines.append(f"| {r['model']} | {r['n']} | {r['impl']} | {_f(r['m_max'], '{:.3g}')} | "
+                         f"{_f(r['bytes_per_row'], '{:.0f}')} | {_mib(r['fixed_bytes'])} | "
+                         f"{', '.join(_mib(w) for w in r['work_bytes'])} | {r['note']} |")
+    return "\n".join(lines)
