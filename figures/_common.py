@@ -13,10 +13,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-import numpy as np
 
 from figures import data, style
-from theory.stats import fit_loglog_slope
 
 DEFAULT_OUT = Path("figures") / "out"
 
@@ -63,18 +61,6 @@ def main(fig_module: str | ModuleType, argv: list[str] | None = None) -> int:
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def slope_fit(x, Y):
-    """``fit_loglog_slope`` over the seeds that are finite and positive at every x (None if none)."""
-    x = np.asarray(x, float)
-    Y = np.asarray(Y, float)
-    if Y.ndim == 1:
-        Y = Y[:, None]
-    keep = np.all(np.isfinite(Y) & (Y > 0), axis=0)
-    if x.size < 2 or not keep.any():
-        return None
-    return fit_loglog_slope(x, Y[:, keep])
 
 
 def forest(ax, rows, *, reference: float | None = None) -> None:

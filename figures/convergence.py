@@ -117,19 +117,19 @@ def _verdict_panel(ax, results):
     rows = []
     for key, _, label, _, claim in SERIES:
         xs, Y = _by_m(results, "ntk", key)
-        rows.append({"label": f"{claim}. {label}", "fit": _common.slope_fit(xs, Y), "predicted": -0.5})
+        rows.append({"label": f"{claim}. {label}", "fit": style.slope_fit(xs, Y), "predicted": -0.5})
     xs, Y = _by_m(results, "ntk", "movement")
     if xs is not None and xs.size >= 2:
         # Claim 4b: the maximum over rows carries the extreme softmax weight (see sims/experiments/convergence.py).
         c0 = data.select(results, parametrization="ntk")[0][0]
         ev = -0.5 * np.log(xs) + c0["sigma"] * c0["input_norm"] * np.sqrt(2 * np.log(xs))
         pred4 = float(np.polyfit(np.log(xs), ev, 1)[0])
-        rows.insert(3, {"label": "4b. row movement (max)", "fit": _common.slope_fit(xs, Y),
+        rows.insert(3, {"label": "4b. row movement (max)", "fit": style.slope_fit(xs, Y),
                         "predicted": pred4})
     for key, _, label, _, claim in SERIES[1:]:
         xc, Yc = _by_m(results, "mean-field", key)
         if xc is not None:
-            rows.append({"label": f"control: {label}", "fit": _common.slope_fit(xc, Yc), "predicted": -0.5,
+            rows.append({"label": f"control: {label}", "fit": style.slope_fit(xc, Yc), "predicted": -0.5,
                          "control": True})
     _common.forest(ax, rows, reference=-0.5)
     for tick, r in zip(ax.get_yticklabels(), list(reversed(rows))):

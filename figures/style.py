@@ -34,6 +34,7 @@ from matplotlib.transforms import ScaledTranslation
 from scipy import stats as _st
 
 from sims import store
+from sims.verdicts import SLOPE_TOL
 from theory.stats import fit_loglog_slope
 
 __all__ = [
@@ -53,7 +54,7 @@ __all__ = [
     "geometric_band",
     "slope_label",
     "slope_ok",
-    "slope_tolerance",
+    "slope_fit",
     "panel_label",
     "render",
     "save",
@@ -189,35 +190,31 @@ def geometric_band(Y, *, level: float = 0.95):
     return np.array(center), np.array(low), np.array(high)
 
 
-def slope_tolerance() -> float:
-    """The allowance the experiments' verdicts give a slope for finite-m corrections
-    (``sims.verdicts.SLOPE_TOL``; 0 where that module is absent)."""
-    try:
-        from sims.verdicts import SLOPE_TOL
-    except ImportError:  # pragma: no cover - older trees
-        return 0.0
-    return float(SLOPE_TOL)
-
-
-def slope_ok(fit, predicted: float, *, control: bool = False) -> bool:
-    """The verdicts' rule: the 95% interval meets ``predicted +- tol`` (a control passes when it does not)."""
-    tol = slope_tolerance()
-    meets = fit.low <= predicted + tol and fit.high >= predicted - tol
-    return meets != control
-
-
-def slope_label(x, Y, predicted: float | None = None, *, control: bool = False, short: bool = False) -> str:
-    """"slope -0.51 [-0.53, -0.49]" (95% CI over seeds), with a pass mark against ``predicted``
-    (:func:`slope_ok`: for a negative control the mark is a pass when the interval misses it).
-    """
+def slope_fit(x, Y):
+    """``fit_loglog_slope`` over the seeds that are finite and positive at every x (None if none)."""
     x = np.asarray(x, float)
     Y = np.asarray(Y, float)
     if Y.ndim == 1:
         Y = Y[:, None]
     keep = np.all(np.isfinite(Y) & (Y > 0), axis=0)
     if x.size < 2 or not keep.any():
+        return None
+    return fit_loglog_slope(x, Y[:, keep])
+
+
+def slope_ok(fit, predicted: float, *, control: bool = False) -> bool:
+    """The verdicts' rule (:func:`sims.verdicts.slope_row`): the 95% interval meets
+    ``predicted +- SLOPE_TOL``; a negative control passes when it does not."""
+    return fit.consistent_with(predicted, SLOPE_TOL) != control
+
+
+def slope_label(x, Y, predicted: float | None = None, *, control: bool = False, short: bool = False) -> str:
+    """"slope -0.51 [-0.53, -0.49]" (95% CI over seeds), with a pass mark against ``predicted``
+    (:func:`slope_ok`: for a negative control the mark is a pass when the interval misses it).
+    """
+    fit = slope_fit(x, Y)
+    if fit is None:
         return "slope n/a"
-    fit = fit_loglog_slope(x, Y[:, keep])
     text = ("" if short else "slope ") + f"{fit.slope:.2f} [{fit.low:.2f}, {fit.high:.2f}]"
     if predicted is not None:
         text += " \u2713" if slope_ok(fit, predicted, control=control) else " \u2717"

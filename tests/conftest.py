@@ -19,3 +19,19 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile("default")
+
+
+import importlib.util  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def small_results(tmp_path_factory):
+    """A results folder with every experiment run once at small size (tests/fixtures/shared_results.py)."""
+    spec = importlib.util.spec_from_file_location("prefix_ntk_shared_results",
+                                                  Path(__file__).parent / "fixtures" / "shared_results.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.small_results_dir(tmp_path_factory)

@@ -9,7 +9,6 @@ fonts only (no Type 3).
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import re
 import struct
 from pathlib import Path
@@ -25,19 +24,6 @@ from figures.cli import build_all  # noqa: E402
 from figures.registry import FIGURES  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _shared():
-    spec = importlib.util.spec_from_file_location("prefix_ntk_shared_results",
-                                                  Path(__file__).parent / "fixtures" / "shared_results.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-@pytest.fixture(scope="session")
-def small_results(tmp_path_factory):
-    return _shared().small_results_dir(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import importlib.util
 import runpy
 from pathlib import Path
 
@@ -43,19 +42,6 @@ XFAIL = {
         "to end and only its final claim assertion fails. Strict: an unexpected pass is reported"
     ),
 }
-
-
-def _shared():
-    spec = importlib.util.spec_from_file_location("prefix_ntk_shared_results",
-                                                  Path(__file__).parent / "fixtures" / "shared_results.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-@pytest.fixture(scope="session")
-def small_results(tmp_path_factory):
-    return _shared().small_results_dir(tmp_path_factory)
 
 
 def _params():
