@@ -12,37 +12,15 @@ This is a measurement, never a test: no test asserts on these numbers.
 
 from __future__ import annotations
 
-import time
-
 import jax
 import jax.numpy as jnp
 
 import theory as T
+from sims.bench_common import best_time, model_inputs, xla_memory
 from theory import ntk_empirical as _ne
 from theory.streaming import DEFAULT_CHUNK
 
 __all__ = ["bench_ntk", "format_table"]
-
-
-def _mem_bytes(compiled) -> int | None:
-    """Working memory of a compiled program: XLA temporaries + outputs (its inputs, P among them, excluded)."""
-    try:
-        ma = compiled.memory_analysis()
-        return int(ma.temp_size_in_bytes + ma.output_size_in_bytes)
-    except Exception:  # pragma: no cover - backends without memory analysis
-        return None
-
-
-def _time(fn, repeats):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn())
-    first = time.perf_counter() - t0
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        best = min(best, time.perf_counter() - t0)
-    return first, best
 
 
 def bench_ntk(*, models=("exp-sign", "softmax-sign", "prefix"), n=128, d=16, k=1, ms=(1e3, 1e4, 1e5, 1e6),
@@ -52,16 +30,13 @@ def bench_ntk(*, models=("exp-sign", "softmax-sign", "prefix"), n=128, d=16, k=1
     key = jax.random.key(0) if key is None else key
     rows = []
     for name in models:
-        model = T.get_model(name)
-        kk = model.fixed_k or k
-        U = jax.random.normal(jax.random.fold_in(key, 1), (n, d), dtype) / (2 * jnp.sqrt(jnp.asarray(d, dtype)))
         for m in ms:
             m = int(m)
-            P, frozen = T.init_model(name, key=jax.random.fold_in(key, m), m=m, d=d, k=kk, sigma=1.0, dtype=dtype)
+            model, kk, P, frozen, U = model_inputs(name, m=m, n=n, d=d, k=k, dtype=dtype, key=key)
             row = {"model": name, "n": n, "d": d, "k": kk, "m": m, "dtype": jnp.dtype(dtype).name}
             compiled = model.structured_ntk.lower(P, frozen, U, None, chunk_size).compile()
-            row["structured_mem_bytes"] = _mem_bytes(compiled)
-            first, best = _time(lambda: T.structured_ntk(name, P, frozen, U, chunk_size=chunk_size), repeats)
+            row["structured_mem_bytes"] = xla_memory(compiled)["work_bytes"]
+            first, best = best_time(lambda: T.structured_ntk(name, P, frozen, U, chunk_size=chunk_size), repeats)
             row["structured_first_s"], row["structured_s"] = first, best
             need = _ne.autodiff_ntk_bytes(n, 0, kk, m * d, jnp.dtype(dtype).itemsize)
             if need > memory_budget:
@@ -69,8 +44,8 @@ def bench_ntk(*, models=("exp-sign", "softmax-sign", "prefix"), n=128, d=16, k=1
                            autodiff_note=f"skipped: Jacobian {need / 2**30:.1f} GiB > budget {memory_budget / 2**30:.1f} GiB")
             else:
                 compiled = _ne._autodiff_model.lower(model.forward, P, frozen, U, None).compile()
-                row["autodiff_mem_bytes"] = _mem_bytes(compiled)
-                first, best = _time(lambda: T.autodiff_model_ntk(name, P, frozen, U, memory_budget=memory_budget),
+                row["autodiff_mem_bytes"] = xla_memory(compiled)["work_bytes"]
+                first, best = best_time(lambda: T.autodiff_model_ntk(name, P, frozen, U, memory_budget=memory_budget),
                                     repeats)
                 row["autodiff_first_s"], row["autodiff_s"] = first, best
                 row["autodiff_note"] = ""

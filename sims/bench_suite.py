@@ -43,6 +43,17 @@ import jax.numpy as jnp
 
 import theory as T
 from theory import ntk_empirical as _ne
+from sims.bench_common import (
+    Skip,
+    best_time,
+    describe_machine,
+    gemm_rate,
+    gram_width,
+    machine_info,
+    model_inputs,
+    structured_flops,
+    xla_memory,
+)
 from theory.streaming import DEFAULT_CHUNK
 
 __all__ = ["IMPLS", "GD_IMPLS", "machine_info", "describe_machine", "gemm_rate", "structured_flops", "bench_ntk_impls", "bench_gd_step",
@@ -51,43 +62,6 @@ __all__ = ["IMPLS", "GD_IMPLS", "machine_info", "describe_machine", "gemm_rate",
 IMPLS = ("structured", "autodiff", "nt-jc", "nt-nvp", "nt-sd")
 GD_IMPLS = ("grad", "nt-linearize", "kernel-structured", "kernel-autodiff", "kernel-nt-jc")
 _NT = {"nt-jc": "jacobian_contraction", "nt-nvp": "ntk_vector_products", "nt-sd": "structured_derivatives"}
-
-
-class Skip(Exception):
-    """An implementation was not run at this size; the message says why."""
-
-
-# ----------------------------------------------------------------------------- helpers
-
-
-def _best_time(fn: Callable, repeats: int, slow_s: float = 5.0) -> tuple[float, float]:
-    """``(first, best)``: one warm-up call, then ``repeats`` timed calls (one if the warm-up was slow)."""
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn())
-    first = time.perf_counter() - t0
-    best = first
-    for _ in range(repeats if first < slow_s else 1):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        best = min(best, time.perf_counter() - t0)
-    return first, best
-
-
-def _memory(compiled) -> dict:
-    try:
-        ma = compiled.memory_analysis()
-        return {"work_bytes": int(ma.temp_size_in_bytes + ma.output_size_in_bytes),
-                "arg_bytes": int(ma.argument_size_in_bytes)}
-    except Exception:  # noqa: BLE001 - backends without memory analysis
-        return {"work_bytes": None, "arg_bytes": None}
-
-
-def _inputs(name, *, m, n, d, k, dtype, key):
-    model = T.get_model(name)
-    kk = model.fixed_k or k
-    P, frozen = T.init_model(name, key=jax.random.fold_in(key, m), m=m, d=d, k=kk, sigma=1.0, dtype=dtype)
-    U = jax.random.normal(jax.random.fold_in(key, 1), (n, d), dtype) / (2 * jnp.sqrt(jnp.asarray(d, dtype)))
-    return model, kk, P, frozen, U
 
 
 @functools.lru_cache(maxsize=None)
@@ -126,84 +100,6 @@ def _nt_ok(impl: str) -> str:
     return ""
 
 
-def machine_info() -> dict:
-    """CPU model, core count, load average (the machine may be shared) and JAX devices."""
-    import os
-    import platform
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        load = [round(x, 2) for x in os.getloadavg()]
-    except OSError:  # pragma: no cover
-        load = None
-    devs = jax.devices()
-    return {"cpu": cpu, "machine": platform.machine(), "cores": os.cpu_count(), "load_average": load,
-            "jax_devices": f"{devs[0].platform} x{len(devs)} ({getattr(devs[0], 'device_kind', '')})"}
-
-
-def describe_machine(before: dict, after: dict | None = None) -> str:
-    load = f"load average {before['load_average']}" + (f" -> {after['load_average']}" if after else "")
-    return (f"{before['cores']}-core {before['machine']} ({before['cpu']}), JAX {jax.__version__} on "
-            f"{before['jax_devices']}; {load} (1, 5, 15 min), i.e. shared with other processes when above 0")
-
-
-# ----------------------------------------------------------------------------- roofline
-
-
-def gemm_rate(*, size: int = 2048, dtype=jnp.float64, repeats: int = 3, shape: tuple[int, int] | None = None) -> dict:
-    """Measured GEMM rate in FLOP/s: ``A @ B`` with square ``size`` x ``size`` operands, or, with
-    ``shape=(c, w)``, the structured kernel's ``A^T A`` for A of shape (c, w)."""
-    key = jax.random.key(0)
-    if shape is None:
-        A = jax.random.normal(key, (size, size), dtype)
-        B = jax.random.normal(jax.random.fold_in(key, 1), (size, size), dtype)
-        f = jax.jit(lambda a, b: a @ b)
-        flops = 2.0 * size**3
-        args = (A, B)
-    else:
-        c, w = shape
-        A = jax.random.normal(key, (c, w), dtype)
-        f = jax.jit(lambda a: a.T @ a)
-        flops = 2.0 * c * w * w
-        args = (A,)
-    _, best = _best_time(lambda: f(*args), repeats)
-    return {"flops": flops, "seconds": best, "flop_per_s": flops / best,
-            "shape": list(shape) if shape else [size, size, size], "dtype": jnp.dtype(dtype).name}
-
-
-def structured_flops(model, *, m: int, n: int, d: int, k: int = 1) -> float:
-    """Floating-point operations of one structured NTK of ``n`` inputs with themselves.
-
-    Counted per prefix row (each matmul 2 flops per multiply-add, each exp or product 1):
-
-    - exp-sign: logits 2nd, exp and sign 2n, Gram 2n^2;
-    - softmax-sign: two passes of logits 4nd, softmax 5n, averages and operand 4nk, Gram 2(nk)^2;
-    - prefix: logits 4nd, values P V^T 4dk, softmax 5n, averages and operand 5nk, Gram 2(n(1+k))^2.
-    """
-    name = T.get_model(model).name
-    if name == "exp-sign":
-        per_row = 2 * n * d + 2 * n + 2 * n * n
-    elif name == "softmax-sign":
-        per_row = 4 * n * d + 5 * n + 4 * n * k + 2 * (n * k) ** 2
-    elif name == "prefix":
-        per_row = 4 * n * d + 4 * d * k + 5 * n + 5 * n * k + 2 * (n * (1 + k)) ** 2
-    else:
-        raise ValueError(f"no flop count for model {name!r}")
-    return float(m) * per_row
-
-
-def _gram_width(name: str, n: int, k: int) -> int:
-    return {"exp-sign": n, "softmax-sign": n * k, "prefix": n * (1 + k)}[name]
-
-
 # ----------------------------------------------------------------------------- NTK implementations
 
 
@@ -234,7 +130,7 @@ def bench_ntk_impls(*, models=("exp-sign", "softmax-sign", "prefix"), ms=(1e3, 1
         for n in ns:
             last: dict[str, tuple[int, float]] = {}
             for m in sorted(int(v) for v in ms):
-                model, kk, P, frozen, U = _inputs(name, m=m, n=int(n), d=d, k=k, dtype=dtype, key=key)
+                model, kk, P, frozen, U = model_inputs(name, m=m, n=int(n), d=d, k=k, dtype=dtype, key=key)
                 ref = None
                 cell, ready = [], {}
                 for impl in impls:
@@ -256,7 +152,7 @@ def bench_ntk_impls(*, models=("exp-sign", "softmax-sign", "prefix"), ms=(1e3, 1
                         t0 = time.perf_counter()
                         compiled = _jitted_ntk(impl, model, chunk_size).lower(P, frozen, U).compile()
                         row["compile_s"] = time.perf_counter() - t0
-                        row.update(_memory(compiled))
+                        row.update(xla_memory(compiled))
                         total = (row["work_bytes"] or 0) + (row["arg_bytes"] or 0)
                         if total > memory_budget:
                             raise Skip(f"XLA needs {total / 2**30:.1f} GiB > budget {memory_budget / 2**30:.1f} GiB")
@@ -362,7 +258,7 @@ def bench_gd_step(*, models=("exp-sign", "softmax-sign", "prefix"), ms=(1e4, 1e5
     rows = []
     for name in models:
         for m in sorted(int(v) for v in ms):
-            model, kk, P, frozen, U = _inputs(name, m=m, n=int(n), d=d, k=k, dtype=dtype, key=key)
+            model, kk, P, frozen, U = model_inputs(name, m=m, n=int(n), d=d, k=k, dtype=dtype, key=key)
             y = jax.random.normal(jax.random.fold_in(key, 2), (int(n), kk), dtype)
             P1 = P + 1e-3 * jax.random.normal(jax.random.fold_in(key, 3), P.shape, dtype)
             for impl in impls:
@@ -383,9 +279,9 @@ def bench_gd_step(*, models=("exp-sign", "softmax-sign", "prefix"), ms=(1e4, 1e5
                         row["note"] = "jitted NTK + eager nt.predict; compile_s includes one run"
                     else:
                         compiled = jax.jit(step).lower(P1, P, frozen, U, y).compile()
-                        row.update(_memory(compiled))
+                        row.update(xla_memory(compiled))
                     row["compile_s"] = time.perf_counter() - t0
-                    _, row["time_s"] = _best_time(functools.partial(compiled, P1, P, frozen, U, y), repeats)
+                    _, row["time_s"] = best_time(functools.partial(compiled, P1, P, frozen, U, y), repeats)
                 except Skip as e:
                     row["note"] = f"skipped: {e}"
                 except Exception as e:  # noqa: BLE001
@@ -422,9 +318,9 @@ def max_m_in_budget(*, models=("exp-sign", "softmax-sign", "prefix"), n=128, d=1
                     raise Skip(unusable[impl])
                 args, work = [], []
                 for m in (m1, m2):
-                    model, kk, P, frozen, U = _inputs(name, m=m, n=int(n), d=d, k=k, dtype=dtype, key=key)
+                    model, kk, P, frozen, U = model_inputs(name, m=m, n=int(n), d=d, k=k, dtype=dtype, key=key)
                     compiled = _jitted_ntk(impl, model, chunk_size).lower(P, frozen, U).compile()
-                    mem = _memory(compiled)
+                    mem = xla_memory(compiled)
                     if mem["work_bytes"] is None:
                         raise Skip("no memory analysis on this backend")
                     args.append(mem["arg_bytes"])
@@ -467,7 +363,7 @@ def run_suite(*, models=("exp-sign", "softmax-sign", "prefix"), ms=(1e3, 1e4, 1e
     out["gemm"] = {"square_before": square()}
     for n in ns:
         for name in models:
-            w = _gram_width(T.get_model(name).name, int(n), T.get_model(name).fixed_k or k)
+            w = gram_width(T.get_model(name).name, int(n), T.get_model(name).fixed_k or k)
             out["gemm"][f"gram {name} n={int(n)}"] = gemm_rate(shape=(chunk_size, w), dtype=dtype, repeats=repeats)
     out["ntk"] = bench_ntk_impls(models=models, ms=ms, ns=ns, d=d, k=k, impls=impls, repeats=repeats,
                                  chunk_size=chunk_size, memory_budget=memory_budget, max_seconds=max_seconds,
