@@ -98,14 +98,7 @@ def moe_from_attention(W_Q, W_K, W_V, *, n_tokens: int, query: int = 0, c=None) 
     block ``query``, ``C = W_V^T``, ``c_j = 0`` unless given (docs/reparam_model.md, section 1).
     """
     W_Q, W_K, W_V = (jnp.asarray(a) for a in (W_Q, W_K, W_V))
-    _v.check_matrix("W_Q", W_Q)
-    if W_K.shape != W_Q.shape:
-        raise _v.InputError(f"W_K must have the shape of W_Q {W_Q.shape}, got {W_K.shape}")
-    _v.check_matrix("W_V", W_V)
-    if W_V.shape[0] != W_Q.shape[0]:
-        raise _v.InputError(f"W_V must have {W_Q.shape[0]} rows (the token dimension), got {W_V.shape}")
-    for name, a in (("W_Q", W_Q), ("W_K", W_K), ("W_V", W_V)):
-        _v.check_finite(name, a)
+    _v.check_projections(None, W_Q=W_Q, W_K=W_K, W_V=W_V)
     N = _v.check_count("n_tokens", n_tokens)
     q = _v.check_count("query", query, minimum=0)
     if q >= N:

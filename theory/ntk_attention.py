@@ -102,19 +102,6 @@ def _summary(P, W_K, W_V, feature, g, chunk_size):
     return Summary(Z, k)
 
 
-def _check_weights(X_cols, W_Q, W_K, W_V):
-    _v.check_matrix("W_Q", W_Q)
-    if W_Q.shape[0] != X_cols:
-        raise _v.InputError(f"W_Q must have {X_cols} rows (the token dimension), got {W_Q.shape}")
-    if W_K.shape != W_Q.shape:
-        raise _v.InputError(f"W_K must have the shape of W_Q {W_Q.shape}, got {W_K.shape}")
-    _v.check_matrix("W_V", W_V)
-    if W_V.shape[0] != X_cols:
-        raise _v.InputError(f"W_V must have {X_cols} rows (the token dimension), got {W_V.shape}")
-    for name, a in (("W_Q", W_Q), ("W_K", W_K), ("W_V", W_V)):
-        _v.check_finite(name, a)
-
-
 def prefix_summary(P, W_K, W_V, *, feature: str, g: int | None = None, chunk_size: int | None = None):
     """Exact summary of the prefix ``P`` (m, d) for ``feature``.
 
@@ -127,14 +114,8 @@ def prefix_summary(P, W_K, W_V, *, feature: str, g: int | None = None, chunk_siz
     P, W_K, W_V = (jnp.asarray(a) for a in (P, W_K, W_V))
     _v.check_matrix("P", P)
     _v.check_dtype("P.dtype", P.dtype)
-    _v.check_matrix("W_K", W_K)
-    if W_K.shape[0] != P.shape[1]:
-        raise _v.InputError(f"W_K must have {P.shape[1]} rows (the columns of P), got {W_K.shape}")
-    _v.check_matrix("W_V", W_V)
-    if W_V.shape[0] != P.shape[1]:
-        raise _v.InputError(f"W_V must have {P.shape[1]} rows (the columns of P), got {W_V.shape}")
-    for name, a in (("P", P), ("W_K", W_K), ("W_V", W_V)):
-        _v.check_finite(name, a)
+    _v.check_projections(P.shape[1], W_K=W_K, W_V=W_V, rows="the columns of P")
+    _v.check_finite("P", P)
     if feature == "exact":
         return ExactSummary(P @ W_K, P @ W_V)
     r = feature_dim(W_K.shape[1], feature=feature, g=g)
@@ -202,7 +183,7 @@ def _check_forward(X, summary, W_Q, W_K, W_V, feature, g):
     feature, g = check_feature(feature, g)
     _v.check_matrix("X", X)
     _v.check_dtype("X.dtype", X.dtype)
-    _check_weights(X.shape[-1], W_Q, W_K, W_V)
+    _v.check_projections(X.shape[-1], W_Q=W_Q, W_K=W_K, W_V=W_V)
     summary = _check_summary(summary, feature, g, W_K.shape[1], W_V.shape[1])
     return feature, g, summary
 

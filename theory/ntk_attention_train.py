@@ -119,16 +119,8 @@ def _check_setup(P, W_Q, W_K, W_V, feature, g, L, *, allow_exact=False):
     P, W_Q, W_K, W_V = (jnp.asarray(a) for a in (P, W_Q, W_K, W_V))
     _v.check_matrix("P", P)
     _v.check_dtype("P.dtype", P.dtype)
-    _v.check_matrix("W_Q", W_Q)
-    if W_Q.shape[0] != P.shape[1]:
-        raise _v.InputError(f"W_Q must have {P.shape[1]} rows (the columns of P), got {W_Q.shape}")
-    if W_K.shape != W_Q.shape:
-        raise _v.InputError(f"W_K must have the shape of W_Q {W_Q.shape}, got {W_K.shape}")
-    _v.check_matrix("W_V", W_V)
-    if W_V.shape[0] != P.shape[1]:
-        raise _v.InputError(f"W_V must have {P.shape[1]} rows (the columns of P), got {W_V.shape}")
-    for name, a in (("P", P), ("W_Q", W_Q), ("W_K", W_K), ("W_V", W_V)):
-        _v.check_finite(name, a)
+    _v.check_projections(P.shape[1], W_Q=W_Q, W_K=W_K, W_V=W_V, rows="the columns of P")
+    _v.check_finite("P", P)
     return feature, g, _v.check_count("L", L), (P, W_Q, W_K, W_V)
 
 

@@ -78,16 +78,9 @@ def check_attention_args(X, P, W_Q, W_K, W_V, chunk_size):
     """Shape, finiteness and chunk-size checks of :func:`prefix_attention` (raises InputError)."""
     _v.check_matrix("X", X)
     _v.check_matrix("P", P, cols=X.shape[1])
-    _v.check_matrix("W_Q", W_Q)
-    if W_Q.shape[0] != X.shape[1]:
-        raise _v.InputError(f"W_Q must have {X.shape[1]} rows (the token dimension), got {W_Q.shape}")
-    if W_K.shape != W_Q.shape:
-        raise _v.InputError(f"W_K must have the shape of W_Q {W_Q.shape}, got {W_K.shape}")
-    _v.check_matrix("W_V", W_V)
-    if W_V.shape[0] != X.shape[1]:
-        raise _v.InputError(f"W_V must have {X.shape[1]} rows, got {W_V.shape}")
-    for name, a in (("X", X), ("P", P), ("W_Q", W_Q), ("W_K", W_K), ("W_V", W_V)):
-        _v.check_finite(name, a)
+    _v.check_projections(X.shape[1], W_Q=W_Q, W_K=W_K, W_V=W_V)
+    _v.check_finite("X", X)
+    _v.check_finite("P", P)
     if chunk_size is not None:
         _v.check_count("chunk_size", chunk_size)
 

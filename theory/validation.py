@@ -24,6 +24,7 @@ __all__ = [
     "check_probability",
     "check_finite",
     "check_matrix",
+    "check_projections",
     "check_dtype",
     "concrete",
     "max_safe_logit",
@@ -114,6 +115,27 @@ def check_matrix(name: str, x, *, cols: int | None = None, min_rows: int = 1) ->
         raise InputError(f"{name} must have at least one column, got shape {shape}")
     if cols is not None and shape[1] != cols:
         raise InputError(f"{name} must have {cols} columns, got shape {shape}")
+
+
+def check_projections(d: int | None, *, W_Q=None, W_K=None, W_V=None, rows: str = "the token dimension") -> None:
+    """Attention projections for tokens of dimension ``d``: finite 2-D matrices with ``d`` rows,
+    ``W_K`` shaped like ``W_Q`` when both are given.  ``d=None`` takes ``d`` from ``W_Q``."""
+    if W_Q is not None:
+        check_matrix("W_Q", W_Q)
+        d = np.shape(W_Q)[0] if d is None else d
+    for name, W in (("W_Q", W_Q), ("W_K", W_K), ("W_V", W_V)):
+        if W is None:
+            continue
+        if name == "W_K" and W_Q is not None:
+            if np.shape(W) != np.shape(W_Q):
+                raise InputError(f"W_K must have the shape of W_Q {np.shape(W_Q)}, got {np.shape(W)}")
+            continue
+        check_matrix(name, W)
+        if np.shape(W)[0] != d:
+            raise InputError(f"{name} must have {d} rows ({rows}), got {np.shape(W)}")
+    for name, W in (("W_Q", W_Q), ("W_K", W_K), ("W_V", W_V)):
+        if W is not None:
+            check_finite(name, W)
 
 
 def check_dtype(name: str, dtype) -> jnp.dtype:
