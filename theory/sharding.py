@@ -153,26 +153,35 @@ def _split(rows, D):
     return q, main, tail
 
 
+def _sharded(reduce_rows: Callable, collective: Callable, combine: Callable, rows: Sequence, mesh: Mesh):
+    """Reduce ``rows`` split over ``mesh``: each device runs ``reduce_rows`` on its m/D rows, the
+    partial results meet in ``collective`` (psum, pmax, ...), and the rows left over when D does
+    not divide m are reduced on every device and merged with ``combine``."""
+    rows = tuple(rows)
+    q, main, tail = _split(rows, _n_dev(mesh))
+    if q == 0:
+        return reduce_rows(*rows)
+    spec = tuple(PartitionSpec(AXIS) for _ in rows)
+    acc = jax.shard_map(lambda *rs: collective(reduce_rows(*rs)), mesh=mesh, in_specs=spec,
+                        out_specs=PartitionSpec())(*main)
+    return acc if tail is None else combine(acc, reduce_rows(*tail))
+
+
 def sharded_row_sum(fn: Callable, rows: Sequence, *, mesh: Mesh, chunk_size: int = DEFAULT_CHUNK):
     """``sum_r fn(row r)`` with the rows split over ``mesh`` (use inside ``jax.jit``).
 
     Like :func:`theory.streaming.row_chunk_sum`: ``fn(*row_slices)`` returns a pytree of sums
     over the rows it is given; arrays it closes over are replicated.
     """
-    rows = tuple(rows)
-    D = _n_dev(mesh)
-    q, main, tail = _split(rows, D)
-    if q == 0:
-        return row_chunk_sum(fn, rows, chunk_size)
+    return _sharded(lambda *rs: row_chunk_sum(fn, rs, chunk_size), lambda acc: jax.lax.psum(acc, AXIS),
+                    lambda a, b: jax.tree_util.tree_map(jnp.add, a, b), rows, mesh)
 
-    def local(*rs):
-        return jax.lax.psum(row_chunk_sum(fn, rs, chunk_size), AXIS)
 
-    spec = tuple(PartitionSpec(AXIS) for _ in rows)
-    acc = jax.shard_map(local, mesh=mesh, in_specs=spec, out_specs=PartitionSpec())(*main)
-    if tail is not None:
-        acc = jax.tree_util.tree_map(jnp.add, acc, fn(*tail))
-    return acc
+def _gather_softmax(st):
+    mx, s, w = st
+    g = jax.lax.pmax(mx, AXIS)
+    c = jnp.exp(mx - g)
+    return g, jax.lax.psum(s * c, AXIS), jax.lax.psum(w * c[:, None], AXIS)
 
 
 def sharded_online_softmax(logits_fn: Callable, values_fn: Callable, rows: Sequence, *, mesh: Mesh,
@@ -181,39 +190,13 @@ def sharded_online_softmax(logits_fn: Callable, values_fn: Callable, rows: Seque
 
     Each device streams its rows; the global maximum is a ``pmax`` and the rescaled sums a ``psum``.
     """
-    rows = tuple(rows)
-    D = _n_dev(mesh)
-    q, main, tail = _split(rows, D)
-    if q == 0:
-        return online_softmax(logits_fn, values_fn, rows, chunk_size)
-
-    def local(*rs):
-        mx, s, w = online_softmax(logits_fn, values_fn, rs, chunk_size)
-        g = jax.lax.pmax(mx, AXIS)
-        c = jnp.exp(mx - g)
-        return g, jax.lax.psum(s * c, AXIS), jax.lax.psum(w * c[:, None], AXIS)
-
-    spec = tuple(PartitionSpec(AXIS) for _ in rows)
-    st = jax.shard_map(local, mesh=mesh, in_specs=spec, out_specs=PartitionSpec())(*main)
-    if tail is not None:
-        st = merge_softmax_stats(st, online_softmax(logits_fn, values_fn, tail, chunk_size))
-    return st
+    return _sharded(lambda *rs: online_softmax(logits_fn, values_fn, rs, chunk_size), _gather_softmax,
+                    merge_softmax_stats, rows, mesh)
 
 
 def _sharded_max(fn, rows, *, mesh, chunk_size):
-    D = _n_dev(mesh)
-    q, main, tail = _split(tuple(rows), D)
-    if q == 0:
-        return row_chunk_reduce(fn, jnp.maximum, tuple(rows), chunk_size)
-
-    def local(*rs):
-        return jax.lax.pmax(row_chunk_reduce(fn, jnp.maximum, rs, chunk_size), AXIS)
-
-    spec = tuple(PartitionSpec(AXIS) for _ in main)
-    out = jax.shard_map(local, mesh=mesh, in_specs=spec, out_specs=PartitionSpec())(*main)
-    if tail is not None:
-        out = jnp.maximum(out, row_chunk_reduce(fn, jnp.maximum, tail, chunk_size))
-    return out
+    return _sharded(lambda *rs: row_chunk_reduce(fn, jnp.maximum, rs, chunk_size),
+                    lambda acc: jax.lax.pmax(acc, AXIS), jnp.maximum, rows, mesh)
 
 
 # ----------------------------------------------------------------------------- per-model rules
