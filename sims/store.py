@@ -299,8 +299,8 @@ def read_cell(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str,
         with np.load(path, allow_pickle=False) as npz:
             meta = _meta_from(npz)
             arrays = {k: npz[k] for k in npz.files if k != META_KEY}
-    except (OSError, ValueError, zipfile.BadZipFile, KeyError) as e:
-        raise StoreError(f"cannot read cell file {path}: {e}") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        raise StoreError(f"cannot read cell file {path}: {type(e).__name__}: {e}") from None
     return arrays, meta
 
 
@@ -309,7 +309,7 @@ def read_cell_meta(path: str | os.PathLike) -> dict[str, Any] | None:
     try:
         with np.load(path, allow_pickle=False) as npz:
             return _meta_from(npz)
-    except (OSError, ValueError, zipfile.BadZipFile, KeyError, StoreError):
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, StoreError):
         return None
 
 

@@ -30,8 +30,14 @@ def invoke(*args: str):
 
 
 def cell_files(out: Path) -> list[Path]:
+    """Finished cell files; a SIGKILL mid-write leaves a dot-named temporary, which is not one."""
     d = out / "toy" / "cells"
-    return sorted(d.iterdir()) if d.is_dir() else []
+    return sorted(p for p in d.iterdir() if not p.name.startswith(".")) if d.is_dir() else []
+
+
+def temp_files(out: Path) -> list[str]:
+    d = out / "toy" / "cells"
+    return sorted(p.name for p in d.iterdir() if p.name.startswith(".")) if d.is_dir() else []
 
 
 def arrays_by_id(out: Path) -> dict[str, dict[str, bytes]]:
@@ -342,14 +348,16 @@ def test_killed_process_leaves_complete_files(tmp_path):
     proc.wait(timeout=30)
     after_kill = cell_files(out)
     for p in after_kill:
-        store.read_cell(p)  # every file that exists is complete
+        store.read_cell(p)  # every cell file that exists is complete
+    # the only other thing a SIGKILL can leave is the temporary of the write it interrupted
+    assert all(".tmp-" in name for name in temp_files(out)), temp_files(out)
 
     proc = _spawn(out, args)
     _wait_for_files(out, len(after_kill) + 1, proc)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 130
     assert b"rerun the same command to resume" in proc.stdout.read()
-    assert not [n for n in os.listdir(out / "toy" / "cells") if n.startswith(".")]  # temps cleaned
+    assert not temp_files(out)  # its own temporary removed, the one the SIGKILL left cleaned as stale
 
     done = len(cell_files(out))
     r = invoke("run", "toy", "--out", out, *args)

@@ -96,9 +96,12 @@ def test_interrupted_write_leaves_old_file_or_nothing(tmp_path, monkeypatch, exc
     assert sorted(os.listdir(tmp_path)) == ["c.npz"]  # no temp file, no half-written new file
 
 
-def test_garbage_file_is_not_done(tmp_path):
+@pytest.mark.parametrize("content", [b"PK\x03\x04 truncated", b""], ids=["truncated", "empty"])
+def test_garbage_file_is_not_done(tmp_path, content):
+    # An empty file (what a SIGKILL right after mkstemp leaves as a temporary) makes np.load
+    # raise EOFError; it must read as "not done" and as a StoreError like any other bad file.
     path = tmp_path / "c.npz"
-    path.write_bytes(b"PK\x03\x04 truncated")
+    path.write_bytes(content)
     assert not store.cell_done(path)
     assert store.read_cell_meta(path) is None
     with pytest.raises(store.StoreError, match="cannot read"):
