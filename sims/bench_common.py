@@ -16,7 +16,11 @@ import jax.numpy as jnp
 import theory as T
 
 __all__ = ["Skip", "best_time", "xla_memory", "model_inputs", "machine_info", "describe_machine", "gemm_rate",
-           "structured_flops", "gram_width"]
+           "structured_flops", "gram_width", "NT_IMPLS", "nt_unusable", "operand_width", "symmetric_gram_flops", "exp_pass"]
+
+
+# neural-tangents' empirical NTK implementations, by benchmark name.
+NT_IMPLS = {"nt-jc": "jacobian_contraction", "nt-nvp": "ntk_vector_products", "nt-sd": "structured_derivatives"}
 
 
 class Skip(Exception):
@@ -116,7 +120,8 @@ def structured_flops(model, *, m: int, n: int, d: int, k: int = 1) -> float:
 
     - exp-sign: logits 2nd, exp and sign 2n, Gram 2n^2;
     - softmax-sign: two passes of logits 4nd, softmax 5n, averages and operand 4nk, Gram 2(nk)^2;
-    - prefix: logits 4nd, values P V^T 4dk, softmax 5n, averages and operand 5nk, Gram 2(n(1+k))^2.
+    - prefix: logits 4nd, values P V^T 4dk, softmax 5n, averages and operand 5nk, the three Gram
+      blocks S^T S, S^T T and T^T T 2(n^2 + n nk + (nk)^2).
     """
     name = T.get_model(model).name
     if name == "exp-sign":
@@ -124,11 +129,51 @@ def structured_flops(model, *, m: int, n: int, d: int, k: int = 1) -> float:
     elif name == "softmax-sign":
         per_row = 4 * n * d + 5 * n + 4 * n * k + 2 * (n * k) ** 2
     elif name == "prefix":
-        per_row = 4 * n * d + 4 * d * k + 5 * n + 5 * n * k + 2 * (n * (1 + k)) ** 2
+        per_row = 4 * n * d + 4 * d * k + 5 * n + 5 * n * k + 2 * (n * n + n * n * k + (n * k) ** 2)
     else:
         raise ValueError(f"no flop count for model {name!r}")
     return float(m) * per_row
 
 
 def gram_width(name: str, n: int, k: int) -> int:
+    """Width w of the structured kernel's largest per-chunk GEMM ``(c x w)^T (c x w)`` (prefix: T^T T)."""
+    return {"exp-sign": n, "softmax-sign": n * k, "prefix": n * k}[name]
+
+
+def operand_width(name: str, n: int, k: int) -> int:
+    """Columns per row of the structured NTK's operand: the kernel is a Gram matrix of this width."""
     return {"exp-sign": n, "softmax-sign": n * k, "prefix": n * (1 + k)}[name]
+
+
+def symmetric_gram_flops(name: str, *, m: int, n: int, k: int) -> float:
+    """The least GEMM work of a kernel of n inputs with themselves through its Gram factorisation.
+
+    The NTK of every stylized model is ``sum_r A_r^T A_r`` over the m prefix rows for an operand
+    of width w (:func:`operand_width`; neural-tangents' structured derivatives find the same
+    rank structure); a symmetric rank-m update needs w(w+1)/2 multiply-adds per row.
+    """
+    w = operand_width(name, n, k)
+    return float(m) * w * (w + 1)
+
+
+def exp_pass(chunk_size: int):
+    """A jitted ``(P, U) -> sum_r exp(P U^T)``: the logits and exponentials every implementation needs."""
+    from theory.streaming import row_chunk_sum
+
+    return jax.jit(lambda P, U: row_chunk_sum(lambda P_c: jnp.sum(jnp.exp(P_c @ U.T), 0), (P,), chunk_size))
+
+
+def nt_unusable(impl: str) -> str:
+    """'' if the nt implementation can be used here, else the reason."""
+    if impl not in NT_IMPLS:
+        return ""
+    from theory.ntcompat import nt_available, structured_derivatives_ok
+
+    ok, why = nt_available()
+    if not ok:
+        return why
+    if impl == "nt-sd":
+        ok, detail = structured_derivatives_ok("prefix")
+        if not ok:
+            return f"nt STRUCTURED_DERIVATIVES shim unusable: {detail}"
+    return ""

@@ -21,7 +21,13 @@ Everything is measured in one run so the ratios in a row share the machine's sta
   analytically (matmuls, exponentials and products; the GEMM dominates once n >> d).  A square
   GEMM is also timed in every round of every cell ("same time"), so the fraction of the GEMM
   rate can be read against the load the kernel itself saw.
-- **Gradient-descent step** (:func:`bench_gd_step`): parameter space (``grad``:
+- **Floor** (:func:`exp_pass`, :func:`symmetric_gram_flops`): a lower bound on the time of any
+  implementation that evaluates the kernel through its Gram factorisation, as the structured
+  NTK and neural-tangents' structured derivatives both do: the logits and exponentials (timed
+  alone in the same rounds) plus the symmetric Gram's w(w+1) flops per row at the best square
+  GEMM rate.  ``best nt / floor`` is then the largest speed-up over neural-tangents that such an
+  implementation could reach on this machine.
+- **Gradient-descent step** (:func:`sims.bench_gd.bench_gd_step`): parameter space (``grad``:
   ``value_and_grad`` of the squared loss, as in ``sims run convergence``; ``nt-linearize``:
   the same step on ``nt.linearize(f, P0)``) and function space (``r <- r - eta H r`` with H
   from ``structured``, ``autodiff`` or ``nt-jc`` followed by ``nt.predict.gradient_descent_mse``).
@@ -44,24 +50,26 @@ import jax.numpy as jnp
 import theory as T
 from theory import ntk_empirical as _ne
 from sims.bench_common import (
+    NT_IMPLS as _NT,
     Skip,
-    best_time,
     describe_machine,
+    exp_pass,
     gemm_rate,
     gram_width,
     machine_info,
     model_inputs,
+    nt_unusable,
     structured_flops,
+    symmetric_gram_flops,
     xla_memory,
 )
+from sims.bench_gd import GD_IMPLS, bench_gd_step
 from theory.streaming import DEFAULT_CHUNK
 
 __all__ = ["IMPLS", "GD_IMPLS", "machine_info", "describe_machine", "gemm_rate", "structured_flops", "bench_ntk_impls", "bench_gd_step",
            "max_m_in_budget", "run_suite", "format_suite"]
 
 IMPLS = ("structured", "autodiff", "nt-jc", "nt-nvp", "nt-sd")
-GD_IMPLS = ("grad", "nt-linearize", "kernel-structured", "kernel-autodiff", "kernel-nt-jc")
-_NT = {"nt-jc": "jacobian_contraction", "nt-nvp": "ntk_vector_products", "nt-sd": "structured_derivatives"}
 
 
 @functools.lru_cache(maxsize=None)
@@ -82,22 +90,6 @@ def _ntk_fn(impl: str, model, chunk_size: int) -> Callable:
         fn = nt_model_ntk_fn(model, implementation=_NT[impl])
         return lambda P, fr, U: fn(P, fr, U, None)
     raise ValueError(f"unknown implementation {impl!r}; known: {', '.join(IMPLS)}")
-
-
-def _nt_ok(impl: str) -> str:
-    """'' if the nt implementation can be used here, else the reason."""
-    if impl not in _NT:
-        return ""
-    from theory.ntcompat import nt_available, structured_derivatives_ok
-
-    ok, why = nt_available()
-    if not ok:
-        return why
-    if impl == "nt-sd":
-        ok, detail = structured_derivatives_ok("prefix")
-        if not ok:
-            return f"nt STRUCTURED_DERIVATIVES shim unusable: {detail}"
-    return ""
 
 
 # ----------------------------------------------------------------------------- NTK implementations
@@ -121,7 +113,7 @@ def bench_ntk_impls(*, models=("exp-sign", "softmax-sign", "prefix"), ms=(1e3, 1
     shared machine.  ``time_s`` is the best round.
     """
     key = jax.random.key(0) if key is None else key
-    unusable = {impl: _nt_ok(impl) for impl in impls}
+    unusable = {impl: nt_unusable(impl) for impl in impls}
     A = jax.random.normal(key, (gemm_size, gemm_size), dtype)
     gemm = jax.jit(lambda a: a @ a)
     jax.block_until_ready(gemm(A))
@@ -169,9 +161,13 @@ def bench_ntk_impls(*, models=("exp-sign", "softmax-sign", "prefix"), ms=(1e3, 1
                         row["note"] = f"skipped: {e}"
                     except Exception as e:  # noqa: BLE001 - an implementation failing is a result
                         row["note"] = f"failed: {type(e).__name__}: {str(e)[:200]}"
-                gemm_best = 0.0
+                gemm_best, exp_best = 0.0, None
+                exps = exp_pass(chunk_size)
+                jax.block_until_ready(exps(P, U))
                 for rnd in range(repeats):
                     gemm_best = max(gemm_best, 2.0 * gemm_size**3 / _timed(lambda: gemm(A)))
+                    t = _timed(functools.partial(exps, P, U))
+                    exp_best = t if exp_best is None else min(exp_best, t)
                     for impl, (row, compiled) in ready.items():
                         if rnd > 0 and row["first_s"] > slow_s:
                             continue
@@ -185,6 +181,9 @@ def bench_ntk_impls(*, models=("exp-sign", "softmax-sign", "prefix"), ms=(1e3, 1
                     if row["time_s"]:
                         last[row["impl"]] = (m, row["time_s"])
                     row["gemm_flop_per_s_same_time"] = gemm_best
+                    if row["impl"] == "structured":
+                        row["exp_pass_s"] = exp_best
+                        row["symmetric_gram_flops"] = symmetric_gram_flops(name, m=m, n=int(n), k=kk)
                     if row["impl"] == "structured" and row["time_s"]:
                         row["flops"] = structured_flops(name, m=m, n=int(n), d=d, k=kk)
                         row["flop_per_s"] = row["flops"] / row["time_s"]
@@ -193,103 +192,6 @@ def bench_ntk_impls(*, models=("exp-sign", "softmax-sign", "prefix"), ms=(1e3, 1
                     if progress is not None:
                         progress(row)
                 del P, frozen, ready
-    return rows
-
-
-# ----------------------------------------------------------------------------- gradient-descent step
-
-
-def _gd_step_fn(impl: str, model, chunk_size: int, eta: float):
-    """A jittable ``(P, P0, frozen, U, y) -> next state`` for one kind of gradient-descent step."""
-
-    def outputs(P, fr, U):
-        return jax.vmap(model.forward, in_axes=(None, None, 0))(P, fr, U)
-
-    def flat_step(H, r):
-        K = T.kernel_matrix(H)
-        return r - eta * (K @ r.reshape(-1)).reshape(r.shape)
-
-    if impl == "grad":
-        def step(P, P0, fr, U, y):
-            g = jax.grad(lambda P_: 0.5 * jnp.sum((outputs(P_, fr, U) - y) ** 2))(P)
-            return P - eta * g
-    elif impl == "nt-linearize":
-        from theory.ntcompat import import_neural_tangents
-
-        nt = import_neural_tangents()
-
-        def step(P, P0, fr, U, y):
-            f_lin = nt.linearize(lambda P_, U_: outputs(P_, fr, U_), P0)
-            g = jax.grad(lambda P_: 0.5 * jnp.sum((f_lin(P_, U) - y) ** 2))(P)
-            return P - eta * g
-    elif impl == "kernel-structured":
-        def step(P, P0, fr, U, y):
-            return flat_step(model.structured_ntk(P, fr, U, None, chunk_size), outputs(P, fr, U) - y)
-    elif impl == "kernel-autodiff":
-        def step(P, P0, fr, U, y):
-            return flat_step(_ne._autodiff_model(model.forward, P, fr, U, None), outputs(P, fr, U) - y)
-    elif impl == "kernel-nt-jc":
-        from theory.ntcompat import import_neural_tangents, nt_model_ntk_fn
-
-        nt = import_neural_tangents()
-        ntk = nt_model_ntk_fn(model, implementation="jacobian_contraction")
-        out_jit = jax.jit(outputs)
-
-        def step(P, P0, fr, U, y):
-            # nt.predict caches an eigendecomposition with lru_cache, which leaks tracers under
-            # jit: the kernel and the outputs are jitted, the prediction runs eagerly.
-            H = ntk(P, fr, U, None)
-            # nt's MSE is a mean over y.size outputs: learning_rate = eta * y.size gives the same step.
-            predict = nt.predict.gradient_descent_mse(H, y, learning_rate=eta * y.size, trace_axes=())
-            return predict(1.0, out_jit(P, fr, U)) - y
-
-        step.eager = True
-    else:
-        raise ValueError(f"unknown step {impl!r}; known: {', '.join(GD_IMPLS)}")
-    return step
-
-
-def bench_gd_step(*, models=("exp-sign", "softmax-sign", "prefix"), ms=(1e4, 1e5), n=128, d=16, k=1, impls=GD_IMPLS,
-                  repeats=3, chunk_size=DEFAULT_CHUNK, memory_budget=4 * 2**30, eta=0.1, dtype=jnp.float64, key=None,
-                  progress=None) -> list[dict]:
-    """Time one gradient-descent step of each kind (see the module docstring); one row per cell."""
-    key = jax.random.key(0) if key is None else key
-    nt_reason = _nt_ok("nt-jc")
-    rows = []
-    for name in models:
-        for m in sorted(int(v) for v in ms):
-            model, kk, P, frozen, U = model_inputs(name, m=m, n=int(n), d=d, k=k, dtype=dtype, key=key)
-            y = jax.random.normal(jax.random.fold_in(key, 2), (int(n), kk), dtype)
-            P1 = P + 1e-3 * jax.random.normal(jax.random.fold_in(key, 3), P.shape, dtype)
-            for impl in impls:
-                row = {"model": name, "n": int(n), "m": m, "d": d, "k": kk, "impl": impl, "time_s": None,
-                       "compile_s": None, "work_bytes": None, "arg_bytes": None, "note": ""}
-                try:
-                    if impl.startswith(("nt-", "kernel-nt")) and nt_reason:
-                        raise Skip(nt_reason)
-                    if impl in ("kernel-autodiff", "kernel-nt-jc"):
-                        need = _ne.autodiff_ntk_bytes(n, 0, kk, m * d, jnp.dtype(dtype).itemsize)
-                        if need > memory_budget:
-                            raise Skip(f"Jacobian {need / 2**30:.1f} GiB > budget {memory_budget / 2**30:.1f} GiB")
-                    step = _gd_step_fn(impl, model, chunk_size, eta)
-                    t0 = time.perf_counter()
-                    if getattr(step, "eager", False):
-                        compiled = step
-                        jax.block_until_ready(step(P1, P, frozen, U, y))
-                        row["note"] = "jitted NTK + eager nt.predict; compile_s includes one run"
-                    else:
-                        compiled = jax.jit(step).lower(P1, P, frozen, U, y).compile()
-                        row.update(xla_memory(compiled))
-                    row["compile_s"] = time.perf_counter() - t0
-                    _, row["time_s"] = best_time(functools.partial(compiled, P1, P, frozen, U, y), repeats)
-                except Skip as e:
-                    row["note"] = f"skipped: {e}"
-                except Exception as e:  # noqa: BLE001
-                    row["note"] = f"failed: {type(e).__name__}: {str(e)[:200]}"
-                rows.append(row)
-                if progress is not None:
-                    progress(row)
-            del P, P1, frozen
     return rows
 
 
@@ -306,7 +208,7 @@ def max_m_in_budget(*, models=("exp-sign", "softmax-sign", "prefix"), n=128, d=1
     outputs) at both m, which should not grow with m.
     """
     key = jax.random.key(0) if key is None else key
-    unusable = {impl: _nt_ok(impl) for impl in impls}
+    unusable = {impl: nt_unusable(impl) for impl in impls}
     rows = []
     m1, m2 = (int(v) for v in probes)
     for name in models:
@@ -377,9 +279,12 @@ def run_suite(*, models=("exp-sign", "softmax-sign", "prefix"), ms=(1e3, 1e4, 1e
     out["gemm"]["square_after"] = square()
     out["gemm"]["square"] = max(out["gemm"]["square_before"], out["gemm"]["square_after"],
                                 key=lambda r: r["flop_per_s"])
+    peak = out["gemm"]["square"]["flop_per_s"]
     for r in out["ntk"]:
         if r.get("flop_per_s"):
-            r["fraction_of_gemm"] = r["flop_per_s"] / out["gemm"]["square"]["flop_per_s"]
+            r["fraction_of_gemm"] = r["flop_per_s"] / peak
+        if r.get("exp_pass_s") is not None:
+            r["floor_s"] = r["exp_pass_s"] + r["symmetric_gram_flops"] / peak
     return out
 
 
@@ -407,21 +312,24 @@ def format_suite(res: dict, machine: str = "") -> str:
     by = {}
     for r in res["ntk"]:
         by.setdefault((r["model"], r["n"], r["m"]), {})[r["impl"]] = r
-    head = ["model", "n", "m"] + [f"{i} s" for i in impls] + ["best nt / structured", "structured GFLOP/s",
-                                                              "% of GEMM", "% of GEMM same time"] + [
+    head = ["model", "n", "m"] + [f"{i} s" for i in impls] + ["best nt / structured", "floor s", "best nt / floor",
+                                                              "structured GFLOP/s", "% of GEMM",
+                                                              "% of GEMM same time"] + [
         f"{i} MiB" for i in impls] + ["notes"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for (model, n, m), cells in by.items():
         st = cells.get("structured", {})
         nt_times = [cells[i]["time_s"] for i in impls if i.startswith("nt-") and i in cells and cells[i]["time_s"]]
         ratio = (min(nt_times) / st["time_s"]) if nt_times and st.get("time_s") else None
+        floor = st.get("floor_s")
+        ceiling = min(nt_times) / floor if nt_times and floor else None
         frac = (st.get("flop_per_s") or 0) / sq["flop_per_s"] * 100 if st.get("flop_per_s") else None
         notes = "; ".join(f"{i}: {cells[i]['note']}" for i in impls if i in cells and cells[i]["note"])
         errs = [cells[i]["rel_err"] for i in impls if i in cells and cells[i].get("rel_err") is not None]
         if errs:
             notes = (notes + "; " if notes else "") + f"max rel diff vs structured {max(errs):.1e}"
         lines.append("| " + " | ".join([model, str(n), f"{m:.0e}"] + [_f(cells.get(i, {}).get("time_s")) for i in impls]
-                                        + [_f(ratio), _f((st.get("flop_per_s") or 0) / 1e9 if st.get("flop_per_s") else None),
+                                        + [_f(ratio), _f(floor), _f(ceiling), _f((st.get("flop_per_s") or 0) / 1e9 if st.get("flop_per_s") else None),
                                            _f(frac, "{:.0f}"),
                                            _f(100 * st["fraction_of_gemm_same_time"] if st.get("fraction_of_gemm_same_time") else None, "{:.0f}")]
                                         + [_mib(cells.get(i, {}).get("work_bytes")) for i in impls] + [notes]) + " |")

@@ -31,7 +31,9 @@ Structured NTK: with w_ril = (V p_r)_l - Fbar_l(x_i) and T_r(i,l) = S_ri w_ril,
     M0 = sum_r S_ri S_rj,  W1 = sum_r S_ri T_r(j,l'),  W1' = sum_r T_r(i,l) S_rj,  W2 = sum_r T_r(i,l) T_r(j,l')
 
 streamed over row chunks after one pass for the softmax statistics and Fbar: O(n^2 k^2 m)
-operations against O(n^2 k^2 m d) for the Jacobian contraction.
+operations against O(n^2 k^2 m d) for the Jacobian contraction.  Each chunk does the four sums
+as GEMMs of the operands S (c, n) and T (c, nk); for U2 = U1 it skips W1', the transpose of W1
+(3/4 of the work of one GEMM over the concatenation [S, T], and no concatenated copy).
 """
 
 from __future__ import annotations
@@ -86,22 +88,23 @@ def ntk_rule(P, frozen, U1, U2, red: Reducers):
     st1 = _stats(P, V, U1, red)
     st2 = st1 if same else _stats(P, V, U2, red)
 
-    def operand(P_c, U, stats):
+    def operands(P_c, U, stats):  # held as (width, c): each Gram contracts the minor axis
         mx, s, Fbar = stats
-        S = jnp.exp(P_c @ U.T - mx) / s  # (c, n)
-        T = S[:, :, None] * ((P_c @ V.T)[:, None, :] - Fbar[None])  # (c, n, k)
-        return jnp.concatenate([S, T.reshape(S.shape[0], -1)], axis=1)  # (c, n (1 + k))
+        S = jnp.exp(U @ P_c.T - (mx + jnp.log(s))[:, None])  # (n, c): the softmax, 1/s in the shift
+        T = S[:, None, :] * ((V @ P_c.T)[None, :, :] - Fbar[:, :, None])  # (n, k, c)
+        return S, T.reshape(-1, T.shape[-1])
 
     def chunk(P_c):
-        A = operand(P_c, U1, st1)
-        B = A if same else operand(P_c, U2, st2)
-        return A.T @ B  # one GEMM holds M0, W1, W1' and W2
+        S1, T1 = operands(P_c, U1, st1)
+        if same:  # sum_r T_r(i,l) S_rj is the transpose of W1: three GEMMs instead of four
+            return S1 @ S1.T, S1 @ T1.T, T1 @ T1.T
+        S2, T2 = operands(P_c, U2, st2)
+        return S1 @ S2.T, S1 @ T2.T, T1 @ S2.T, T1 @ T2.T
 
-    G = red.row_sum(chunk, (P,))
-    M0 = G[:n1, :n2]
-    W1 = G[:n1, n2:].reshape(n1, n2, k)  # sum_r S_ri T_r(j, l')
-    W1p = G[n1:, :n2].reshape(n1, k, n2).transpose(0, 2, 1)  # sum_r T_r(i, l) S_rj
-    W2 = G[n1:, n2:].reshape(n1, k, n2, k).transpose(0, 2, 1, 3)  # sum_r T_r(i, l) T_r(j, l')
+    sums = red.row_sum(chunk, (P,))
+    M0, W1 = sums[0], sums[1].reshape(n1, n2, k)  # sum_r S_ri T_r(j, l')
+    W1p = (sums[1].T if same else sums[2]).reshape(n1, k, n2).transpose(0, 2, 1)  # sum_r T_r(i, l) S_rj
+    W2 = sums[-1].reshape(n1, k, n2, k).transpose(0, 2, 1, 3)  # sum_r T_r(i, l) T_r(j, l')
     VU1, VU2 = U1 @ V.T, U2 @ V.T  # (n, k): (V u_i)_l
     H = (
         (V @ V.T)[None, None] * M0[:, :, None, None]

@@ -57,15 +57,15 @@ def ntk_rule(P, frozen, U1, U2, red: Reducers):
     st1 = softmax_weights_stats(P, a_rows, U1, red)
     st2 = st1 if same else softmax_weights_stats(P, a_rows, U2, red)
 
-    def operand(P_c, a_c, U, stats):
+    def operand(P_c, a_c, U, stats):  # held as (n k, c): the Gram contracts the minor axis
         mx, s, abar = stats
-        S = jnp.exp(P_c @ U.T - mx) / s  # (c, n)
-        B = S[:, :, None] * (a_c[:, None, :] - abar[None])  # (c, n, k)
-        return B.reshape(B.shape[0], -1)
+        S = jnp.exp(U @ P_c.T - (mx + jnp.log(s))[:, None])  # (n, c): the softmax, 1/s in the shift
+        B = S[:, None, :] * (a_c.T[None, :, :] - abar[:, :, None])  # (n, k, c)
+        return B.reshape(-1, B.shape[-1])
 
     def chunk(P_c, a_c):
         B1 = operand(P_c, a_c, U1, st1)
-        return B1.T @ (B1 if same else operand(P_c, a_c, U2, st2))
+        return B1 @ (B1 if same else operand(P_c, a_c, U2, st2)).T
 
     G = red.row_sum(chunk, (P, a_rows))
     n1, n2 = U1.shape[0], U2.shape[0]

@@ -340,7 +340,7 @@ class NtkMemoryError(MemoryError):
 
 # Numbers held per (chunk row x input) by each model's chunk function: the logits, the
 # exponentials and the GEMM operand (exp-sign: E; softmax-sign: S and B (k per input);
-# prefix: S, P V^T and the [S, T] operand (1 + k per input)).  Calibrated against XLA's
+# prefix: S, P V^T and the operand T (k per input), bounded by 1 + k per input).  Calibrated against XLA's
 # memory_analysis (tests/test_sharding.py checks estimate >= measured).
 _PER_ROW_INPUT = {"exp-sign": lambda k: 2, "softmax-sign": lambda k: 4 + 2 * k, "prefix": lambda k: 4 + 3 * k}
 _GEMM_WIDTH = {"exp-sign": lambda k: 1, "softmax-sign": lambda k: k, "prefix": lambda k: 1 + k}

@@ -77,10 +77,10 @@ def online_softmax(logits_fn: Callable, values_fn: Callable, rows: Sequence, chu
     """
 
     def chunk_stats(*rs):
-        z = logits_fn(*rs)
-        mx = jnp.max(z, axis=0)
-        e = jnp.exp(z - mx[None, :])
-        return mx, jnp.sum(e, axis=0), e.T @ values_fn(*rs)
+        z = logits_fn(*rs).T  # (n, c): the reductions run along the minor axis
+        mx = jnp.max(z, axis=1)
+        e = jnp.exp(z - mx[:, None])
+        return mx, jnp.sum(e, axis=1), e @ values_fn(*rs)
 
     return row_chunk_reduce(chunk_stats, merge_softmax_stats, rows, chunk_size)
 
