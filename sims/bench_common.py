@@ -94,7 +94,7 @@ def describe_machine(before: dict, after: dict | None = None) -> str:
 
 def gemm_rate(*, size: int = 2048, dtype=jnp.float64, repeats: int = 3, shape: tuple[int, int] | None = None) -> dict:
     """Measured GEMM rate in FLOP/s: ``A @ B`` with square ``size`` x ``size`` operands, or, with
-    ``shape=(c, w)``, the structured kernel's ``A^T A`` for A of shape (c, w)."""
+    ``shape=(c, w)``, the structured kernel's per-chunk Gram ``A A^T`` for A of shape (w, c)."""
     key = jax.random.key(0)
     if shape is None:
         A = jax.random.normal(key, (size, size), dtype)
@@ -104,8 +104,8 @@ def gemm_rate(*, size: int = 2048, dtype=jnp.float64, repeats: int = 3, shape: t
         args = (A, B)
     else:
         c, w = shape
-        A = jax.random.normal(key, (c, w), dtype)
-        f = jax.jit(lambda a: a.T @ a)
+        A = jax.random.normal(key, (w, c), dtype)
+        f = jax.jit(lambda a: a @ a.T)
         flops = 2.0 * c * w * w
         args = (A,)
     _, best = best_time(lambda: f(*args), repeats)

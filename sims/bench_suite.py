@@ -306,7 +306,7 @@ def format_suite(res: dict, machine: str = "") -> str:
     lines += [f"{sq['dtype']} GEMM rate (roofline): {sq['flop_per_s'] / 1e9:.1f} GFLOP/s, the best square GEMM "
               f"(before the suite {before['flop_per_s'] / 1e9:.1f} at {before['shape'][0]}, after "
               f"{after['flop_per_s'] / 1e9:.1f} at {after['shape'][0]}); the structured kernel's own Gram shape "
-              "(chunk x width)^T (chunk x width), GFLOP/s: " + ", ".join(
+              "(width x chunk) (width x chunk)^T, GFLOP/s: " + ", ".join(
                   f"{k[5:]}: {v['flop_per_s'] / 1e9:.1f}" for k, v in res["gemm"].items() if k.startswith("gram")), ""]
     impls = res["settings"]["impls"]
     by = {}
