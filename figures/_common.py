@@ -31,7 +31,8 @@ def build(fig_module: str | ModuleType, results: str | Path = "results", out: st
           formats=style.FORMATS, dpi: int = style.PNG_DPI) -> list[Path]:
     """Load the saved run the figure needs, plot it and write ``out/<NAME>.<fmt>``; return the paths."""
     mod = module(fig_module)
-    loaded = data.load_run(results, mod.EXPERIMENT, run)
+    # A figure of saved benchmark files (not a sims run) brings its own loader.
+    loaded = mod.load(results, run) if hasattr(mod, "load") else data.load_run(results, mod.EXPERIMENT, run)
     with style.context():
         fig = mod.plot(loaded, venue=venue, width=width or mod.DEFAULT_WIDTH)
     return style.save(fig, out, mod.NAME, formats=formats, dpi=dpi)

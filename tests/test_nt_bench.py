@@ -43,10 +43,27 @@ def test_bench_suite_tiny(tmp_path):
         else:
             assert row["flop_per_s"] > 0 and row["fraction_of_gemm_same_time"] > 0
             assert row["floor_s"] > 0 and row["exp_pass_s"] > 0 and row["symmetric_gram_flops"] > 0
+    _check_bench_figure(tmp_path)
     assert {r["impl"] for r in res["gd_step"]} == set(bs.GD_IMPLS)
     assert all(r["time_s"] is not None or r["note"].startswith("skipped") for r in res["gd_step"])
     assert {r["impl"] for r in res["max_m"]} == set(bs.IMPLS)
     assert all(r["m_max"] or r["note"] for r in res["max_m"])
+
+
+def _check_bench_figure(results):
+    """figures/bench_suite.py builds from the saved suite, byte-identical twice, TrueType fonts only."""
+    from figures import _common
+
+    outs = [results / "fig-a", results / "fig-b"]
+    built = [_common.build("bench_suite", results, out) for out in outs]
+    assert [p.name for p in built[0]] == ["bench_suite.pdf", "bench_suite.png"]
+    for pa, pb in zip(*built):
+        assert pa.read_bytes() == pb.read_bytes(), pa.name
+    pdf = built[0][0].read_bytes()
+    assert b"/Type3" not in pdf and b"/FontFile2" in pdf
+    # no saved suite: a clear error, exit code 2, nothing written
+    assert _common.main("bench_suite", ["--results", str(results / "empty"), "--out", str(results / "fig-c")]) == 2
+    assert not (results / "fig-c").exists()
 
 
 def test_bench_suite_bad_options(tmp_path):
