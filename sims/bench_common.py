@@ -7,6 +7,7 @@ rate is the roofline the achieved FLOP/s are compared with.  Measurements, never
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Callable
 
@@ -16,7 +17,7 @@ import jax.numpy as jnp
 import theory as T
 
 __all__ = ["Skip", "best_time", "xla_memory", "model_inputs", "machine_info", "describe_machine", "gemm_rate",
-           "structured_flops", "gram_width", "NT_IMPLS", "nt_unusable", "operand_width", "symmetric_gram_flops", "exp_pass"]
+           "structured_flops", "gram_width", "NT_IMPLS", "nt_unusable", "note_failure", "recorded", "operand_width", "symmetric_gram_flops", "exp_pass"]
 
 
 # neural-tangents' empirical NTK implementations, by benchmark name.
@@ -25,6 +26,26 @@ NT_IMPLS = {"nt-jc": "jacobian_contraction", "nt-nvp": "ntk_vector_products", "n
 
 class Skip(Exception):
     """An implementation was not run at this size; the message says why."""
+
+
+def note_failure(row: dict, e: BaseException) -> None:
+    """Record in ``row["note"]`` why a measurement was skipped or failed (a failure is a result)."""
+    row["note"] = f"skipped: {e}" if isinstance(e, Skip) else f"failed: {type(e).__name__}: {str(e)[:200]}"
+
+
+@contextlib.contextmanager
+def recorded(row: dict, rows: list, progress: Callable | None = None):
+    """Measure into ``row`` inside the block; a :class:`Skip` or an error becomes its note.
+
+    The row is then appended to ``rows`` and shown with ``progress`` either way.
+    """
+    try:
+        yield row
+    except Exception as e:  # noqa: BLE001 - an implementation failing is a result
+        note_failure(row, e)
+    rows.append(row)
+    if progress is not None:
+        progress(row)
 
 
 def best_time(fn: Callable, repeats: int, slow_s: float = 5.0) -> tuple[float, float]:

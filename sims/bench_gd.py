@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 import theory as T
 from theory import ntk_empirical as _ne
-from sims.bench_common import Skip, best_time, model_inputs, nt_unusable, xla_memory
+from sims.bench_common import Skip, best_time, model_inputs, nt_unusable, recorded, xla_memory
 from theory.streaming import DEFAULT_CHUNK
 
 __all__ = ["GD_IMPLS", "bench_gd_step"]
@@ -89,7 +89,7 @@ def bench_gd_step(*, models=("exp-sign", "softmax-sign", "prefix"), ms=(1e4, 1e5
             for impl in impls:
                 row = {"model": name, "n": int(n), "m": m, "d": d, "k": kk, "impl": impl, "time_s": None,
                        "compile_s": None, "work_bytes": None, "arg_bytes": None, "note": ""}
-                try:
+                with recorded(row, rows, progress):
                     if impl.startswith(("nt-", "kernel-nt")) and nt_reason:
                         raise Skip(nt_reason)
                     if impl in ("kernel-autodiff", "kernel-nt-jc"):
@@ -107,12 +107,5 @@ def bench_gd_step(*, models=("exp-sign", "softmax-sign", "prefix"), ms=(1e4, 1e5
                         row.update(xla_memory(compiled))
                     row["compile_s"] = time.perf_counter() - t0
                     _, row["time_s"] = best_time(functools.partial(compiled, P1, P, frozen, U, y), repeats)
-                except Skip as e:
-                    row["note"] = f"skipped: {e}"
-                except Exception as e:  # noqa: BLE001
-                    row["note"] = f"failed: {type(e).__name__}: {str(e)[:200]}"
-                rows.append(row)
-                if progress is not None:
-                    progress(row)
             del P, P1, frozen
     return rows

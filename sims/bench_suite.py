@@ -58,7 +58,9 @@ from sims.bench_common import (
     gram_width,
     machine_info,
     model_inputs,
+    note_failure,
     nt_unusable,
+    recorded,
     structured_flops,
     symmetric_gram_flops,
     xla_memory,
@@ -157,10 +159,8 @@ def bench_ntk_impls(*, models=("exp-sign", "softmax-sign", "prefix"), ms=(1e3, 1
                             row["rel_err"] = float(jnp.max(jnp.abs(H - ref)) / jnp.max(jnp.abs(ref)))
                         del H
                         ready[impl] = (row, compiled)
-                    except Skip as e:
-                        row["note"] = f"skipped: {e}"
-                    except Exception as e:  # noqa: BLE001 - an implementation failing is a result
-                        row["note"] = f"failed: {type(e).__name__}: {str(e)[:200]}"
+                    except Exception as e:  # noqa: BLE001 - a skip or a failure is a result
+                        note_failure(row, e)
                 gemm_best, exp_best = 0.0, None
                 exps = exp_pass(chunk_size)
                 jax.block_until_ready(exps(P, U))
@@ -174,7 +174,7 @@ def bench_ntk_impls(*, models=("exp-sign", "softmax-sign", "prefix"), ms=(1e3, 1
                         try:
                             t = _timed(functools.partial(compiled, P, frozen, U))
                         except Exception as e:  # noqa: BLE001
-                            row["note"] = f"failed: {type(e).__name__}: {str(e)[:200]}"
+                            note_failure(row, e)
                             continue
                         row["time_s"] = t if row["time_s"] is None else min(row["time_s"], t)
                 for row in cell:
@@ -215,7 +215,7 @@ def max_m_in_budget(*, models=("exp-sign", "softmax-sign", "prefix"), n=128, d=1
         for impl in impls:
             row = {"model": name, "n": int(n), "d": d, "impl": impl, "budget_bytes": int(budget), "m_max": None,
                    "bytes_per_row": None, "fixed_bytes": None, "work_bytes": [], "note": ""}
-            try:
+            with recorded(row, rows, progress):
                 if unusable[impl]:
                     raise Skip(unusable[impl])
                 args, work = [], []
@@ -235,13 +235,6 @@ def max_m_in_budget(*, models=("exp-sign", "softmax-sign", "prefix"), n=128, d=1
                 row["bytes_per_row"], row["fixed_bytes"] = b, a
                 row["m_max"] = int((budget - a) / b) if b > 0 else None
                 row["k"] = kk
-            except Skip as e:
-                row["note"] = f"skipped: {e}"
-            except Exception as e:  # noqa: BLE001
-                row["note"] = f"failed: {type(e).__name__}: {str(e)[:200]}"
-            rows.append(row)
-            if progress is not None:
-                progress(row)
     return rows
 
 

@@ -109,3 +109,19 @@ def test_structured_flops_match_xla_cost_analysis(name, k):
         old_gram, new_gram = 2 * (n * (1 + k)) ** 2, 2 * (n * n + n * n * k + (n * k) ** 2)
         old = bs.structured_flops(name, m=m, n=n, d=d, k=k) + m * (old_gram - new_gram)
         assert not 0.95 < xla / (old - shared) < 1.05
+
+
+def test_recorded_turns_skips_and_failures_into_notes():
+    from sims.bench_common import Skip, recorded
+
+    rows, shown = [], []
+    for exc in (Skip("over budget"), ValueError("bad shape")):
+        with recorded({"note": ""}, rows, shown.append):
+            raise exc
+    with recorded({"note": "", "time_s": 1.0}, rows, shown.append):
+        pass
+    assert [r["note"] for r in rows] == ["skipped: over budget", "failed: ValueError: bad shape", ""]
+    assert shown == rows
+    with pytest.raises(KeyboardInterrupt):  # an interrupt is not a measurement
+        with recorded({"note": ""}, rows):
+            raise KeyboardInterrupt
