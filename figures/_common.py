@@ -40,10 +40,12 @@ def build(fig_module: str | ModuleType, results: str | Path = "results", out: st
 
 def main(fig_module: str | ModuleType, argv: list[str] | None = None) -> int:
     mod = module(fig_module)
-    p = argparse.ArgumentParser(prog=f"python -m {mod.__name__}", description=(mod.__doc__ or "").split("\n")[0])
+    # Run as ``python -m figures.NAME`` the module is ``__main__``; name it by its file instead.
+    name = mod.__name__ if mod.__name__ != "__main__" else f"figures.{Path(mod.__file__).stem}"
+    p = argparse.ArgumentParser(prog=f"python -m {name}", description=(mod.__doc__ or "").split("\n")[0])
     p.add_argument("--results", default="results", help="results folder (default: results)")
     p.add_argument("--out", default=str(DEFAULT_OUT), help=f"output folder (default: {DEFAULT_OUT})")
-    p.add_argument("--run", default=None, help=f"run id of {mod.EXPERIMENT} (default: the newest)")
+    p.add_argument("--run", default=None, help=getattr(mod, "RUN_HELP", f"run id of {mod.EXPERIMENT} (default: the newest)"))
     p.add_argument("--venue", default="acl", choices=sorted(style.VENUES))
     p.add_argument("--width", default=None, choices=style.WIDTHS, help=f"default: {mod.DEFAULT_WIDTH}")
     p.add_argument("--format", dest="formats", action="append", choices=("pdf", "png", "svg"),

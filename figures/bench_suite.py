@@ -27,6 +27,7 @@ from figures import _common, data, style
 EXPERIMENT = "bench"
 NAME = "bench_suite"
 DEFAULT_WIDTH = "full"
+RUN_HELP = "path of a saved suite (default: <results>/bench/suite-float64.json)"
 
 _LABEL = {"structured": "structured (ours)", "autodiff": "autodiff", "nt-jc": "nt: Jacobian contraction",
           "nt-nvp": "nt: NTK-vector products", "nt-sd": "nt: structured derivatives"}
