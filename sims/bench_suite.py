@@ -26,7 +26,9 @@ Everything is measured in one run so the ratios in a row share the machine's sta
   NTK and neural-tangents' structured derivatives both do: the logits and exponentials (timed
   alone in the same rounds) plus the symmetric Gram's w(w+1) flops per row at the best square
   GEMM rate.  ``best nt / floor`` is then the largest speed-up over neural-tangents that such an
-  implementation could reach on this machine.
+  implementation could reach on this machine.  The exponential pass is a call of its own, so
+  the floor includes one call's dispatch overhead (a fraction of a millisecond on a CPU): below
+  a few milliseconds it can exceed the structured NTK's own time and means nothing.
 - **Gradient-descent step** (:func:`sims.bench_gd.bench_gd_step`): parameter space (``grad``:
   ``value_and_grad`` of the squared loss, as in ``sims run convergence``; ``nt-linearize``:
   the same step on ``nt.linearize(f, P0)``) and function space (``r <- r - eta H r`` with H
