@@ -139,7 +139,7 @@ def _verdict_panel(ax, results):
 
 def plot(run: data.Run, *, venue: str = "acl", width: str = DEFAULT_WIDTH):
     w, _ = style.figsize(venue, width)
-    if width == "full" and w > 4:  # (a) and (b) side by side, the verdict underneath
+    if style.side_by_side(venue, width):  # (a) and (b) side by side, the verdict underneath
         fig = style.new_figure((w, min(0.85 * w, 5.6)))
         gs = fig.add_gridspec(2, 2, height_ratios=(1.75, 1.0))
         a, b, c = fig.add_subplot(gs[0, 0]), fig.add_subplot(gs[0, 1]), fig.add_subplot(gs[1, :])

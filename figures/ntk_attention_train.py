@@ -104,8 +104,7 @@ def _norm_panel(ax, results):
 
 
 def plot(run: data.Run, *, venue: str = "acl", width: str = DEFAULT_WIDTH):
-    w, _ = style.figsize(venue, width)
-    narrow = not (width == "full" and w > 4)
+    narrow = not style.side_by_side(venue, width)
     fig, (a, b, c) = style.panels(3, venue=venue, width=width, panel_aspect=1.45 if not narrow else 0.95)
     _mse_panel(a, run.results)
     style.panel_label(a, "(a) validation error")

@@ -81,8 +81,7 @@ def _metric_panel(ax, results, metric, predicted, *, over_only=True, ylabel="", 
 
 
 def plot(run: data.Run, *, venue: str = "acl", width: str = DEFAULT_WIDTH):
-    w, _ = style.figsize(venue, width)
-    narrow = not (width == "full" and w > 4)
+    narrow = not style.side_by_side(venue, width)
     fig, (a, b, c) = style.panels(3, venue=venue, width=width, panel_aspect=1.45 if not narrow else 0.95)
     Ls = _L_star(run.results)
     _metric_panel(a, run.results, "voronoi", -0.5, ylabel=f"Voronoi loss (L = {Ls + 1})")

@@ -49,6 +49,7 @@ __all__ = [
     "figsize",
     "new_figure",
     "panels",
+    "side_by_side",
     "rate_series",
     "reference_slope",
     "geometric_band",
@@ -139,6 +140,11 @@ def new_figure(size: tuple[float, float]) -> Figure:
     return Figure(figsize=size, layout="constrained")
 
 
+def side_by_side(venue: str = "acl", width: str = "full") -> bool:
+    """Whether panels sit side by side (a full width wider than 4 in) rather than stacked."""
+    return width == "full" and figsize(venue, width)[0] > 4
+
+
 def panels(n: int, *, venue: str = "acl", width: str = "full", panel_aspect: float = 0.8,
            height: float | None = None):
     """A figure with ``n`` panels: side by side at full width, stacked at column width.
@@ -146,7 +152,7 @@ def panels(n: int, *, venue: str = "acl", width: str = "full", panel_aspect: flo
     Call inside :func:`context`.  Returns ``(fig, axes)`` with ``axes`` a flat list.
     """
     w, _ = figsize(venue, width)
-    if width == "full" and w > 4:
+    if side_by_side(venue, width):
         h = height if height is not None else min(w / n * panel_aspect + 0.35, 3.6)
         fig = new_figure((w, h))
         axes = fig.subplots(1, n, squeeze=False)
