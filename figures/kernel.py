@@ -33,7 +33,7 @@ def _models(results):
     return [m for m in order if m in present] + sorted(present - set(order))
 
 
-def _error_panel(ax, results, narrow):
+def _error_panel(ax, results):
     xs_all = None
     for i, name in enumerate(_models(results)):
         res = data.select(results, model=name)
@@ -57,7 +57,7 @@ def _error_panel(ax, results, narrow):
     style.legend(ax, below=True)
 
 
-def _lambda_panel(ax, results, narrow):
+def _lambda_panel(ax, results):
     xs_all = None
     for i, name in enumerate(_models(results)):
         res = data.select(results, model=name)
@@ -77,7 +77,7 @@ def _lambda_panel(ax, results, narrow):
     style.legend(ax, below=True)
 
 
-def _constant_panel(ax, results, narrow):
+def _constant_panel(ax, results):
     res = data.select(results, model="exp-sign")
     if not res or "C_exact" not in res[0][1]:
         ax.text(0.5, 0.5, "no exp-sign cells in this run", ha="center", va="center", transform=ax.transAxes)
@@ -109,17 +109,13 @@ def _constant_panel(ax, results, narrow):
 def plot(run: data.Run, *, venue: str = "acl", width: str = DEFAULT_WIDTH):
     narrow = not style.side_by_side(venue, width)
     fig, (a, b, c) = style.panels(3, venue=venue, width=width, panel_aspect=1.45 if not narrow else 0.95)
-    _error_panel(a, run.results, narrow)
+    _error_panel(a, run.results)
     style.panel_label(a, "(a) concentration")
-    _lambda_panel(b, run.results, narrow)
+    _lambda_panel(b, run.results)
     style.panel_label(b, "(b) smallest eigenvalue")
-    _constant_panel(c, run.results, narrow)
+    _constant_panel(c, run.results)
     style.panel_label(c, "(c) exact constant")
     return fig
-
-
-def build(results="results", out=_common.DEFAULT_OUT, **kw):
-    return _common.build(__name__, results, out, **kw)
 
 
 if __name__ == "__main__":

@@ -94,9 +94,5 @@ def plot(run: data.Run, *, venue: str = "acl", width: str = DEFAULT_WIDTH):
     return fig
 
 
-def build(results="results", out=_common.DEFAULT_OUT, **kw):
-    return _common.build(__name__, results, out, **kw)
-
-
 if __name__ == "__main__":
     raise SystemExit(_common.main(sys.modules[__name__]))
