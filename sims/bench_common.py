@@ -163,7 +163,9 @@ def gram_width(name: str, n: int, k: int) -> int:
 
 def operand_width(name: str, n: int, k: int) -> int:
     """Columns per row of the structured NTK's operand: the kernel is a Gram matrix of this width."""
-    return {"exp-sign": n, "softmax-sign": n * k, "prefix": n * (1 + k)}[name]
+    from theory.sharding import OPERAND_WIDTH_PER_INPUT
+
+    return n * OPERAND_WIDTH_PER_INPUT[name](k)
 
 
 def symmetric_gram_flops(name: str, *, m: int, n: int, k: int) -> float:

@@ -52,7 +52,7 @@ import jax.numpy as jnp
 import theory as T
 from theory import ntk_empirical as _ne
 from sims.bench_common import (
-    NT_IMPLS as _NT,
+    NT_IMPLS,
     Skip,
     describe_machine,
     exp_pass,
@@ -88,10 +88,10 @@ def _ntk_fn(impl: str, model, chunk_size: int) -> Callable:
         return lambda P, fr, U: model.structured_ntk(P, fr, U, None, chunk_size)
     if impl == "autodiff":
         return lambda P, fr, U: _ne._autodiff_model(model.forward, P, fr, U, None)
-    if impl in _NT:
+    if impl in NT_IMPLS:
         from theory.ntcompat import nt_model_ntk_fn
 
-        fn = nt_model_ntk_fn(model, implementation=_NT[impl])
+        fn = nt_model_ntk_fn(model, implementation=NT_IMPLS[impl])
         return lambda P, fr, U: fn(P, fr, U, None)
     raise ValueError(f"unknown implementation {impl!r}; known: {', '.join(IMPLS)}")
 

@@ -63,6 +63,7 @@ from theory.streaming import (
 __all__ = [
     "AXIS",
     "SHARDED_MODELS",
+    "OPERAND_WIDTH_PER_INPUT",
     "device_mesh",
     "row_sharding",
     "replicated",
@@ -343,7 +344,9 @@ class NtkMemoryError(MemoryError):
 # prefix: S, P V^T and the operand T (k per input), bounded by 1 + k per input).  Calibrated against XLA's
 # memory_analysis (tests/test_sharding.py checks estimate >= measured).
 _PER_ROW_INPUT = {"exp-sign": lambda k: 2, "softmax-sign": lambda k: 4 + 2 * k, "prefix": lambda k: 4 + 3 * k}
-_GEMM_WIDTH = {"exp-sign": lambda k: 1, "softmax-sign": lambda k: k, "prefix": lambda k: 1 + k}
+#: Columns per input of each model's Gram operand: the structured NTK is a Gram matrix of width
+#: n x this (exp-sign: E; softmax-sign: B, k per input; prefix: S and T, 1 + k per input).
+OPERAND_WIDTH_PER_INPUT = {"exp-sign": lambda k: 1, "softmax-sign": lambda k: k, "prefix": lambda k: 1 + k}
 _FROZEN_PER_ROW = {"exp-sign": lambda k, d: 1, "softmax-sign": lambda k, d: k, "prefix": lambda k, d: d}
 
 
@@ -371,7 +374,7 @@ def estimate_ntk_bytes(model, *, m, n1, n2=None, d, k: int = 1, chunk_size: int 
     rows = m // devices if m % devices == 0 else m
     c = min(chunk_size, rows)
     inputs = b * rows * (d + _FROZEN_PER_ROW[model.name](k, d)) + b * (n1 + (0 if same else n2)) * d
-    width = _GEMM_WIDTH[model.name](k)
+    width = OPERAND_WIDTH_PER_INPUT[model.name](k)
     working = int(b * (1.25 * c * (n1 + (0 if same else n2)) * _PER_ROW_INPUT[model.name](k)
                        + 4 * (n1 * width) * (n2 * width) + 8 * (n1 + n2) * (k + 1)))
     output = b * n1 * n2 * k * k
