@@ -18,6 +18,29 @@ from sims.cli import register_subcommand
 from theory.validation import InputError, check_count
 
 
+MODELS = ("exp-sign", "softmax-sign", "prefix")
+
+
+def _check_models_and_precision(model, precision: str) -> tuple[str, ...]:
+    """The requested models (default: all three), each known, and a known precision."""
+    import theory as T
+    from sims.runner import PRECISIONS
+
+    if precision not in PRECISIONS:
+        raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    models = tuple(model or MODELS)
+    for name in models:
+        T.get_model(name)
+    return models
+
+
+def _save(out: Path, stem: str, payload: dict, table: str) -> None:
+    """``<out>/bench/<stem>.json`` (rows, provenance) and ``.md`` (the table), each written atomically."""
+    folder = Path(out) / "bench"
+    store.atomic_write_text(folder / f"{stem}.json", json.dumps(payload, indent=2, default=float))
+    store.atomic_write_text(folder / f"{stem}.md", table + "\n")
+
+
 def _factory() -> typer.Typer:
     app = typer.Typer(help="Benchmarks: time and memory, written to <out>/bench/.", no_args_is_help=True)
 
@@ -40,20 +63,16 @@ def _factory() -> typer.Typer:
         try:
             ms = [check_count("--m", v) for v in (m or ["1e3", "1e4", "1e5", "1e6"])]
             nn, dd, rep = check_count("--n", n), check_count("--d", d), check_count("--repeats", repeats)
-            if precision not in ("float64", "float32"):
-                raise InputError(f"--precision must be float64 or float32, got {precision!r}")
+            models = _check_models_and_precision(model, precision)
         except InputError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2)
         jax.config.update("jax_enable_x64", precision == "float64")
-        rows = bench_ntk(models=tuple(model or ("exp-sign", "softmax-sign", "prefix")), n=nn, d=dd, ms=ms,
+        rows = bench_ntk(models=models, n=nn, d=dd, ms=ms,
                          repeats=rep, dtype=jnp.dtype(precision),
                          progress=lambda r: typer.echo(f"  {r['model']} m={r['m']}: structured {r['structured_s']:.3g} s"))
         table = format_table(rows)
-        folder = Path(out) / "bench"
-        store.atomic_write_text(folder / f"ntk-{precision}.json",
-                                json.dumps({"rows": rows, "provenance": provenance(precision)}, indent=2))
-        store.atomic_write_text(folder / f"ntk-{precision}.md", table + "\n")
+        _save(out, f"ntk-{precision}", {"rows": rows, "provenance": provenance(precision)}, table)
         typer.echo(table)
 
     @app.command("suite", epilog="Example: sims bench suite --m 1e3 --m 1e4 --m 1e5 --n 32 --n 128")
@@ -95,17 +114,11 @@ def _factory() -> typer.Typer:
             bad = [i for i in impls if i not in bs.IMPLS]
             if bad:
                 raise InputError(f"--impl must be among {', '.join(bs.IMPLS)}; got {', '.join(bad)}")
-            if precision not in ("float64", "float32"):
-                raise InputError(f"--precision must be float64 or float32, got {precision!r}")
             if not budget_gib > 0 or not max_seconds > 0:
                 raise InputError("--budget-gib and --max-seconds must be > 0")
             dd, kk, rep = check_count("--d", d), check_count("--k", k), check_count("--repeats", repeats)
             gs, cs = check_count("--gemm-size", gemm_size), check_count("--chunk-size", chunk_size)
-            models = tuple(model or ("exp-sign", "softmax-sign", "prefix"))
-            import theory as T
-
-            for name in models:
-                T.get_model(name)
+            models = _check_models_and_precision(model, precision)
         except InputError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2)
@@ -124,9 +137,7 @@ def _factory() -> typer.Typer:
         res["machine"] = {"before": before, "after": bs.machine_info()}
         res["provenance"] = provenance(precision)
         table = bs.format_suite(res, bs.describe_machine(before, res["machine"]["after"]))
-        folder = Path(out) / "bench"
-        store.atomic_write_text(folder / f"suite-{precision}.json", json.dumps(res, indent=2, default=float))
-        store.atomic_write_text(folder / f"suite-{precision}.md", table + "\n")
+        _save(out, f"suite-{precision}", res, table)
         typer.echo(table)
 
     return app

@@ -70,6 +70,8 @@ def test_bench_suite_bad_options(tmp_path):
     assert invoke("bench", "suite", "--impl", "auto", "--out", tmp_path).exit_code == 2
     assert invoke("bench", "suite", "--m", "1.5", "--out", tmp_path).exit_code == 2
     assert invoke("bench", "suite", "--fit-m", "10", "--out", tmp_path).exit_code == 2
+    assert invoke("bench", "suite", "--model", "foo", "--out", tmp_path).exit_code == 2
+    assert invoke("bench", "suite", "--precision", "float16", "--out", tmp_path).exit_code == 2
     assert not (tmp_path / "bench").exists()
 
 

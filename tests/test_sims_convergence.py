@@ -120,3 +120,8 @@ def test_cli_bench_ntk(tmp_path):
     assert (tmp_path / "bench" / "ntk-float64.md").read_text().startswith("| model |")
     bad = CliRunner().invoke(build_app(), ["bench", "ntk", "--m", "-3", "--out", str(tmp_path)])
     assert bad.exit_code == 2
+    # an unknown model or precision is refused up front (it used to surface as a traceback)
+    for args in (["--model", "foo"], ["--precision", "float16"]):
+        bad = CliRunner().invoke(build_app(), ["bench", "ntk", *args, "--out", str(tmp_path / "bad")])
+        assert bad.exit_code == 2 and "error:" in bad.output, bad.output
+    assert not (tmp_path / "bad").exists()
