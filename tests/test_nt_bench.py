@@ -8,15 +8,10 @@ import json
 import jax
 import jax.numpy as jnp
 import pytest
-from typer.testing import CliRunner
 
 import theory as T
+from cli_runner import invoke
 from sims import bench_suite as bs
-from sims import cli
-
-
-def invoke(*args):
-    return CliRunner(env={"COLUMNS": "200"}).invoke(cli.build_app(), [str(a) for a in args], catch_exceptions=False)
 
 
 # nt's structured derivatives call lu.wrap_init without debug_info (deprecated in JAX 0.10; known, opt-in path).

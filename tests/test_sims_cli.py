@@ -14,19 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import typer
-from typer.testing import CliRunner
 
 import sims_toy
+from cli_runner import invoke
 from sims import cli, store
 from sims.experiment import REGISTRY
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
-
-
-def invoke(*args: str):
-    result = CliRunner(env={"COLUMNS": "200"}).invoke(cli.build_app(), [str(a) for a in args], catch_exceptions=False)
-    return result
 
 
 def cell_files(out: Path) -> list[Path]:

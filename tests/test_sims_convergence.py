@@ -5,10 +5,9 @@ import functools
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
+from cli_runner import invoke
 from sims import runner
-from sims.cli import build_app
 from sims.experiment import get
 from sims.experiments import convergence as C
 from sims.experiments import kernel as K
@@ -95,33 +94,30 @@ def test_kernel_experiment_verdict():
 
 
 def test_cli_convergence_run_resume_and_errors(tmp_path):
-    app = build_app()
-    cli = CliRunner()
     args = ["run", "convergence", "--m", "2e3", "--ladder", "2", "--n", "4", "--d", "6", "--steps", "20",
             "--log-every", "10", "--seeds", "2", "--no-control", "--out", str(tmp_path)]
-    first = cli.invoke(app, args)
+    first = invoke(*args)
     assert first.exit_code in (0, 1), first.output
     files = sorted((tmp_path / "convergence" / "cells").glob("*.npz"))
     assert len(files) == 4
     before = {f.name: f.read_bytes() for f in files}
-    again = cli.invoke(app, args)
+    again = invoke(*args)
     assert "0 computed" in again.output.replace("0 cell(s) computed", "0 computed")
     assert {f.name: f.read_bytes() for f in files} == before
-    bad = cli.invoke(app, ["run", "convergence", "--m", "1.5", "--out", str(tmp_path)])
+    bad = invoke("run", "convergence", "--m", "1.5", "--out", tmp_path)
     assert bad.exit_code == 2 and "--m" in bad.output
-    dry = cli.invoke(app, ["run", "convergence", "--m", "1e5", "--dry-run", "--out", str(tmp_path / "dry")])
+    dry = invoke("run", "convergence", "--m", "1e5", "--dry-run", "--out", tmp_path / "dry")
     assert dry.exit_code == 0 and not (tmp_path / "dry").exists()
 
 
 def test_cli_bench_ntk(tmp_path):
-    res = CliRunner().invoke(build_app(), ["bench", "ntk", "--m", "300", "--n", "4", "--d", "3", "--repeats", "1",
-                                           "--out", str(tmp_path)])
+    res = invoke("bench", "ntk", "--m", "300", "--n", "4", "--d", "3", "--repeats", "1", "--out", tmp_path)
     assert res.exit_code == 0, res.output
     assert (tmp_path / "bench" / "ntk-float64.md").read_text().startswith("| model |")
-    bad = CliRunner().invoke(build_app(), ["bench", "ntk", "--m", "-3", "--out", str(tmp_path)])
+    bad = invoke("bench", "ntk", "--m", "-3", "--out", tmp_path)
     assert bad.exit_code == 2
     # an unknown model or precision is refused up front (it used to surface as a traceback)
     for args in (["--model", "foo"], ["--precision", "float16"]):
-        bad = CliRunner().invoke(build_app(), ["bench", "ntk", *args, "--out", str(tmp_path / "bad")])
+        bad = invoke("bench", "ntk", *args, "--out", tmp_path / "bad")
         assert bad.exit_code == 2 and "error:" in bad.output, bad.output
     assert not (tmp_path / "bad").exists()
