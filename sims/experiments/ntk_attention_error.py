@@ -42,6 +42,7 @@ from theory.ntk_attention_bounds import (
     weight_error,
 )
 from theory.prefix_attention import prefix_attention
+from theory.streaming import DEFAULT_CHUNK
 
 PATTERNS = ("random", "adversarial")
 
@@ -146,7 +147,7 @@ def run(cell, *, key):
 
 def estimate_bytes(cell) -> int:
     r = math.comb(cell["d"] + max(cell["g_max"], 20), max(cell["g_max"], 20))
-    return 8 * (cell["m"] * (cell["L"] + 2 * cell["d"]) + min(cell["m"], 4096) * r + r * cell["d"]) + (64 << 20)
+    return 8 * (cell["m"] * (cell["L"] + 2 * cell["d"]) + min(cell["m"], DEFAULT_CHUNK) * r + r * cell["d"]) + (64 << 20)
 
 
 def _ratio(num, den):
