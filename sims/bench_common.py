@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import theory as T
 
 __all__ = ["Skip", "best_time", "xla_memory", "model_inputs", "machine_info", "describe_machine", "gemm_rate",
-           "structured_flops", "gram_width", "NT_IMPLS", "nt_unusable", "note_failure", "recorded", "operand_width", "symmetric_gram_flops", "exp_pass"]
+           "structured_flops", "gram_width", "NT_IMPLS", "nt_unusable", "note_failure", "recorded", "jacobian_over_budget", "operand_width", "symmetric_gram_flops", "exp_pass"]
 
 
 # neural-tangents' empirical NTK implementations, by benchmark name.
@@ -26,6 +26,14 @@ NT_IMPLS = {"nt-jc": "jacobian_contraction", "nt-nvp": "ntk_vector_products", "n
 
 class Skip(Exception):
     """An implementation was not run at this size; the message says why."""
+
+
+def jacobian_over_budget(*, n: int, k: int, m: int, d: int, dtype, budget: int) -> str:
+    """Why an implementation that materialises the n Jacobians (n, k, m d) cannot run, or ''."""
+    from theory.ntk_empirical import autodiff_ntk_bytes
+
+    need = autodiff_ntk_bytes(n, 0, k, m * d, jnp.dtype(dtype).itemsize)
+    return f"Jacobian {need / 2**30:.1f} GiB > budget {budget / 2**30:.1f} GiB" if need > budget else ""
 
 
 def note_failure(row: dict, e: BaseException) -> None:

@@ -16,7 +16,8 @@ import jax.numpy as jnp
 
 import theory as T
 from theory import ntk_empirical as _ne
-from sims.bench_common import Skip, best_time, model_inputs, nt_unusable, recorded, xla_memory
+from sims.bench_common import (Skip, best_time, jacobian_over_budget, model_inputs, nt_unusable, recorded,
+                                xla_memory)
 from theory.streaming import DEFAULT_CHUNK
 
 __all__ = ["GD_IMPLS", "bench_gd_step"]
@@ -75,7 +76,7 @@ def _gd_step_fn(impl: str, model, chunk_size: int, eta: float):
 
 
 def bench_gd_step(*, models=("exp-sign", "softmax-sign", "prefix"), ms=(1e4, 1e5), n=128, d=16, k=1, impls=GD_IMPLS,
-                  repeats=3, chunk_size=DEFAULT_CHUNK, memory_budget=4 * 2**30, eta=0.1, dtype=jnp.float64, key=None,
+                  repeats=3, chunk_size=DEFAULT_CHUNK, memory_budget=_ne.DEFAULT_MEMORY_BUDGET, eta=0.1, dtype=jnp.float64, key=None,
                   progress=None) -> list[dict]:
     """Time one gradient-descent step of each kind (see the module docstring); one row per cell."""
     key = jax.random.key(0) if key is None else key
@@ -93,9 +94,9 @@ def bench_gd_step(*, models=("exp-sign", "softmax-sign", "prefix"), ms=(1e4, 1e5
                     if impl.startswith(("nt-", "kernel-nt")) and nt_reason:
                         raise Skip(nt_reason)
                     if impl in ("kernel-autodiff", "kernel-nt-jc"):
-                        need = _ne.autodiff_ntk_bytes(n, 0, kk, m * d, jnp.dtype(dtype).itemsize)
-                        if need > memory_budget:
-                            raise Skip(f"Jacobian {need / 2**30:.1f} GiB > budget {memory_budget / 2**30:.1f} GiB")
+                        over = jacobian_over_budget(n=int(n), k=kk, m=m, d=d, dtype=dtype, budget=memory_budget)
+                        if over:
+                            raise Skip(over)
                     step = _gd_step_fn(impl, model, chunk_size, eta)
                     t0 = time.perf_counter()
                     if getattr(step, "eager", False):

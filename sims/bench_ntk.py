@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 import theory as T
-from sims.bench_common import best_time, model_inputs, xla_memory
+from sims.bench_common import best_time, jacobian_over_budget, model_inputs, xla_memory
 from theory import ntk_empirical as _ne
 from theory.streaming import DEFAULT_CHUNK
 
@@ -38,10 +38,10 @@ def bench_ntk(*, models=("exp-sign", "softmax-sign", "prefix"), n=128, d=16, k=1
             row["structured_mem_bytes"] = xla_memory(compiled)["work_bytes"]
             first, best = best_time(lambda: T.structured_ntk(name, P, frozen, U, chunk_size=chunk_size), repeats)
             row["structured_first_s"], row["structured_s"] = first, best
-            need = _ne.autodiff_ntk_bytes(n, 0, kk, m * d, jnp.dtype(dtype).itemsize)
-            if need > memory_budget:
+            over = jacobian_over_budget(n=n, k=kk, m=m, d=d, dtype=dtype, budget=memory_budget)
+            if over:
                 row.update(autodiff_s=None, autodiff_first_s=None, autodiff_mem_bytes=None,
-                           autodiff_note=f"skipped: Jacobian {need / 2**30:.1f} GiB > budget {memory_budget / 2**30:.1f} GiB")
+                           autodiff_note=f"skipped: {over}")
             else:
                 compiled = _ne._autodiff_model.lower(model.forward, P, frozen, U, None).compile()
                 row["autodiff_mem_bytes"] = xla_memory(compiled)["work_bytes"]

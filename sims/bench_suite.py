@@ -57,6 +57,7 @@ from sims.bench_common import (
     describe_machine,
     exp_pass,
     gemm_rate,
+    jacobian_over_budget,
     gram_width,
     machine_info,
     model_inputs,
@@ -106,7 +107,7 @@ def _timed(fn) -> float:
 
 
 def bench_ntk_impls(*, models=("exp-sign", "softmax-sign", "prefix"), ms=(1e3, 1e4, 1e5), ns=(32, 128), d=16, k=1,
-                    impls=IMPLS, repeats=3, chunk_size=DEFAULT_CHUNK, memory_budget=4 * 2**30, max_seconds=60.0,
+                    impls=IMPLS, repeats=3, chunk_size=DEFAULT_CHUNK, memory_budget=_ne.DEFAULT_MEMORY_BUDGET, max_seconds=60.0,
                     slow_s=5.0, gemm_size=1024, dtype=jnp.float64, key=None, progress=None) -> list[dict]:
     """One row per (model, n, m, implementation); see the module docstring.
 
@@ -138,9 +139,9 @@ def bench_ntk_impls(*, models=("exp-sign", "softmax-sign", "prefix"), ms=(1e3, 1
                         if unusable[impl]:
                             raise Skip(unusable[impl])
                         if impl != "structured" and impl != "nt-sd":
-                            need = _ne.autodiff_ntk_bytes(n, 0, kk, m * d, jnp.dtype(dtype).itemsize)
-                            if need > memory_budget:
-                                raise Skip(f"Jacobian {need / 2**30:.1f} GiB > budget {memory_budget / 2**30:.1f} GiB")
+                            over = jacobian_over_budget(n=int(n), k=kk, m=m, d=d, dtype=dtype, budget=memory_budget)
+                            if over:
+                                raise Skip(over)
                         if impl in last:
                             m0, t0 = last[impl]
                             if t0 * m / m0 > max_seconds:
@@ -201,7 +202,7 @@ def bench_ntk_impls(*, models=("exp-sign", "softmax-sign", "prefix"), ms=(1e3, 1
 
 
 def max_m_in_budget(*, models=("exp-sign", "softmax-sign", "prefix"), n=128, d=16, k=1, impls=IMPLS,
-                    budget=4 * 2**30, probes=(8192, 32768), chunk_size=DEFAULT_CHUNK, dtype=jnp.float64,
+                    budget=_ne.DEFAULT_MEMORY_BUDGET, probes=(8192, 32768), chunk_size=DEFAULT_CHUNK, dtype=jnp.float64,
                     key=None, progress=None) -> list[dict]:
     """Largest m whose compiled program (args + temporaries + outputs) fits ``budget`` bytes.
 
@@ -244,7 +245,7 @@ def max_m_in_budget(*, models=("exp-sign", "softmax-sign", "prefix"), n=128, d=1
 
 
 def run_suite(*, models=("exp-sign", "softmax-sign", "prefix"), ms=(1e3, 1e4, 1e5), ns=(32, 128), d=16, k=1,
-              impls=IMPLS, repeats=3, memory_budget=4 * 2**30, max_seconds=60.0, gd=True, gd_ms=(1e4, 1e5),
+              impls=IMPLS, repeats=3, memory_budget=_ne.DEFAULT_MEMORY_BUDGET, max_seconds=60.0, gd=True, gd_ms=(1e4, 1e5),
               fit=True, fit_probes=(8192, 32768), gemm_size=2048, chunk_size=DEFAULT_CHUNK, dtype=jnp.float64,
               progress=None) -> dict:
     """Run every part of the suite; returns ``{"gemm", "ntk", "gd_step", "max_m"}``."""
