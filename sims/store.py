@@ -293,13 +293,17 @@ def _meta_from(npz) -> dict[str, Any]:
     return json.loads(str(npz[META_KEY][()]))
 
 
+# What np.load raises on a missing, empty, truncated or foreign file (empty: EOFError).
+_UNREADABLE = (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError)
+
+
 def read_cell(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """``(arrays, meta)`` of a stored cell."""
     try:
         with np.load(path, allow_pickle=False) as npz:
             meta = _meta_from(npz)
             arrays = {k: npz[k] for k in npz.files if k != META_KEY}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
+    except _UNREADABLE as e:
         raise StoreError(f"cannot read cell file {path}: {type(e).__name__}: {e}") from None
     return arrays, meta
 
@@ -309,7 +313,7 @@ def read_cell_meta(path: str | os.PathLike) -> dict[str, Any] | None:
     try:
         with np.load(path, allow_pickle=False) as npz:
             return _meta_from(npz)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, StoreError):
+    except (*_UNREADABLE, StoreError):
         return None
 
 
