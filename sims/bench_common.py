@@ -8,6 +8,7 @@ rate is the roofline the achieved FLOP/s are compared with.  Measurements, never
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from typing import Callable
 
@@ -187,8 +188,12 @@ def symmetric_gram_flops(name: str, *, m: int, n: int, k: int) -> float:
     return float(m) * w * (w + 1)
 
 
+@functools.lru_cache(maxsize=None)
 def exp_pass(chunk_size: int):
-    """A jitted ``(P, U) -> sum_r exp(P U^T)``: the logits and exponentials every implementation needs."""
+    """A jitted ``(P, U) -> sum_r exp(P U^T)``: the logits and exponentials every implementation needs.
+
+    Held as (rows, n): for this pass alone that layout measured 6-12% faster than (n, rows), so
+    it keeps the floor the lower of the two.  One compiled function per chunk size."""
     from theory.streaming import row_chunk_sum
 
     return jax.jit(lambda P, U: row_chunk_sum(lambda P_c: jnp.sum(jnp.exp(P_c @ U.T), 0), (P,), chunk_size))
