@@ -143,7 +143,7 @@ def _print_plan(console: Console, p: Any, *, full: bool) -> None:
     n, pending = len(p.cells), len(p.pending)
     console.print(
         f"[bold]{p.experiment}[/bold]: {n} cell(s), {n - pending} stored, {pending} to run "
-        f"({len(p.batches)} call(s)); precision {p.precision}; run id {p.run_id}; out {p.out}"
+        f"({len(p.batches)} call(s)); precision {p.precision}; {p.devices} device(s); run id {p.run_id}; out {p.out}"
     )
     if not pending:
         console.print("memory: nothing to run")
@@ -152,7 +152,7 @@ def _print_plan(console: Console, p: Any, *, full: bool) -> None:
         console.print(f"memory: no estimate from {p.experiment}; available {avail}")
     else:
         console.print(
-            f"memory: peak estimate {format_bytes(p.peak_bytes)} (largest call), "
+            f"memory: peak estimate {format_bytes(p.peak_bytes)} (largest call{', per device' if p.devices > 1 else ''}), "
             f"available {format_bytes(p.available)} ({p.available_where})"
         )
     if not full:
@@ -210,13 +210,14 @@ def _execute_inner(exp, specs, kw, precision, runner) -> None:  # noqa: ANN001
         raise _fail(f"bad {exp.name} config: {e}", EXIT_USAGE) from None
     try:
         if kw["sims_dry_run"]:
-            p = runner.plan(exp, config, out=out, precision=precision, force=kw["sims_force"])
+            p = runner.plan(exp, config, out=out, precision=precision, force=kw["sims_force"],
+                            devices=kw["sims_devices"])
             _print_plan(console, p, full=True)
             raise typer.Exit(EXIT_OK if p.fits else EXIT_MEMORY)
         on_plan = None if quiet else (lambda p: _print_plan(_err(), p, full=False))
         res = runner.run(
             exp, config, out=out, precision=precision, force=kw["sims_force"],
-            progress=not quiet, console=_err(), on_plan=on_plan,
+            progress=not quiet, console=_err(), on_plan=on_plan, devices=kw["sims_devices"],
         )
     except typer.Exit:
         raise

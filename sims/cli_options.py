@@ -14,7 +14,7 @@ import inspect
 import types
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any, Callable, Optional
 
 import typer
 from rich.markup import escape
@@ -173,6 +173,9 @@ def _common_params() -> list[inspect.Parameter]:
             "--dry-run", help="Print the plan (cells, stored or not, memory); write nothing. Exit 3: no fit.")),
         _param("sims_force", False, bool, opt(
             "--force", help="Recompute cells that are already stored (overwriting them).")),
+        _param("sims_devices", None, Optional[str], opt(
+            "--devices", help="Local devices that split each cell's prefix rows (experiments that shard; "
+            "default all of them, else 1). Same numbers for any count.")),
         _param("sims_quiet", False, bool, opt(
             "--quiet", "-q", help="No progress bar or plan; only the verdict table and errors.")),
     ]

@@ -26,11 +26,16 @@ An experiment is a set of pure functions; it never writes files (all I/O lives i
   measurement.
 - ``estimate_bytes(cell) -> int`` (optional): peak memory of one cell, for ``--dry-run`` and
   the refusal of runs that do not fit (a batch is estimated as the sum of its cells).
+- ``shardable`` (default False): the experiment splits each cell's prefix rows over devices.
+  Its ``run``/``run_batch`` then take a keyword ``mesh`` (a one-axis
+  :func:`theory.sharding.device_mesh`, or None for one device; see :mod:`sims.devices`), must
+  give the same numbers for any mesh up to the order of floating-point sums, and its
+  ``estimate_bytes(cell, devices=D)`` gives the peak per device.
 - CLI options are generated from ``config``'s fields (``--field-name``): int/float/str/bool
   (bool -> ``--x/--no-x``), ``metadata={"choices": (...)}`` or a ``Literal`` for choices,
   ``count_fields`` (and a field named ``seeds``) parsed by ``theory.validation.check_count``
   (``metadata={"minimum": 0}`` to allow 0).  Validate other values in ``__post_init__``
-  (raise ``ValueError``: exit 2).  ``out``, ``precision``, ``dry_run``, ``force``, ``quiet``
+  (raise ``ValueError``: exit 2).  ``out``, ``precision``, ``dry_run``, ``force``, ``devices``, ``quiet``
   are reserved names.  ``examples`` are shown by ``sims run NAME --help``.
 """
 
@@ -68,7 +73,8 @@ class Experiment:
     count_fields: tuple[str, ...] = ()
     run_batch: Callable[..., list] | None = None
     batch_key: Callable[[dict], Any] | None = None
-    estimate_bytes: Callable[[dict], int] | None = None
+    estimate_bytes: Callable[..., int] | None = None
+    shardable: bool = False
     examples: tuple[str, ...] = ()
 
 

@@ -22,6 +22,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from sims import devices as _devices
 from sims import provenance, store
 from sims.experiment import Experiment, VerdictRow
 from theory.validation import InputError, check_dtype
@@ -76,6 +77,11 @@ class Plan:
     available_where: str
     fits: bool
     message: str = ""
+    mesh: Any = None  # the row mesh of a shardable experiment (None: one device)
+
+    @property
+    def devices(self) -> int:
+        return _devices.mesh_size(self.mesh)
 
     @property
     def pending(self) -> list[PlannedCell]:
@@ -187,10 +193,17 @@ def plan(
     out: str | os.PathLike = "results",
     precision: str = "float64",
     force: bool = False,
+    devices: Any = None,
 ) -> Plan:
-    """Everything the run would do, without doing any of it (and without writing anything)."""
+    """Everything the run would do, without doing any of it (and without writing anything).
+
+    ``devices``: how many local devices split each cell's rows (see :mod:`sims.devices`);
+    None means all of them for a shardable experiment, one otherwise.
+    """
     if precision not in PRECISIONS:
         raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    mesh = _devices.run_mesh(devices, experiment=exp.name, shardable=exp.shardable)
+    per_device = {"devices": _devices.mesh_size(mesh)} if exp.shardable else {}
     out = Path(out)
     cfg = _config_dict(config)
     cells = _stamped_cells(exp, config, precision)
@@ -201,7 +214,7 @@ def plan(
         done = (not force) and store.cell_done(path, cid)
         est = None
         if exp.estimate_bytes is not None:
-            est = int(exp.estimate_bytes(c))
+            est = int(exp.estimate_bytes(c, **per_device))
         planned.append(PlannedCell(c, cid, path, done, est))
 
     available, where = available_bytes()
@@ -229,6 +242,8 @@ def plan(
                 f"cell {pc.cell_id} ({_short(pc.cell)}) needs about {format_bytes(ests[worst])} "
                 f"but only {format_bytes(available)} is available ({where}); "
                 "shrink the sizes or run on a device with more memory"
+                + (f", or split the rows over more devices (now {_devices.mesh_size(mesh)} of "
+                   f"{jax.local_device_count()} local; --devices)" if exp.shardable else "")
             )
             peak = max(peak or 0, ests[worst])
             continue
@@ -246,7 +261,7 @@ def plan(
             peak = max(peak or 0, total)
     rid = store.run_id(exp.name, cfg, precision)
     return Plan(
-        exp.name, config, precision, out, rid, planned, batches, peak, available, where, fits, message
+        exp.name, config, precision, out, rid, planned, batches, peak, available, where, fits, message, mesh
     )
 
 
@@ -270,14 +285,15 @@ def _as_rows(rows: Any) -> list[VerdictRow]:
     return out
 
 
-def _compute_batch(exp: Experiment, cells: list[dict[str, Any]]) -> list[dict]:
+def _compute_batch(exp: Experiment, cells: list[dict[str, Any]], mesh: Any = None) -> list[dict]:
     keys = [cell_key(c) for c in cells]
+    placement = {"mesh": mesh} if exp.shardable else {}
     if exp.run_batch is not None:
-        outs = list(exp.run_batch(cells, keys=jnp.stack(keys)))
+        outs = list(exp.run_batch(cells, keys=jnp.stack(keys), **placement))
         if len(outs) != len(cells):
             raise RuntimeError(f"{exp.name}.run_batch returned {len(outs)} results for {len(cells)} cells")
     else:
-        outs = [exp.run(cells[0], key=keys[0])]
+        outs = [exp.run(cells[0], key=keys[0], **placement)]
     # Pull everything to the host so the timing covers the computation.
     return [jax.device_get(o) for o in outs]
 
@@ -292,6 +308,7 @@ def run(
     progress: bool = True,
     console: Any = None,
     on_plan: Callable[[Plan], None] | None = None,
+    devices: Any = None,
 ) -> RunResult:
     """Run ``exp`` at ``config``; finished cells under ``out`` are reused, not recomputed.
 
@@ -302,13 +319,14 @@ def run(
     check_dtype("precision", precision)
     started = provenance.now()
     t0 = time.perf_counter()
-    p = plan(exp, config, out=out, precision=precision, force=force)
+    p = plan(exp, config, out=out, precision=precision, force=force, devices=devices)
     if on_plan is not None:
         on_plan(p)
     if not p.fits:
         raise WouldNotFit(p.message, needed=p.peak_bytes or 0, available=p.available or 0)
 
     prov = provenance.provenance(precision)
+    prov["device"]["used"] = p.devices
     cfg = _config_dict(config)
     store.clean_stale_temps(store.cells_dir(p.out, exp.name))
     computed: list[str] = []
@@ -342,7 +360,7 @@ def run(
             bar.update(task, cell=_short(members[0].cell, 30) + more)
             b_start, tb = provenance.now(), time.perf_counter()
             try:
-                outs = _compute_batch(exp, [m.cell for m in members])
+                outs = _compute_batch(exp, [m.cell for m in members], p.mesh)
             except BaseException as e:
                 if isinstance(e, Exception):
                     ids = ", ".join(m.cell_id for m in members)

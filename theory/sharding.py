@@ -58,6 +58,7 @@ from theory.streaming import (
     online_softmax,
     row_chunk_reduce,
     row_chunk_sum,
+    local_reducers,
 )
 
 __all__ = [
@@ -69,6 +70,8 @@ __all__ = [
     "replicated",
     "shard_rows",
     "shard_model",
+    "constrain_rows",
+    "row_reducers",
     "sharded_row_sum",
     "sharded_online_softmax",
     "sharded_structured_ntk",
@@ -122,6 +125,25 @@ def shard_rows(x, mesh: Mesh | None = None):
 
 # Which frozen entries carry one value per prefix row, and along which axis.
 _ROW_AXES = {"exp-sign": {"a": 0}, "softmax-sign": {"a": 1}, "prefix": {"P0": 0}}
+
+
+def constrain_rows(x, mesh: Mesh | None):
+    """Inside ``jax.jit``: ask that ``x``'s leading (row) axis be split over ``mesh``.
+
+    A layout hint (``jax.lax.with_sharding_constraint``), not a transfer: applied to a prefix as
+    it is drawn, XLA generates each device's rows on that device (partitionable threefry, the
+    default since JAX 0.5), and the forward pass and gradient are partitioned from there; any m
+    works (XLA pads a ragged last block).  ``mesh=None`` (one device) returns ``x`` unchanged.
+    Under ``vmap`` the batch axis stays whole.
+    """
+    if mesh is None:
+        return x
+    return jax.lax.with_sharding_constraint(x, row_sharding(mesh))
+
+
+def row_reducers(mesh: Mesh | None, chunk_size: int = DEFAULT_CHUNK) -> Reducers:
+    """The row reductions for ``mesh``: :func:`sharded_reducers`, or streaming on one device if None."""
+    return local_reducers(chunk_size) if mesh is None else sharded_reducers(mesh, chunk_size)
 
 
 def shard_model(model, P, frozen, mesh: Mesh | None = None):

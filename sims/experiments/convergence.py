@@ -44,6 +44,7 @@ import numpy as np
 import theory as T
 from sims.experiment import Experiment, VerdictRow, register
 from theory.model_prefix import readout
+from theory.sharding import constrain_rows, row_reducers
 from theory.streaming import DEFAULT_CHUNK
 from sims.verdicts import slope_row, threshold_m
 from theory.stats import mean_ci
@@ -119,12 +120,17 @@ def problem(cell):
     return U, y, V, H_star, float(ev[0]), float(eta)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "m", "d", "k", "steps", "log_every", "parametrization"))
-def _train(keys, U, y, V, eta, sigma, *, model, m, d, k, steps, log_every, parametrization):
+@functools.partial(jax.jit, static_argnames=("model", "m", "d", "k", "steps", "log_every", "parametrization", "mesh"))
+def _train(keys, U, y, V, eta, sigma, *, model, m, d, k, steps, log_every, parametrization, mesh=None):
+    """Gradient descent for each key (vmapped).  With a ``mesh`` the prefix rows are drawn on, and
+    stay split over, its devices: XLA partitions the forward pass and gradient, the kernels use
+    the row-sharded reductions; the numbers are those of ``mesh=None`` up to summation order."""
     model = T.get_model(model)
+    red = row_reducers(mesh, DEFAULT_CHUNK)
 
     def one(key):
         P0, frozen = model.init(key=key, m=m, d=d, k=k, sigma=sigma, dtype=U.dtype, parametrization=parametrization)
+        P0 = constrain_rows(P0, mesh)
         if "V" in frozen:
             frozen = {**frozen, "V": V}
 
@@ -132,7 +138,7 @@ def _train(keys, U, y, V, eta, sigma, *, model, m, d, k, steps, log_every, param
             F = jax.vmap(model.forward, in_axes=(None, None, 0))(P, frozen, U)
             return 0.5 * jnp.sum((F - y) ** 2), F
 
-        H0 = model.structured_ntk(P0, frozen, U, None, DEFAULT_CHUNK)
+        H0 = model.ntk_rule(P0, frozen, U, None, red)
 
         def step(P, _):
             (l, F), g = jax.value_and_grad(loss, has_aux=True)(P)
@@ -140,7 +146,7 @@ def _train(keys, U, y, V, eta, sigma, *, model, m, d, k, steps, log_every, param
 
         def block(P, _):
             P, (l, F) = jax.lax.scan(step, P, None, length=log_every)
-            H = model.structured_ntk(P, frozen, U, None, DEFAULT_CHUNK)
+            H = model.ntk_rule(P, frozen, U, None, red)
             dH = jnp.linalg.norm(H - H0) / jnp.linalg.norm(H0)
             rows = jnp.linalg.norm(P - P0, axis=1)
             return P, (l, F, dH, jnp.max(rows), jnp.sqrt(jnp.mean(rows**2)))
@@ -159,7 +165,7 @@ def _train(keys, U, y, V, eta, sigma, *, model, m, d, k, steps, log_every, param
     return jax.vmap(one)(keys)
 
 
-def run_batch(cells_, *, keys):
+def run_batch(cells_, *, keys, mesh=None):
     c = cells_[0]
     U, y, V, H_star, lam, eta = problem(c)
     m = int(c["m"])
@@ -168,7 +174,7 @@ def run_batch(cells_, *, keys):
     kscale = float(m) if c["parametrization"] == "mean-field" else 1.0
     out = _train(keys, U, y, V, jnp.asarray(eta_run, U.dtype), jnp.asarray(c["sigma"], U.dtype), model=c["model"],
                  m=m, d=c["d"], k=c["k"], steps=c["steps"], log_every=c["log_every"],
-                 parametrization=c["parametrization"])
+                 parametrization=c["parametrization"], mesh=mesh)
     out = jax.tree_util.tree_map(np.asarray, out)
     t = np.arange(c["steps"] + 1)
     # The exact exp-sign constant depends on the inputs only: one value for the whole batch.
@@ -197,20 +203,22 @@ def run_batch(cells_, *, keys):
     return results
 
 
-def run(cell, *, key):
-    return run_batch([cell], keys=key[None])[0]
+def run(cell, *, key, mesh=None):
+    return run_batch([cell], keys=key[None], mesh=mesh)[0]
 
 
 def batch_key(cell):
     return {k: v for k, v in cell.items() if k != "seed"}
 
 
-def estimate_bytes(cell) -> int:
+def estimate_bytes(cell, devices: int = 1) -> int:
+    """Peak bytes of one cell on each of ``devices`` devices (its rows split evenly over them)."""
     m, d, n, k = cell["m"], cell["d"], cell["n"], cell["k"]
     item = 4 if cell.get("dtype") == "float32" else 8
     # P, P0, gradient and update; logits and softmax weights for the live and initial prefix;
     # one 4096-row chunk of the structured kernel.
-    return item * (4 * m * d + 6 * n * m + 4096 * n * (k + 1) * 3) + (64 << 20)
+    rows = -(-m // devices)
+    return item * (4 * rows * d + 6 * n * rows + 4096 * n * (k + 1) * 3) + (64 << 20)
 
 
 # ----------------------------------------------------------------------------- verdict
@@ -275,10 +283,12 @@ EXPERIMENT = register(Experiment(
     batch_key=batch_key,
     verdict=verdict,
     estimate_bytes=estimate_bytes,
+    shardable=True,
     sweep_fields=("m",),
     count_fields=("m", "ladder", "n", "d", "k", "steps", "log_every", "seeds"),
     examples=(
         "sims run convergence --m 1e5",
+        "sims run convergence --m 1e7 --devices 8",
         "sims run convergence --model exp-sign --m 1e3 --m 1e4 --m 1e5 --seeds 5",
         "sims run convergence --m 1e5 --precision float32 --dry-run",
     ),

@@ -20,6 +20,7 @@ import numpy as np
 import theory as T
 from sims.experiment import Experiment, VerdictRow, register
 from sims.verdicts import slope_row
+from theory.sharding import sharded_structured_ntk
 from theory.stats import mean_ci
 
 MODELS = ("exp-sign", "softmax-sign", "prefix")
@@ -69,14 +70,17 @@ def _wrong_limit(name, U, sigma, frozen):
     return T.limit_kernel(name, U, sigma=float(np.sqrt(2) * sigma), frozen=frozen)
 
 
-def run(cell, *, key):
+def run(cell, *, key, mesh=None):
     dtype = jnp.dtype(cell.get("dtype", "float64"))
     U, V = _data(cell, dtype)
     name = cell["model"]
     P, frozen = T.init_model(name, key=key, m=cell["m"], d=cell["d"], k=cell["k"], sigma=cell["sigma"], dtype=dtype)
     if "V" in frozen:
         frozen = {**frozen, "V": V}
-    H = T.structured_ntk(name, P, frozen, U)
+    if mesh is None:
+        H = T.structured_ntk(name, P, frozen, U)
+    else:  # P is drawn whole, then each device reduces its block of rows
+        H = sharded_structured_ntk(name, P, frozen, U, mesh=mesh)
     H_star = T.limit_kernel(name, U, sigma=cell["sigma"], frozen=frozen)
     out = {
         "err": np.asarray(jnp.linalg.norm(H - H_star)),
@@ -90,7 +94,9 @@ def run(cell, *, key):
     return out
 
 
-def estimate_bytes(cell) -> int:
+def estimate_bytes(cell, devices: int = 1) -> int:
+    # P is drawn whole on the first device before its rows are split, so the estimate does not
+    # shrink with ``devices``.
     return 8 * cell["m"] * (2 * cell["d"] + 2) + 8 * 4096 * cell["n"] * (cell["k"] + 1) * 4 + (32 << 20)
 
 
@@ -123,6 +129,7 @@ EXPERIMENT = register(Experiment(
     run=run,
     verdict=verdict,
     estimate_bytes=estimate_bytes,
+    shardable=True,
     sweep_fields=("model", "m"),
     count_fields=("m", "n", "d", "k", "seeds"),
     examples=("sims run kernel", "sims run kernel --model prefix --m 1e3 --m 1e4 --m 1e5 --seeds 10"),
