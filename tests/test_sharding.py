@@ -5,12 +5,7 @@ The device count must be fixed before JAX initialises, so the multi-device check
 subprocess with ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` that prints its results
 as JSON; the tests below assert on them."""
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -18,8 +13,8 @@ import pytest
 
 import theory as T
 from theory import sharding as S
+from multidevice import run_on_devices
 
-ROOT = Path(__file__).resolve().parent.parent
 
 SCRIPT = textwrap.dedent(r"""
     import json
@@ -87,15 +82,7 @@ SCRIPT = textwrap.dedent(r"""
 
 @pytest.fixture(scope="module")
 def four_devices():
-    # Backend optimisation off: a third less compile time (most of this test); both paths share it.
-    flags = ("--xla_force_host_platform_device_count=4 --xla_backend_optimization_level=0 "
-             "--xla_llvm_disable_expensive_passes=true")
-    env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu", JAX_ENABLE_X64="1")
-    res = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=300)
-    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert res.returncode == 0 and lines, res.stderr[-4000:]
-    return json.loads(lines[-1][len("RESULT "):])
+    return run_on_devices(SCRIPT, 4, timeout=300)
 
 
 def test_four_devices_were_used(four_devices):

@@ -7,18 +7,12 @@ with ``XLA_FLAGS=--xla_force_host_platform_device_count=2`` that prints JSON; th
 assert on it.  The one-device checks run in this process.
 """
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
 from cli_runner import invoke
-
-ROOT = Path(__file__).resolve().parent.parent
+from multidevice import run_on_devices
 
 SCRIPT = textwrap.dedent(r"""
     import json, sys, tempfile
@@ -91,14 +85,7 @@ SCRIPT = textwrap.dedent(r"""
 
 @pytest.fixture(scope="module")
 def two_devices():
-    flags = ("--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0 "
-             "--xla_llvm_disable_expensive_passes=true")
-    env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu", JAX_ENABLE_X64="1", COLUMNS="200")
-    res = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=400)
-    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert res.returncode == 0 and lines, res.stderr[-4000:]
-    return json.loads(lines[-1][len("RESULT "):])
+    return run_on_devices(SCRIPT, 2)
 
 
 def test_two_devices_were_used(two_devices):
