@@ -393,6 +393,13 @@ def _wants_float32(argv: list[str]) -> bool:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point (``sims``, ``python -m sims``)."""
     args = list(sys.argv[1:] if argv is None else argv)
+    from sims import allocator
+
+    try:
+        allocator.tune()  # before the large arrays: see sims/allocator.py
+    except ValueError as e:
+        _err().print(f"[bold red]error:[/bold red] {escape(str(e))}")
+        raise SystemExit(EXIT_USAGE) from None
     import jax
 
     # On before experiment modules are imported, in case they build arrays at import time.

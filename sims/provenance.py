@@ -84,12 +84,15 @@ def provenance(dtype: str) -> dict[str, Any]:
     """Everything a result file records about how it was produced (minus the cell itself)."""
     import jax
 
+    from sims import allocator
+
     return {
         "git": git_info(),
         "versions": versions(),
         "device": device_info(),
         "dtype": str(dtype),
         "jax_enable_x64": bool(jax.config.jax_enable_x64),
+        "allocator": allocator.state(),
         "platform": platform.platform(),
         "argv": list(sys.argv),
     }
