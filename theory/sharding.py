@@ -53,6 +53,7 @@ from theory.models import get_model, model_names
 from theory.ntk_empirical import check_model_shapes
 from theory.streaming import (
     DEFAULT_CHUNK,
+    LANES,
     Reducers,
     merge_softmax_stats,
     online_softmax,
@@ -376,10 +377,11 @@ def estimate_ntk_bytes(model, *, m, n1, n2=None, d, k: int = 1, chunk_size: int 
                        dtype=jnp.float64, devices: int = 1) -> NtkMemory:
     """Bytes per device of :func:`theory.structured_ntk` (``devices=1``) or its sharded version.
 
-    An upper estimate (1 to 4.2 times XLA's own ``memory_analysis`` over the tested shapes):
+    An upper estimate (1.2 to 3.1 times XLA's own ``memory_analysis`` over the shapes measured):
     P and the per-row frozen arrays (m/D rows each when D divides m, else all m), the chunk working set
-    (``1.25 x chunk x inputs x`` the model's numbers per row and input, the 1.25 covering the
-    ragged last chunk), four copies of the GEMM accumulator and the output ``(n1, n2, k, k)``.
+    (``(LANES + 0.25) x chunk x inputs x`` the model's numbers per row and input: one set for each
+    of the :data:`~theory.streaming.LANES` chunks a loop step evaluates at once, and a quarter
+    for the ragged last chunk), four copies of the GEMM accumulator and the output ``(n1, n2, k, k)``.
     ``n2=None`` means the kernel of U1 with itself (one operand instead of two).
     """
     model = get_model(model)
@@ -397,7 +399,7 @@ def estimate_ntk_bytes(model, *, m, n1, n2=None, d, k: int = 1, chunk_size: int 
     c = min(chunk_size, rows)
     inputs = b * rows * (d + _FROZEN_PER_ROW[model.name](k, d)) + b * (n1 + (0 if same else n2)) * d
     width = OPERAND_WIDTH_PER_INPUT[model.name](k)
-    working = int(b * (1.25 * c * (n1 + (0 if same else n2)) * _PER_ROW_INPUT[model.name](k)
+    working = int(b * ((LANES + 0.25) * c * (n1 + (0 if same else n2)) * _PER_ROW_INPUT[model.name](k)
                        + 4 * (n1 * width) * (n2 * width) + 8 * (n1 + n2) * (k + 1)))
     output = b * n1 * n2 * k * k
     return NtkMemory(int(inputs), working, int(output), int(inputs + working + output), int(c), devices)
