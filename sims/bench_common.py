@@ -172,7 +172,7 @@ def gram_width(name: str, n: int, k: int) -> int:
 
 def operand_width(name: str, n: int, k: int) -> int:
     """Columns per row of the structured NTK's operand: the kernel is a Gram matrix of this width."""
-    from theory.sharding import OPERAND_WIDTH_PER_INPUT
+    from theory.memory_plan import OPERAND_WIDTH_PER_INPUT
 
     return n * OPERAND_WIDTH_PER_INPUT[name](k)
 
