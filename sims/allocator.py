@@ -9,8 +9,9 @@ of system time and 9.1-10.2 s in all; with the settings below 0.17 M faults, 0.5
 7.2-7.3 s (about 1.3x).  Re-measured on 2026-12-01 (same CPU) for the whole command
 ``sims run convergence --m 1e6 --ladder 1 --seeds 1 --steps 40 --no-control``, start-up,
 compilation and kernel measurements included, two runs each: 13.7-14.3 s wall, 3.4 s system
-time and 1.60 M minor faults with glibc's defaults; 12.4-13.4 s, 0.9 s and 0.32 M tuned.  At
-m = 1e5 and below the difference is within noise.
+time and 1.60 M minor faults with glibc's defaults; 12.4-13.4 s, 0.9 s and 0.32 M tuned.  The
+whole main job ``sims run convergence --m 1e5`` (all ladder cells and the control) took
+27.7-28.0 s tuned (two runs) and 33.1 s with glibc's defaults (one run).
 
 :func:`tune` (called once by ``sims`` at start-up, on Linux with glibc) turns glibc's use of
 ``mmap`` off, so large blocks come from the heap and are reused, and lets the process keep up
