@@ -10,7 +10,8 @@ Everything is measured in one run so the ratios in a row share the machine's sta
   :mod:`theory.ntcompat`; its result is checked like every other).  Time: the best of
   ``repeats`` calls of the compiled program after a warm-up (compilation reported apart; input
   validation excluded for every implementation), the implementations of a cell timed
-  round-robin so that their ratio sees the same load on a shared machine.  Memory: XLA's accounting of the compiled
+  round-robin so that their ratio sees the same load on a shared machine (each quick call right
+  after an untimed one of its own, see :func:`bench_ntk_impls`).  Memory: XLA's accounting of the compiled
   program (``memory_analysis``): ``work`` = temporaries + outputs, ``args`` = its inputs (P,
   frozen, U).  ``rel_err``: max |H - H_structured| / max |H_structured|.  An implementation is
   skipped, with the reason, when its Jacobians or XLA's figure exceed the memory budget, or
@@ -100,7 +101,10 @@ def _ntk_fn(impl: str, model, chunk_size: int) -> Callable:
 # ----------------------------------------------------------------------------- NTK implementations
 
 
-def _timed(fn) -> float:
+def _timed(fn, warm: bool = False) -> float:
+    """Seconds of one call of ``fn``; with ``warm``, after one untimed call (see :func:`bench_ntk_impls`)."""
+    if warm:
+        jax.block_until_ready(fn())
     t0 = time.perf_counter()
     jax.block_until_ready(fn())
     return time.perf_counter() - t0
@@ -108,7 +112,7 @@ def _timed(fn) -> float:
 
 def bench_ntk_impls(*, models=("exp-sign", "softmax-sign", "prefix"), ms=(1e3, 1e4, 1e5), ns=(32, 128), d=16, k=1,
                     impls=IMPLS, repeats=3, chunk_size=DEFAULT_CHUNK, memory_budget=_ne.DEFAULT_MEMORY_BUDGET, max_seconds=60.0,
-                    slow_s=5.0, gemm_size=1024, dtype=jnp.float64, key=None, progress=None) -> list[dict]:
+                    slow_s=5.0, warm_s=0.5, gemm_size=1024, dtype=jnp.float64, key=None, progress=None) -> list[dict]:
     """One row per (model, n, m, implementation); see the module docstring.
 
     Within a cell, every implementation is compiled and run once (warm-up, and its difference
@@ -116,6 +120,14 @@ def bench_ntk_impls(*, models=("exp-sign", "softmax-sign", "prefix"), ms=(1e3, 1
     slower than ``slow_s`` in the first round only), with a square GEMM of side ``gemm_size``
     timed in every round too: the times and the GEMM rate of a row see the same load on a
     shared machine.  ``time_s`` is the best round.
+
+    Each timed call of the GEMM, of the exponential pass and of every implementation whose first
+    call took under ``warm_s`` follows an untimed call of the same function.  Otherwise a quick
+    call that runs right after one of the Jacobian implementations (3.2 GiB at n = 128,
+    m = 1e5) pays to fault its own buffers in again once that memory is freed: measured on the
+    project's 2-core CPU, softmax-sign's structured NTK took 0.12-0.34 s (0.1-0.28 s of it system
+    time) right after nt-jc and 0.08-0.14 s on the next call.  The slower implementations get no
+    extra call: their own allocations are part of every call they make.
     """
     key = jax.random.key(0) if key is None else key
     unusable = {impl: nt_unusable(impl) for impl in impls}
@@ -168,14 +180,14 @@ def bench_ntk_impls(*, models=("exp-sign", "softmax-sign", "prefix"), ms=(1e3, 1
                 exps = exp_pass(chunk_size)
                 jax.block_until_ready(exps(P, U))
                 for rnd in range(repeats):
-                    gemm_best = max(gemm_best, 2.0 * gemm_size**3 / _timed(lambda: gemm(A)))
-                    t = _timed(functools.partial(exps, P, U))
+                    gemm_best = max(gemm_best, 2.0 * gemm_size**3 / _timed(lambda: gemm(A), warm=True))
+                    t = _timed(functools.partial(exps, P, U), warm=True)
                     exp_best = t if exp_best is None else min(exp_best, t)
                     for impl, (row, compiled) in ready.items():
                         if rnd > 0 and row["first_s"] > slow_s:
                             continue
                         try:
-                            t = _timed(functools.partial(compiled, P, frozen, U))
+                            t = _timed(functools.partial(compiled, P, frozen, U), warm=row["first_s"] < warm_s)
                         except Exception as e:  # noqa: BLE001
                             note_failure(row, e)
                             continue

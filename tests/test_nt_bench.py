@@ -122,3 +122,14 @@ def test_recorded_turns_skips_and_failures_into_notes():
     with pytest.raises(KeyboardInterrupt):  # an interrupt is not a measurement
         with recorded({"note": ""}, rows):
             raise KeyboardInterrupt
+
+
+def test_timed_warm_adds_one_untimed_call():
+    calls = []
+
+    def fn():
+        calls.append(None)
+        return jnp.zeros(())
+
+    assert bs._timed(fn) >= 0 and len(calls) == 1
+    assert bs._timed(fn, warm=True) >= 0 and len(calls) == 3
