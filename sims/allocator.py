@@ -16,10 +16,9 @@ whole main job ``sims run convergence --m 1e5`` (all ladder cells and the contro
 :func:`tune` (called once by ``sims`` at start-up, on Linux with glibc) turns glibc's use of
 ``mmap`` off, so large blocks come from the heap and are reused, and lets the process keep up
 to 2 GiB of free heap before trimming it.  The cost: memory a run has freed stays with the
-process until that limit (1.41 against 1.32 GB peak resident memory in one measured run; 1.39 against 1.31-1.33 GB
-in the two above).  Set
-``PREFIX_NTK_MALLOC=system`` to keep glibc's defaults.  Each result records which was in
-force (``provenance["allocator"]``).
+process until that limit (1.41 against 1.32 GB peak resident memory in one measured run;
+1.39 against 1.31-1.33 GB in the two re-measured above).  Set ``PREFIX_NTK_MALLOC=system`` to
+keep glibc's defaults.  Each result records which was in force (``provenance["allocator"]``).
 """
 
 from __future__ import annotations

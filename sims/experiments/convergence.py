@@ -45,7 +45,7 @@ import theory as T
 from sims.experiment import Experiment, VerdictRow, register
 from theory.model_prefix import readout
 from theory.sharding import constrain_rows, row_reducers
-from theory.streaming import DEFAULT_CHUNK
+from theory.streaming import DEFAULT_CHUNK, LANES
 from sims.verdicts import slope_row, threshold_m
 from theory.stats import mean_ci
 
@@ -217,9 +217,9 @@ def estimate_bytes(cell, devices: int = 1) -> int:
     m, d, n, k = cell["m"], cell["d"], cell["n"], cell["k"]
     item = 4 if cell.get("dtype") == "float32" else 8
     # P, P0, gradient and update; logits and softmax weights for the live and initial prefix;
-    # one 4096-row chunk of the structured kernel.
+    # the LANES row chunks of the structured kernel that one loop step holds at once.
     rows = -(-m // devices)
-    return item * (4 * rows * d + 6 * n * rows + 4096 * n * (k + 1) * 3) + (64 << 20)
+    return item * (4 * rows * d + 6 * n * rows + LANES * DEFAULT_CHUNK * n * (k + 1) * 3) + (64 << 20)
 
 
 # ----------------------------------------------------------------------------- verdict

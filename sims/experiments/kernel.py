@@ -22,6 +22,7 @@ from sims.experiment import Experiment, VerdictRow, register
 from sims.verdicts import slope_row
 from theory.sharding import sharded_structured_ntk
 from theory.stats import mean_ci
+from theory.streaming import DEFAULT_CHUNK, LANES
 
 MODELS = ("exp-sign", "softmax-sign", "prefix")
 
@@ -96,8 +97,9 @@ def run(cell, *, key, mesh=None):
 
 def estimate_bytes(cell, devices: int = 1) -> int:
     # P is drawn whole on the first device before its rows are split, so the estimate does not
-    # shrink with ``devices``.
-    return 8 * cell["m"] * (2 * cell["d"] + 2) + 8 * 4096 * cell["n"] * (cell["k"] + 1) * 4 + (32 << 20)
+    # shrink with ``devices``.  The kernel holds LANES row chunks at once (theory.streaming).
+    chunks = LANES * DEFAULT_CHUNK
+    return 8 * cell["m"] * (2 * cell["d"] + 2) + 8 * chunks * cell["n"] * (cell["k"] + 1) * 4 + (32 << 20)
 
 
 def verdict(cfg: KernelConfig, results) -> list[VerdictRow]:

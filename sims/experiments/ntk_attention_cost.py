@@ -31,6 +31,7 @@ from theory.feature_maps import feature_dim
 from theory.ntk_attention import _forward_jit, _summary, default_chunk, ntk_attention, prefix_summary
 from theory.ntk_attention_bounds import break_even_length, flop_counts, ntk_parameter_count, prefix_parameter_count
 from theory.prefix_attention import prefix_attention_jit, prefix_attention
+from theory.streaming import LANES
 
 FEATURES = ("taylor", "elu")
 
@@ -122,7 +123,8 @@ def estimate_bytes(cell) -> int:
     m, d, L = cell["m"], cell["d"], cell["L"]
     r = feature_dim(d, feature=cell["feature"], g=cell["g"] if cell["feature"] == "taylor" else None)
     chunk = cell["chunk_size"] or m
-    return 8 * (4 * m * d + 2 * L * (min(chunk, m) + L) + 4096 * r + 2 * r * d) + (64 << 20)
+    # The summary streams default_chunk(r) rows of features at a time, LANES chunks per loop step.
+    return 8 * (4 * m * d + 2 * L * (min(chunk, m) + L) + LANES * default_chunk(r) * r + 2 * r * d) + (64 << 20)
 
 
 def _crossover(ms, slower):

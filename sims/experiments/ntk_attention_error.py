@@ -42,7 +42,7 @@ from theory.ntk_attention_bounds import (
     weight_error,
 )
 from theory.prefix_attention import prefix_attention
-from theory.streaming import DEFAULT_CHUNK
+from theory.streaming import DEFAULT_CHUNK, LANES
 
 PATTERNS = ("random", "adversarial")
 
@@ -147,7 +147,7 @@ def run(cell, *, key):
 
 def estimate_bytes(cell) -> int:
     r = math.comb(cell["d"] + max(cell["g_max"], 20), max(cell["g_max"], 20))
-    return 8 * (cell["m"] * (cell["L"] + 2 * cell["d"]) + min(cell["m"], DEFAULT_CHUNK) * r + r * cell["d"]) + (64 << 20)
+    return 8 * (cell["m"] * (cell["L"] + 2 * cell["d"]) + LANES * min(cell["m"], DEFAULT_CHUNK) * r + r * cell["d"]) + (64 << 20)
 
 
 def _ratio(num, den):
