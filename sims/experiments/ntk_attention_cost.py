@@ -123,8 +123,9 @@ def estimate_bytes(cell) -> int:
     m, d, L = cell["m"], cell["d"], cell["L"]
     r = feature_dim(d, feature=cell["feature"], g=cell["g"] if cell["feature"] == "taylor" else None)
     chunk = cell["chunk_size"] or m
-    # The summary streams default_chunk(r) rows of features at a time, LANES chunks per loop step.
-    return 8 * (4 * m * d + 2 * L * (min(chunk, m) + L) + LANES * default_chunk(r) * r + 2 * r * d) + (64 << 20)
+    # Prefix attention streams `chunk` rows of logits and the summary default_chunk(r) rows of
+    # features at a time, LANES chunks per loop step.
+    return 8 * (4 * m * d + 2 * L * (min(LANES * chunk, m) + L) + LANES * default_chunk(r) * r + 2 * r * d) + (64 << 20)
 
 
 def _crossover(ms, slower):
