@@ -18,7 +18,7 @@ one chunk per step and 7.3-7.5 ms with two; at n = 64, 24.8 -> 17.2 ms; prefix a
 chunks per step were slower there (prefix 130 -> 167 ms).  Pinned to one core the two layouts
 took the same time (12.0 against 12.4 ms), so the gain is the second core, not fewer loop
 steps.  The cost is a second chunk's working set held at the same time
-(:func:`theory.sharding.estimate_ntk_bytes` counts it).
+(:func:`theory.memory_plan.estimate_ntk_bytes` counts it).
 """
 
 from __future__ import annotations
