@@ -9,7 +9,7 @@ to rerun on demand::
 
 One column per model at the largest n of the file. Top: best time per NTK against m, for each
 implementation, with the floor (logits and exponentials plus a symmetric Gram at the GEMM peak,
-see :mod:`sims.bench_suite`) dashed. Bottom: XLA's working memory of each compiled program.
+see :mod:`sims.bench.suite`) dashed. Bottom: XLA's working memory of each compiled program.
 A cell skipped as over the memory budget has no time (absent, not zero); its memory point is
 XLA's figure, the reason it was skipped.
 """

@@ -3,7 +3,7 @@
 For each figure the run it reads is, in order: the stored run of the requested config (the
 experiment's defaults, or :data:`figures.presets.SMALL` with ``--small``), else the newest
 stored run of that experiment, else -- unless ``--no-run`` -- a fresh run of the requested
-config (through :func:`sims.runner.run`, into the same results folder).  The figure scripts
+config (through :func:`sims.core.runner.run`, into the same results folder).  The figure scripts
 themselves only ever read results.
 
 Examples::
@@ -24,8 +24,8 @@ import typer
 
 from figures import _common, data, presets, style
 from figures.registry import FIGURES
-from sims import store
-from sims.cli import EXIT_CRASH, EXIT_USAGE, register_subcommand
+from sims.core import store
+from sims.cli.app import EXIT_CRASH, EXIT_USAGE, register_subcommand
 
 __all__ = ["ensure_run", "ensure_results", "build_all", "app"]
 
@@ -40,8 +40,8 @@ def ensure_run(results: str | Path, experiment: str, *, small: bool = False, pre
 
     Returns None when nothing is stored and ``run_missing`` is False.
     """
-    from sims import runner
-    from sims.experiment import get
+    from sims.core import runner
+    from sims.core.experiment import get
 
     exp = get(experiment)
     cfg = presets.config(experiment, small=small)
@@ -66,8 +66,8 @@ def ensure_results(results: str | Path, experiments=None, *, small: bool = False
     a folder holding other runs still gets exactly these.  ``companions`` (with ``small``) also
     runs :data:`figures.presets.COMPANIONS`, the extra small runs the notebooks show.
     """
-    from sims import runner
-    from sims.experiment import get
+    from sims.core import runner
+    from sims.core.experiment import get
 
     names = experiments or sorted({_experiment(f) for f in FIGURES})
     out = {}

@@ -1,7 +1,7 @@
 """Read saved runs for the figures (never simulate here).
 
 A run is found through its manifest ``<results>/<experiment>/runs/<run_id>.json`` (see
-:mod:`sims.store`); its cells are read from ``<results>/<experiment>/cells/`` by the ids the
+:mod:`sims.core.store`); its cells are read from ``<results>/<experiment>/cells/`` by the ids the
 manifest lists, so a results folder can be moved or copied as a whole.
 """
 
@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from sims import store
+from sims.core import store
 
 __all__ = ["MissingResults", "Run", "find_run", "load_run", "select", "grid"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sims.experiment import get
+from sims.core.experiment import get
 
 __all__ = ["SMALL", "COMPANIONS", "config", "companion_configs"]
 

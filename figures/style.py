@@ -17,7 +17,7 @@
   (:func:`reference_slope`), negative controls in grey (``CONTROL``).
 - Reproducible files: :func:`save` renders into memory with fixed metadata (no
   ``CreationDate``, fixed producer, fixed ``svg.hashsalt``) and writes through
-  :func:`sims.store.atomic_write_bytes`, so the same results always give the same bytes.
+  :func:`sims.core.store.atomic_write_bytes`, so the same results always give the same bytes.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from matplotlib.figure import Figure
 from matplotlib.transforms import ScaledTranslation
 from scipy import stats as _st
 
-from sims import store
-from sims.verdicts import SLOPE_TOL
+from sims.core import store
+from sims.core.verdicts import SLOPE_TOL
 from theory.stats import fit_loglog_slope
 
 __all__ = [
@@ -209,7 +209,7 @@ def slope_fit(x, Y):
 
 
 def slope_ok(fit, predicted: float, *, control: bool = False) -> bool:
-    """The verdicts' rule (:func:`sims.verdicts.slope_row`): the 95% interval meets
+    """The verdicts' rule (:func:`sims.core.verdicts.slope_row`): the 95% interval meets
     ``predicted +- SLOPE_TOL``; a negative control passes when it does not."""
     return fit.consistent_with(predicted, SLOPE_TOL) != control
 
@@ -294,7 +294,7 @@ def render(fig, fmt: str, *, dpi: int = PNG_DPI) -> bytes:
 
 
 def save(fig, out: str | Path, name: str, *, formats: Iterable[str] = FORMATS, dpi: int = PNG_DPI) -> list[Path]:
-    """Write ``out/name.<fmt>`` for each format, atomically (:mod:`sims.store`); return the paths."""
+    """Write ``out/name.<fmt>`` for each format, atomically (:mod:`sims.core.store`); return the paths."""
     formats = list(formats)
     bad = [f for f in formats if f not in ("pdf", "png", "svg")]
     if bad:

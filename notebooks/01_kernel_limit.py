@@ -60,14 +60,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import theory as T
-from sims import runner
-from sims.experiment import get
-from theory.model_prefix import readout
+from sims.core import runner
+from sims.core.experiment import get
+from theory.kernels.prefix import readout
 from theory.stats import fit_loglog_slope
 
 # Size switch: small by default (seconds); PREFIX_NTK_FULL=1 selects the larger setting.
 FULL = os.environ.get("PREFIX_NTK_FULL", "") not in ("", "0")
-RESULTS = Path(os.environ.get("PREFIX_NTK_RESULTS", "results"))  # where sims.runner stores cells
+RESULTS = Path(os.environ.get("PREFIX_NTK_RESULTS", "results"))  # where sims.core.runner stores cells
 print("size:", "full" if FULL else "small", "| results folder:", RESULTS)
 
 # %% [markdown]
@@ -102,7 +102,7 @@ for name in ("exp-sign", "softmax-sign", "prefix"):
 # %% [markdown]
 # ## (ii) Concentration at initialisation: the `kernel` experiment
 #
-# `sims.runner.run` computes every (model, m, seed) cell, stores it under the results folder
+# `sims.core.runner.run` computes every (model, m, seed) cell, stores it under the results folder
 # (finished cells are reused on a rerun) and judges each claim.
 
 # %%

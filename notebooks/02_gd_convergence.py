@@ -49,8 +49,8 @@ jax.config.update("jax_enable_x64", True)  # theory never flips global JAX setti
 import matplotlib.pyplot as plt
 import numpy as np
 
-from sims import runner
-from sims.experiment import get
+from sims.core import runner
+from sims.core.experiment import get
 from theory.stats import fit_loglog_slope
 
 # Size switch: small by default (seconds); PREFIX_NTK_FULL=1 runs the README's main job

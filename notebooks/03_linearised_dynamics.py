@@ -29,7 +29,7 @@
 # uniformly in t, with a gap that closes at the rate `m^{-1/2}`.
 #
 # **What the spec reconstructs.** The closed form `H*_ij = <u_i,u_j> exp(σ² ||u_i + u_j||² / 2)`
-# (derived in `theory/model_exp_sign.py`), the prediction `theory.kernel_regression_residuals`,
+# (derived in `theory/kernels/exp_sign.py`), the prediction `theory.kernel_regression_residuals`,
 # and the measurable claim: `sup_t ||r(t) − r_lin(t)||` has log-log slope −1/2 in m (95% CI
 # over seeds, with the experiments' tolerance for finite-m corrections).  Here the notebook
 # trains the model itself with `theory` functions (no `sims` experiment), so the computation
@@ -55,7 +55,7 @@ from theory.stats import fit_loglog_slope
 
 FULL = os.environ.get("PREFIX_NTK_FULL", "") not in ("", "0")
 try:
-    from sims.verdicts import SLOPE_TOL  # the experiments' allowance for finite-m corrections
+    from sims.core.verdicts import SLOPE_TOL  # the experiments' allowance for finite-m corrections
 except ImportError:
     SLOPE_TOL = 0.05
 n, d, sigma, input_norm = 6, 8, 1.0, 1.0
@@ -162,7 +162,7 @@ plt.show()
 # %%
 nt_diff = None
 try:
-    from theory.ntcompat import import_neural_tangents
+    from sims.bench.ntcompat import import_neural_tangents
 
     nt = import_neural_tangents()
 except ImportError as e:
@@ -183,7 +183,7 @@ else:
 # ## Verdict
 #
 # The claim held at the sizes used when the slope's 95% interval meets `−1/2 ± tol` (the
-# experiments' rule, `sims.verdicts.SLOPE_TOL`), the wrong-kernel control misses it, the gap
+# experiments' rule, `sims.core.verdicts.SLOPE_TOL`), the wrong-kernel control misses it, the gap
 # shrinks from the smallest to the largest m, and (when available) neural-tangents agrees
 # with the recursion to rounding.
 

@@ -55,11 +55,11 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
-from sims import runner
-from sims.experiment import get
-from theory.feature_maps import taylor_dim
-from theory.ntk_attention import Summary, ntk_attention, prefix_summary
-from theory.ntk_attention_bounds import degree_needed, instance_output_bound, scale_to_logit_bound
+from sims.core import runner
+from sims.core.experiment import get
+from theory.ntk_attn.feature_maps import taylor_dim
+from theory.ntk_attn.ntk_attention import Summary, ntk_attention, prefix_summary
+from theory.ntk_attn.bounds import degree_needed, instance_output_bound, scale_to_logit_bound
 from theory.prefix_attention import prefix_attention
 
 FULL = os.environ.get("PREFIX_NTK_FULL", "") not in ("", "0")

@@ -19,14 +19,14 @@
 # Reparameterization among Prompts*, ICLR 2025).  One attention row with N frozen input tokens
 # and L prefix key/value pairs is a softmax-gated mixture of experts: N frozen "pre-trained"
 # experts and L "prefix experts" `C p^V_j` with gates `exp((B p^K_j)^T X + b_j)`
-# (`theory.moe`, derived in `docs/reparam_model.md`).  Data `Y = f_{G*}(X) + ε` with `X`
+# (`theory.moe.model`, derived in `docs/reparam_model.md`).  Data `Y = f_{G*}(X) + ε` with `X`
 # uniform on a box and Gaussian noise; the estimator is least squares over `L ≥ L*` prompts.
 #
 # **Assumptions.** Non-shared prompts have `p^K, p^V` free; shared (reparameterised) prompts
 # come from one embedding `p'`: `p^K = W1 p'`, `p^V = W2 p'` (linear) or `tanh` of those (one
 # layer).  The interesting case is the *over-specified* fit (L = L* + 1), where atoms of the
 # fitted mixing measure can merge onto one true atom.  Losses are Voronoi losses between fitted
-# and true atoms (`theory.voronoi`).
+# and true atoms (`theory.moe.voronoi`).
 #
 # **What is proved** (paper 2): with shared prompts the Voronoi loss converges at the
 # parametric rate `O_P(sqrt(log n / n))` (log-log slope ≈ −1/2 for singleton cells, ≈ −1/4 for
@@ -52,8 +52,8 @@ jax.config.update("jax_enable_x64", True)  # theory never flips global JAX setti
 import matplotlib.pyplot as plt
 import numpy as np
 
-from sims import runner
-from sims.experiment import get
+from sims.core import runner
+from sims.core.experiment import get
 from theory.stats import fit_loglog_slope
 
 FULL = os.environ.get("PREFIX_NTK_FULL", "") not in ("", "0")

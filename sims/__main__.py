@@ -1,5 +1,5 @@
 """``python -m sims ...``: the same as the ``sims`` console script."""
 
-from sims.cli import main
+from sims.cli.app import main
 
 main()

@@ -2,7 +2,7 @@
 
 from typer.testing import CliRunner
 
-from sims import cli
+from sims.cli import app as cli
 
 
 def invoke(*args):

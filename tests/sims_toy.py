@@ -12,8 +12,8 @@ import time
 import jax
 import jax.numpy as jnp
 
-from sims import store
-from sims.experiment import REGISTRY, Experiment, VerdictRow, register
+from sims.core import store
+from sims.core.experiment import REGISTRY, Experiment, VerdictRow, register
 
 CALLS: list[dict] = []
 SLEEP_PER_BATCH = [0.0]  # seconds slept per run / run_batch call (the kill tests set it)

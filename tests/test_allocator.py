@@ -1,12 +1,14 @@
-"""``sims.allocator``: glibc's settings for long CPU runs, their switch, and where they are recorded."""
+"""``sims.host.allocator``: glibc's settings for long CPU runs, their switch, and where they are recorded."""
 
 import ctypes.util
 import sys
 
 import pytest
 
-from sims import allocator, cli
-from sims.provenance import provenance
+from sims.host import allocator
+
+from sims.cli import app as cli
+from sims.core.provenance import provenance
 
 
 def test_bad_setting_refused_with_the_variable_named():

@@ -104,7 +104,7 @@ def test_script_entry_point_and_missing_results(small_results, tmp_path):
 def test_sims_figures_command(small_results, tmp_path):
     from typer.testing import CliRunner
 
-    from sims.cli import build_app
+    from sims.cli.app import build_app
 
     app = build_app()
     cli = CliRunner()

@@ -2,7 +2,7 @@
 
 Run in this process with ``runpy`` (Agg backend, float64 on, ``PREFIX_NTK_FULL`` unset), with
 ``PREFIX_NTK_RESULTS`` pointing at the shared small-results folder (``tests/fixtures``): the
-notebooks' small configs equal ``figures.presets.SMALL``, so their ``sims.runner.run`` calls
+notebooks' small configs equal ``figures.presets.SMALL``, so their ``sims.core.runner.run`` calls
 reuse the stored cells.  A notebook ends with assertions that its claim held; a failing one
 fails its test (except where marked xfail below, with the reason).
 """

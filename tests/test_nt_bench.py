@@ -1,4 +1,4 @@
-"""``sims bench suite`` runs end to end at tiny sizes and writes its results through sims.store.
+"""``sims bench suite`` runs end to end at tiny sizes and writes its results through sims.core.store.
 
 No timing is asserted: these are measurements.  Only that every implementation ran (or says why
 not), agrees with the structured NTK, and that the files exist."""
@@ -11,7 +11,7 @@ import pytest
 
 import theory as T
 from cli_runner import invoke
-from sims import bench_suite as bs
+from sims.bench import suite as bs
 
 
 # nt's structured derivatives call lu.wrap_init without debug_info (deprecated in JAX 0.10; known, opt-in path).
@@ -109,7 +109,7 @@ def test_structured_flops_match_xla_cost_analysis(name, k):
 
 
 def test_recorded_turns_skips_and_failures_into_notes():
-    from sims.bench_common import Skip, recorded
+    from sims.bench.common import Skip, recorded
 
     rows, shown = [], []
     for exc in (Skip("over budget"), ValueError("bad shape")):

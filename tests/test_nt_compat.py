@@ -1,4 +1,4 @@
-"""neural-tangents 0.6.5 through theory.ntcompat: it imports without tensorflow, and agrees with
+"""neural-tangents 0.6.5 through sims.bench.ntcompat: it imports without tensorflow, and agrees with
 the project's own empirical NTK, Monte-Carlo kernel and kernel-regression dynamics.
 
 Every test skips, with the reason, when nt cannot be imported (not installed, or a future JAX
@@ -26,7 +26,7 @@ M, D, N1, N2, CHUNK = 37, 4, 5, 3, 8
 
 @pytest.fixture(scope="module")
 def nt():
-    from theory.ntcompat import import_neural_tangents
+    from sims.bench.ntcompat import import_neural_tangents
 
     try:
         return import_neural_tangents()
@@ -60,13 +60,13 @@ def test_import_keeps_tensorflow_out(nt):
                     tried.append(name)
                 return None
         sys.meta_path.insert(0, Recorder())
-        from theory.ntcompat import import_neural_tangents
+        from sims.bench.ntcompat import import_neural_tangents
         nt = import_neural_tangents()
         assert nt.__version__ == "0.6.5", nt.__version__
         assert "tensorflow" not in sys.modules and "tf2jax" not in sys.modules
         assert not tried, tried
         import theory
-        assert "theory.ntcompat" in sys.modules
+        assert "sims.bench.ntcompat" in sys.modules
         print("ok")
     """)
     env = dict(os.environ, JAX_PLATFORMS="cpu")
@@ -76,7 +76,7 @@ def test_import_keeps_tensorflow_out(nt):
 
 def test_theory_does_not_import_nt():
     """``import theory`` must not import neural_tangents or ntcompat; nothing else in theory/ names nt."""
-    code = "import sys, theory; assert 'neural_tangents' not in sys.modules and 'theory.ntcompat' not in sys.modules"
+    code = "import sys, theory; assert 'neural_tangents' not in sys.modules and 'sims.bench.ntcompat' not in sys.modules"
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     offenders = [p.name for p in (ROOT / "theory").glob("*.py")
@@ -85,7 +85,7 @@ def test_theory_does_not_import_nt():
 
 
 def test_patches_are_the_documented_ones(nt):
-    from theory.ntcompat import PATCHES
+    from sims.bench.ntcompat import PATCHES
 
     allowed = ("neural_tangents.experimental:", "jax.core.", "jax.util:", "jax.interpreters.ad.",
                "neural_tangents._src.empirical.", "Primitive.map_primitive:")
@@ -96,7 +96,7 @@ def test_patches_are_the_documented_ones(nt):
 
 
 def test_auto_is_refused(nt):
-    from theory.ntcompat import nt_model_ntk_fn
+    from sims.bench.ntcompat import nt_model_ntk_fn
 
     with pytest.raises(ValueError, match="AUTO"):
         nt_model_ntk_fn("exp-sign", implementation="auto")
@@ -108,7 +108,7 @@ def test_auto_is_refused(nt):
 @pytest.mark.parametrize("name", T.model_names())
 @pytest.mark.parametrize("implementation", ["jacobian_contraction", "ntk_vector_products"])
 def test_empirical_ntk_matches_nt(nt, name, implementation):
-    from theory.ntcompat import nt_model_ntk_fn
+    from sims.bench.ntcompat import nt_model_ntk_fn
 
     k = k_of(name)
     P, frozen = T.init_model(name, key=jax.random.key(3), m=M, d=D, k=k, sigma=0.8)
@@ -153,7 +153,7 @@ def test_nt_default_trace_axes_average_outputs(nt):
 @pytest.mark.parametrize("name", ["exp-sign", "softmax-sign", "prefix"])
 def test_structured_derivatives_shim(name):
     """The opt-in experimental shim: nt's STRUCTURED_DERIVATIVES against the autodiff NTK."""
-    from theory.ntcompat import structured_derivatives_ok
+    from sims.bench.ntcompat import structured_derivatives_ok
 
     ok, detail = structured_derivatives_ok(name, rtol=1e-12)
     if not ok and not detail.startswith("max relative error"):

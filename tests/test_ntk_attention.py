@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from theory.feature_maps import (
+from theory.ntk_attn.feature_maps import (
     elu_features,
     exp_kernel,
     feature_dim,
@@ -17,8 +17,8 @@ from theory.feature_maps import (
     taylor_features,
     taylor_kernel,
 )
-from theory.ntk_attention import ExactSummary, Summary, ntk_attention, ntk_attention_batch, prefix_summary
-from theory.ntk_attention_train import (
+from theory.ntk_attn.ntk_attention import ExactSummary, Summary, ntk_attention, ntk_attention_batch, prefix_summary
+from theory.ntk_attn.train import (
     init_summary_params,
     params_from_summary,
     summary_from_params,

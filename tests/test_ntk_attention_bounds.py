@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from hypothesis import find, given, settings, strategies as st
 
-from theory.ntk_attention import ntk_attention, prefix_summary
-from theory.ntk_attention_bounds import (
+from theory.ntk_attn.ntk_attention import ntk_attention, prefix_summary
+from theory.ntk_attn.bounds import (
     break_even_length,
     degree_needed,
     flop_counts,

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from sims.experiment import VerdictRow, get
+from sims.core.experiment import VerdictRow, get
 
 
 def _run(name, cfg):

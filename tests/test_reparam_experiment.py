@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from sims import runner
-from sims.experiment import VerdictRow, get
+from sims.core import runner
+from sims.core.experiment import VerdictRow, get
 from sims.experiments import reparam as R
 
 TINY = dict(structures=("prompt", "nonshared"), n=(60, 120), replications=2, restarts=1, adam_steps=5,

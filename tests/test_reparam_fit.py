@@ -1,4 +1,4 @@
-"""theory.moe_fit: least-squares estimation of prompts, recovery and rates (spec 5)."""
+"""theory.moe.fit: least-squares estimation of prompts, recovery and rates (spec 5)."""
 
 import jax
 import jax.numpy as jnp
@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from sims.experiments.reparam import problem
-from theory.moe import moe_features, regression_from_features, regression_jacobian
-from theory.moe_fit import fit_least_squares, init_params, least_squares_loss, regression_l2_error, sample_regression
+from theory.moe.model import moe_features, regression_from_features, regression_jacobian
+from theory.moe.fit import fit_least_squares, init_params, least_squares_loss, regression_l2_error, sample_regression
 from theory.stats import fit_loglog_slope
 from theory.validation import InputError
-from theory.voronoi import voronoi_loss
+from theory.moe.voronoi import voronoi_loss
 
 FIT = dict(restarts=1, init="split", jitter=0.1, adam_steps=20, polish_steps=300)
 

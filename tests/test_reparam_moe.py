@@ -1,11 +1,11 @@
-"""theory.moe: one prefix-attention row is the softmax-gated MoE f_G (spec 5, docs/reparam_model.md)."""
+"""theory.moe.model: one prefix-attention row is the softmax-gated MoE f_G (spec 5, docs/reparam_model.md)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from theory.moe import (
+from theory.moe.model import (
     STRUCTURES,
     Reparam,
     moe_features,

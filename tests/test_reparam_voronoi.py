@@ -1,4 +1,4 @@
-"""theory.voronoi: Voronoi losses between fitted and true mixing measures (spec 5)."""
+"""theory.moe.voronoi: Voronoi losses between fitted and true mixing measures (spec 5)."""
 
 import jax
 import jax.numpy as jnp
@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from theory.validation import InputError
-from theory.voronoi import Atoms, atoms, voronoi_loss, voronoi_loss_atoms
+from theory.moe.voronoi import Atoms, atoms, voronoi_loss, voronoi_loss_atoms
 
 
 def _random(seed, structure, L, d=2):

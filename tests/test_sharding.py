@@ -1,4 +1,4 @@
-"""Row-sharded kernels (theory.sharding) equal the single-device ones to 1e-12 in float64, on 4
+"""Row-sharded kernels (theory.scaling.sharding) equal the single-device ones to 1e-12 in float64, on 4
 host devices; and the memory estimate bounds XLA's own accounting.
 
 The device count must be fixed before JAX initialises, so the multi-device checks run in one
@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import pytest
 
 import theory as T
-from theory import sharding as S
+from theory.scaling import sharding as S
 from multidevice import run_on_devices
 
 
@@ -22,7 +22,7 @@ SCRIPT = textwrap.dedent(r"""
     import numpy as np
     jax.config.update("jax_enable_x64", True)
     import theory as T
-    from theory import sharding as S
+    from theory.scaling import sharding as S
 
     assert jax.device_count() == 4, jax.devices()
     mesh = S.device_mesh()

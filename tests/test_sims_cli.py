@@ -17,8 +17,9 @@ import typer
 
 import sims_toy
 from cli_runner import invoke
-from sims import cli, store
-from sims.experiment import REGISTRY
+from sims.cli import app as cli
+from sims.core import store
+from sims.core.experiment import REGISTRY
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -311,7 +312,7 @@ import sys
 sys.path.insert(0, {tests!r})
 import sims_toy
 sims_toy.SLEEP_PER_BATCH[0] = 0.4
-from sims.cli import main
+from sims.cli.app import main
 main(sys.argv[1:])
 """
 

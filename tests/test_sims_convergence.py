@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from cli_runner import invoke
-from sims import runner
-from sims.experiment import get
+from sims.core import runner
+from sims.core.experiment import get
 from sims.experiments import convergence as C
 from sims.experiments import kernel as K
-from sims.verdicts import slope_row
+from sims.core.verdicts import slope_row
 
 TINY = dict(m=(4000,), ladder=3, n=6, d=8, steps=40, log_every=20, seeds=3)
 

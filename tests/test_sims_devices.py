@@ -21,10 +21,11 @@ SCRIPT = textwrap.dedent(r"""
     jax.config.update("jax_enable_x64", True)
     sys.path.insert(0, "tests")
     from cli_runner import invoke
-    from sims import runner, store
-    from sims.experiment import get
+    from sims.core import runner
+    from sims.core import store
+    from sims.core.experiment import get
     from sims.experiments import convergence as C, kernel as K
-    from theory.sharding import device_mesh
+    from theory.scaling.sharding import device_mesh
 
     mesh = device_mesh()
     out = {"devices": jax.device_count(), "convergence": {}, "kernel": {}, "memory": {}, "cli": {}}

@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 
 import sims_toy  # noqa: F401  (registers "toy")
-from sims import provenance, runner, store
-from sims.experiment import get
+from sims.core import provenance
+from sims.core import runner
+from sims.core import store
+from sims.core.experiment import get
 
 
 # ----------------------------------------------------------------------------- ids

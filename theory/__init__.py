@@ -4,15 +4,15 @@ their empirical and limiting kernels, and the bounds the papers prove.
 Nothing here does I/O, prints, or changes global JAX configuration.  See README "Public API".
 """
 
-from theory import model_exp_sign as _model_exp_sign  # noqa: F401  (registers "exp-sign")
-from theory import model_prefix as _model_prefix  # noqa: F401  (registers "prefix")
-from theory import model_softmax_sign as _model_softmax_sign  # noqa: F401  (registers "softmax-sign")
-from theory.linearized import default_learning_rate, kernel_regression_residuals, loss_bound
-from theory.moe import moe_from_attention, moe_regression
-from theory.moe_fit import fit_least_squares
-from theory.voronoi import voronoi_loss
-from theory.models import StylizedModel, get_model, init_model, model_names, register
-from theory.ntk_empirical import (
+from theory.kernels import exp_sign as _model_exp_sign  # noqa: F401  (registers "exp-sign")
+from theory.kernels import prefix as _model_prefix  # noqa: F401  (registers "prefix")
+from theory.kernels import softmax_sign as _model_softmax_sign  # noqa: F401  (registers "softmax-sign")
+from theory.kernels.linearized import default_learning_rate, kernel_regression_residuals, loss_bound
+from theory.moe.model import moe_from_attention, moe_regression
+from theory.moe.fit import fit_least_squares
+from theory.moe.voronoi import voronoi_loss
+from theory.kernels.models import StylizedModel, get_model, init_model, model_names, register
+from theory.kernels.ntk_empirical import (
     LambdaMin,
     autodiff_model_ntk,
     autodiff_ntk,
@@ -22,11 +22,11 @@ from theory.ntk_empirical import (
     model_outputs,
     structured_ntk,
 )
-from theory.ntk_limit import MonteCarloKernel, chebyshev_width, exp_sign_fluctuation, limit_kernel, monte_carlo_kernel
-from theory.feature_maps import feature_map, taylor_features
-from theory.ntk_attention import ntk_attention, ntk_attention_batch, prefix_summary
-from theory.ntk_attention_bounds import degree_needed, output_error_bound, weight_error
-from theory.ntk_attention_train import train_summary
+from theory.kernels.ntk_limit import MonteCarloKernel, chebyshev_width, exp_sign_fluctuation, limit_kernel, monte_carlo_kernel
+from theory.ntk_attn.feature_maps import feature_map, taylor_features
+from theory.ntk_attn.ntk_attention import ntk_attention, ntk_attention_batch, prefix_summary
+from theory.ntk_attn.bounds import degree_needed, output_error_bound, weight_error
+from theory.ntk_attn.train import train_summary
 from theory.prefix_attention import attention_logits, prefix_attention, prefix_attention_batch
 from theory.validation import InputError, LogitOverflowError
 

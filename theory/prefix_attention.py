@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from theory import validation as _v
-from theory.streaming import merge_softmax_stats, online_softmax
+from theory.scaling.streaming import merge_softmax_stats, online_softmax
 
 __all__ = [
     "prefix_attention",

@@ -1,4 +1,4 @@
-"""Experiment modules; importing this package registers each of them (see sims.experiment)."""
+"""Experiment modules; importing this package registers each of them (see sims.core.experiment)."""
 
 import importlib
 

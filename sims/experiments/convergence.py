@@ -42,11 +42,11 @@ import jax.numpy as jnp
 import numpy as np
 
 import theory as T
-from sims.experiment import Experiment, VerdictRow, register
-from theory.model_prefix import readout
-from theory.sharding import constrain_rows, row_reducers
-from theory.streaming import DEFAULT_CHUNK, LANES
-from sims.verdicts import slope_row, threshold_m
+from sims.core.experiment import Experiment, VerdictRow, register
+from theory.kernels.prefix import readout
+from theory.scaling.sharding import constrain_rows, row_reducers
+from theory.scaling.streaming import DEFAULT_CHUNK, LANES
+from sims.core.verdicts import slope_row, threshold_m
 from theory.stats import mean_ci
 
 MODELS = ("exp-sign", "softmax-sign", "prefix")

@@ -18,11 +18,12 @@ import jax.numpy as jnp
 import numpy as np
 
 import theory as T
-from sims.experiment import Experiment, VerdictRow, register
-from sims.verdicts import slope_row
-from theory.sharding import sharded_structured_ntk
+from sims.core.experiment import Experiment, VerdictRow, register
+from sims.core.verdicts import slope_row
+from theory.kernels.prefix import readout as prefix_readout
+from theory.scaling.sharding import sharded_structured_ntk
 from theory.stats import mean_ci
-from theory.streaming import DEFAULT_CHUNK, LANES
+from theory.scaling.streaming import DEFAULT_CHUNK, LANES
 
 MODELS = ("exp-sign", "softmax-sign", "prefix")
 
@@ -62,7 +63,7 @@ def _data(cell, dtype):
     kU, kV = jax.random.split(jax.random.key(cell["data_seed"]))
     g = jax.random.normal(kU, (cell["n"], cell["d"]), dtype)
     U = cell["input_norm"] * g / jnp.linalg.norm(g, axis=1, keepdims=True)
-    V = T.model_prefix.readout(key=kV, d=cell["d"], k=cell["k"], dtype=dtype)
+    V = prefix_readout(key=kV, d=cell["d"], k=cell["k"], dtype=dtype)
     return U, V
 
 
@@ -97,7 +98,7 @@ def run(cell, *, key, mesh=None):
 
 def estimate_bytes(cell, devices: int = 1) -> int:
     # P is drawn whole on the first device before its rows are split, so the estimate does not
-    # shrink with ``devices``.  The kernel holds LANES row chunks at once (theory.streaming).
+    # shrink with ``devices``.  The kernel holds LANES row chunks at once (theory.scaling.streaming).
     chunks = LANES * DEFAULT_CHUNK
     return 8 * cell["m"] * (2 * cell["d"] + 2) + 8 * chunks * cell["n"] * (cell["k"] + 1) * 4 + (32 << 20)
 

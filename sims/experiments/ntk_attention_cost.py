@@ -10,7 +10,7 @@ Per cell (m, feature): one input ``X`` (L x d), a prefix ``P`` (m x d), weights 
 - memory: the stored state, ``2 m d`` numbers (prefix keys and values) against ``r d + r``
   (summary), and XLA's own accounting of each compiled forward pass
   (``memory_analysis()``: arguments + temporaries + outputs).
-- predicted crossover from multiply-add counts (:func:`theory.ntk_attention_bounds.flop_counts`)
+- predicted crossover from multiply-add counts (:func:`theory.ntk_attn.bounds.flop_counts`)
   against the measured one: the smallest m of the grid from which prefix attention is slower.
 
 Timings are measurements of this machine, never test assertions.
@@ -26,12 +26,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sims.experiment import Experiment, VerdictRow, register
-from theory.feature_maps import feature_dim
-from theory.ntk_attention import _forward_jit, _summary, default_chunk, ntk_attention, prefix_summary
-from theory.ntk_attention_bounds import break_even_length, flop_counts, ntk_parameter_count, prefix_parameter_count
+from sims.core.experiment import Experiment, VerdictRow, register
+from theory.ntk_attn.feature_maps import feature_dim
+from theory.ntk_attn.ntk_attention import _forward_jit, _summary, default_chunk, ntk_attention, prefix_summary
+from theory.ntk_attn.bounds import break_even_length, flop_counts, ntk_parameter_count, prefix_parameter_count
 from theory.prefix_attention import prefix_attention_jit, prefix_attention
-from theory.streaming import LANES
+from theory.scaling.streaming import LANES
 
 FEATURES = ("taylor", "elu")
 

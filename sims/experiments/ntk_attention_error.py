@@ -18,7 +18,7 @@ row against four bounds: the derived ``eps_g = beta^{g+1} e^beta/(g+1)!`` in the
 ``eps/(1-eps) max_r||v_r - o||_inf``, the refined bound with the exact supremum ``rho_g`` and the
 prefix mass share, the spec's looser ``e^{2 beta}`` constant, and a deliberately wrong bound
 with no exponential factor (negative control: it must be violated somewhere).  ``g*`` is the
-degree :func:`theory.ntk_attention_bounds.degree_needed` asks for to reach ``m^{-c}`` with
+degree :func:`theory.ntk_attn.bounds.degree_needed` asks for to reach ``m^{-c}`` with
 ``spread = 2 ||V||_inf``; the error there is recorded too.
 """
 
@@ -31,10 +31,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sims.experiment import Experiment, VerdictRow, register
-from theory.feature_maps import taylor_dim
-from theory.ntk_attention import Summary, ntk_attention, prefix_summary
-from theory.ntk_attention_bounds import (
+from sims.core.experiment import Experiment, VerdictRow, register
+from theory.ntk_attn.feature_maps import taylor_dim
+from theory.ntk_attn.ntk_attention import Summary, ntk_attention, prefix_summary
+from theory.ntk_attn.bounds import (
     degree_needed,
     instance_stats,
     output_error_bound,
@@ -42,7 +42,7 @@ from theory.ntk_attention_bounds import (
     weight_error,
 )
 from theory.prefix_attention import prefix_attention
-from theory.streaming import DEFAULT_CHUNK, LANES
+from theory.scaling.streaming import DEFAULT_CHUNK, LANES
 
 PATTERNS = ("random", "adversarial")
 

@@ -3,7 +3,7 @@
 Setup (paper-scale defaults): d = 64, L = 128, m in {2, 4, ..., 2^18}; frozen ``W_Q, W_K, W_V``
 shared by every m (from ``data_seed``); a prefix ``P ~ N(0, I)`` (m x d) per cell; ``Z`` and
 ``k`` trained with Adam (lr 1e-3) for ``steps`` steps, each on a fresh ``X ~ N(0, I)`` (L x d),
-to match ``PrefixAttn(X, P)`` (:func:`theory.ntk_attention_train.train_summary`), initialised
+to match ``PrefixAttn(X, P)`` (:func:`theory.ntk_attn.train.train_summary`), initialised
 ``N(0, init_std^2)`` independently of P as in the paper; validation MSE over ``val_size``
 fresh inputs, for the ``elu`` features (paper) and degree-g ``taylor`` features, beside the
 error of the exact summary of the same features (``Z = sum_r phi(k_r) v_r^T``).
@@ -44,11 +44,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sims.experiment import Experiment, VerdictRow, register
-from theory.feature_maps import _features, feature_dim
-from theory.ntk_attention import prefix_summary
-from theory.ntk_attention_bounds import prefix_logit_max
-from theory.ntk_attention_train import init_summary_params, params_from_summary, train_summary, validation_mse
+from sims.core.experiment import Experiment, VerdictRow, register
+from theory.ntk_attn.feature_maps import _features, feature_dim
+from theory.ntk_attn.ntk_attention import prefix_summary
+from theory.ntk_attn.bounds import prefix_logit_max
+from theory.ntk_attn.train import init_summary_params, params_from_summary, train_summary, validation_mse
 
 FEATURES = ("elu", "taylor")
 

@@ -1,9 +1,9 @@
 """Prefix-tuning as a mixture of experts: shared vs non-shared prompts (spec section 5, paper 2).
 
 One attention row (``N = 2`` tokens of dimension ``d = 2``, query token 0) is the MoE of
-:mod:`theory.moe` with ``L* = 2`` true prompts.  Data ``Y = f_{G*}(X) + eps``, ``X`` uniform on
+:mod:`theory.moe.model` with ``L* = 2`` true prompts.  Data ``Y = f_{G*}(X) + eps``, ``X`` uniform on
 ``[-1, 1]^{N d}``, ``eps ~ N(0, noise^2 I)``.  The least-squares estimator
-(:func:`theory.moe_fit.fit_least_squares`: float64, Adam then Levenberg-Marquardt, locations
+(:func:`theory.moe.fit.fit_least_squares`: float64, Adam then Levenberg-Marquardt, locations
 restricted to ``[-bound, bound]``, ``restarts`` starts near the truth with one atom split so that
 over-specified fits start in the regime the theory describes) is fitted with ``L = L* + extra``
 prompts for each structure.  See ``docs/reparam_model.md`` for the derivations.
@@ -16,7 +16,7 @@ reparameterisation ``W1, W2``, shared embeddings ``p'*`` and biases ``b* = 0``.
 multiplies ``W_Q`` (the range of the gating logits) for sensitivity studies.
 
 Measured per cell (one structure, L, n and replication): the Voronoi loss
-(:func:`theory.voronoi.voronoi_loss`, power ``r`` for non-shared) and its per-cell parts, the
+(:func:`theory.moe.voronoi.voronoi_loss`, power ``r`` for non-shared) and its per-cell parts, the
 parameter error of singleton and of merged cells (weighted RMS distance of a cell's atoms to its
 true atom), and ``||f_hat - f*||_{L2}`` on fresh test inputs.  The verdict fits log-log slopes
 over n with 95% intervals over replications and checks:
@@ -45,11 +45,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sims.experiment import Experiment, VerdictRow, register
-from theory.moe import STRUCTURES, Reparam, moe_from_attention, prompt_keys_values
-from theory.moe_fit import fit_least_squares, regression_l2_error, sample_regression
+from sims.core.experiment import Experiment, VerdictRow, register
+from theory.moe.model import STRUCTURES, Reparam, moe_from_attention, prompt_keys_values
+from theory.moe.fit import fit_least_squares, regression_l2_error, sample_regression
 from theory.stats import fit_loglog_slope
-from theory.voronoi import voronoi_loss
+from theory.moe.voronoi import voronoi_loss
 
 # The fixed problem (d = 2, N = 2 tokens, query 0, L* = 2).
 W_Q = ((1.2, 0.3), (-0.2, 1.0))

@@ -1,0 +1,1 @@
+"""Benchmarks (`sims bench`) and the neural-tangents adapter they and the cross-check tests use."""

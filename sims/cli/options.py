@@ -1,0 +1,196 @@
+"""Options of ``sims run NAME``, generated from an experiment's config dataclass.
+
+Each config field becomes one option: int, float and str fields take a value of that type (str
+with ``metadata["choices"]`` or a ``Literal`` lists its choices), bools become ``--x/--no-x``,
+fields in ``sweep_fields`` may be repeated, and fields in ``count_fields`` (plus ``seeds``) go
+through :func:`theory.validation.check_count`, so ``1e5`` works and ``1.5`` is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import inspect
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+from rich.markup import escape
+
+from sims.core import experiment as registry
+from theory.validation import check_count
+
+_COMMON = {"--out", "--precision", "--dry-run", "--quiet", "--force", "--help", "-q"}
+
+
+class Precision(str, enum.Enum):
+    float64 = "float64"
+    float32 = "float32"
+
+
+@dataclasses.dataclass
+class _Spec:
+    field: str
+    param: str
+    opt: str
+    convert: Callable[[Any], Any]
+    kind: str  # "count", "int", "float", "str", "bool", "choice"
+    sweep: bool
+    default: Any
+    help: str
+    choices: tuple[str, ...] | None = None
+
+
+def _unwrap_optional(t: Any) -> Any:
+    origin = typing.get_origin(t)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(t) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return t
+
+
+def _element_type(t: Any, sweep: bool, where: str) -> Any:
+    t = _unwrap_optional(t)
+    if typing.get_origin(t) is Annotated:
+        t = typing.get_args(t)[0]
+    if sweep:
+        origin = typing.get_origin(t)
+        if origin not in (tuple, list):
+            raise TypeError(f"{where}: a sweep field must be typed tuple[X, ...], got {t!r}")
+        args = [a for a in typing.get_args(t) if a is not Ellipsis]
+        if len(set(args)) != 1:
+            raise TypeError(f"{where}: a sweep field must be typed tuple[X, ...], got {t!r}")
+        t = _unwrap_optional(args[0])
+    return t
+
+
+def _specs(exp: registry.Experiment) -> list[_Spec]:
+    cls = exp.config
+    hints = typing.get_type_hints(cls, include_extras=True)
+    specs = []
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        where = f"experiment {exp.name!r}, field {f.name!r}"
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            raise TypeError(f"{where}: every config field needs a default")
+        sweep = f.name in exp.sweep_fields
+        count = f.name in exp.count_fields or f.name == "seeds"
+        t = _element_type(hints[f.name], sweep, where)
+        choices = f.metadata.get("choices")
+        if typing.get_origin(t) is typing.Literal:
+            choices = choices or typing.get_args(t)
+            t = type(choices[0])
+        opt = "--" + f.name.replace("_", "-")
+        if opt in _COMMON:
+            raise TypeError(f"{where}: option {opt} clashes with a common option of `sims run`")
+        help_ = str(f.metadata.get("help", ""))
+        minimum = int(f.metadata.get("minimum", 1))
+        if count:
+            kind = "count"
+            convert = (lambda opt, minimum: lambda v: check_count(opt, v, minimum=minimum))(opt, minimum)
+        elif choices:
+            kind = "choice"
+            convert = (lambda t: lambda v: t(v.value if isinstance(v, enum.Enum) else v))(t)
+        elif t is bool:
+            kind, convert = "bool", bool
+        elif t is int:
+            kind, convert = "int", int
+        elif t is float:
+            kind, convert = "float", float
+        elif t is str:
+            kind, convert = "str", str
+        else:
+            raise TypeError(f"{where}: unsupported option type {t!r} (int, float, str, bool or Literal)")
+        choices = tuple(str(c) for c in choices) if choices else None
+        specs.append(_Spec(f.name, f"cfg_{f.name}", opt, convert, kind, sweep, default, help_, choices))
+    return specs
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, (tuple, list)):
+        return " ".join(_show(x) for x in v) if v else "(none)"
+    if isinstance(v, float) and v.is_integer() and abs(v) >= 1e5:
+        return f"{v:.0e}"
+    return str(v)
+
+
+_METAVARS = {"count": "COUNT", "int": "INT", "float": "FLOAT", "str": "TEXT"}
+
+
+def _typer_param(exp: registry.Experiment, spec: _Spec) -> inspect.Parameter:
+    kinds: dict[str, Any] = {"count": str, "int": int, "float": float, "str": str, "bool": bool}
+    if spec.kind == "choice":
+        base: Any = enum.Enum(f"{exp.name}_{spec.field}", [(c, c) for c in spec.choices or ()], type=str)
+    else:
+        base = kinds[spec.kind]
+    help_ = spec.help
+    if spec.kind == "count":
+        help_ += " [dim](count: 1e5 and 100000 both work)[/dim]"
+    if spec.sweep:
+        help_ += f" [dim]Repeat to sweep: {spec.opt} A {spec.opt} B.[/dim]"
+    default = spec.default
+    if spec.kind == "count":
+        default = [str(v) for v in default] if spec.sweep else str(default)
+    elif spec.kind == "choice":
+        default = [str(v) for v in default] if spec.sweep else str(default)
+    elif spec.sweep:
+        default = list(default)
+    annotation = list[base] if spec.sweep else base  # type: ignore[valid-type]
+    decls = [spec.opt] if spec.kind != "bool" or spec.sweep else [f"{spec.opt}/--no-{spec.opt[2:]}"]
+    option = typer.Option(
+        *decls,
+        help=help_.strip(),
+        show_default=True,
+        metavar=_METAVARS.get(spec.kind),
+        rich_help_panel=f"{exp.name} options",
+    )
+    return _param(spec.param, default, annotation, option)
+
+
+def _param(name: str, default: Any, annotation: Any, option: Any) -> inspect.Parameter:
+    kind = inspect.Parameter.KEYWORD_ONLY
+    return inspect.Parameter(name, kind, default=default, annotation=Annotated[annotation, option])
+
+
+def _common_params() -> list[inspect.Parameter]:
+    def opt(*decls: str, help: str) -> Any:
+        return typer.Option(*decls, help=help, rich_help_panel="Run options")
+
+    return [
+        _param("sims_out", Path("results"), Path, opt(
+            "--out", help="Results folder: OUT/<experiment>/cells and OUT/<experiment>/runs.")),
+        _param("sims_precision", Precision.float64, Precision, opt(
+            "--precision", help="Working dtype (float64 turns on jax_enable_x64).")),
+        _param("sims_dry_run", False, bool, opt(
+            "--dry-run", help="Print the plan (cells, stored or not, memory); write nothing. Exit 3: no fit.")),
+        _param("sims_force", False, bool, opt(
+            "--force", help="Recompute cells that are already stored (overwriting them).")),
+        _param("sims_devices", None, Optional[str], opt(
+            "--devices", help="Local devices that split each cell's prefix rows (experiments that shard; "
+            "default all of them, else 1). Same numbers for any count.")),
+        _param("sims_quiet", False, bool, opt(
+            "--quiet", "-q", help="No progress bar or plan; only the verdict table and errors.")),
+    ]
+
+
+def _examples(exp: registry.Experiment, specs: list[_Spec]) -> list[str]:
+    ex = list(exp.examples)
+    ex.append(f"sims run {exp.name} --dry-run")
+    sweep = next((s for s in specs if s.sweep and s.kind in ("count", "int", "float")), None)
+    if sweep is not None and not any("--" in e and sweep.opt in e for e in exp.examples):
+        vals = [v for v in sweep.default][:2] or [1, 2]
+        ex.append(f"sims run {exp.name} " + " ".join(f"{sweep.opt} {_show(v)}" for v in vals))
+    ex.append(f"sims run {exp.name} --precision float32 --out /tmp/results --quiet")
+    return ex
+
+
+def _epilog(lines: list[str]) -> str:
+    return "[bold]Examples[/bold]\n" + "\n".join(f"  $ {escape(e)}" for e in lines)

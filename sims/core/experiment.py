@@ -1,0 +1,106 @@
+"""The contract every simulation follows, and the registry the CLI reads.
+
+An experiment is a set of pure functions; it never writes files (all I/O lives in
+:mod:`sims.core.store` and :mod:`sims.core.runner`).
+
+- ``config``: a frozen dataclass, every field with a default.  Fields listed in
+  ``sweep_fields`` hold a tuple of values; the CLI accepts the option several times.
+  A field's ``metadata={"help": ...}`` is shown by ``sims list``.
+- ``cells(config) -> list[dict]``: the independent units of work.  Each cell is a flat dict of
+  JSON scalars that fully determines its result, including ``"seed"``.  Its stable id (hash of
+  the sorted dict) names its result file and derives its PRNG key, so reordered or resumed
+  sweeps give identical numbers.
+- The runner stamps every cell with ``cell["dtype"]`` (``"float64"`` or ``"float32"``, from
+  ``sims run --precision``) before taking its id; compute in that dtype.  ``key`` is
+  ``fold_in(key(32-bit hash of the cell id without "dtype"), cell["seed"])`` (see
+  :func:`sims.core.runner.cell_key`), so both precisions draw the same random numbers.
+- ``run(cell, *, key) -> dict[str, array]``: pure and deterministic given ``(cell, key)``.
+  Result names are identifiers not starting with ``__``; values are arrays or scalars.
+- ``run_batch(cells, *, keys) -> list[dict]`` (optional): the same for a group of cells that
+  differ only in their seed, e.g. vmapped over seeds; ``keys`` is a stacked key array of shape
+  ``(len(cells),)``.  ``batch_key(cell)`` (JSON-able) groups cells; without it, cells equal up
+  to ``"seed"`` are grouped.  Groups may be split to fit memory, and a resumed run may pass a
+  smaller group, so each cell's result must not depend on its batch-mates.
+- ``verdict(config, results) -> list[VerdictRow]``: ``results`` is a list of
+  ``(cell, arrays)`` pairs, one per cell; the rows compare each claim's prediction with the
+  measurement.
+- ``estimate_bytes(cell) -> int`` (optional): peak memory of one cell, for ``--dry-run`` and
+  the refusal of runs that do not fit (a batch is estimated as the sum of its cells).
+- ``shardable`` (default False): the experiment splits each cell's prefix rows over devices.
+  Its ``run``/``run_batch`` then take a keyword ``mesh`` (a one-axis
+  :func:`theory.scaling.sharding.device_mesh`, or None for one device; see :mod:`sims.host.devices`), must
+  give the same numbers for any mesh up to the order of floating-point sums, and its
+  ``estimate_bytes(cell, devices=D)`` gives the peak per device.
+- CLI options are generated from ``config``'s fields (``--field-name``): int/float/str/bool
+  (bool -> ``--x/--no-x``), ``metadata={"choices": (...)}`` or a ``Literal`` for choices,
+  ``count_fields`` (and a field named ``seeds``) parsed by ``theory.validation.check_count``
+  (``metadata={"minimum": 0}`` to allow 0).  Validate other values in ``__post_init__``
+  (raise ``ValueError``: exit 2).  ``out``, ``precision``, ``dry_run``, ``force``, ``devices``, ``quiet``
+  are reserved names.  ``examples`` are shown by ``sims run NAME --help``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+__all__ = ["Experiment", "VerdictRow", "register", "get", "names", "REGISTRY"]
+
+
+@dataclasses.dataclass(frozen=True)
+class VerdictRow:
+    """One line of a verdict table."""
+
+    claim: str
+    predicted: str
+    measured: str
+    passed: bool
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    name: str
+    summary: str
+    config: type
+    cells: Callable[[Any], list[dict]]
+    run: Callable[..., dict]
+    verdict: Callable[[Any, list], list[VerdictRow]]
+    sweep_fields: tuple[str, ...] = ()
+    count_fields: tuple[str, ...] = ()
+    run_batch: Callable[..., list] | None = None
+    batch_key: Callable[[dict], Any] | None = None
+    estimate_bytes: Callable[..., int] | None = None
+    shardable: bool = False
+    examples: tuple[str, ...] = ()
+
+
+REGISTRY: dict[str, Experiment] = {}
+
+
+def register(exp: Experiment) -> Experiment:
+    if exp.name in REGISTRY and REGISTRY[exp.name] is not exp:
+        raise ValueError(f"experiment {exp.name!r} registered twice")
+    REGISTRY[exp.name] = exp
+    return exp
+
+
+def _load_all() -> None:
+    # Importing the package registers every experiment module listed there.
+    import sims.experiments  # noqa: F401
+
+
+def get(name: str) -> Experiment:
+    _load_all()
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown experiment {name!r}; known: {', '.join(sorted(REGISTRY))}") from None
+
+
+def names() -> list[str]:
+    _load_all()
+    return sorted(REGISTRY)

@@ -1,0 +1,1 @@
+"""The host a run executes on: devices, the memory allocator, available memory."""

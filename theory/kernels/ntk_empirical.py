@@ -1,0 +1,224 @@
+"""Empirical NTK of the stylized models, two ways (spec sections 2 and 3).
+
+    H(P)[(i,l),(j,l')] = sum_r < dF_l(P; x_i)/dp_r , dF_l'(P; x_j)/dp_r >
+
+- :func:`autodiff_ntk`: the reference for *any* model function ``f(params, u) -> (k,)``:
+  per-example Jacobians by ``vmap(jacrev)``, contracted over every parameter.  It materialises
+  the Jacobian, ``(n1 + n2) k`` times the parameter count, and refuses sizes over its memory
+  budget before any work.
+- :func:`structured_ntk`: each model's closed-form gradients, streamed over prefix rows in
+  chunks, so peak memory does not grow with m and no Jacobian is formed.
+
+Both return the full kernel, shape ``(n1, n2, k, k)``: no output axis is traced or averaged.
+:func:`kernel_matrix` flattens it to ``(n1 k, n2 k)``; :func:`lambda_min` reports the smallest
+eigenvalue of the symmetrised matrix.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from theory import validation as _v
+from theory.kernels.models import get_model
+from theory.scaling.streaming import DEFAULT_CHUNK, row_chunk_max
+
+__all__ = [
+    "autodiff_ntk",
+    "autodiff_model_ntk",
+    "structured_ntk",
+    "empirical_ntk",
+    "model_outputs",
+    "kernel_matrix",
+    "lambda_min",
+    "LambdaMin",
+    "autodiff_ntk_bytes",
+    "DEFAULT_MEMORY_BUDGET",
+]
+
+DEFAULT_MEMORY_BUDGET = 4 * 2**30  # bytes of Jacobian the autodiff reference may materialise
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def check_model_shapes(P, U1, U2=None):
+    """``(P, U1, U2)`` as arrays of P's float dtype, with P (m, d) and U (n, d); ``U2`` may stay None."""
+    P = jnp.asarray(P)
+    _v.check_matrix("P", P)
+    if not jnp.issubdtype(P.dtype, jnp.floating):
+        raise _v.InputError(f"P must be a float array, got {P.dtype}")
+    d = P.shape[1]
+    U1 = jnp.asarray(U1, P.dtype)
+    _v.check_matrix("U1", U1, cols=d)
+    if U2 is not None:
+        U2 = jnp.asarray(U2, P.dtype)
+        _v.check_matrix("U2", U2, cols=d)
+    return P, U1, U2
+
+
+def validate_model_inputs(model, P, frozen, U1, U2=None, *, chunk_size=DEFAULT_CHUNK):
+    """Check shapes, finiteness and logit overflow; return ``(model, P, frozen, U1, U2)`` as arrays."""
+    model = get_model(model)
+    P, U1, U2 = check_model_shapes(P, U1, U2)
+    U2 = U1 if U2 is None else U2
+    _v.check_finite("P", P)
+    _v.check_finite("U1", U1)
+    _v.check_finite("U2", U2)
+    _v.check_finite("frozen", frozen)
+    _v.check_count("chunk_size", chunk_size)
+    if model.logit_multiple:
+        U = U1 if U2 is U1 else jnp.concatenate([U1, U2])
+        z_max = _max_logit(P, U, chunk_size=int(chunk_size))
+        _v.check_logits_fit("P and U", z_max, P.dtype, multiple=model.logit_multiple)
+    return model, P, frozen, U1, U2
+
+
+@functools.partial(jax.jit, static_argnames=("chunk_size",))
+def _max_logit(P, U, chunk_size):
+    return jnp.max(row_chunk_max(lambda P_c: jnp.max(P_c @ U.T, axis=0), (P,), chunk_size))
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _outputs(forward, P, frozen, U):
+    return jax.vmap(forward, in_axes=(None, None, 0))(P, frozen, U)
+
+
+def model_outputs(model, P, frozen, U):
+    """Model outputs for a batch of inputs ``U`` (n, d); returns (n, k)."""
+    model, P, frozen, U, _ = validate_model_inputs(model, P, frozen, U)
+    return _outputs(model.forward, P, frozen, U)
+
+
+# --------------------------------------------------------------------------- autodiff reference
+
+
+def _contract(J1, J2):
+    def leaf(a, b):
+        a = a.reshape(a.shape[0], a.shape[1], -1)
+        b = b.reshape(b.shape[0], b.shape[1], -1)
+        return jnp.einsum("ikp,jlp->ijkl", a, b)
+
+    return sum(jax.tree_util.tree_leaves(jax.tree_util.tree_map(leaf, J1, J2)))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _autodiff(f, params, U1, U2):
+    jac = jax.vmap(jax.jacrev(f), in_axes=(None, 0))
+    J1 = jac(params, U1)
+    return _contract(J1, J1 if U2 is None else jac(params, U2))
+
+
+def autodiff_ntk_bytes(n1: int, n2: int, k: int, n_params: int, itemsize: int) -> int:
+    """Bytes of the two Jacobians the autodiff NTK materialises."""
+    return (n1 + n2) * k * n_params * itemsize
+
+
+def autodiff_ntk(f, params, U1, U2=None, *, memory_budget: int = DEFAULT_MEMORY_BUDGET):
+    """Reference empirical NTK of any ``f(params, u) -> (k,)`` over inputs ``U1``, ``U2``.
+
+    Returns the full kernel ``(n1, n2, k, k)`` with ``[i, j, l, l'] = <dF_l(u_i), dF_l'(u_j)>``
+    summed over every parameter leaf (nothing traced).  Raises ``MemoryError`` before any work
+    if the Jacobians would exceed ``memory_budget`` bytes.
+    """
+    U1 = jnp.asarray(U1)
+    same = U2 is None
+    U2 = U1 if same else jnp.asarray(U2)
+    out = jax.eval_shape(f, params, U1[0])
+    if len(out.shape) != 1:
+        raise _v.InputError(f"f must return a 1-D output (k,), got shape {out.shape}")
+    leaves = jax.tree_util.tree_leaves(params)
+    n_params = sum(int(np.size(leaf)) for leaf in leaves)
+    need = autodiff_ntk_bytes(U1.shape[0], 0 if same else U2.shape[0], out.shape[0], n_params,
+                              jnp.dtype(out.dtype).itemsize)
+    if need > memory_budget:
+        raise MemoryError(
+            f"autodiff NTK needs {need / 2**30:.2f} GiB for its Jacobians (n1={U1.shape[0]}, "
+            f"n2={U2.shape[0]}, k={out.shape[0]}, {n_params} parameters), over the budget of "
+            f"{memory_budget / 2**30:.2f} GiB: use the structured NTK, fewer inputs, or raise memory_budget"
+        )
+    return _autodiff(f, params, U1, None if same else U2)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _autodiff_model(forward, P, frozen, U1, U2):
+    jac = jax.vmap(jax.jacrev(forward), in_axes=(None, None, 0))
+    J1 = jac(P, frozen, U1)
+    return _contract(J1, J1 if U2 is None else jac(P, frozen, U2))
+
+
+def autodiff_model_ntk(model, P, frozen, U1, U2=None, *, memory_budget: int = DEFAULT_MEMORY_BUDGET):
+    """:func:`autodiff_ntk` of a registered model with respect to its prefix ``P`` only."""
+    same = U2 is None
+    model, P, frozen, U1, U2 = validate_model_inputs(model, P, frozen, U1, U2)
+    k = jax.eval_shape(model.forward, P, frozen, U1[0]).shape[0]
+    need = autodiff_ntk_bytes(U1.shape[0], 0 if same else U2.shape[0], k, P.size, P.dtype.itemsize)
+    if need > memory_budget:
+        raise MemoryError(
+            f"autodiff NTK of {model.name!r} needs {need / 2**30:.2f} GiB for its Jacobians "
+            f"(n1={U1.shape[0]}, n2={U2.shape[0]}, k={k}, m*d={P.size}), over the budget of "
+            f"{memory_budget / 2**30:.2f} GiB: use method='structured' or raise memory_budget"
+        )
+    return _autodiff_model(model.forward, P, frozen, U1, None if same else U2)
+
+
+# --------------------------------------------------------------------------- structured
+
+
+def structured_ntk(model, P, frozen, U1, U2=None, *, chunk_size: int = DEFAULT_CHUNK):
+    """The model's closed-form NTK, streamed over prefix rows in chunks of ``chunk_size``."""
+    same = U2 is None
+    model, P, frozen, U1, U2 = validate_model_inputs(model, P, frozen, U1, U2, chunk_size=chunk_size)
+    if model.structured_ntk is None:
+        raise _v.InputError(f"model {model.name!r} has no structured NTK; use method='autodiff'")
+    return model.structured_ntk(P, frozen, U1, None if same else U2, int(chunk_size))
+
+
+def empirical_ntk(model, P, frozen, U1, U2=None, *, method: str = "structured", chunk_size: int = DEFAULT_CHUNK,
+                  memory_budget: int = DEFAULT_MEMORY_BUDGET):
+    """Empirical NTK ``(n1, n2, k, k)`` by ``method`` = ``"structured"`` or ``"autodiff"``."""
+    if method == "structured":
+        return structured_ntk(model, P, frozen, U1, U2, chunk_size=chunk_size)
+    if method == "autodiff":
+        return autodiff_model_ntk(model, P, frozen, U1, U2, memory_budget=memory_budget)
+    raise _v.InputError(f"method must be 'structured' or 'autodiff', got {method!r}")
+
+
+# --------------------------------------------------------------------------- kernels as matrices
+
+
+def kernel_matrix(H):
+    """Flatten a ``(n1, n2, k, k)`` kernel to ``(n1 k, n2 k)``, row index ``i * k + l``."""
+    n1, n2, k1, k2 = H.shape
+    return jnp.transpose(H, (0, 2, 1, 3)).reshape(n1 * k1, n2 * k2)
+
+
+class LambdaMin(NamedTuple):
+    """Smallest eigenvalue of the symmetrised kernel matrix, with what was done to get it."""
+
+    value: float
+    asymmetry: float  # ||K - K^T||_F / ||K||_F before symmetrising
+    jitter: float  # added to the diagonal (0 unless asked)
+
+
+def lambda_min(H, *, jitter: float = 0.0) -> LambdaMin:
+    """``lambda_min`` of ``(K + K^T)/2 + jitter I`` for a kernel ``(n, n, k, k)`` or a square matrix."""
+    K = jnp.asarray(H)
+    if K.ndim == 4:
+        K = kernel_matrix(K)
+    if K.ndim != 2 or K.shape[0] != K.shape[1]:
+        raise _v.InputError(f"H must be a square kernel, got shape {K.shape}")
+    _v.check_finite("H", K)
+    if jitter < 0:
+        raise _v.InputError(f"jitter must be >= 0, got {jitter}")
+    norm = float(jnp.linalg.norm(K))
+    asym = float(jnp.linalg.norm(K - K.T)) / norm if norm > 0 else 0.0
+    Ks = (K + K.T) / 2 + jitter * jnp.eye(K.shape[0], dtype=K.dtype)
+    return LambdaMin(float(jnp.linalg.eigvalsh(Ks)[0]), asym, float(jitter))

@@ -1,0 +1,146 @@
+"""The infinite-prefix kernel H* of each model, its Monte-Carlo estimator, and the exact
+finite-m fluctuation of ``exp-sign`` (spec sections 2 and 2.1, claim 1).
+
+- :func:`limit_kernel`: the closed form H* of a registered model (derivations in each model's
+  module docstring and in ``docs/derivations.md``).
+- :func:`monte_carlo_kernel`: the mean of the empirical NTK over independent initialisations at
+  prefix length m, with its per-entry standard error.  It needs only the model's ``init`` and
+  ``forward`` (through the autodiff NTK) so it works for any registered model; it holds the
+  m-independent frozen arrays (the readout V) fixed, because H* is conditional on them.
+- :func:`exp_sign_fluctuation`: ``C = m E||H(0) - H*||_F^2`` for ``exp-sign``, exact at every m.
+- :func:`chebyshev_width`: the m above which ``||H(0) - H*||_F <= t`` with probability
+  ``1 - delta`` by Chebyshev, given that constant.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from theory import validation as _v
+from theory.kernels.models import get_model
+from theory.kernels.ntk_empirical import autodiff_ntk_bytes, DEFAULT_MEMORY_BUDGET, validate_model_inputs
+from theory.scaling.streaming import DEFAULT_CHUNK
+
+__all__ = ["limit_kernel", "monte_carlo_kernel", "MonteCarloKernel", "exp_sign_fluctuation", "chebyshev_width"]
+
+
+def limit_kernel(model, U1, U2=None, *, sigma: float, frozen=None):
+    """Closed-form H* ``(n1, n2, k, k)`` of ``model`` at prefix scale ``sigma``.
+
+    ``frozen`` supplies the m-independent frozen arrays the limit depends on (``"V"`` for the
+    ``prefix`` model, ``"a"`` (only its row count k) for ``softmax-sign``).
+    """
+    model = get_model(model)
+    if model.limit_kernel is None:
+        raise _v.InputError(f"model {model.name!r} has no closed-form limit; use monte_carlo_kernel")
+    sigma = _v.check_positive("sigma", sigma)
+    U1 = jnp.asarray(U1)
+    _v.check_matrix("U1", U1)
+    U2 = U1 if U2 is None else jnp.asarray(U2, U1.dtype)
+    _v.check_matrix("U2", U2, cols=U1.shape[1])
+    _v.check_finite("U1", U1)
+    _v.check_finite("U2", U2)
+    if model.logit_multiple:
+        # H* of exp-sign holds exp(sigma^2 ||u_i + u_j||^2 / 2).
+        big = sigma**2 * 2 * float(jnp.max(jnp.sum(U1**2, 1)) + jnp.max(jnp.sum(U2**2, 1)))
+        _v.check_logits_fit("sigma and U", big, U1.dtype)
+    return model.limit_kernel(U1, U2, sigma=sigma, frozen=frozen)
+
+
+class MonteCarloKernel(NamedTuple):
+    mean: jax.Array  # (n, n, k, k) average of the empirical NTK over draws
+    stderr: jax.Array  # (n, n, k, k) standard error of that average
+    n_samples: int
+    m: int
+
+
+@functools.partial(jax.jit, static_argnames=("model", "m", "d", "k", "method", "chunk_size", "parametrization"))
+def _mc_draws(keys, U, fixed, *, model, m, d, k, sigma, method, chunk_size, parametrization):
+    def one(key):
+        P, frozen = model.init(key=key, m=m, d=d, k=k, sigma=sigma, dtype=U.dtype, parametrization=parametrization)
+        frozen = {**frozen, **fixed}
+        if method == "structured":
+            return model.structured_ntk(P, frozen, U, None, chunk_size)
+        jac = jax.vmap(jax.jacrev(model.forward), in_axes=(None, None, 0))
+        J = jac(P, frozen, U)
+        return jnp.einsum("ikrd,jlrd->ijkl", J, J)
+
+    H = jax.lax.map(one, keys)  # one draw in memory at a time
+    n = keys.shape[0]
+    mean = jnp.mean(H, axis=0)
+    var = jnp.sum((H - mean) ** 2, axis=0) / max(n - 1, 1)
+    return mean, jnp.sqrt(var / n)
+
+
+def monte_carlo_kernel(model, U, *, key, m, sigma: float, k: int = 1, n_samples: int = 8,
+                       fixed: dict | None = None, method: str | None = None,
+                       chunk_size: int = DEFAULT_CHUNK, parametrization: str = "ntk",
+                       memory_budget: int = DEFAULT_MEMORY_BUDGET) -> MonteCarloKernel:
+    """Average the empirical NTK at prefix length ``m`` over ``n_samples`` independent draws.
+
+    ``fixed`` overrides entries of the drawn ``frozen`` dict in every draw (e.g. ``{"V": V}``
+    for the prefix model, so the estimate targets H* for that V).  ``method`` defaults to the
+    structured NTK when the model has one, else autodiff.
+    """
+    model = get_model(model)
+    m = _v.check_count("m", m)
+    n_samples = _v.check_count("n_samples", n_samples, minimum=2)
+    sigma = _v.check_positive("sigma", sigma)
+    k = _v.check_count("k", k)
+    U = jnp.asarray(U)
+    _v.check_matrix("U", U)
+    _v.check_finite("U", U)
+    _v.check_dtype("U.dtype", U.dtype)
+    if model.fixed_k is not None and k != model.fixed_k:
+        raise _v.InputError(f"k must be {model.fixed_k} for model {model.name!r}, got {k}")
+    method = method or ("structured" if model.structured_ntk is not None else "autodiff")
+    if method not in ("structured", "autodiff"):
+        raise _v.InputError(f"method must be 'structured' or 'autodiff', got {method!r}")
+    if method == "structured" and model.structured_ntk is None:
+        raise _v.InputError(f"model {model.name!r} has no structured NTK; use method='autodiff'")
+    n, d = U.shape
+    if method == "autodiff":
+        need = autodiff_ntk_bytes(n, n, k, m * d, U.dtype.itemsize)
+        if need > memory_budget:
+            raise MemoryError(f"autodiff Monte Carlo needs {need / 2**30:.2f} GiB per draw, over the budget")
+    fixed = dict(fixed or {})
+    # Validate one draw eagerly (overflowing logits, bad shapes) before the batched work.
+    P0, fr0 = model.init(key=key, m=m, d=d, k=k, sigma=sigma, dtype=U.dtype, parametrization=parametrization)
+    validate_model_inputs(model, P0, {**fr0, **fixed}, U, chunk_size=chunk_size)
+    keys = jax.random.split(key, n_samples)
+    mean, se = _mc_draws(keys, U, fixed, model=model, m=m, d=d, k=k, sigma=sigma, method=method,
+                         chunk_size=int(chunk_size), parametrization=parametrization)
+    return MonteCarloKernel(mean, se, n_samples, m)
+
+
+def exp_sign_fluctuation(U, *, sigma: float):
+    """``C = m E ||H(0) - H*||_F^2`` for ``exp-sign`` (exact, every m).
+
+    Each entry H_ij is the mean of m i.i.d. terms ``c_ij exp(<p_r, s_ij>)`` (``c_ij = <u_i,u_j>``,
+    ``s_ij = u_i + u_j``) with variance ``c_ij^2 (E e^{2<p,s>} - (E e^{<p,s>})^2)
+    = c_ij^2 (exp(2 sigma^2 ||s||^2) - exp(sigma^2 ||s||^2))``; summing the variances gives C.
+    So ``sqrt(m) ||H(0) - H*||_F`` has second moment C at every m.
+    """
+    sigma = _v.check_positive("sigma", sigma)
+    U = jnp.asarray(U)
+    _v.check_matrix("U", U)
+    _v.check_finite("U", U)
+    c = U @ U.T
+    sq = jnp.sum(U**2, 1)[:, None] + jnp.sum(U**2, 1)[None, :] + 2 * c
+    _v.check_logits_fit("sigma and U", float(jnp.max(2 * sigma**2 * sq)), U.dtype)
+    return jnp.sum(c**2 * (jnp.exp(2 * sigma**2 * sq) - jnp.exp(sigma**2 * sq)))
+
+
+def chebyshev_width(C, *, t: float, delta: float) -> int:
+    """Smallest m with ``P(||H(0) - H*||_F > t) <= delta`` by Chebyshev: ``m >= C / (delta t^2)``.
+
+    With ``t = lambda/4`` this is the explicit width of spec 2.1 for ``exp-sign`` (spectral norm
+    <= Frobenius norm, so it also bounds ``||H(0) - H*||_2``).
+    """
+    t = _v.check_positive("t", t)
+    delta = _v.check_probability("delta", delta)
+    return int(jnp.ceil(float(C) / (delta * t**2)))

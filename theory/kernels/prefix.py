@@ -1,0 +1,154 @@
+"""Model ``prefix``: tied prefix attention, the prefix rows are keys and values (spec 2.C).
+
+This is prefix learning itself (``K_P = P W_K``, ``V_P = P W_V``) with ``V := W_V^T`` (k x d)::
+
+    F(P; x)   = sqrt(m) ( sum_r S_r(x) V p_r  -  sum_r S_r^0(x) V p_r^0 )     (centred at P^0)
+    dF/dp_r   = sqrt(m) S_r [ V + (V p_r - Fbar) u^T ],     Fbar(x) = sum_s S_s V p_s
+    H*_ij     = exp(sigma^2 c) V [ (1 + sigma^2 c) I_d + sigma^2 (2 + sigma^2 c) u_j u_i^T ] V^T,
+                c = <u_i, u_j>     (a k x k block; H*[(i,l),(j,l')] = (H*_ij)_{l l'})
+
+Gradient: the direct term is S_r V; through the softmax, dS_s/dp_r = S_s (delta_sr - S_r) u^T,
+so sum_s V p_s dS_s/dp_r = S_r (V p_r - Fbar) u^T.
+
+Derivation of H* (ours; it agrees with the spec): as m -> oo, S_r(x) ~ exp(<p_r,u>) /
+(m Z(u)) with Z(u) = exp(sigma^2||u||^2/2), and Fbar(x) -> E[exp(<p,u>) V p] / Z(u) = sigma^2 V u.
+With J_ri = S_ri (V + w_ri u_i^T), w_ri = V(p_r - sigma^2 u_i),
+
+    H_ij = m sum_r J_ri J_rj^T -> V E[e^{<p,s>} (I + (p - sigma^2 u_i) u_i^T)(I + u_j (p - sigma^2 u_j)^T)] V^T / (Z_i Z_j)
+
+with s = u_i + u_j.  Tilting N(0, sigma^2 I) by e^{<p,s>} gives mass e^{sigma^2||s||^2/2} and
+the law N(sigma^2 s, sigma^2 I); the mass over Z_i Z_j is e^{sigma^2 c}.  Under the tilted law
+a = p - sigma^2 u_i has mean sigma^2 u_j, b = p - sigma^2 u_j has mean sigma^2 u_i, and
+E[a b^T] = sigma^4 u_j u_i^T + sigma^2 I, so the expectation is
+I + 2 sigma^2 u_j u_i^T + c (sigma^4 u_j u_i^T + sigma^2 I), which is the bracket above.  The
+ordering u_j u_i^T (not u_i u_j^T) matters when k >= 2; the tests use the swapped ordering as
+a negative control.  Centring subtracts a constant in P and leaves the kernel unchanged.
+
+Structured NTK: with w_ril = (V p_r)_l - Fbar_l(x_i) and T_r(i,l) = S_ri w_ril,
+
+    H[i,j,l,l'] = scale^2 [ (V V^T)_{ll'} M0_ij + (V u_j)_l W1_{ij l'} + (V u_i)_{l'} W1'_{ij l}
+                            + <u_i,u_j> W2_{ij l l'} ]
+    M0 = sum_r S_ri S_rj,  W1 = sum_r S_ri T_r(j,l'),  W1' = sum_r T_r(i,l) S_rj,  W2 = sum_r T_r(i,l) T_r(j,l')
+
+streamed over row chunks after one pass for the softmax statistics and Fbar: O(n^2 k^2 m)
+operations against O(n^2 k^2 m d) for the Jacobian contraction.  Each chunk does the four sums
+as GEMMs of the operands S (c, n) and T (c, nk); for U2 = U1 it skips W1', the transpose of W1
+(3/4 of the work of one GEMM over the concatenation [S, T], and no concatenated copy).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from theory.kernels.models import StylizedModel, output_scale, register
+from theory.scaling.streaming import Reducers, local_reducers
+
+__all__ = ["MODEL", "readout"]
+
+
+def readout(*, key, d, k, dtype=jnp.float64):
+    """Frozen readout ``V = W_V^T`` with i.i.d. N(0, 1/d) entries, shape (k, d)."""
+    return jax.random.normal(key, (k, d), dtype) / jnp.sqrt(jnp.asarray(d, dtype))
+
+
+def init(*, key, m, d, k=1, sigma=1.0, dtype=jnp.float64, parametrization="ntk"):
+    k_P, k_V = jax.random.split(key)
+    P = sigma * jax.random.normal(k_P, (m, d), dtype)
+    frozen = {
+        "V": readout(key=k_V, d=d, k=k, dtype=dtype),
+        "P0": P,
+        "scale": output_scale(m, parametrization, ntk_power=0.5, dtype=dtype),
+    }
+    return P, frozen
+
+
+def _attend(P, V, u):
+    S = jax.nn.softmax(P @ u)
+    return V @ (P.T @ S)
+
+
+def forward(P, frozen, u):
+    return frozen["scale"] * (_attend(P, frozen["V"], u) - _attend(frozen["P0"], frozen["V"], u))
+
+
+def _stats(P, V, U, red: Reducers):
+    mx, s, w = red.online_softmax(lambda P_c: P_c @ U.T, lambda P_c: P_c @ V.T, (P,))
+    return mx, s, w / s[:, None]  # Fbar: (n, k)
+
+
+def ntk_rule(P, frozen, U1, U2, red: Reducers):
+    """The structured NTK with the row reductions done by ``red`` (``U2=None`` means ``U2 = U1``)."""
+    V = frozen["V"]
+    same = U2 is None
+    U2 = U1 if same else U2
+    n1, n2, k = U1.shape[0], U2.shape[0], V.shape[0]
+    st1 = _stats(P, V, U1, red)
+    st2 = st1 if same else _stats(P, V, U2, red)
+
+    def operands(P_c, U, stats):  # held as (width, c): each Gram contracts the minor axis
+        mx, s, Fbar = stats
+        S = jnp.exp(U @ P_c.T - (mx + jnp.log(s))[:, None])  # (n, c): the softmax, 1/s in the shift
+        T = S[:, None, :] * ((V @ P_c.T)[None, :, :] - Fbar[:, :, None])  # (n, k, c)
+        return S, T.reshape(-1, T.shape[-1])
+
+    def chunk(P_c):
+        S1, T1 = operands(P_c, U1, st1)
+        if same:  # sum_r T_r(i,l) S_rj is the transpose of W1: three GEMMs instead of four
+            return S1 @ S1.T, S1 @ T1.T, T1 @ T1.T
+        S2, T2 = operands(P_c, U2, st2)
+        return S1 @ S2.T, S1 @ T2.T, T1 @ S2.T, T1 @ T2.T
+
+    sums = red.row_sum(chunk, (P,))
+    M0, W1 = sums[0], sums[1].reshape(n1, n2, k)  # sum_r S_ri T_r(j, l')
+    W1p = (sums[1].T if same else sums[2]).reshape(n1, k, n2).transpose(0, 2, 1)  # sum_r T_r(i, l) S_rj
+    W2 = sums[-1].reshape(n1, k, n2, k).transpose(0, 2, 1, 3)  # sum_r T_r(i, l) T_r(j, l')
+    VU1, VU2 = U1 @ V.T, U2 @ V.T  # (n, k): (V u_i)_l
+    H = (
+        (V @ V.T)[None, None] * M0[:, :, None, None]
+        + VU2[None, :, :, None] * W1[:, :, None, :]
+        + VU1[:, None, None, :] * W1p[:, :, :, None]
+        + (U1 @ U2.T)[:, :, None, None] * W2
+    )
+    return frozen["scale"] ** 2 * H
+
+
+def outputs_rule(P, frozen, U, red: Reducers):
+    """Centred outputs (n, k) for a batch, streamed over rows by ``red``."""
+    V = frozen["V"]
+    return frozen["scale"] * (_stats(P, V, U, red)[2] - _stats(frozen["P0"], V, U, red)[2])
+
+
+@functools.partial(jax.jit, static_argnames=("chunk_size",))
+def structured_ntk(P, frozen, U1, U2, chunk_size):
+    """``U2=None`` means ``U2 = U1`` (one softmax pass and one operand instead of two)."""
+    return ntk_rule(P, frozen, U1, U2, local_reducers(chunk_size))
+
+
+def limit_kernel(U1, U2, *, sigma, frozen):
+    """H* of the prefix model; ``frozen["V"]`` is the (k, d) readout."""
+    V = frozen["V"]
+    s2 = sigma**2
+    c = U1 @ U2.T  # (n1, n2)
+    VU1, VU2 = U1 @ V.T, U2 @ V.T  # (n, k)
+    iso = (1 + s2 * c)[:, :, None, None] * (V @ V.T)[None, None]
+    # (V u_j u_i^T V^T)_{l l'} = (V u_j)_l (V u_i)_{l'}
+    outer = (s2 * (2 + s2 * c))[:, :, None, None] * VU2[None, :, :, None] * VU1[:, None, None, :]
+    return jnp.exp(s2 * c)[:, :, None, None] * (iso + outer)
+
+
+MODEL = register(
+    StylizedModel(
+        name="prefix",
+        description="tied prefix attention (rows are keys and values), centred, k outputs",
+        init=init,
+        forward=forward,
+        structured_ntk=structured_ntk,
+        ntk_rule=ntk_rule,
+        outputs_rule=outputs_rule,
+        limit_kernel=limit_kernel,
+        spec="spec section 2.C",
+    )
+)

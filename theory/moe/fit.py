@@ -1,0 +1,328 @@
+"""Least-squares estimation of prompts in the prefix MoE (spec section 5).
+
+Model (paper 2, Le et al. ICLR 2025; :mod:`theory.moe.model`): ``Y = f_{G*}(X) + eps``, ``X`` uniform
+on the box ``[-box, box]^{N d}``, ``eps ~ N(0, noise^2 I_{d_v})``.  The estimator is
+
+    G_hat = argmin_G  (1 / 2n) sum_i || Y_i - f_G(X_i) ||^2
+
+over configurations with ``L >= L*`` prompts of one structure.  It is computed in the dtype of
+the data (float64 in the experiments), all inside one jitted function: Adam (``optax.adam``) for
+``adam_steps`` steps, then a second-order polish of up to ``polish_steps`` iterations, either
+``polish="lm"`` (default: Levenberg-Marquardt, i.e. damped Gauss-Newton on the residuals, with a
+closed-form Jacobian) or ``polish="lbfgs"`` (``optax.lbfgs`` with its zoom line search).  LM is
+the default because over-specified fits have quartic (flat) directions in which L-BFGS stalls
+near its starting point (measured: the merged-cell error then tracks the initial jitter), while LM
+reaches the same minimum as MINPACK's ``lm`` (scipy) from every start.  ``restarts``
+initialisations run one after the other (``lax.map``) and the lowest training loss wins.  The
+prompt-independent features of ``X`` (:func:`theory.moe.model.moe_features`) are computed once.
+
+Initialisations (``init``):
+
+- ``"random"``: ``b = -log L``, locations i.i.d. ``N(0, scale^2)``;
+- ``"split"``: near the truth.  Restart ``k`` splits true atom ``s = k mod L*`` into
+  ``L - L* + 1`` copies of weight ``exp(b*_s) / (L - L* + 1)`` (so the measure is unchanged);
+  every location gets ``N(0, jitter^2)`` noise.  With ``L = L*`` this is a jittered truth.
+
+Parameter set: with ``bound`` the locations are restricted to ``[-bound, bound]`` (the compact
+set the rate theory assumes; biases stay free) and every step is projected onto it.  Without it
+an extra ``shared_tanh`` atom of vanishing weight can drift into the saturated region of
+``tanh`` (``|p'| > 100`` measured), where it is unidentifiable.  ``regression_l2_error`` gives
+``||f_hat - f*||_{L2}`` on test inputs.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+from jax.flatten_util import ravel_pytree
+
+from theory import validation as _v
+from theory.moe.model import (
+    MoEFeatures,
+    MoEFrozen,
+    Reparam,
+    _features,
+    check_params,
+    check_structure,
+    moe_features,
+    prompt_keys_values,
+    regression_from_features,
+    regression_jacobian,
+)
+
+__all__ = [
+    "FitResult",
+    "INITS",
+    "POLISHERS",
+    "sample_regression",
+    "init_params",
+    "least_squares_loss",
+    "fit_least_squares",
+    "regression_l2_error",
+]
+
+INITS = ("random", "split")
+POLISHERS = ("lm", "lbfgs")
+
+
+class FitResult(NamedTuple):
+    """Best fit over restarts: ``params``, its training ``loss``, every restart's final loss, and
+    the gradient norm at the returned point (a convergence diagnostic)."""
+
+    params: dict
+    loss: jax.Array
+    restart_losses: jax.Array
+    grad_norm: jax.Array
+
+
+def _dims(frozen: MoEFrozen):
+    return frozen.B.shape[0], frozen.B.shape[1]
+
+
+def sample_regression(frozen: MoEFrozen, true_params, *, structure: str, key, n: int, noise: float,
+                      reparam: Reparam | None = None, box: float = 1.0, dtype=None):
+    """Draw ``(X, Y)``: ``X`` (n, N d) uniform on ``[-box, box]^{N d}``, ``Y = f_{G*}(X) + noise * N(0, I)``."""
+    n = _v.check_count("n", n)
+    noise = _v.check_positive("noise", noise)
+    box = _v.check_positive("box", box)
+    check_params(structure, true_params, d=frozen.B.shape[1], reparam=reparam, name="true_params")
+    dt = _v.check_dtype("dtype", dtype if dtype is not None else frozen.B.dtype)
+    kx, ke = jax.random.split(key)
+    X = jax.random.uniform(kx, (n, frozen.B.shape[0]), dt, -box, box)
+    feats = _features(X, *(jnp.asarray(a, dt) for a in (frozen.A, frozen.c, frozen.H, frozen.B)))
+    b, K, V = prompt_keys_values(structure, {k: jnp.asarray(v, dt) for k, v in true_params.items()}, reparam)
+    f = regression_from_features(feats, jnp.asarray(frozen.C, dt), b, K, V)
+    return X, f + noise * jax.random.normal(ke, f.shape, dt)
+
+
+def init_params(structure: str, L: int, *, key, d: int, reparam: Reparam | None = None, method: str = "random",
+                true_params=None, jitter: float = 0.1, scale: float = 1.0, split_atom: int = 0, dtype=jnp.float64):
+    """One initial prompt configuration with ``L`` prompts (module docstring, "Initialisations")."""
+    check_structure(structure)
+    L = _v.check_count("L", L)
+    dt = _v.check_dtype("dtype", dtype)
+    d = _v.check_count("d", d)
+    if method not in INITS:
+        raise _v.InputError(f"method must be one of {INITS}, got {method!r}")
+    if structure in ("shared_linear", "shared_tanh"):
+        if reparam is None or np.ndim(reparam.W1) != 2:
+            raise _v.InputError(f"reparam (W1, W2 of shape (d, d')) is required for structure {structure!r}")
+        widths = {"p": np.shape(reparam.W1)[1]}
+    else:
+        widths = {"pK": d, "pV": d} if structure == "nonshared" else {"p": d}
+    keys = jax.random.split(key, len(widths))
+    if method == "random":
+        scale = _v.check_positive("scale", scale)
+        out = {k: scale * jax.random.normal(kk, (L, w), dt) for kk, (k, w) in zip(keys, widths.items())}
+        out["b"] = jnp.full((L,), -np.log(L), dt)
+        return out
+    if true_params is None:
+        raise _v.InputError("true_params is required for method='split'")
+    L_star = check_params(structure, true_params, d=d, reparam=reparam, name="true_params")
+    if L < L_star:
+        raise _v.InputError(f"L must be >= the number of true prompts {L_star} for method='split', got {L}")
+    jitter = _v.check_positive("jitter", jitter)
+    s = _v.check_count("split_atom", split_atom, minimum=0) % L_star
+    copies = L - L_star + 1
+    idx = np.concatenate([np.arange(L_star), np.full(L - L_star, s)])
+    b = jnp.asarray(true_params["b"], dt)[idx]
+    b = b.at[np.flatnonzero(idx == s)].add(-np.log(copies))
+    out = {"b": b}
+    for kk, k in zip(keys, widths):
+        base = jnp.asarray(true_params[k], dt)[idx]
+        out[k] = base + jitter * jax.random.normal(kk, base.shape, dt)
+    return out
+
+
+def least_squares_loss(params, features: MoEFeatures, Y, C, *, structure: str, reparam: Reparam | None = None):
+    """``(1/2n) sum_i ||Y_i - f_G(X_i)||^2`` from precomputed features.  Traceable."""
+    b, K, V = prompt_keys_values(structure, params, reparam)
+    r = Y - regression_from_features(features, C, b, K, V)
+    return 0.5 * jnp.mean(jnp.sum(r * r, axis=1))
+
+
+def _select(ok, a, b):
+    return jax.tree_util.tree_map(lambda x, y: jnp.where(ok, x, y), a, b)
+
+
+def _levenberg_marquardt(normal_equations, cost, theta0, max_iter, ftol, xtol, project):
+    """Minimise a least-squares cost by projected Levenberg-Marquardt (Marquardt's scaling).
+
+    ``normal_equations(theta) -> (J^T J, J^T r, cost)`` for residuals ``r`` with Jacobian ``J``.
+    Step ``-(J^T J + lam diag(J^T J))^{-1} J^T r``, projected by ``project`` onto the parameter
+    set; accepted steps divide ``lam`` by 3, rejected ones multiply it by 4.  Stops after
+    ``max_iter`` iterations, when an accepted step lowers the cost by less than ``ftol``
+    (relative) or moves ``theta`` by less than ``xtol`` (relative), or when ``lam > 1e12``.
+    Returns ``(theta, cost, iterations)``.
+    """
+    def body(s):
+        th, lam, _, it, _ = s
+        A, g, c = normal_equations(th)
+        dA = jnp.diag(A)
+        step = -jnp.linalg.solve(A + lam * jnp.diag(dA + 1e-12 * jnp.max(dA)), g)
+        tn = project(th + step)
+        cn = cost(tn)
+        ok = jnp.isfinite(cn) & (cn <= c)
+        flat = (c - cn <= ftol * c) | (jnp.linalg.norm(tn - th) <= xtol * (jnp.linalg.norm(th) + xtol))
+        done = (ok & flat) | (lam > 1e12)
+        th, c = jnp.where(ok, tn, th), jnp.where(ok, cn, c)
+        lam = jnp.where(ok, jnp.maximum(lam / 3, 1e-15), lam * 4)
+        return th, lam, c, it + 1, done
+
+    c0 = cost(theta0)
+    init = (theta0, jnp.asarray(1e-3, theta0.dtype), c0, 0, ~jnp.isfinite(c0))
+    th, _, c, it, _ = lax.while_loop(lambda s: (s[3] < max_iter) & ~s[4], body, init)
+    return th, c, it
+
+
+def _lbfgs(loss, p, steps, project):
+    """``steps`` iterations of ``optax.lbfgs`` (zoom line search), keeping the best iterate."""
+    n_par = sum(x.size for x in jax.tree_util.tree_leaves(p))
+    lbfgs = optax.lbfgs(memory_size=max(10, n_par))
+    value_and_grad = optax.value_and_grad_from_state(loss)
+
+    def step(carry, _):
+        p, s, best_p, best_v = carry
+        v, g = value_and_grad(p, state=s)
+        ok = jnp.isfinite(v) & (v < best_v)
+        best_p, best_v = _select(ok, p, best_p), jnp.where(ok, v, best_v)
+        u, s_new = lbfgs.update(g, s, p, value=v, grad=g, value_fn=loss)
+        p_new = project(optax.apply_updates(p, u))
+        finite = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(p_new)]))
+        return (_select(finite, p_new, p), _select(finite, s_new, s), best_p, best_v), None
+
+    v0 = loss(p)
+    (p, _, best_p, best_v), _ = lax.scan(step, (p, lbfgs.init(p), p, jnp.where(jnp.isfinite(v0), v0, jnp.inf)),
+                                         None, length=steps)
+    v = loss(p)
+    ok = jnp.isfinite(v) & (v < best_v)
+    return _select(ok, p, best_p)
+
+
+@functools.partial(jax.jit, static_argnames=("structure", "adam_steps", "polish", "polish_steps"))
+def _fit(inits, features, Y, C, reparam, learning_rate, ftol, bound, structure, adam_steps, polish, polish_steps):
+    loss = functools.partial(least_squares_loss, features=features, Y=Y, C=C, structure=structure, reparam=reparam)
+    _, unravel = ravel_pytree(jax.tree_util.tree_map(lambda a: a[0], inits))
+    scale = 1.0 / jnp.sqrt(jnp.asarray(Y.shape[0], Y.dtype))
+
+    def phi(th):  # (b, K, V) of the structure, flattened: (q,) with q = L (1 + 2 d)
+        b, K, V = prompt_keys_values(structure, unravel(th), reparam)
+        return jnp.concatenate([b, K.ravel(), V.ravel()])
+
+    def normal_equations(th):
+        # Residuals r = (Y - f) / sqrt(n); dr/dtheta = -(df/dphi)(dphi/dtheta) / sqrt(n), with the
+        # closed-form df/dphi (theory.moe.model.regression_jacobian) and the tiny dphi/dtheta by autodiff.
+        b, K, V = prompt_keys_values(structure, unravel(th), reparam)
+        f, J_b, J_K, J_V = regression_jacobian(features, C, b, K, V)
+        n, d_v = Y.shape
+        Jf = jnp.concatenate([J_b, J_K.reshape(n, d_v, -1), J_V.reshape(n, d_v, -1)], axis=2)
+        Jf = Jf.reshape(n * d_v, -1) * scale
+        r = ((Y - f) * scale).ravel()
+        A = jax.jacfwd(phi)(th)  # (q, p)
+        return A.T @ (Jf.T @ Jf) @ A, -(A.T @ (Jf.T @ r)), 0.5 * (r @ r)
+
+    def project(p):  # the compact parameter set: locations in [-bound, bound], biases free
+        return {k: v if k == "b" else jnp.clip(v, -bound, bound) for k, v in p.items()}
+
+    def project_flat(th):
+        return ravel_pytree(project(unravel(th)))[0]
+
+    def one(p0):
+        adam = optax.adam(learning_rate)
+        p0 = project(p0)
+
+        def adam_step(carry, _):
+            p, s = carry
+            u, s = adam.update(jax.grad(loss)(p), s, p)
+            return (project(optax.apply_updates(p, u)), s), None
+
+        (p, _), _ = lax.scan(adam_step, (p0, adam.init(p0)), None, length=adam_steps)
+        if polish == "lm":
+            th, _, _ = _levenberg_marquardt(normal_equations, lambda th: loss(unravel(th)), ravel_pytree(p)[0],
+                                             polish_steps, ftol, 1e-12, project_flat)
+            p = unravel(th)
+        elif polish_steps:
+            p = _lbfgs(loss, p, polish_steps, project)
+        v = loss(p)
+        g = ravel_pytree(jax.grad(loss)(p))[0]
+        return p, jnp.where(jnp.isfinite(v), v, jnp.inf), jnp.linalg.norm(g)
+
+    params, losses, gnorms = lax.map(one, inits)  # sequential: each restart stops on its own
+    best = jnp.argmin(losses)
+    return jax.tree_util.tree_map(lambda a: a[best], params), losses[best], losses, gnorms[best]
+
+
+def fit_least_squares(X, Y, frozen: MoEFrozen, *, structure: str, L: int, key, reparam: Reparam | None = None,
+                      restarts: int = 4, init: str = "random", true_params=None, jitter: float = 0.1,
+                      scale: float = 1.0, adam_steps: int = 200, polish: str = "lm", polish_steps: int = 300,
+                      learning_rate: float = 0.01, ftol: float = 1e-12, bound: float | None = None) -> FitResult:
+    """Least-squares fit of ``L`` prompts of ``structure`` to ``(X, Y)`` (module docstring).
+
+    ``X`` (n, N d), ``Y`` (n, d_v) in float32 or float64 (float64 recommended).  ``init="split"``
+    needs ``true_params`` (the data-generating prompts): an oracle start, used to study the
+    estimator rather than the optimiser.  ``ftol`` is LM's relative-decrease stopping tolerance.
+    ``bound``: if given, the estimator is restricted to the compact set of locations in
+    ``[-bound, bound]`` (every entry of ``pK, pV`` or ``p``; biases stay free), as the rate theory
+    assumes; every optimiser step is projected onto it.
+    """
+    check_structure(structure)
+    X, Y = jnp.asarray(X), jnp.asarray(Y)
+    D, d = _dims(frozen)
+    _v.check_matrix("X", X, cols=D)
+    _v.check_matrix("Y", Y, cols=frozen.C.shape[0])
+    if Y.shape[0] != X.shape[0]:
+        raise _v.InputError(f"Y must have one row per row of X ({X.shape[0]}), got {Y.shape[0]}")
+    _v.check_finite("X", X)
+    _v.check_finite("Y", Y)
+    dt = _v.check_dtype("X.dtype", jnp.result_type(X, Y))
+    L = _v.check_count("L", L)
+    restarts = _v.check_count("restarts", restarts)
+    adam_steps = _v.check_count("adam_steps", adam_steps, minimum=0)
+    polish_steps = _v.check_count("polish_steps", polish_steps, minimum=0)
+    learning_rate = _v.check_positive("learning_rate", learning_rate)
+    ftol = _v.check_positive("ftol", ftol)
+    bound = np.inf if bound is None else _v.check_positive("bound", bound)
+    if polish not in POLISHERS:
+        raise _v.InputError(f"polish must be one of {POLISHERS}, got {polish!r}")
+    if init not in INITS:
+        raise _v.InputError(f"init must be one of {INITS}, got {init!r}")
+    if structure in ("shared_linear", "shared_tanh"):
+        width = np.shape(reparam.W1)[1] if reparam is not None and np.ndim(reparam.W1) == 2 else 1
+        check_params(structure, {"b": np.zeros(1), "p": np.zeros((1, width))}, d=d, reparam=reparam, name="reparam")
+    keys = jax.random.split(key, restarts)
+    inits = [init_params(structure, L, key=k, d=d, reparam=reparam, method=init, true_params=true_params,
+                         jitter=jitter, scale=scale, split_atom=i, dtype=dt) for i, k in enumerate(keys)]
+    inits = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *inits)
+    frozen = MoEFrozen(*(jnp.asarray(a, dt) for a in frozen))
+    if reparam is not None:
+        reparam = Reparam(*(jnp.asarray(a, dt) for a in reparam))
+    feats = moe_features(X, frozen)
+    params, loss, losses, gnorm = _fit(inits, feats, Y, frozen.C, reparam, jnp.asarray(learning_rate, dt),
+                                       jnp.asarray(ftol, dt), jnp.asarray(bound, dt), structure, adam_steps, polish,
+                                       polish_steps)
+    return FitResult(params, loss, losses, gnorm)
+
+
+@functools.partial(jax.jit, static_argnames=("structure",))
+def _l2(features, C, fitted, true, reparam, structure):
+    f1 = regression_from_features(features, C, *prompt_keys_values(structure, fitted, reparam))
+    f0 = regression_from_features(features, C, *prompt_keys_values(structure, true, reparam))
+    return jnp.sqrt(jnp.mean(jnp.sum((f1 - f0) ** 2, axis=1)))
+
+
+def regression_l2_error(frozen: MoEFrozen, fitted, true, *, structure: str, X, reparam: Reparam | None = None):
+    """``||f_fitted - f_true||_{L2(mu)}`` estimated as ``sqrt(mean_i ||f_fitted(X_i) - f_true(X_i)||^2)``
+    over test inputs ``X`` (draws from mu, e.g. uniform on the box)."""
+    d = frozen.B.shape[1]
+    check_params(structure, fitted, d=d, reparam=reparam, name="fitted")
+    check_params(structure, true, d=d, reparam=reparam, name="true")
+    feats = moe_features(X, frozen)
+    dt = feats.U.dtype
+    cast = lambda p: {k: jnp.asarray(v, dt) for k, v in p.items()}  # noqa: E731
+    return _l2(feats, jnp.asarray(frozen.C, dt), cast(fitted), cast(true), reparam, structure)

@@ -1,0 +1,1 @@
+"""NTK-Attention: feature maps, the prefix summary, its error bounds and the trained-summary form."""

@@ -1,0 +1,220 @@
+"""NTK-Attention: prefix attention with the prefix replaced by a fixed-size summary.
+
+Spec section 4, paper 1 ("Towards Infinite-Long Prefix in Transformer") and its public
+reference code.  Notation as in :mod:`theory.prefix_attention`: input ``X`` (L x d), frozen
+``W_Q, W_K`` (d x d_k) and ``W_V`` (d x d_v), prefix ``P`` (m x d); ``Q = X W_Q``,
+``K_X = X W_K``, ``V_X = X W_V``, prefix keys ``k_r = W_K^T p_r`` and values ``v_r = W_V^T p_r``.
+
+Prefix summary (computed exactly from P, or trained: :mod:`theory.ntk_attn.train`)::
+
+    Z = sum_r phi(k_r) v_r^T  in R^{r x d_v},      k = sum_r phi(k_r)  in R^r
+
+``Z`` and ``k`` are sums over the m prefix rows, so they are streamed in row chunks with
+:func:`theory.scaling.streaming.row_chunk_sum`: working memory is O(chunk r + r d_v), independent of m
+(m = 10^7 fits; only P itself is O(m d)).
+
+Forward pass (the input-token block is exact, only the prefix block is approximated)::
+
+    A_X = exp(Q K_X^T / sqrt(d_k))   (L x L, optionally causally masked: entry (i, j) kept iff j <= i)
+    NTKAttn(X) = diag(A_X 1 + phi(Q) k)^{-1} (A_X V_X + phi(Q) Z)
+
+With the exact kernel (``feature='exact'``, :class:`ExactSummary`) ``phi(Q) k`` and ``phi(Q) Z``
+become ``sum_r exp(z_r)`` and ``sum_r exp(z_r) v_r`` with ``z_r = <q, k_r>/sqrt(d_k)``, and
+the formula is prefix attention itself (the causal mask never touches the prefix).
+
+Numerical stabilisation.  Row i is a ratio of two sums; multiplying both by ``exp(-M_i)``
+leaves it unchanged for any ``M_i``.  The reference code takes ``M_i`` = the row maximum of
+the *input* block, ``max_j z^X_ij``: the input block is exact and exponentiated, so that alone
+keeps ``exp(z^X_ij - M_i) <= 1``, while the prefix term, a polynomial value (taylor) or a
+positive sum (elu) rather than an exponential, is just multiplied by ``exp(-M_i)``.  That
+fails when the input logits are all very negative (``exp(-M_i)`` overflows) or when the
+prefix term dominates by a huge factor.  Here the prefix part is carried as
+``exp(l_i) (a_i, b_i)`` with ``a_i = phi(q_i)^T k`` and ``b_i = Z^T phi(q_i)`` (``l_i = 0``) or,
+for the exact kernel, ``l_i = max_r z_ir`` and ``a_i = sum_r exp(z_ir - l_i)``, and::
+
+    M_i = max( max_j z^X_ij ,  l_i + log|a_i| )
+
+so both the input weights ``exp(z^X_ij - M_i)`` and the prefix weight ``exp(l_i - M_i) |a_i|``
+are at most 1 and one of them equals 1: nothing overflows and the denominator is at least 1
+whenever ``a_i >= 0``.  ``M_i`` is wrapped in ``stop_gradient`` (it cancels exactly, so
+gradients are unchanged).  ``exp(-M_i)`` can only overflow when both the input logits and
+``|a_i|`` are below ``exp(-708)`` (float64) / ``exp(-87)`` (float32), a degenerate case.
+A trained summary can make ``a_i`` negative (taylor features are signed); the formula is then
+evaluated as written (``abs_k=True`` gives the reference code's ``|k|``, see
+:mod:`theory.ntk_attn.feature_maps`).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from theory import validation as _v
+from theory.ntk_attn.feature_maps import _features, check_feature, feature_dim
+from theory.prefix_attention import input_block
+from theory.scaling.streaming import DEFAULT_CHUNK, row_chunk_sum
+
+__all__ = [
+    "Summary",
+    "ExactSummary",
+    "prefix_summary",
+    "ntk_attention",
+    "ntk_attention_batch",
+    "default_chunk",
+]
+
+
+class Summary(NamedTuple):
+    """Finite prefix summary: ``Z`` (r, d_v) = sum_r phi(k_r) v_r^T and ``k`` (r,) = sum_r phi(k_r)."""
+
+    Z: jax.Array
+    k: jax.Array
+
+
+class ExactSummary(NamedTuple):
+    """Stand-in for the exact kernel (no finite features): prefix keys (m, d_k) and values (m, d_v)."""
+
+    K: jax.Array
+    V: jax.Array
+
+
+def default_chunk(r: int) -> int:
+    """Rows per chunk so that one chunk of features holds about 2^22 numbers (at most DEFAULT_CHUNK)."""
+    return max(1, min(DEFAULT_CHUNK, (1 << 22) // max(1, int(r))))
+
+
+# ---------------------------------------------------------------------------------------------
+# Prefix summary
+# ---------------------------------------------------------------------------------------------
+
+
+@functools.partial(jax.jit, static_argnames=("feature", "g", "chunk_size"))
+def _summary(P, W_K, W_V, feature, g, chunk_size):
+    def chunk(P_c):
+        phi = _features(P_c @ W_K, feature, g)  # (c, r)
+        return phi.T @ (P_c @ W_V), jnp.sum(phi, axis=0)
+
+    Z, k = row_chunk_sum(chunk, (P,), chunk_size)
+    return Summary(Z, k)
+
+
+def prefix_summary(P, W_K, W_V, *, feature: str, g: int | None = None, chunk_size: int | None = None):
+    """Exact summary of the prefix ``P`` (m, d) for ``feature``.
+
+    Returns :class:`Summary` ``(Z, k)`` with ``Z = sum_r phi(W_K^T p_r)(W_V^T p_r)^T`` (r, d_v)
+    and ``k = sum_r phi(W_K^T p_r)`` (r,), summed in chunks of ``chunk_size`` rows (default:
+    :func:`default_chunk`); for ``feature='exact'`` an :class:`ExactSummary` of the prefix keys
+    and values.
+    """
+    feature, g = check_feature(feature, g)
+    P, W_K, W_V = (jnp.asarray(a) for a in (P, W_K, W_V))
+    _v.check_matrix("P", P)
+    _v.check_dtype("P.dtype", P.dtype)
+    _v.check_projections(P.shape[1], W_K=W_K, W_V=W_V, rows="the columns of P")
+    _v.check_finite("P", P)
+    if feature == "exact":
+        return ExactSummary(P @ W_K, P @ W_V)
+    r = feature_dim(W_K.shape[1], feature=feature, g=g)
+    chunk = default_chunk(r) if chunk_size is None else _v.check_count("chunk_size", chunk_size)
+    return _summary(P, W_K, W_V, feature, g, chunk)
+
+
+# ---------------------------------------------------------------------------------------------
+# Forward pass
+# ---------------------------------------------------------------------------------------------
+
+
+def _prefix_terms(Q, scale, summary, feature, g, abs_k):
+    """``(l, a, b)`` with the prefix denominator ``exp(l) a`` (L,) and numerator ``exp(l) b`` (L, d_v)."""
+    if feature == "exact":
+        z_P = (Q @ summary.K.T) * scale  # (L, m)
+        ell = jnp.max(z_P, axis=1)
+        e_P = jnp.exp(z_P - ell[:, None])
+        return ell, jnp.sum(e_P, axis=1), e_P @ summary.V
+    phi_q = _features(Q, feature, g)  # (L, r)
+    k = jnp.abs(summary.k) if abs_k else summary.k
+    return jnp.zeros(Q.shape[:1], Q.dtype), phi_q @ k, phi_q @ summary.Z
+
+
+def _forward(X, summary, W_Q, W_K, W_V, feature, g, causal, abs_k):
+    """Unvalidated NTK-Attention for one sequence (traceable; used by the trainer)."""
+    Q, scale, z_X, V_X = input_block(X, W_Q, W_K, W_V, causal)
+    ell, a, b = _prefix_terms(Q, scale, summary, feature, g, abs_k)
+    mx_X = jnp.max(z_X, axis=1)
+    M = lax.stop_gradient(jnp.maximum(mx_X, ell + jnp.log(jnp.abs(lax.stop_gradient(a)))))
+    e_X = jnp.exp(z_X - M[:, None])  # masked entries: exp(-inf) = 0
+    f = jnp.exp(ell - M)
+    num = e_X @ V_X + f[:, None] * b
+    den = jnp.sum(e_X, axis=1) + f * a
+    return num / den[:, None]
+
+
+_forward_jit = jax.jit(_forward, static_argnames=("feature", "g", "causal", "abs_k"))
+
+
+def _check_summary(summary, feature, g, d_k, d_v):
+    if feature == "exact":
+        if not isinstance(summary, ExactSummary):
+            raise _v.InputError("summary must be an ExactSummary (prefix keys, values) for feature='exact'")
+        K, V = jnp.asarray(summary.K), jnp.asarray(summary.V)
+        _v.check_matrix("summary.K", K, cols=d_k)
+        _v.check_matrix("summary.V", V, cols=d_v)
+        if K.shape[0] != V.shape[0]:
+            raise _v.InputError(f"summary.K and summary.V must have the same rows, got {K.shape}, {V.shape}")
+        _v.check_finite("summary", (K, V))
+        return ExactSummary(K, V)
+    if isinstance(summary, ExactSummary) or not isinstance(summary, tuple) or len(summary) != 2:
+        raise _v.InputError(f"summary must be a Summary (Z, k) for feature={feature!r}")
+    Z, k = jnp.asarray(summary[0]), jnp.asarray(summary[1])
+    r = feature_dim(d_k, feature=feature, g=g)
+    if Z.shape != (r, d_v):
+        raise _v.InputError(f"summary.Z must have shape (r, d_v) = ({r}, {d_v}) for {feature}, got {Z.shape}")
+    if k.shape != (r,):
+        raise _v.InputError(f"summary.k must have shape (r,) = ({r},) for {feature}, got {k.shape}")
+    _v.check_finite("summary", (Z, k))
+    return Summary(Z, k)
+
+
+def _check_forward(X, summary, W_Q, W_K, W_V, feature, g):
+    feature, g = check_feature(feature, g)
+    _v.check_matrix("X", X)
+    _v.check_dtype("X.dtype", X.dtype)
+    _v.check_projections(X.shape[-1], W_Q=W_Q, W_K=W_K, W_V=W_V)
+    summary = _check_summary(summary, feature, g, W_K.shape[1], W_V.shape[1])
+    return feature, g, summary
+
+
+def ntk_attention(X, summary, W_Q, W_K, W_V, *, feature: str, g: int | None = None,
+                  causal: bool = False, abs_k: bool = False):
+    """``diag(A_X 1 + phi(Q) k)^{-1} (A_X V_X + phi(Q) Z)`` for one sequence; returns (L, d_v).
+
+    ``X``: (L, d); ``summary``: :class:`Summary` (or :class:`ExactSummary` for 'exact');
+    ``W_Q, W_K``: (d, d_k); ``W_V``: (d, d_v).  ``causal`` masks the input block only;
+    ``abs_k`` uses ``|k|`` in the normaliser (reference code).  Stabilised as in the module
+    docstring; runs in the dtype of the inputs.
+    """
+    X, W_Q, W_K, W_V = (jnp.asarray(a) for a in (X, W_Q, W_K, W_V))
+    feature, g, summary = _check_forward(X, summary, W_Q, W_K, W_V, feature, g)
+    _v.check_finite("X", X)
+    return _forward_jit(X, summary, W_Q, W_K, W_V, feature, g, bool(causal), bool(abs_k))
+
+
+@functools.partial(jax.jit, static_argnames=("feature", "g", "causal", "abs_k"))
+def _forward_batch(X, summary, W_Q, W_K, W_V, feature, g, causal, abs_k):
+    return jax.vmap(lambda x: _forward(x, summary, W_Q, W_K, W_V, feature, g, causal, abs_k))(X)
+
+
+def ntk_attention_batch(X, summary, W_Q, W_K, W_V, *, feature: str, g: int | None = None,
+                        causal: bool = False, abs_k: bool = False):
+    """:func:`ntk_attention` over a batch ``X`` of shape (B, L, d); returns (B, L, d_v)."""
+    X = jnp.asarray(X)
+    if X.ndim != 3:
+        raise _v.InputError(f"X must be a 3-D array (batch, tokens, features), got shape {X.shape}")
+    W_Q, W_K, W_V = (jnp.asarray(a) for a in (W_Q, W_K, W_V))
+    feature, g, summary = _check_forward(X[0], summary, W_Q, W_K, W_V, feature, g)
+    _v.check_finite("X", X)
+    return _forward_batch(X, summary, W_Q, W_K, W_V, feature, g, bool(causal), bool(abs_k))

@@ -1,0 +1,1 @@
+"""Scaling over prefix rows: streaming reductions, sharding over devices, memory planning."""
