@@ -5,7 +5,7 @@ neural-tangents (nt) is the project's independent cross-check: its empirical NTK
 (``JACOBIAN_CONTRACTION``, ``NTK_VECTOR_PRODUCTS``), ``monte_carlo_kernel_fn`` and
 ``predict.gradient_descent_mse``.  Its last release (0.6.5, Dec 2023) no longer imports on
 JAX >= 0.6, and its ``neural_tangents.experimental`` package pulls in tensorflow (2 GB).  This
-module makes it import, following ``shared/research/neural_tangents.md`` (sections 2-3), and
+module makes it import (why, and what each patch does: ``docs/neural_tangents.md``), and
 is the **only** module of the project allowed to touch ``jax.core``/``jax.interpreters``.
 Nothing else in ``theory/`` imports neural_tangents, and ``theory/__init__`` does not import
 this module: using nt is opt-in::
