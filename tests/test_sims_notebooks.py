@@ -2,7 +2,8 @@
 
 The command is wired here exactly as ``sims/cli/app.py`` wires it
 (``app.command("notebooks")(notebooks.command)``).  The tests that start Jupyter kernels skip,
-with the reason, when the ``notebooks`` extra is not installed (CI installs ``.[test]`` only).
+with the reason, when the ``notebooks`` extra is not installed (CI installs ``.[test]`` only),
+and are marked slow (a kernel start takes seconds): ``python -m pytest -m slow -k notebooks``.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ def test_missing_tools_exit_2_naming_the_extra(monkeypatch, tmp_path):
     assert not (tmp_path / "out").exists(), "refused before any work"
 
 
+@pytest.mark.slow  # two Jupyter kernels: 12-17 s wall on the shared 2-core machine
 @needs_tools
 def test_executed_copy_has_outputs_and_figure_and_a_failure_exits_1(tmp_path):
     src = tmp_path / "nbs"
