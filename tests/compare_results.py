@@ -41,7 +41,9 @@ def _difference(a: np.ndarray, b: np.ndarray) -> float:
     same = (a == b) | (np.isnan(a) & np.isnan(b))
     if same.all():
         return 0.0
-    return float(np.max(np.abs(np.where(same, 0.0, a - b))))
+    with np.errstate(invalid="ignore"):  # inf - inf where only one side is infinite, NaN vs a number
+        diff = np.abs(np.where(same, 0.0, a - b))
+    return float("inf") if np.isnan(diff).any() else float(np.max(diff))
 
 
 def compare_experiment(before: Path, after: Path) -> tuple[float, list[str]]:
