@@ -15,7 +15,7 @@ import typer
 
 from sims.core import store
 from sims.cli.app import register_subcommand
-from theory.validation import InputError, check_count
+from theory.validation import InputError, check_count, check_positive
 
 
 def _check_models_and_precision(model, precision: str) -> tuple[str, ...]:
@@ -111,8 +111,7 @@ def _factory() -> typer.Typer:
             bad = [i for i in impls if i not in bs.IMPLS]
             if bad:
                 raise InputError(f"--impl must be among {', '.join(bs.IMPLS)}; got {', '.join(bad)}")
-            if not budget_gib > 0 or not max_seconds > 0:
-                raise InputError("--budget-gib and --max-seconds must be > 0")
+            check_positive("--budget-gib", budget_gib), check_positive("--max-seconds", max_seconds)
             dd, kk, rep = check_count("--d", d), check_count("--k", k), check_count("--repeats", repeats)
             gs, cs = check_count("--gemm-size", gemm_size), check_count("--chunk-size", chunk_size)
             models = _check_models_and_precision(model, precision)
