@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from figures import _common, data, style
+from figures import common, data, style
 
 EXPERIMENT = "bench"
 NAME = "bench_suite"
@@ -93,4 +93,4 @@ def plot(res: dict, *, venue: str = "acl", width: str = DEFAULT_WIDTH):
 
 
 if __name__ == "__main__":
-    sys.exit(_common.main(sys.modules[__name__]))
+    sys.exit(common.main(sys.modules[__name__]))

@@ -22,7 +22,7 @@ from typing import List, Optional
 
 import typer
 
-from figures import _common, data, presets, style
+from figures import common, data, presets, style
 from figures.registry import FIGURES
 from sims.core import store
 from sims.cli.app import EXIT_CRASH, EXIT_USAGE, register_subcommand
@@ -31,7 +31,7 @@ __all__ = ["ensure_run", "ensure_results", "build_all", "app"]
 
 
 def _experiment(figure: str) -> str:
-    return _common.module(figure).EXPERIMENT
+    return common.module(figure).EXPERIMENT
 
 
 def ensure_run(results: str | Path, experiment: str, *, small: bool = False, precision: str = "float64",
@@ -80,7 +80,7 @@ def ensure_results(results: str | Path, experiments=None, *, small: bool = False
     return out
 
 
-def build_all(results: str | Path = "results", out: str | Path = _common.DEFAULT_OUT, *, only=None,
+def build_all(results: str | Path = "results", out: str | Path = common.DEFAULT_OUT, *, only=None,
               small: bool = False, run_missing: bool = True, venue: str = "acl", width: str | None = None,
               formats=style.FORMATS, dpi: int = style.PNG_DPI, precision: str = "float64", progress: bool = False,
               console=None, echo=None) -> dict[str, list[Path]]:
@@ -97,7 +97,7 @@ def build_all(results: str | Path = "results", out: str | Path = _common.DEFAULT
         if rid is None:
             raise data.MissingResults(f"figure {name!r} needs a stored {exp!r} run under {results}/ "
                                       f"(drop --no-run to run it, or `sims run {exp}`)")
-        built[name] = _common.build(name, results, out, run=rid, venue=venue, width=width, formats=formats, dpi=dpi)
+        built[name] = common.build(name, results, out, run=rid, venue=venue, width=width, formats=formats, dpi=dpi)
         if echo is not None:
             echo(f"{name}: " + ", ".join(str(p) for p in built[name]) + f"  (run {rid})")
     return built
@@ -112,7 +112,7 @@ def app(prog_name: str = "sims figures") -> typer.Typer:
     def build(
         ctx: typer.Context,
         results: Path = typer.Option(Path("results"), "--results", help="Results folder to read (and run into)."),
-        out: Path = typer.Option(_common.DEFAULT_OUT, "--out", help="Output folder for the figure files."),
+        out: Path = typer.Option(common.DEFAULT_OUT, "--out", help="Output folder for the figure files."),
         only: Optional[List[str]] = typer.Option(None, "--only", help=f"Only this figure (repeatable): "
                                                  f"{', '.join(FIGURES)}."),
         small: bool = typer.Option(False, "--small", help="Run missing simulations at small sizes (presets.SMALL)."),
@@ -153,7 +153,7 @@ def app(prog_name: str = "sims figures") -> typer.Typer:
     def list_() -> None:
         """List the figures and the experiment each reads."""
         for name in FIGURES:
-            mod = _common.module(name)
+            mod = common.module(name)
             typer.echo(f"{name:22s} reads {mod.EXPERIMENT:22s} {(mod.__doc__ or '').splitlines()[0]}")
 
     return a

@@ -17,7 +17,7 @@ import sys
 
 import numpy as np
 
-from figures import _common, data, style
+from figures import common, data, style
 
 EXPERIMENT = "convergence"
 BLOWUP = 1e3  # a control whose loss grows this much (or is non-finite) has diverged
@@ -131,7 +131,7 @@ def _verdict_panel(ax, results):
         if xc is not None:
             rows.append({"label": f"control: {label}", "fit": style.slope_fit(xc, Yc), "predicted": -0.5,
                          "control": True})
-    _common.forest(ax, rows, reference=-0.5)
+    common.forest(ax, rows, reference=-0.5)
     for tick, r in zip(ax.get_yticklabels(), list(reversed(rows))):
         if r.get("control"):
             tick.set_color(style.CONTROL)
@@ -161,4 +161,4 @@ def plot(run: data.Run, *, venue: str = "acl", width: str = DEFAULT_WIDTH):
 
 
 if __name__ == "__main__":
-    raise SystemExit(_common.main(sys.modules[__name__]))
+    raise SystemExit(common.main(sys.modules[__name__]))

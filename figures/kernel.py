@@ -17,20 +17,36 @@ import sys
 
 import numpy as np
 
-from figures import _common, data, style
+import theory as T
+from figures import common, data, style
 from theory.stats import mean_ci
 
 EXPERIMENT = "kernel"
 NAME = "kernel"
 DEFAULT_WIDTH = "full"
 
-MARKERS = {"exp-sign": "o", "softmax-sign": "s", "prefix": "^"}
+MARKERS = ("o", "s", "^")  # by position in theory.model_names(); "D" for any other model
 
 
 def _models(results):
-    order = ("exp-sign", "softmax-sign", "prefix")
+    order = T.model_names()
     present = {c["model"] for c, _ in results}
     return [m for m in order if m in present] + sorted(present - set(order))
+
+
+def _marker(name):
+    order = T.model_names()
+    i = order.index(name) if name in order else len(MARKERS)
+    return MARKERS[i] if i < len(MARKERS) else "D"
+
+
+def _exact(results):
+    """``(name, cells)`` of the first model whose cells carry an exact constant C, or None."""
+    for name in _models(results):
+        res = data.select(results, model=name)
+        if res and "C_exact" in res[0][1]:
+            return name, res
+    return None
 
 
 def _error_panel(ax, results):
@@ -38,17 +54,17 @@ def _error_panel(ax, results):
     for i, name in enumerate(_models(results)):
         res = data.select(results, model=name)
         xs, Y = data.grid(res, "m", lambda c, a: float(a["err"]) / float(a["H_star_norm"]))
-        style.rate_series(ax, xs, Y, label=name, color=style.PALETTE[i], marker=MARKERS.get(name, "D"),
+        style.rate_series(ax, xs, Y, label=name, color=style.PALETTE[i], marker=_marker(name),
                           predicted=-0.5)
         xw, Yw = data.grid(res, "m", lambda c, a: float(a["err_wrong"]) / float(a["H_star_norm"]))
-        style.rate_series(ax, xw, Yw, label=None, control=True, marker=MARKERS.get(name, "D"), band=False)
+        style.rate_series(ax, xw, Yw, label=None, control=True, marker=_marker(name), band=False)
         xs_all = xs if xs_all is None else np.union1d(xs_all, xs)
-        if name == "exp-sign":
+        if "C_exact" in res[0][1]:  # a model with an exact constant (exp-sign)
             a0 = res[0][1]
             C, norm = float(a0["C_exact"]), float(a0["H_star_norm"])
             grid = np.geomspace(xs.min(), xs.max(), 32)
             ax.plot(grid, np.sqrt(C / grid) / norm, color=style.REFERENCE, linestyle="--", linewidth=0.9,
-                    label=r"exp-sign exact $\sqrt{C/m}$ (slope $-1/2$)", zorder=1)
+                    label=name + r" exact $\sqrt{C/m}$ (slope $-1/2$)", zorder=1)
     ax.plot([], [], color=style.CONTROL, linestyle=":", marker="o", markerfacecolor="white",
             label=r"control: wrong $H^*$ ($\sqrt{2}\sigma$)")
     style.xticks_from(ax, xs_all)
@@ -64,7 +80,7 @@ def _lambda_panel(ax, results):
         xs, Y = data.grid(res, "m", lambda c, a: float(a["lambda_min_H0"]) / float(a["lambda_star"]))
         center = np.nanmean(Y, axis=1)
         lo, hi = np.nanmin(Y, axis=1), np.nanmax(Y, axis=1)
-        line, = ax.plot(xs, center, color=style.PALETTE[i], marker=MARKERS.get(name, "D"), label=name)
+        line, = ax.plot(xs, center, color=style.PALETTE[i], marker=_marker(name), label=name)
         ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.18, linewidth=0)
         xs_all = xs if xs_all is None else np.union1d(xs_all, xs)
     ax.axhline(1.0, color=style.REFERENCE, linestyle="--", linewidth=0.9, label=r"limit: $\lambda_{\min}(H^*)$")
@@ -78,11 +94,13 @@ def _lambda_panel(ax, results):
 
 
 def _constant_panel(ax, results):
-    res = data.select(results, model="exp-sign")
-    if not res or "C_exact" not in res[0][1]:
-        ax.text(0.5, 0.5, "no exp-sign cells in this run", ha="center", va="center", transform=ax.transAxes)
+    found = _exact(results)
+    if found is None:
+        ax.text(0.5, 0.5, "no cells with an exact constant (exp-sign) in this run", ha="center", va="center",
+                transform=ax.transAxes)
         ax.set_axis_off()
         return
+    name, res = found
     C = float(res[0][1]["C_exact"])
     ms = sorted({c["m"] for c, _ in res})
     for j, m in enumerate(ms):
@@ -102,21 +120,15 @@ def _constant_panel(ax, results):
     style.xticks_from(ax, ms)
     ax.set_ylim(bottom=0)
     ax.set_xlabel("prefix length m")
-    ax.set_ylabel(r"exp-sign: $m\|H(0)-H^*\|_F^2\,/\,C$")
+    ax.set_ylabel(name + r": $m\|H(0)-H^*\|_F^2\,/\,C$")
     style.legend(ax, below=True)
 
 
 def plot(run: data.Run, *, venue: str = "acl", width: str = DEFAULT_WIDTH):
-    narrow = not style.side_by_side(venue, width)
-    fig, (a, b, c) = style.panels(3, venue=venue, width=width, panel_aspect=1.45 if not narrow else 0.95)
-    _error_panel(a, run.results)
-    style.panel_label(a, "(a) concentration")
-    _lambda_panel(b, run.results)
-    style.panel_label(b, "(b) smallest eigenvalue")
-    _constant_panel(c, run.results)
-    style.panel_label(c, "(c) exact constant")
-    return fig
+    return style.labelled_panels(run.results, [(_error_panel, "(a) concentration"),
+                                               (_lambda_panel, "(b) smallest eigenvalue"),
+                                               (_constant_panel, "(c) exact constant")], venue=venue, width=width)
 
 
 if __name__ == "__main__":
-    raise SystemExit(_common.main(sys.modules[__name__]))
+    raise SystemExit(common.main(sys.modules[__name__]))

@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from figures import _common, data, style
+from figures import common, data, style
 
 EXPERIMENT = "ntk-attention-cost"
 NAME = "ntk_attention_cost"
@@ -70,13 +70,9 @@ def _memory_panel(ax, results):
 
 
 def plot(run: data.Run, *, venue: str = "acl", width: str = DEFAULT_WIDTH):
-    fig, (a, b) = style.panels(2, venue=venue, width=width, panel_aspect=1.0)
-    _time_panel(a, run.results)
-    style.panel_label(a, "(a) time")
-    _memory_panel(b, run.results)
-    style.panel_label(b, "(b) memory")
-    return fig
+    return style.labelled_panels(run.results, [(_time_panel, "(a) time"), (_memory_panel, "(b) memory")],
+                                 venue=venue, width=width, panel_aspect=1.0)
 
 
 if __name__ == "__main__":
-    raise SystemExit(_common.main(sys.modules[__name__]))
+    raise SystemExit(common.main(sys.modules[__name__]))

@@ -17,7 +17,7 @@ import sys
 
 import numpy as np
 
-from figures import _common, data, style
+from figures import common, data, style
 
 EXPERIMENT = "ntk-attention-error"
 NAME = "ntk_attention_error"
@@ -130,16 +130,10 @@ def _target_panel(ax, results):
 
 
 def plot(run: data.Run, *, venue: str = "acl", width: str = DEFAULT_WIDTH):
-    narrow = not style.side_by_side(venue, width)
-    fig, (a, b, c) = style.panels(3, venue=venue, width=width, panel_aspect=1.45 if not narrow else 0.95)
-    _degree_panel(a, run.results)
-    style.panel_label(a, "(a) error vs degree")
-    _scatter_panel(b, run.results)
-    style.panel_label(b, "(b) error vs bound")
-    _target_panel(c, run.results)
-    style.panel_label(c, "(c) error $\\leq m^{-c}$")
-    return fig
+    return style.labelled_panels(run.results, [(_degree_panel, "(a) error vs degree"),
+                                               (_scatter_panel, "(b) error vs bound"),
+                                               (_target_panel, "(c) error $\\leq m^{-c}$")], venue=venue, width=width)
 
 
 if __name__ == "__main__":
-    raise SystemExit(_common.main(sys.modules[__name__]))
+    raise SystemExit(common.main(sys.modules[__name__]))

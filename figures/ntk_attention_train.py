@@ -18,7 +18,7 @@ import matplotlib
 from matplotlib import ticker
 import numpy as np
 
-from figures import _common, data, style
+from figures import common, data, style
 
 EXPERIMENT = "ntk-attention-train"
 NAME = "ntk_attention_train"
@@ -56,7 +56,7 @@ def _ticks(ax, xs):
     xs = np.asarray(xs, float)
     if xs.size > 6:  # a long ladder (2, 4, ..., 2^18): label every few powers
         ax.set_xticks(xs[:: int(np.ceil(xs.size / 5))])
-        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: style._compact(v)))
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: style.compact_number(v)))
         ax.minorticks_off()
     else:
         style.xticks_from(ax, xs)
@@ -104,16 +104,9 @@ def _norm_panel(ax, results):
 
 
 def plot(run: data.Run, *, venue: str = "acl", width: str = DEFAULT_WIDTH):
-    narrow = not style.side_by_side(venue, width)
-    fig, (a, b, c) = style.panels(3, venue=venue, width=width, panel_aspect=1.45 if not narrow else 0.95)
-    _mse_panel(a, run.results)
-    style.panel_label(a, "(a) validation error")
-    _loss_panel(b, run.results)
-    style.panel_label(b, "(b) training")
-    _norm_panel(c, run.results)
-    style.panel_label(c, "(c) summary size")
-    return fig
+    return style.labelled_panels(run.results, [(_mse_panel, "(a) validation error"), (_loss_panel, "(b) training"),
+                                               (_norm_panel, "(c) summary size")], venue=venue, width=width)
 
 
 if __name__ == "__main__":
-    raise SystemExit(_common.main(sys.modules[__name__]))
+    raise SystemExit(common.main(sys.modules[__name__]))

@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from figures import _common, data, style
+from figures import common, data, style
 
 EXPERIMENT = "reparam"
 NAME = "reparam"
@@ -95,4 +95,4 @@ def plot(run: data.Run, *, venue: str = "acl", width: str = DEFAULT_WIDTH):
 
 
 if __name__ == "__main__":
-    raise SystemExit(_common.main(sys.modules[__name__]))
+    raise SystemExit(common.main(sys.modules[__name__]))

@@ -31,11 +31,10 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.transforms import ScaledTranslation
-from scipy import stats as _st
 
 from sims.core import store
 from sims.core.verdicts import SLOPE_TOL
-from theory.stats import fit_loglog_slope
+from theory.stats import fit_loglog_slope, t_half_width
 
 __all__ = [
     "VENUES",
@@ -57,6 +56,8 @@ __all__ = [
     "slope_ok",
     "slope_fit",
     "panel_label",
+    "labelled_panels",
+    "compact_number",
     "render",
     "save",
 ]
@@ -163,6 +164,22 @@ def panels(n: int, *, venue: str = "acl", width: str = "full", panel_aspect: flo
     return fig, list(axes.reshape(-1))
 
 
+def labelled_panels(results, drawers, *, venue: str = "acl", width: str = "full",
+                    panel_aspect: float | None = None) -> Figure:
+    """A figure of one panel per ``(draw, label)`` in ``drawers``: ``draw(ax, results)``, then the label.
+
+    The layout of :func:`panels` (side by side at full width, stacked at column width); the
+    default ``panel_aspect`` is 1.45 side by side and 0.95 stacked.  Call inside :func:`context`.
+    """
+    if panel_aspect is None:
+        panel_aspect = 1.45 if side_by_side(venue, width) else 0.95
+    fig, axes = panels(len(drawers), venue=venue, width=width, panel_aspect=panel_aspect)
+    for ax, (draw, label) in zip(axes, drawers):
+        draw(ax, results)
+        panel_label(ax, label)
+    return fig
+
+
 def panel_label(ax, text: str) -> None:
     """A bold panel title at the top left of ``ax``: "(a) ..."."""
     ax.set_title(text, loc="left", fontweight="bold")
@@ -190,7 +207,7 @@ def geometric_band(Y, *, level: float = 0.95):
         mu = v.mean()
         half = 0.0
         if v.size > 1:
-            half = _st.t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size)
+            half = t_half_width(v, level=level)
         with np.errstate(over="ignore"):
             center.append(np.exp(mu)), low.append(np.exp(mu - half)), high.append(np.exp(mu + half))
     return np.array(center), np.array(low), np.array(high)
@@ -323,11 +340,11 @@ def legend(ax, *, loc="best", ncol: int = 1, below: bool = False, **kw) -> None:
 def xticks_from(ax, values: Sequence[float]) -> None:
     """Major ticks at the measured grid values, labelled compactly (1e3 -> "10³" style)."""
     ax.set_xticks(list(values))
-    ax.set_xticklabels([_compact(v) for v in values])
+    ax.set_xticklabels([compact_number(v) for v in values])
     ax.minorticks_off()
 
 
-def _compact(v: float) -> str:
+def compact_number(v: float) -> str:
     v = float(v)
     if 0 < v < 1e4 and abs(v - round(v)) < 1e-9:
         return f"{int(round(v)):,}"

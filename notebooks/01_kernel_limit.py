@@ -62,6 +62,7 @@ import numpy as np
 import theory as T
 from sims.core import runner
 from sims.core.experiment import get
+from theory.kernels import prefix
 from theory.kernels.prefix import readout
 from theory.stats import fit_loglog_slope
 
@@ -81,14 +82,13 @@ print("size:", "full" if FULL else "small", "| results folder:", RESULTS)
 # %%
 n, d, k, sigma = 4, 5, 2, 0.7
 m_mc, draws = (200_000, 32) if FULL else (2_000, 12)
-g = jax.random.normal(jax.random.key(0), (n, d))
-U = 0.5 * g / jnp.linalg.norm(g, axis=1, keepdims=True)  # |u| = 0.5
+U = T.sphere_inputs(key=jax.random.key(0), n=n, d=d, radius=0.5)  # |u| = 0.5
 V = readout(key=jax.random.key(1), d=d, k=k)
 
 mc_rows = []
-for name in ("exp-sign", "softmax-sign", "prefix"):
-    kk = 1 if name == "exp-sign" else k
-    fixed = {"V": V} if name == "prefix" else {}
+for name in T.model_names():  # every registered model
+    kk = T.get_model(name).fixed_k or k
+    fixed = {"V": V} if name == prefix.MODEL.name else {}
     frozen = {"V": V, "a": jnp.zeros((kk, 1))}
     H_star = T.limit_kernel(name, U, sigma=sigma, frozen=frozen)
     mc = T.monte_carlo_kernel(name, U, key=jax.random.key(2), m=m_mc, sigma=sigma, k=kk, n_samples=draws,
@@ -130,10 +130,10 @@ for i, model in enumerate(config.model):
     ax1.plot(ms, gm, "o-", color=color, label=f"{model}: slope {fit.slope:.2f} [{fit.low:.2f}, {fit.high:.2f}]")
     ax1.fill_between(ms, err.min(1), err.max(1), color=color, alpha=0.2)
     ax1.plot(ms, np.exp(np.log(wrong).mean(1)), "o:", color="grey", mfc="white")
-    if model == "exp-sign":
-        a0 = next(a for c, a in result.results if c["model"] == model)
+    a0 = next(a for c, a in result.results if c["model"] == model)
+    if "C_exact" in a0:  # a model with an exact constant (exp-sign)
         ax1.plot(ms, np.sqrt(float(a0["C_exact"]) / ms) / float(a0["H_star_norm"]), "k--",
-                 label=r"exp-sign exact $\sqrt{C/m}$")
+                 label=model + r" exact $\sqrt{C/m}$")
     _, lam = by_m(model, lambda a: float(a["lambda_min_H0"] / a["lambda_star"]))
     ax2.plot(ms, lam.mean(1), "o-", color=color, label=model)
     ax2.fill_between(ms, lam.min(1), lam.max(1), color=color, alpha=0.2)

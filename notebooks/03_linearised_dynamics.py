@@ -70,8 +70,7 @@ print("size:", "full" if FULL else "small", "| m:", ms, "| steps:", steps, "| se
 
 # %%
 kU, ky = jax.random.split(jax.random.key(0))
-g = jax.random.normal(kU, (n, d))
-U = input_norm * g / jnp.linalg.norm(g, axis=1, keepdims=True)
+U = T.sphere_inputs(key=kU, n=n, d=d, radius=input_norm)
 y = jax.random.normal(ky, (n, 1))
 H_star = T.limit_kernel("exp-sign", U, sigma=sigma)
 H_wrong = T.limit_kernel("exp-sign", U, sigma=float(sigma / np.sqrt(2)))  # negative control: exponent halved

@@ -19,7 +19,7 @@ matplotlib.use("Agg")
 
 import pytest  # noqa: E402
 
-from figures import _common, style  # noqa: E402
+from figures import common, style  # noqa: E402
 from figures.cli import build_all  # noqa: E402
 from figures.registry import FIGURES  # noqa: E402
 
@@ -51,7 +51,7 @@ def test_figure_builds_pdf_and_png(name, builds):
     png = next(p for p in paths if p.suffix == ".png")
     assert pdf.startswith(b"%PDF-") and len(pdf) > 5_000
     w, h = _png_size(png)
-    mod = _common.module(name)
+    mod = common.module(name)
     expected = round(style.figsize("acl", mod.DEFAULT_WIDTH)[0] * style.PNG_DPI)
     assert abs(w - expected) <= 1 and h > 100, (w, h, expected)
 
@@ -78,12 +78,12 @@ def test_figure_scripts_only_read_results():
     for name in FIGURES:
         src = (ROOT / "figures" / f"{name}.py").read_text(encoding="utf-8")
         assert "runner" not in src and "run_batch" not in src, f"figures/{name}.py must not simulate"
-        mod = _common.module(name)
+        mod = common.module(name)
         assert callable(mod.plot) and mod.DEFAULT_WIDTH in style.WIDTHS
 
 
 def test_venue_and_width_per_call(small_results, tmp_path):
-    paths = _common.build("kernel", small_results, tmp_path, venue="icml", width="column", formats=("png",))
+    paths = common.build("kernel", small_results, tmp_path, venue="icml", width="column", formats=("png",))
     assert [p.name for p in paths] == ["kernel.png"]
     assert abs(_png_size(paths[0])[0] - round(3.25 * style.PNG_DPI)) <= 1
     assert style.figsize("acl", "full")[0] == 6.30 and style.figsize("emnlp", "column")[0] == 3.03
@@ -94,11 +94,11 @@ def test_venue_and_width_per_call(small_results, tmp_path):
 
 
 def test_script_entry_point_and_missing_results(small_results, tmp_path):
-    assert _common.main("ntk_attention_cost", ["--results", str(small_results), "--out", str(tmp_path),
+    assert common.main("ntk_attention_cost", ["--results", str(small_results), "--out", str(tmp_path),
                                                 "--format", "svg"]) == 0
     svg = (tmp_path / "ntk_attention_cost.svg").read_bytes()
     assert b"<svg" in svg
-    assert _common.main("kernel", ["--results", str(tmp_path / "empty"), "--out", str(tmp_path)]) == 2
+    assert common.main("kernel", ["--results", str(tmp_path / "empty"), "--out", str(tmp_path)]) == 2
 
 
 def test_sims_figures_command(small_results, tmp_path):

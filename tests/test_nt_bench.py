@@ -47,17 +47,17 @@ def test_bench_suite_tiny(tmp_path):
 
 def _check_bench_figure(results):
     """figures/bench_suite.py builds from the saved suite, byte-identical twice, TrueType fonts only."""
-    from figures import _common
+    from figures import common
 
     outs = [results / "fig-a", results / "fig-b"]
-    built = [_common.build("bench_suite", results, out) for out in outs]
+    built = [common.build("bench_suite", results, out) for out in outs]
     assert [p.name for p in built[0]] == ["bench_suite.pdf", "bench_suite.png"]
     for pa, pb in zip(*built):
         assert pa.read_bytes() == pb.read_bytes(), pa.name
     pdf = built[0][0].read_bytes()
     assert b"/Type3" not in pdf and b"/FontFile2" in pdf
     # no saved suite: a clear error, exit code 2, nothing written
-    assert _common.main("bench_suite", ["--results", str(results / "empty"), "--out", str(results / "fig-c")]) == 2
+    assert common.main("bench_suite", ["--results", str(results / "empty"), "--out", str(results / "fig-c")]) == 2
     assert not (results / "fig-c").exists()
 
 

@@ -4,14 +4,15 @@ their empirical and limiting kernels, and the bounds the papers prove.
 Nothing here does I/O, prints, or changes global JAX configuration.  See README "Public API".
 """
 
+# The models register themselves on import, in this order (the order of model_names()): spec 2.A-2.C.
 from theory.kernels import exp_sign as _model_exp_sign  # noqa: F401  (registers "exp-sign")
-from theory.kernels import prefix as _model_prefix  # noqa: F401  (registers "prefix")
 from theory.kernels import softmax_sign as _model_softmax_sign  # noqa: F401  (registers "softmax-sign")
+from theory.kernels import prefix as _model_prefix  # noqa: F401  (registers "prefix")
 from theory.kernels.linearized import default_learning_rate, kernel_regression_residuals, loss_bound
 from theory.moe.model import moe_from_attention, moe_regression
 from theory.moe.fit import fit_least_squares
 from theory.moe.voronoi import voronoi_loss
-from theory.kernels.models import StylizedModel, get_model, init_model, model_names, register
+from theory.kernels.models import StylizedModel, get_model, init_model, model_names, register, sphere_inputs
 from theory.kernels.ntk_empirical import (
     LambdaMin,
     autodiff_model_ntk,
@@ -75,6 +76,7 @@ __all__ = [
     "prefix_attention_batch",
     "prefix_summary",
     "register",
+    "sphere_inputs",
     "structured_ntk",
     "taylor_features",
     "train_summary",

@@ -13,7 +13,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import stats as _st
 
-__all__ = ["SlopeFit", "fit_loglog_slope", "mean_ci"]
+__all__ = ["SlopeFit", "fit_loglog_slope", "mean_ci", "t_half_width"]
 
 
 class SlopeFit(NamedTuple):
@@ -67,11 +67,33 @@ def fit_loglog_slope(x, y, *, level: float = 0.95) -> SlopeFit:
     return SlopeFit(float(b), float(b - t * se), float(b + t * se), float(a), level)
 
 
+def t_half_width(samples, *, level: float = 0.95) -> float:
+    """Half-width of the ``level`` t-interval of the mean of ``samples`` (at least two).
+
+    Args:
+        samples: array-like of finite values, flattened.
+        level: confidence level in (0, 1).
+
+    Returns:
+        ``t_{(1+level)/2, n-1} s / sqrt(n)`` with s the sample standard deviation (ddof 1).
+
+    Raises:
+        ValueError: fewer than two samples.
+    """
+    s = np.asarray(samples, float).reshape(-1)
+    if s.size < 2:
+        raise ValueError(f"a t-interval needs at least two samples, got {s.size}")
+    return float(_st.t.ppf(0.5 + level / 2, s.size - 1) * s.std(ddof=1) / np.sqrt(s.size))
+
+
 def mean_ci(samples, *, level: float = 0.95):
-    """Mean of ``samples`` and its t-interval: ``(mean, low, high)``."""
+    """Mean of ``samples`` and its t-interval: ``(mean, low, high)``.
+
+    With fewer than two samples the interval is ``(-inf, inf)``.
+    """
     s = np.asarray(samples, float).reshape(-1)
     mean = float(s.mean())
     if s.size < 2:
         return mean, float("-inf"), float("inf")
-    half = _st.t.ppf(0.5 + level / 2, s.size - 1) * s.std(ddof=1) / np.sqrt(s.size)
-    return mean, mean - float(half), mean + float(half)
+    half = t_half_width(s, level=level)
+    return mean, mean - half, mean + half

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +22,7 @@ __all__ = [
     "LogitOverflowError",
     "check_count",
     "check_positive",
+    "check_nonnegative",
     "check_probability",
     "check_finite",
     "check_matrix",
@@ -67,14 +69,23 @@ def check_count(name: str, value, *, minimum: int = 1) -> int:
     return out
 
 
+def _real(name: str, value, what: str, ok: Callable[[float], bool]) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise InputError(f"{name} must be {what}, got {value!r}")
+    f = float(value)
+    if not math.isfinite(f) or not ok(f):
+        raise InputError(f"{name} must be {what}, got {value!r}")
+    return f
+
+
 def check_positive(name: str, value) -> float:
     """Return ``value`` as a finite float > 0 or raise."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise InputError(f"{name} must be a positive finite number, got {value!r}")
-    f = float(value)
-    if not math.isfinite(f) or f <= 0:
-        raise InputError(f"{name} must be a positive finite number, got {value!r}")
-    return f
+    return _real(name, value, "a positive finite number", lambda f: f > 0)
+
+
+def check_nonnegative(name: str, value) -> float:
+    """Return ``value`` as a finite float >= 0 or raise."""
+    return _real(name, value, "a finite number >= 0", lambda f: f >= 0)
 
 
 def check_probability(name: str, value) -> float:

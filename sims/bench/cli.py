@@ -15,20 +15,17 @@ import typer
 
 from sims.core import store
 from sims.cli.app import register_subcommand
-from theory.validation import InputError, check_count
-
-
-MODELS = ("exp-sign", "softmax-sign", "prefix")
+from theory.validation import InputError, check_count, check_positive
 
 
 def _check_models_and_precision(model, precision: str) -> tuple[str, ...]:
-    """The requested models (default: all three), each known, and a known precision."""
+    """The requested models (default: every registered one), each known, and a known precision."""
     import theory as T
     from sims.core.runner import PRECISIONS
 
     if precision not in PRECISIONS:
         raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    models = tuple(model or MODELS)
+    models = tuple(model or T.model_names())
     for name in models:
         T.get_model(name)
     return models
@@ -49,7 +46,7 @@ def _factory() -> typer.Typer:
         m: Optional[List[str]] = typer.Option(None, help="Prefix lengths (repeatable); default 1e3 1e4 1e5 1e6."),
         n: str = typer.Option("128", help="Inputs."),
         d: str = typer.Option("16", help="Feature dimension."),
-        model: Optional[List[str]] = typer.Option(None, help="Models (repeatable); default all three."),
+        model: Optional[List[str]] = typer.Option(None, help="Models (repeatable); default every registered model."),
         repeats: str = typer.Option("3", help="Timed calls after the warm-up; the best is kept."),
         precision: str = typer.Option("float64", help="float64 or float32."),
         out: Path = typer.Option(Path("results"), help="Output folder."),
@@ -81,7 +78,7 @@ def _factory() -> typer.Typer:
         n: Optional[List[str]] = typer.Option(None, help="Numbers of inputs (repeatable); default 32 128."),
         d: str = typer.Option("16", help="Feature dimension."),
         k: str = typer.Option("1", help="Output dimension (exp-sign always 1)."),
-        model: Optional[List[str]] = typer.Option(None, help="Models (repeatable); default all three."),
+        model: Optional[List[str]] = typer.Option(None, help="Models (repeatable); default every registered model."),
         impl: Optional[List[str]] = typer.Option(
             None, help="NTK implementations (repeatable): structured autodiff nt-jc nt-nvp nt-sd; default all."),
         repeats: str = typer.Option("3", help="Timed calls after the warm-up; the best is kept."),
@@ -114,8 +111,7 @@ def _factory() -> typer.Typer:
             bad = [i for i in impls if i not in bs.IMPLS]
             if bad:
                 raise InputError(f"--impl must be among {', '.join(bs.IMPLS)}; got {', '.join(bad)}")
-            if not budget_gib > 0 or not max_seconds > 0:
-                raise InputError("--budget-gib and --max-seconds must be > 0")
+            check_positive("--budget-gib", budget_gib), check_positive("--max-seconds", max_seconds)
             dd, kk, rep = check_count("--d", d), check_count("--k", k), check_count("--repeats", repeats)
             gs, cs = check_count("--gemm-size", gemm_size), check_count("--chunk-size", chunk_size)
             models = _check_models_and_precision(model, precision)

@@ -16,9 +16,13 @@ import jax
 import jax.numpy as jnp
 
 import theory as T
+from theory.kernels import prefix
 
-__all__ = ["Skip", "best_time", "xla_memory", "model_inputs", "machine_info", "describe_machine", "gemm_rate",
-           "structured_flops", "gram_width", "NT_IMPLS", "nt_unusable", "note_failure", "recorded", "jacobian_over_budget", "operand_width", "symmetric_gram_flops", "exp_pass"]
+__all__ = [
+    "Skip", "best_time", "xla_memory", "model_inputs", "machine_info", "describe_machine", "gemm_rate",
+    "structured_flops", "gram_width", "NT_IMPLS", "nt_unusable", "note_failure", "recorded",
+    "jacobian_over_budget", "operand_width", "symmetric_gram_flops", "exp_pass",
+]
 
 
 # neural-tangents' empirical NTK implementations, by benchmark name.
@@ -146,45 +150,33 @@ def gemm_rate(*, size: int = 2048, dtype=jnp.float64, repeats: int = 3, shape: t
 def structured_flops(model, *, m: int, n: int, d: int, k: int = 1) -> float:
     """Floating-point operations of one structured NTK of ``n`` inputs with themselves.
 
-    Counted per prefix row (each matmul 2 flops per multiply-add, each exp or product 1):
-
-    - exp-sign: logits 2nd, exp and sign 2n, Gram 2n^2;
-    - softmax-sign: two passes of logits 4nd, softmax 5n, averages and operand 4nk, Gram 2(nk)^2;
-    - prefix: logits 4nd, values P V^T 4dk, softmax 5n, averages and operand 5nk, the three Gram
-      blocks S^T S, S^T T and T^T T 2(n^2 + n nk + (nk)^2).
+    ``m`` times the model's own count per prefix row (``StylizedModel.flops_per_row``, declared
+    and explained in its module: each matmul 2 flops per multiply-add, each exp or product 1).
     """
-    name = T.get_model(model).name
-    if name == "exp-sign":
-        per_row = 2 * n * d + 2 * n + 2 * n * n
-    elif name == "softmax-sign":
-        per_row = 4 * n * d + 5 * n + 4 * n * k + 2 * (n * k) ** 2
-    elif name == "prefix":
-        per_row = 4 * n * d + 4 * d * k + 5 * n + 5 * n * k + 2 * (n * n + n * n * k + (n * k) ** 2)
-    else:
-        raise ValueError(f"no flop count for model {name!r}")
-    return float(m) * per_row
+    model = T.get_model(model)
+    if model.flops_per_row is None:
+        raise ValueError(f"no flop count for model {model.name!r}")
+    return float(m) * model.flops_per_row(n, d, k)
 
 
-def gram_width(name: str, n: int, k: int) -> int:
+def gram_width(model, n: int, k: int) -> int:
     """Width w of the structured kernel's largest per-chunk GEMM ``(c x w)^T (c x w)`` (prefix: T^T T)."""
-    return {"exp-sign": n, "softmax-sign": n * k, "prefix": n * k}[name]
+    return n * T.get_model(model).gram_width(k)
 
 
-def operand_width(name: str, n: int, k: int) -> int:
+def operand_width(model, n: int, k: int) -> int:
     """Columns per row of the structured NTK's operand: the kernel is a Gram matrix of this width."""
-    from theory.scaling.memory_plan import OPERAND_WIDTH_PER_INPUT
-
-    return n * OPERAND_WIDTH_PER_INPUT[name](k)
+    return n * T.get_model(model).operand_width(k)
 
 
-def symmetric_gram_flops(name: str, *, m: int, n: int, k: int) -> float:
+def symmetric_gram_flops(model, *, m: int, n: int, k: int) -> float:
     """The least GEMM work of a kernel of n inputs with themselves through its Gram factorisation.
 
     The NTK of every stylized model is ``sum_r A_r^T A_r`` over the m prefix rows for an operand
     of width w (:func:`operand_width`; neural-tangents' structured derivatives find the same
     rank structure); a symmetric rank-m update needs w(w+1)/2 multiply-adds per row.
     """
-    w = operand_width(name, n, k)
+    w = operand_width(model, n, k)
     return float(m) * w * (w + 1)
 
 
@@ -209,7 +201,7 @@ def nt_unusable(impl: str) -> str:
     if not ok:
         return why
     if impl == "nt-sd":
-        ok, detail = structured_derivatives_ok("prefix")
+        ok, detail = structured_derivatives_ok(prefix.MODEL)
         if not ok:
             return f"nt STRUCTURED_DERIVATIVES shim unusable: {detail}"
     return ""

@@ -53,7 +53,7 @@ def _gd_step_fn(impl: str, model, chunk_size: int, eta: float):
             return flat_step(model.structured_ntk(P, fr, U, None, chunk_size), outputs(P, fr, U) - y)
     elif impl == "kernel-autodiff":
         def step(P, P0, fr, U, y):
-            return flat_step(_ne._autodiff_model(model.forward, P, fr, U, None), outputs(P, fr, U) - y)
+            return flat_step(_ne.autodiff_forward_ntk(model.forward, P, fr, U, None), outputs(P, fr, U) - y)
     elif impl == "kernel-nt-jc":
         from sims.bench.ntcompat import import_neural_tangents, nt_model_ntk_fn
 
@@ -75,14 +75,14 @@ def _gd_step_fn(impl: str, model, chunk_size: int, eta: float):
     return step
 
 
-def bench_gd_step(*, models=("exp-sign", "softmax-sign", "prefix"), ms=(1e4, 1e5), n=128, d=16, k=1, impls=GD_IMPLS,
+def bench_gd_step(*, models=None, ms=(1e4, 1e5), n=128, d=16, k=1, impls=GD_IMPLS,
                   repeats=3, chunk_size=DEFAULT_CHUNK, memory_budget=_ne.DEFAULT_MEMORY_BUDGET, eta=0.1, dtype=jnp.float64, key=None,
                   progress=None) -> list[dict]:
     """Time one gradient-descent step of each kind (see the module docstring); one row per cell."""
     key = jax.random.key(0) if key is None else key
     nt_reason = nt_unusable("nt-jc")
     rows = []
-    for name in models:
+    for name in models or T.model_names():  # default: every registered model
         for m in sorted(int(v) for v in ms):
             model, kk, P, frozen, U = model_inputs(name, m=m, n=int(n), d=d, k=k, dtype=dtype, key=key)
             y = jax.random.normal(jax.random.fold_in(key, 2), (int(n), kk), dtype)

@@ -63,18 +63,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = [
-    "PATCHES",
-    "IMPLEMENTATIONS",
-    "install",
-    "post_import_fixes",
-    "install_structured_derivatives_shim",
-    "import_neural_tangents",
-    "nt_available",
-    "nt_model_ntk_fn",
-    "nt_model_ntk",
-    "structured_derivatives_ok",
-]
+__all__ = ["PATCHES", "IMPLEMENTATIONS", "install", "post_import_fixes", "install_structured_derivatives_shim",
+           "import_neural_tangents", "nt_available", "nt_model_ntk_fn", "nt_model_ntk", "structured_derivatives_ok"]
 
 #: Human-readable record of every patch applied in this process (``"jax.core.Jaxpr -> ..."``).
 PATCHES: list[str] = []
@@ -385,15 +375,18 @@ def nt_model_ntk(model, P, frozen, U1, U2=None, *, implementation: str = "jacobi
     return nt_model_ntk_fn(model, implementation=implementation)(P, frozen, U1, U2)
 
 
-def structured_derivatives_ok(model="prefix", *, rtol: float = 1e-5) -> tuple[bool, str]:
+def structured_derivatives_ok(model=None, *, rtol: float = 1e-5) -> tuple[bool, str]:
     """Check nt's STRUCTURED_DERIVATIVES against the project's autodiff NTK on a tiny problem.
 
-    Returns ``(ok, detail)``; never raises (an exception is reported as the detail).  Use it
-    before relying on the experimental shim, and fall back to ``jacobian_contraction``.
+    ``model`` defaults to the prefix model.  Returns ``(ok, detail)``; never raises (an exception
+    is reported as the detail).  Use it before relying on the experimental shim, and fall back
+    to ``jacobian_contraction``.
     """
+    from theory.kernels import prefix
     from theory.kernels.models import init_model
     from theory.kernels.ntk_empirical import autodiff_model_ntk
 
+    model = prefix.MODEL if model is None else model
     try:
         dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
         P, frozen = init_model(model, key=jax.random.key(0), m=7, d=3, k=1, sigma=0.5, dtype=dtype)

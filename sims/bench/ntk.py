@@ -23,13 +23,13 @@ from theory.scaling.streaming import DEFAULT_CHUNK
 __all__ = ["bench_ntk", "format_table"]
 
 
-def bench_ntk(*, models=("exp-sign", "softmax-sign", "prefix"), n=128, d=16, k=1, ms=(1e3, 1e4, 1e5, 1e6),
+def bench_ntk(*, models=None, n=128, d=16, k=1, ms=(1e3, 1e4, 1e5, 1e6),
               repeats=3, chunk_size=DEFAULT_CHUNK, memory_budget=_ne.DEFAULT_MEMORY_BUDGET, dtype=jnp.float64,
               key=None, progress=None):
     """Measure both NTKs for each model and m; returns a list of row dicts."""
     key = jax.random.key(0) if key is None else key
     rows = []
-    for name in models:
+    for name in models or T.model_names():  # default: every registered model
         for m in ms:
             m = int(m)
             model, kk, P, frozen, U = model_inputs(name, m=m, n=n, d=d, k=k, dtype=dtype, key=key)
@@ -43,7 +43,7 @@ def bench_ntk(*, models=("exp-sign", "softmax-sign", "prefix"), n=128, d=16, k=1
                 row.update(autodiff_s=None, autodiff_first_s=None, autodiff_mem_bytes=None,
                            autodiff_note=f"skipped: {over}")
             else:
-                compiled = _ne._autodiff_model.lower(model.forward, P, frozen, U, None).compile()
+                compiled = _ne.autodiff_forward_ntk.lower(model.forward, P, frozen, U, None).compile()
                 row["autodiff_mem_bytes"] = xla_memory(compiled)["work_bytes"]
                 first, best = best_time(lambda: T.autodiff_model_ntk(name, P, frozen, U, memory_budget=memory_budget),
                                     repeats)

@@ -89,7 +89,7 @@ def _ntk_fn(impl: str, model, chunk_size: int) -> Callable:
     if impl == "structured":
         return lambda P, fr, U: model.structured_ntk(P, fr, U, None, chunk_size)
     if impl == "autodiff":
-        return lambda P, fr, U: _ne._autodiff_model(model.forward, P, fr, U, None)
+        return lambda P, fr, U: _ne.autodiff_forward_ntk(model.forward, P, fr, U, None)
     if impl in NT_IMPLS:
         from sims.bench.ntcompat import nt_model_ntk_fn
 
@@ -110,7 +110,7 @@ def _timed(fn, warm: bool = False) -> float:
     return time.perf_counter() - t0
 
 
-def bench_ntk_impls(*, models=("exp-sign", "softmax-sign", "prefix"), ms=(1e3, 1e4, 1e5), ns=(32, 128), d=16, k=1,
+def bench_ntk_impls(*, models=None, ms=(1e3, 1e4, 1e5), ns=(32, 128), d=16, k=1,
                     impls=IMPLS, repeats=3, chunk_size=DEFAULT_CHUNK, memory_budget=_ne.DEFAULT_MEMORY_BUDGET, max_seconds=60.0,
                     slow_s=5.0, warm_s=0.5, gemm_size=1024, dtype=jnp.float64, key=None, progress=None) -> list[dict]:
     """One row per (model, n, m, implementation); see the module docstring.
@@ -135,7 +135,7 @@ def bench_ntk_impls(*, models=("exp-sign", "softmax-sign", "prefix"), ms=(1e3, 1
     gemm = jax.jit(lambda a: a @ a)
     jax.block_until_ready(gemm(A))
     rows = []
-    for name in models:
+    for name in models or T.model_names():  # default: every registered model
         for n in ns:
             last: dict[str, tuple[int, float]] = {}
             for m in sorted(int(v) for v in ms):
@@ -213,7 +213,7 @@ def bench_ntk_impls(*, models=("exp-sign", "softmax-sign", "prefix"), ms=(1e3, 1
 # ----------------------------------------------------------------------------- largest m in a budget
 
 
-def max_m_in_budget(*, models=("exp-sign", "softmax-sign", "prefix"), n=128, d=16, k=1, impls=IMPLS,
+def max_m_in_budget(*, models=None, n=128, d=16, k=1, impls=IMPLS,
                     budget=_ne.DEFAULT_MEMORY_BUDGET, probes=(8192, 32768), chunk_size=DEFAULT_CHUNK, dtype=jnp.float64,
                     key=None, progress=None) -> list[dict]:
     """Largest m whose compiled program (args + temporaries + outputs) fits ``budget`` bytes.
@@ -226,7 +226,7 @@ def max_m_in_budget(*, models=("exp-sign", "softmax-sign", "prefix"), n=128, d=1
     unusable = {impl: nt_unusable(impl) for impl in impls}
     rows = []
     m1, m2 = (int(v) for v in probes)
-    for name in models:
+    for name in models or T.model_names():  # default: every registered model
         for impl in impls:
             row = {"model": name, "n": int(n), "d": d, "impl": impl, "budget_bytes": int(budget), "m_max": None,
                    "bytes_per_row": None, "fixed_bytes": None, "work_bytes": [], "note": ""}
@@ -256,11 +256,12 @@ def max_m_in_budget(*, models=("exp-sign", "softmax-sign", "prefix"), n=128, d=1
 # ----------------------------------------------------------------------------- the suite
 
 
-def run_suite(*, models=("exp-sign", "softmax-sign", "prefix"), ms=(1e3, 1e4, 1e5), ns=(32, 128), d=16, k=1,
+def run_suite(*, models=None, ms=(1e3, 1e4, 1e5), ns=(32, 128), d=16, k=1,
               impls=IMPLS, repeats=3, memory_budget=_ne.DEFAULT_MEMORY_BUDGET, max_seconds=60.0, gd=True, gd_ms=(1e4, 1e5),
               fit=True, fit_probes=(8192, 32768), gemm_size=2048, chunk_size=DEFAULT_CHUNK, dtype=jnp.float64,
               progress=None) -> dict:
     """Run every part of the suite; returns ``{"gemm", "ntk", "gd_step", "max_m"}``."""
+    models = tuple(models or T.model_names())  # default: every registered model
     out: dict = {"settings": {"models": list(models), "ms": [int(v) for v in ms], "ns": [int(v) for v in ns], "d": d,
                               "k": k, "impls": list(impls), "repeats": repeats, "memory_budget": int(memory_budget),
                               "max_seconds": max_seconds, "chunk_size": chunk_size, "dtype": jnp.dtype(dtype).name}}
@@ -273,7 +274,7 @@ def run_suite(*, models=("exp-sign", "softmax-sign", "prefix"), ms=(1e3, 1e4, 1e
     out["gemm"] = {"square_before": square()}
     for n in ns:
         for name in models:
-            w = gram_width(T.get_model(name).name, int(n), T.get_model(name).fixed_k or k)
+            w = gram_width(name, int(n), T.get_model(name).fixed_k or k)
             out["gemm"][f"gram {name} n={int(n)}"] = gemm_rate(shape=(chunk_size, w), dtype=dtype, repeats=repeats)
     out["ntk"] = bench_ntk_impls(models=models, ms=ms, ns=ns, d=d, k=k, impls=impls, repeats=repeats,
                                  chunk_size=chunk_size, memory_budget=memory_budget, max_seconds=max_seconds,

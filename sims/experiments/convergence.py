@@ -43,27 +43,26 @@ import numpy as np
 
 import theory as T
 from sims.core.experiment import Experiment, VerdictRow, register
-from theory.kernels.prefix import readout
+from sims.core.verdicts import slope_row, threshold_m
+from sims.experiments.common import check_fields, option as _f, sphere_inputs
+from theory.kernels import prefix
 from theory.scaling.sharding import constrain_rows, row_reducers
 from theory.scaling.streaming import DEFAULT_CHUNK, LANES
-from sims.core.verdicts import slope_row, threshold_m
 from theory.stats import mean_ci
 
-MODELS = ("exp-sign", "softmax-sign", "prefix")
-
-
-def _f(default, help, **extra):
-    return dataclasses.field(default=default, metadata={"help": help, **extra})
+#: The model trained by default: tied prefix attention, whose structured NTK is
+#: :func:`theory.kernels.prefix.ntk_rule` (the other registered models are CLI choices).
+DEFAULT_MODEL = prefix.MODEL
 
 
 @dataclasses.dataclass(frozen=True)
 class ConvergenceConfig:
-    model: str = _f("prefix", "Stylized model.", choices=MODELS)
+    model: str = _f(DEFAULT_MODEL.name, "Stylized model.", choices=tuple(T.model_names()))
     m: tuple[int, ...] = _f((100_000,), "Prefix length(s); one value runs the ladder below it.")
     ladder: int = _f(4, "With one m, also run m/4, m/16, ... (this many values) so rates can be fitted.")
     n: int = _f(8, "Training inputs.")
     d: int = _f(16, "Feature dimension.")
-    k: int = _f(1, "Output dimension (1 for exp-sign).")
+    k: int = _f(1, "Output dimension (models that fix it, exp-sign: 1).")
     sigma: float = _f(1.0, "Prefix initialisation scale.")
     input_norm: float = _f(1.0, "Norm of each input u = W x.")
     eta: float = _f(0.0, "Learning rate; 0 means 1/||H*||_2.")
@@ -75,19 +74,14 @@ class ConvergenceConfig:
     control_lr: float = _f(0.01, "Mean-field step as a fraction of the matched step m*eta (>= 0.03 diverges).")
 
     def __post_init__(self):
-        if self.model == "exp-sign" and self.k != 1:
-            raise ValueError("k must be 1 for exp-sign")
+        fixed_k = T.get_model(self.model).fixed_k
+        if fixed_k is not None and self.k != fixed_k:
+            raise ValueError(f"k must be {fixed_k} for {self.model}")
         if self.steps % self.log_every:
             raise ValueError(f"steps ({self.steps}) must be a multiple of log_every ({self.log_every})")
-        for name in ("sigma", "input_norm"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        check_fields(self, positive=("sigma", "input_norm"), nonnegative=("eta",), seeds=("data_seed",))
         if not 0 < self.control_lr <= 1:
             raise ValueError(f"control_lr must lie in (0, 1], got {self.control_lr}")
-        if self.eta < 0:
-            raise ValueError(f"eta must be >= 0, got {self.eta}")
-        if self.data_seed < 0:
-            raise ValueError(f"data_seed must be >= 0, got {self.data_seed}")
 
     def grid(self) -> list[int]:
         if len(self.m) > 1:
@@ -109,10 +103,9 @@ def problem(cell):
     dtype = jnp.dtype(cell.get("dtype", "float64"))
     n, d, k = cell["n"], cell["d"], cell["k"]
     kU, ky, kV = jax.random.split(jax.random.key(cell["data_seed"]), 3)
-    g = jax.random.normal(kU, (n, d), dtype)
-    U = cell["input_norm"] * g / jnp.linalg.norm(g, axis=1, keepdims=True)
+    U = sphere_inputs(key=kU, n=n, d=d, radius=cell["input_norm"], dtype=dtype)
     y = jax.random.normal(ky, (n, k), dtype)
-    V = readout(key=kV, d=d, k=k, dtype=dtype)
+    V = prefix.readout(key=kV, d=d, k=k, dtype=dtype)
     H_star = T.limit_kernel(cell["model"], U, sigma=cell["sigma"], frozen={"V": V, "a": jnp.zeros((k, 1), dtype)})
     K = np.asarray(T.kernel_matrix(H_star), np.float64)
     ev = np.linalg.eigvalsh((K + K.T) / 2)
@@ -124,8 +117,9 @@ def problem(cell):
 def _train(keys, U, y, V, eta, sigma, *, model, m, d, k, steps, log_every, parametrization, mesh=None):
     """Gradient descent for each key (vmapped).  With a ``mesh`` the prefix rows are drawn on, and
     stay split over, its devices: XLA partitions the forward pass and gradient, the kernels use
-    the row-sharded reductions; the numbers are those of ``mesh=None`` up to summation order."""
-    model = T.get_model(model)
+    the row-sharded reductions; the numbers are those of ``mesh=None`` up to summation order.
+    ``model`` is the :class:`theory.StylizedModel` itself (a static argument), by default
+    :data:`DEFAULT_MODEL`, whose ``ntk_rule`` is the kernel measured below."""
     red = row_reducers(mesh, DEFAULT_CHUNK)
 
     def one(key):
@@ -172,13 +166,14 @@ def run_batch(cells_, *, keys, mesh=None):
     eta_run = c["control_lr"] * eta * m if c["parametrization"] == "mean-field" else eta
     # Mean-field kernels are H/m; compare them on the NTK scale.
     kscale = float(m) if c["parametrization"] == "mean-field" else 1.0
-    out = _train(keys, U, y, V, jnp.asarray(eta_run, U.dtype), jnp.asarray(c["sigma"], U.dtype), model=c["model"],
+    model = T.get_model(c["model"])
+    out = _train(keys, U, y, V, jnp.asarray(eta_run, U.dtype), jnp.asarray(c["sigma"], U.dtype), model=model,
                  m=m, d=c["d"], k=c["k"], steps=c["steps"], log_every=c["log_every"],
                  parametrization=c["parametrization"], mesh=mesh)
     out = jax.tree_util.tree_map(np.asarray, out)
     t = np.arange(c["steps"] + 1)
-    # The exact exp-sign constant depends on the inputs only: one value for the whole batch.
-    C_exact = np.asarray(T.exp_sign_fluctuation(U, sigma=c["sigma"])) if c["model"] == "exp-sign" else None
+    # A model's exact constant E m||H(0) - H*||^2 (exp-sign) depends on the inputs only: one per batch.
+    C_exact = None if model.fluctuation is None else np.asarray(model.fluctuation(U, sigma=c["sigma"]))
     results = []
     for b in range(len(cells_)):
         F = out["F"][b]
@@ -237,8 +232,9 @@ def verdict(cfg: ConvergenceConfig, results) -> list[VerdictRow]:
     if not ms:
         return rows
     lam = float(by_m[ms[0]][0]["lambda_star"])
+    exact = T.get_model(cfg.model).fluctuation is not None  # the model has an exact constant C
     rows.append(slope_row("1. ||H(0) - H*|| ~ m^-1/2", ms, [[float(a["H0_err"]) for a in by_m[m]] for m in ms]))
-    if cfg.model == "exp-sign":
+    if exact:
         C = float(by_m[ms[0]][0]["C_exact"])
         samples = [m * float(a["H0_err"]) ** 2 for m in ms for a in by_m[m]]
         mean, lo, hi = mean_ci(samples, level=0.99)
@@ -247,7 +243,7 @@ def verdict(cfg: ConvergenceConfig, results) -> list[VerdictRow]:
     ok2 = {m: all(float(a["lambda_min_H0"]) >= lam / 2 for a in by_m[m]) for m in ms}
     thr2 = threshold_m(ms, ok2)
     pred2 = "holds at the largest m"
-    if cfg.model == "exp-sign":
+    if exact:
         pred2 += f"; Chebyshev (||H-H*|| <= lambda/4, delta=0.1): m >= {T.chebyshev_width(C, t=lam / 4, delta=0.1):.3g}"
     worst = min(float(a["lambda_min_H0"]) for a in by_m[ms[-1]])
     rows.append(VerdictRow("2. lambda_min(H(0)) >= lambda/2", pred2,

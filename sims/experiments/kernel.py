@@ -3,7 +3,7 @@
 
 Per cell (model, m, seed): the structured empirical NTK at a fresh initialisation, its
 Frobenius distance to H*, and its smallest eigenvalue.  For ``exp-sign`` the predicted error is
-``sqrt(C/m)`` with C exact (:func:`theory.exp_sign_fluctuation`), and
+``sqrt(C/m)`` with C exact (its ``StylizedModel.fluctuation``, :func:`theory.exp_sign_fluctuation`), and
 ``E m ||H(0) - H*||_F^2 = C`` is tested against a t-interval over all cells.  A deliberately
 wrong limit (H* with its exponent doubled) is measured on the same draws as a negative control:
 its error must stop decaying (slope CI excludes -1/2).
@@ -20,21 +20,17 @@ import numpy as np
 import theory as T
 from sims.core.experiment import Experiment, VerdictRow, register
 from sims.core.verdicts import slope_row
-from theory.kernels.prefix import readout as prefix_readout
+from sims.experiments.common import check_choices, check_fields, option as _f, sphere_inputs
+from theory.kernels import prefix
 from theory.scaling.sharding import sharded_structured_ntk
-from theory.stats import mean_ci
 from theory.scaling.streaming import DEFAULT_CHUNK, LANES
-
-MODELS = ("exp-sign", "softmax-sign", "prefix")
-
-
-def _f(default, help, **extra):
-    return dataclasses.field(default=default, metadata={"help": help, **extra})
+from theory.stats import mean_ci
 
 
 @dataclasses.dataclass(frozen=True)
 class KernelConfig:
-    model: tuple[str, ...] = _f(MODELS, "Models to measure.", choices=MODELS)
+    model: tuple[str, ...] = _f(tuple(T.model_names()), "Models to measure (default: every registered model).",
+                                choices=tuple(T.model_names()))
     m: tuple[int, ...] = _f((1_000, 4_000, 16_000, 64_000), "Prefix lengths.")
     n: int = _f(8, "Inputs.")
     d: int = _f(16, "Feature dimension.")
@@ -45,25 +41,20 @@ class KernelConfig:
     data_seed: int = _f(0, "Seed of inputs and readout.")
 
     def __post_init__(self):
-        for name in ("sigma", "input_norm"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        bad = [mm for mm in self.model if mm not in MODELS]
-        if bad:
-            raise ValueError(f"model must be among {MODELS}, got {bad}")
+        check_fields(self, positive=("sigma", "input_norm"))
+        check_choices("model", self.model, T.model_names())
 
 
 def cells(cfg: KernelConfig) -> list[dict]:
-    return [{"model": mod, "m": int(m), "n": cfg.n, "d": cfg.d, "k": 1 if mod == "exp-sign" else cfg.k,
+    return [{"model": mod, "m": int(m), "n": cfg.n, "d": cfg.d, "k": T.get_model(mod).fixed_k or cfg.k,
              "sigma": cfg.sigma, "input_norm": cfg.input_norm, "data_seed": cfg.data_seed, "seed": s}
             for mod in cfg.model for m in sorted(set(cfg.m)) for s in range(cfg.seeds)]
 
 
 def _data(cell, dtype):
     kU, kV = jax.random.split(jax.random.key(cell["data_seed"]))
-    g = jax.random.normal(kU, (cell["n"], cell["d"]), dtype)
-    U = cell["input_norm"] * g / jnp.linalg.norm(g, axis=1, keepdims=True)
-    V = prefix_readout(key=kV, d=cell["d"], k=cell["k"], dtype=dtype)
+    U = sphere_inputs(key=kU, n=cell["n"], d=cell["d"], radius=cell["input_norm"], dtype=dtype)
+    V = prefix.readout(key=kV, d=cell["d"], k=cell["k"], dtype=dtype)
     return U, V
 
 
@@ -91,8 +82,9 @@ def run(cell, *, key, mesh=None):
         "lambda_star": np.asarray(T.lambda_min(H_star).value),
         "H_star_norm": np.asarray(jnp.linalg.norm(H_star)),
     }
-    if name == "exp-sign":
-        out["C_exact"] = np.asarray(T.exp_sign_fluctuation(U, sigma=cell["sigma"]))
+    fluctuation = T.get_model(name).fluctuation  # the exact E m||H(0) - H*||^2, where known (exp-sign)
+    if fluctuation is not None:
+        out["C_exact"] = np.asarray(fluctuation(U, sigma=cell["sigma"]))
     return out
 
 
@@ -116,10 +108,10 @@ def verdict(cfg: KernelConfig, results) -> list[VerdictRow]:
         top = [float(a["lambda_min_H0"]) for c, a in res if c["m"] == ms[-1]]
         rows.append(VerdictRow(f"{name}: lambda_min(H(0)) >= lambda/2 at m = {ms[-1]}", f">= {lam / 2:.4g}",
                                f"min {min(top):.4g}", min(top) >= lam / 2))
-        if name == "exp-sign":
+        if T.get_model(name).fluctuation is not None:
             C = float(res[0][1]["C_exact"])
             mean, lo, hi = mean_ci([c["m"] * float(a["err"]) ** 2 for c, a in res], level=0.99)
-            rows.append(VerdictRow("exp-sign: E m||H(0) - H*||_F^2 = C (exact)", f"{C:.4g}",
+            rows.append(VerdictRow(f"{name}: E m||H(0) - H*||_F^2 = C (exact)", f"{C:.4g}",
                                    f"{mean:.4g} [{lo:.4g}, {hi:.4g}]", lo <= C <= hi))
     return rows
 

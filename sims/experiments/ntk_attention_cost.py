@@ -27,17 +27,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from sims.core.experiment import Experiment, VerdictRow, register
+from sims.experiments.common import option as _f
 from theory.ntk_attn.feature_maps import feature_dim
-from theory.ntk_attn.ntk_attention import _forward_jit, _summary, default_chunk, ntk_attention, prefix_summary
+from theory.ntk_attn.ntk_attention import forward_unchecked_jit, summary_unchecked, default_chunk, ntk_attention, prefix_summary
 from theory.ntk_attn.bounds import break_even_length, flop_counts, ntk_parameter_count, prefix_parameter_count
 from theory.prefix_attention import prefix_attention_jit, prefix_attention
 from theory.scaling.streaming import LANES
 
 FEATURES = ("taylor", "elu")
-
-
-def _f(default, help, **extra):
-    return dataclasses.field(default=default, metadata={"help": help, **extra})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,11 +93,11 @@ def run(cell, *, key):
     prefix_attention(X, P, W_Q, W_K, W_V, chunk_size=chunk)
     ntk_attention(X, S, W_Q, W_K, W_V, feature=feature, g=g)
     sum_chunk = default_chunk(r)
-    t_summary_first, t_summary = _time(lambda: _summary(P, W_K, W_V, feature, g, sum_chunk), reps)
+    t_summary_first, t_summary = _time(lambda: summary_unchecked(P, W_K, W_V, feature, g, sum_chunk), reps)
     t_prefix_first, t_prefix = _time(lambda: prefix_attention_jit(X, P, W_Q, W_K, W_V, False, chunk), reps)
     project = jax.jit(lambda P, W_K, W_V: (P @ W_K, P @ W_V))
     _, t_project = _time(lambda: project(P, W_K, W_V), reps)
-    t_ntk_first, t_ntk = _time(lambda: _forward_jit(X, S, W_Q, W_K, W_V, feature, g, False, False), reps)
+    t_ntk_first, t_ntk = _time(lambda: forward_unchecked_jit(X, S, W_Q, W_K, W_V, feature, g, False, False), reps)
     flops = flop_counts(L, m, d, d, r)
     item = jnp.dtype(dtype).itemsize
     return {
@@ -112,7 +109,7 @@ def run(cell, *, key):
         "state_bytes_ntk": np.asarray(float(ntk_parameter_count(r, d) * item)),
         "xla_bytes_prefix": np.asarray(_xla_bytes(prefix_attention_jit, X, P, W_Q, W_K, W_V, causal=False,
                                                   chunk_size=chunk)),
-        "xla_bytes_ntk": np.asarray(_xla_bytes(_forward_jit, X, S, W_Q, W_K, W_V, feature=feature, g=g,
+        "xla_bytes_ntk": np.asarray(_xla_bytes(forward_unchecked_jit, X, S, W_Q, W_K, W_V, feature=feature, g=g,
                                                causal=False, abs_k=False)),
         "flops_prefix": np.asarray(float(flops["prefix"])), "flops_ntk": np.asarray(float(flops["ntk"])),
         "r": np.asarray(r),

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sims.core.experiment import Experiment, VerdictRow, register
+from sims.experiments.common import check_choices, check_fields, option as _f
 from theory.ntk_attn.feature_maps import taylor_dim
 from theory.ntk_attn.ntk_attention import Summary, ntk_attention, prefix_summary
 from theory.ntk_attn.bounds import (
@@ -47,10 +48,6 @@ from theory.scaling.streaming import DEFAULT_CHUNK, LANES
 PATTERNS = ("random", "adversarial")
 
 
-def _f(default, help, **extra):
-    return dataclasses.field(default=default, metadata={"help": help, **extra})
-
-
 @dataclasses.dataclass(frozen=True)
 class NTKAttentionErrorConfig:
     m: tuple[int, ...] = _f((16, 256, 4096, 65536), "Prefix lengths.")
@@ -64,13 +61,10 @@ class NTKAttentionErrorConfig:
     seeds: int = _f(3, "Draws per (m, beta, pattern).")
 
     def __post_init__(self):
-        if not self.c > 0:
-            raise ValueError(f"c must be > 0, got {self.c}")
+        check_fields(self, positive=("c",))
         if self.d < 3:
             raise ValueError(f"d must be >= 3, got {self.d}")
-        bad = [p for p in self.pattern if p not in PATTERNS]
-        if bad:
-            raise ValueError(f"pattern must be among {PATTERNS}, got {bad}")
+        check_choices("pattern", self.pattern, PATTERNS)
 
 
 def cells(cfg: NTKAttentionErrorConfig) -> list[dict]:

@@ -45,16 +45,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from sims.core.experiment import Experiment, VerdictRow, register
-from theory.ntk_attn.feature_maps import _features, feature_dim
+from sims.experiments.common import check_choices, check_fields, option as _f
+from theory.ntk_attn.feature_maps import features_unchecked, feature_dim
 from theory.ntk_attn.ntk_attention import prefix_summary
 from theory.ntk_attn.bounds import prefix_logit_max
 from theory.ntk_attn.train import init_summary_params, params_from_summary, train_summary, validation_mse
 
 FEATURES = ("elu", "taylor")
-
-
-def _f(default, help, **extra):
-    return dataclasses.field(default=default, metadata={"help": help, **extra})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,15 +74,8 @@ class NTKAttentionTrainConfig:
     seeds: int = _f(1, "Draws per (m, feature).")
 
     def __post_init__(self):
-        for name in ("lr", "weight_scale", "scale"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("init_std", "init_std_taylor"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        bad = [f for f in self.feature if f not in FEATURES]
-        if bad:
-            raise ValueError(f"feature must be among {FEATURES}, got {bad}")
+        check_fields(self, positive=("lr", "weight_scale", "scale"), nonnegative=("init_std", "init_std_taylor"))
+        check_choices("feature", self.feature, FEATURES)
 
 
 def cells(cfg: NTKAttentionTrainConfig) -> list[dict]:
@@ -113,7 +103,7 @@ def public_objective(X, P, W_Q, W_K, W_V, Z, k):
     A = Q @ K.T / math.sqrt(d)
     mx = jnp.max(A, axis=1, keepdims=True)
     A = jnp.exp(A - mx)
-    phi_q = _features(Q, "elu", None)
+    phi_q = features_unchecked(Q, "elu", None)
     D = A.sum(1, keepdims=True) + (phi_q @ jnp.abs(k))[:, None] / jnp.exp(mx)
     pred = (A @ V + (phi_q @ Z) / jnp.exp(mx)) / D
     return jnp.mean((pred - target) ** 2)

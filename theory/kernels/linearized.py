@@ -18,9 +18,19 @@ __all__ = ["kernel_regression_residuals", "loss_bound", "default_learning_rate"]
 
 
 def kernel_regression_residuals(H, r0, *, eta: float, steps):
-    """Residuals ``(I - eta H)^t r0`` for each t in ``steps``; returns (len(steps), n, k).
+    """Residuals ``(I - eta H)^t r0`` for each t in ``steps``.
 
-    ``H`` is a kernel ``(n, n, k, k)`` (or an ``(n k, n k)`` matrix); ``r0`` is (n, k).
+    Args:
+        H: a kernel (n, n, k, k) or an (n k, n k) matrix.
+        r0: initial residuals (n, k).
+        eta: learning rate, > 0.
+        steps: 1-D list of non-negative integers t.
+
+    Returns:
+        Residuals of shape (len(steps), n, k).
+
+    Raises:
+        InputError: eta <= 0, shapes that do not match, or bad steps.
     """
     eta = _v.check_positive("eta", eta)
     H = jnp.asarray(H)
@@ -39,12 +49,26 @@ def kernel_regression_residuals(H, r0, *, eta: float, steps):
 
 
 def loss_bound(loss0, *, eta: float, lam: float, steps):
-    """Claim 3: ``(1 - eta lam / 2)^t L(0)`` for each t in ``steps``."""
+    """Claim 3: ``(1 - eta lam / 2)^t L(0)`` for each t in ``steps``.
+
+    Args:
+        loss0: the loss at t = 0; eta: learning rate; lam: ``lambda_min(H*)``; steps: (q,) steps.
+
+    Returns:
+        A NumPy array of shape (q,).
+    """
     return float(loss0) * (1 - eta * lam / 2) ** np.asarray(steps, float)
 
 
 def default_learning_rate(H_star, *, fraction: float = 0.5) -> float:
-    """``eta = fraction / ||H*||_2`` (spec 2.1: a constant step of order 1/||H*||_2)."""
+    """``eta = fraction / ||H*||_2`` (spec 2.1: a constant step of order 1/||H*||_2).
+
+    Args:
+        H_star: a kernel (n, n, k, k) or an (n k, n k) matrix; fraction: the multiple of 1/||H*||_2.
+
+    Returns:
+        The learning rate, a float.
+    """
     H = jnp.asarray(H_star)
     K = kernel_matrix(H) if H.ndim == 4 else H
     return float(fraction / jnp.linalg.eigvalsh((K + K.T) / 2)[-1])

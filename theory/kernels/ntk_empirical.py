@@ -30,6 +30,7 @@ from theory.scaling.streaming import DEFAULT_CHUNK, row_chunk_max
 __all__ = [
     "autodiff_ntk",
     "autodiff_model_ntk",
+    "autodiff_forward_ntk",
     "structured_ntk",
     "empirical_ntk",
     "model_outputs",
@@ -47,7 +48,18 @@ DEFAULT_MEMORY_BUDGET = 4 * 2**30  # bytes of Jacobian the autodiff reference ma
 
 
 def check_model_shapes(P, U1, U2=None):
-    """``(P, U1, U2)`` as arrays of P's float dtype, with P (m, d) and U (n, d); ``U2`` may stay None."""
+    """Shapes and dtype of a model's arguments, as arrays of P's float dtype.
+
+    Args:
+        P: the prefix, (m, d), of a float dtype.
+        U1, U2: inputs (n1, d) and (n2, d); ``U2`` may be None.
+
+    Returns:
+        ``(P, U1, U2)`` as JAX arrays (``U2`` stays None if it was).
+
+    Raises:
+        InputError: P is not a float matrix, or U1 / U2 do not have d columns.
+    """
     P = jnp.asarray(P)
     _v.check_matrix("P", P)
     if not jnp.issubdtype(P.dtype, jnp.floating):
@@ -62,7 +74,20 @@ def check_model_shapes(P, U1, U2=None):
 
 
 def validate_model_inputs(model, P, frozen, U1, U2=None, *, chunk_size=DEFAULT_CHUNK):
-    """Check shapes, finiteness and logit overflow; return ``(model, P, frozen, U1, U2)`` as arrays."""
+    """Check a model's arguments before any work: shapes, finiteness and logit overflow.
+
+    Args:
+        model: a registered name or a :class:`theory.StylizedModel`.
+        P: prefix (m, d); frozen: its frozen arrays; U1, U2: inputs (n1, d), (n2, d) or None.
+        chunk_size: rows per chunk of the streamed max-logit check (an integer >= 1).
+
+    Returns:
+        ``(model, P, frozen, U1, U2)`` with arrays, and ``U2 = U1`` when it was None.
+
+    Raises:
+        InputError: an unknown model, bad shapes, NaN or inf anywhere, a bad chunk size.
+        LogitOverflowError: ``exp(model.logit_multiple * max <p_r, u>)`` overflows P's dtype.
+    """
     model = get_model(model)
     P, U1, U2 = check_model_shapes(P, U1, U2)
     U2 = U1 if U2 is None else U2
@@ -92,7 +117,18 @@ def _outputs(forward, P, frozen, U):
 
 
 def model_outputs(model, P, frozen, U):
-    """Model outputs for a batch of inputs ``U`` (n, d); returns (n, k)."""
+    """Model outputs for a batch of inputs.
+
+    Args:
+        model: a registered name or a :class:`theory.StylizedModel`.
+        P: prefix (m, d); frozen: its frozen arrays; U: inputs (n, d).
+
+    Returns:
+        ``F`` of shape (n, k).
+
+    Raises:
+        InputError, LogitOverflowError: as :func:`validate_model_inputs`.
+    """
     model, P, frozen, U, _ = validate_model_inputs(model, P, frozen, U)
     return _outputs(model.forward, P, frozen, U)
 
@@ -117,16 +153,33 @@ def _autodiff(f, params, U1, U2):
 
 
 def autodiff_ntk_bytes(n1: int, n2: int, k: int, n_params: int, itemsize: int) -> int:
-    """Bytes of the two Jacobians the autodiff NTK materialises."""
+    """Bytes of the two Jacobians the autodiff NTK materialises.
+
+    Args:
+        n1, n2: numbers of inputs (``n2 = 0`` when the kernel is of U1 with itself).
+        k: output dimension; n_params: parameters differentiated; itemsize: bytes per number.
+
+    Returns:
+        ``(n1 + n2) k n_params itemsize``.
+    """
     return (n1 + n2) * k * n_params * itemsize
 
 
 def autodiff_ntk(f, params, U1, U2=None, *, memory_budget: int = DEFAULT_MEMORY_BUDGET):
     """Reference empirical NTK of any ``f(params, u) -> (k,)`` over inputs ``U1``, ``U2``.
 
-    Returns the full kernel ``(n1, n2, k, k)`` with ``[i, j, l, l'] = <dF_l(u_i), dF_l'(u_j)>``
-    summed over every parameter leaf (nothing traced).  Raises ``MemoryError`` before any work
-    if the Jacobians would exceed ``memory_budget`` bytes.
+    Args:
+        f: ``(params, u) -> (k,)``; params: any pytree of arrays.
+        U1, U2: inputs (n1, d) and (n2, d); ``U2=None`` means ``U2 = U1``.
+        memory_budget: bytes of Jacobian allowed.
+
+    Returns:
+        The full kernel ``(n1, n2, k, k)`` with ``[i, j, l, l'] = <dF_l(u_i), dF_l'(u_j)>``
+        summed over every parameter leaf (nothing traced).
+
+    Raises:
+        InputError: ``f`` does not return a 1-D output.
+        MemoryError: before any work, if the Jacobians would exceed ``memory_budget`` bytes.
     """
     U1 = jnp.asarray(U1)
     same = U2 is None
@@ -148,14 +201,37 @@ def autodiff_ntk(f, params, U1, U2=None, *, memory_budget: int = DEFAULT_MEMORY_
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _autodiff_model(forward, P, frozen, U1, U2):
+def autodiff_forward_ntk(forward, P, frozen, U1, U2):
+    """The autodiff NTK of ``forward`` with respect to P, unvalidated and jitted (benchmarks use it).
+
+    Args:
+        forward: ``(P, frozen, u) -> (k,)``, a static argument (one compilation per function).
+        P: the prefix (m, d); frozen: dict of frozen arrays.
+        U1, U2: inputs (n1, d) and (n2, d); ``U2=None`` means ``U2 = U1`` (one Jacobian).
+
+    Returns:
+        ``H`` of shape (n1, n2, k, k), the contraction of the two Jacobians (n, k, m, d).
+    """
     jac = jax.vmap(jax.jacrev(forward), in_axes=(None, None, 0))
     J1 = jac(P, frozen, U1)
     return _contract(J1, J1 if U2 is None else jac(P, frozen, U2))
 
 
 def autodiff_model_ntk(model, P, frozen, U1, U2=None, *, memory_budget: int = DEFAULT_MEMORY_BUDGET):
-    """:func:`autodiff_ntk` of a registered model with respect to its prefix ``P`` only."""
+    """:func:`autodiff_ntk` of a registered model with respect to its prefix ``P`` only.
+
+    Args:
+        model: a registered name or a :class:`theory.StylizedModel`.
+        P: prefix (m, d); frozen: its frozen arrays (held fixed); U1, U2: inputs (n1, d), (n2, d).
+        memory_budget: bytes of Jacobian allowed.
+
+    Returns:
+        ``H`` of shape (n1, n2, k, k).
+
+    Raises:
+        InputError, LogitOverflowError: as :func:`validate_model_inputs`.
+        MemoryError: the Jacobians (n, k, m d) would exceed ``memory_budget``.
+    """
     same = U2 is None
     model, P, frozen, U1, U2 = validate_model_inputs(model, P, frozen, U1, U2)
     k = jax.eval_shape(model.forward, P, frozen, U1[0]).shape[0]
@@ -166,14 +242,28 @@ def autodiff_model_ntk(model, P, frozen, U1, U2=None, *, memory_budget: int = DE
             f"(n1={U1.shape[0]}, n2={U2.shape[0]}, k={k}, m*d={P.size}), over the budget of "
             f"{memory_budget / 2**30:.2f} GiB: use method='structured' or raise memory_budget"
         )
-    return _autodiff_model(model.forward, P, frozen, U1, None if same else U2)
+    return autodiff_forward_ntk(model.forward, P, frozen, U1, None if same else U2)
 
 
 # --------------------------------------------------------------------------- structured
 
 
 def structured_ntk(model, P, frozen, U1, U2=None, *, chunk_size: int = DEFAULT_CHUNK):
-    """The model's closed-form NTK, streamed over prefix rows in chunks of ``chunk_size``."""
+    """The model's closed-form NTK, streamed over prefix rows in chunks of ``chunk_size``.
+
+    Args:
+        model: a registered name or a :class:`theory.StylizedModel`.
+        P: prefix (m, d); frozen: its frozen arrays; U1, U2: inputs (n1, d), (n2, d) or None
+            (``U2 = U1``: one pass instead of two).
+        chunk_size: rows per chunk (memory is independent of m).
+
+    Returns:
+        ``H`` of shape (n1, n2, k, k).
+
+    Raises:
+        InputError, LogitOverflowError: as :func:`validate_model_inputs`, or the model has no
+            structured NTK.
+    """
     same = U2 is None
     model, P, frozen, U1, U2 = validate_model_inputs(model, P, frozen, U1, U2, chunk_size=chunk_size)
     if model.structured_ntk is None:
@@ -183,7 +273,20 @@ def structured_ntk(model, P, frozen, U1, U2=None, *, chunk_size: int = DEFAULT_C
 
 def empirical_ntk(model, P, frozen, U1, U2=None, *, method: str = "structured", chunk_size: int = DEFAULT_CHUNK,
                   memory_budget: int = DEFAULT_MEMORY_BUDGET):
-    """Empirical NTK ``(n1, n2, k, k)`` by ``method`` = ``"structured"`` or ``"autodiff"``."""
+    """Empirical NTK by ``method``: :func:`structured_ntk` or :func:`autodiff_model_ntk`.
+
+    Args:
+        model, P, frozen, U1, U2: as :func:`structured_ntk`.
+        method: ``"structured"`` or ``"autodiff"``.
+        chunk_size, memory_budget: passed to the method that uses them.
+
+    Returns:
+        ``H`` of shape (n1, n2, k, k).
+
+    Raises:
+        InputError: an unknown method, or as the method raises.
+        MemoryError: the autodiff Jacobians exceed ``memory_budget``.
+    """
     if method == "structured":
         return structured_ntk(model, P, frozen, U1, U2, chunk_size=chunk_size)
     if method == "autodiff":
@@ -195,7 +298,14 @@ def empirical_ntk(model, P, frozen, U1, U2=None, *, method: str = "structured", 
 
 
 def kernel_matrix(H):
-    """Flatten a ``(n1, n2, k, k)`` kernel to ``(n1 k, n2 k)``, row index ``i * k + l``."""
+    """Flatten a kernel to a matrix.
+
+    Args:
+        H: kernel of shape (n1, n2, k, k).
+
+    Returns:
+        ``K`` of shape (n1 k, n2 k), row index ``i * k + l``, column index ``j * k + l'``.
+    """
     n1, n2, k1, k2 = H.shape
     return jnp.transpose(H, (0, 2, 1, 3)).reshape(n1 * k1, n2 * k2)
 
@@ -209,7 +319,18 @@ class LambdaMin(NamedTuple):
 
 
 def lambda_min(H, *, jitter: float = 0.0) -> LambdaMin:
-    """``lambda_min`` of ``(K + K^T)/2 + jitter I`` for a kernel ``(n, n, k, k)`` or a square matrix."""
+    """``lambda_min`` of ``(K + K^T)/2 + jitter I``.
+
+    Args:
+        H: a kernel (n, n, k, k) or a square matrix (n k, n k).
+        jitter: added to the diagonal, >= 0.
+
+    Returns:
+        :class:`LambdaMin` with the value, the relative asymmetry removed and the jitter.
+
+    Raises:
+        InputError: H is not square, not finite, or jitter < 0.
+    """
     K = jnp.asarray(H)
     if K.ndim == 4:
         K = kernel_matrix(K)

@@ -7,7 +7,8 @@ finite-m fluctuation of ``exp-sign`` (spec sections 2 and 2.1, claim 1).
   prefix length m, with its per-entry standard error.  It needs only the model's ``init`` and
   ``forward`` (through the autodiff NTK) so it works for any registered model; it holds the
   m-independent frozen arrays (the readout V) fixed, because H* is conditional on them.
-- :func:`exp_sign_fluctuation`: ``C = m E||H(0) - H*||_F^2`` for ``exp-sign``, exact at every m.
+- :func:`exp_sign_fluctuation` (defined in :mod:`theory.kernels.exp_sign`, re-exported here):
+  ``C = m E||H(0) - H*||_F^2`` for ``exp-sign``, exact at every m.
 - :func:`chebyshev_width`: the m above which ``||H(0) - H*||_F <= t`` with probability
   ``1 - delta`` by Chebyshev, given that constant.
 """
@@ -21,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from theory import validation as _v
+from theory.kernels.exp_sign import exp_sign_fluctuation  # noqa: F401  (re-exported; defined with its model)
 from theory.kernels.models import get_model
 from theory.kernels.ntk_empirical import autodiff_ntk_bytes, DEFAULT_MEMORY_BUDGET, validate_model_inputs
 from theory.scaling.streaming import DEFAULT_CHUNK
@@ -29,10 +31,21 @@ __all__ = ["limit_kernel", "monte_carlo_kernel", "MonteCarloKernel", "exp_sign_f
 
 
 def limit_kernel(model, U1, U2=None, *, sigma: float, frozen=None):
-    """Closed-form H* ``(n1, n2, k, k)`` of ``model`` at prefix scale ``sigma``.
+    """Closed-form H* of ``model`` at prefix scale ``sigma``.
 
-    ``frozen`` supplies the m-independent frozen arrays the limit depends on (``"V"`` for the
-    ``prefix`` model, ``"a"`` (only its row count k) for ``softmax-sign``).
+    Args:
+        model: a registered name or a :class:`theory.StylizedModel` with a ``limit_kernel``.
+        U1, U2: inputs (n1, d) and (n2, d); ``U2=None`` means ``U2 = U1``.
+        sigma: prefix initialisation scale, > 0.
+        frozen: the m-independent frozen arrays the limit depends on (``"V"`` for the
+            ``prefix`` model, ``"a"`` (only its row count k) for ``softmax-sign``).
+
+    Returns:
+        ``H*`` of shape (n1, n2, k, k).
+
+    Raises:
+        InputError: no closed form, sigma <= 0, bad or non-finite inputs.
+        LogitOverflowError: the exponent of H* overflows the dtype (exp-sign).
     """
     model = get_model(model)
     if model.limit_kernel is None:
@@ -52,6 +65,8 @@ def limit_kernel(model, U1, U2=None, *, sigma: float, frozen=None):
 
 
 class MonteCarloKernel(NamedTuple):
+    """The result of :func:`monte_carlo_kernel`."""
+
     mean: jax.Array  # (n, n, k, k) average of the empirical NTK over draws
     stderr: jax.Array  # (n, n, k, k) standard error of that average
     n_samples: int
@@ -82,9 +97,22 @@ def monte_carlo_kernel(model, U, *, key, m, sigma: float, k: int = 1, n_samples:
                        memory_budget: int = DEFAULT_MEMORY_BUDGET) -> MonteCarloKernel:
     """Average the empirical NTK at prefix length ``m`` over ``n_samples`` independent draws.
 
-    ``fixed`` overrides entries of the drawn ``frozen`` dict in every draw (e.g. ``{"V": V}``
-    for the prefix model, so the estimate targets H* for that V).  ``method`` defaults to the
-    structured NTK when the model has one, else autodiff.
+    Args:
+        model: a registered name or a :class:`theory.StylizedModel`.
+        U: inputs (n, d).
+        key: PRNG key of the draws; m: prefix length; sigma: initialisation scale; k: outputs.
+        n_samples: independent draws, >= 2.
+        fixed: overrides entries of the drawn ``frozen`` dict in every draw (e.g. ``{"V": V}``
+            for the prefix model, so the estimate targets H* for that V).
+        method: ``"structured"`` (default when the model has one) or ``"autodiff"``.
+        chunk_size, parametrization, memory_budget: as for the empirical NTK.
+
+    Returns:
+        :class:`MonteCarloKernel` with ``mean`` and ``stderr`` of shape (n, n, k, k).
+
+    Raises:
+        InputError: bad sizes, inputs or method, or a k the model does not allow.
+        MemoryError: the autodiff Jacobians of one draw exceed ``memory_budget``.
     """
     model = get_model(model)
     m = _v.check_count("m", m)
@@ -117,29 +145,20 @@ def monte_carlo_kernel(model, U, *, key, m, sigma: float, k: int = 1, n_samples:
     return MonteCarloKernel(mean, se, n_samples, m)
 
 
-def exp_sign_fluctuation(U, *, sigma: float):
-    """``C = m E ||H(0) - H*||_F^2`` for ``exp-sign`` (exact, every m).
-
-    Each entry H_ij is the mean of m i.i.d. terms ``c_ij exp(<p_r, s_ij>)`` (``c_ij = <u_i,u_j>``,
-    ``s_ij = u_i + u_j``) with variance ``c_ij^2 (E e^{2<p,s>} - (E e^{<p,s>})^2)
-    = c_ij^2 (exp(2 sigma^2 ||s||^2) - exp(sigma^2 ||s||^2))``; summing the variances gives C.
-    So ``sqrt(m) ||H(0) - H*||_F`` has second moment C at every m.
-    """
-    sigma = _v.check_positive("sigma", sigma)
-    U = jnp.asarray(U)
-    _v.check_matrix("U", U)
-    _v.check_finite("U", U)
-    c = U @ U.T
-    sq = jnp.sum(U**2, 1)[:, None] + jnp.sum(U**2, 1)[None, :] + 2 * c
-    _v.check_logits_fit("sigma and U", float(jnp.max(2 * sigma**2 * sq)), U.dtype)
-    return jnp.sum(c**2 * (jnp.exp(2 * sigma**2 * sq) - jnp.exp(sigma**2 * sq)))
-
-
 def chebyshev_width(C, *, t: float, delta: float) -> int:
     """Smallest m with ``P(||H(0) - H*||_F > t) <= delta`` by Chebyshev: ``m >= C / (delta t^2)``.
 
     With ``t = lambda/4`` this is the explicit width of spec 2.1 for ``exp-sign`` (spectral norm
     <= Frobenius norm, so it also bounds ``||H(0) - H*||_2``).
+
+    Args:
+        C: the constant ``m E||H(0) - H*||_F^2``; t: the tolerance, > 0; delta: in (0, 1).
+
+    Returns:
+        The smallest such m, an int.
+
+    Raises:
+        InputError: t <= 0 or delta outside (0, 1).
     """
     t = _v.check_positive("t", t)
     delta = _v.check_probability("delta", delta)

@@ -34,27 +34,43 @@ streamed over row chunks after one pass for the softmax statistics and Fbar: O(n
 operations against O(n^2 k^2 m d) for the Jacobian contraction.  Each chunk does the four sums
 as GEMMs of the operands S (c, n) and T (c, nk); for U2 = U1 it skips W1', the transpose of W1
 (3/4 of the work of one GEMM over the concatenation [S, T], and no concatenated copy).
+
+Sizes (read by the memory plan and the benchmarks from :data:`MODEL`): the Gram operands S and
+T have 1 + k columns per input (the largest per-chunk GEMM, T^T T, has k); a chunk holds about
+4 + 3k numbers per (row, input) (logits, S, P V^T and T); the frozen initial prefix P0 is d
+numbers per row; per row the kernel costs logits 4nd, values P V^T 4dk, the softmax 5n,
+averages and operand 5nk, and the three Gram blocks 2(n^2 + n nk + (nk)^2) flops.
 """
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 
-from theory.kernels.models import StylizedModel, output_scale, register
-from theory.scaling.streaming import Reducers, local_reducers
+from theory.kernels.models import StylizedModel, output_scale, register, single_device_ntk
+from theory.scaling.streaming import Reducers
 
 __all__ = ["MODEL", "readout"]
 
 
 def readout(*, key, d, k, dtype=jnp.float64):
-    """Frozen readout ``V = W_V^T`` with i.i.d. N(0, 1/d) entries, shape (k, d)."""
+    """Frozen readout ``V = W_V^T`` with i.i.d. N(0, 1/d) entries.
+
+    Args:
+        key: a JAX PRNG key; d, k: feature and output dimensions; dtype: float dtype.
+
+    Returns:
+        ``V`` of shape (k, d).
+    """
     return jax.random.normal(key, (k, d), dtype) / jnp.sqrt(jnp.asarray(d, dtype))
 
 
 def init(*, key, m, d, k=1, sigma=1.0, dtype=jnp.float64, parametrization="ntk"):
+    """Draw P (m, d) with rows i.i.d. N(0, sigma^2 I_d) and 
+    ``frozen = {"V": readout (k, d), "P0": P, "scale": m^1/2}``.
+
+    The arguments are those of :func:`theory.init_model`, which validates them and calls this.
+    """
     k_P, k_V = jax.random.split(key)
     P = sigma * jax.random.normal(k_P, (m, d), dtype)
     frozen = {
@@ -71,6 +87,7 @@ def _attend(P, V, u):
 
 
 def forward(P, frozen, u):
+    """Centred output ``F(P; x)`` (module docstring) for one input ``u`` (d,); returns shape (k,)."""
     return frozen["scale"] * (_attend(P, frozen["V"], u) - _attend(frozen["P0"], frozen["V"], u))
 
 
@@ -80,7 +97,17 @@ def _stats(P, V, U, red: Reducers):
 
 
 def ntk_rule(P, frozen, U1, U2, red: Reducers):
-    """The structured NTK with the row reductions done by ``red`` (``U2=None`` means ``U2 = U1``)."""
+    """The structured NTK with the row reductions done by ``red`` (the sums M0, W1, W1', W2 above).
+
+    Args:
+        P: prefix (m, d); frozen: from :func:`init` (``"V"`` (k, d) is the readout).
+        U1, U2: inputs (n1, d) and (n2, d); ``U2=None`` means ``U2 = U1`` (one softmax pass).
+        red: the row reductions (:func:`theory.scaling.streaming.local_reducers` or sharded ones).
+
+    Returns:
+        ``H`` of shape (n1, n2, k, k).
+        Unvalidated: :func:`theory.structured_ntk` checks the inputs.
+    """
     V = frozen["V"]
     same = U2 is None
     U2 = U1 if same else U2
@@ -116,19 +143,25 @@ def ntk_rule(P, frozen, U1, U2, red: Reducers):
 
 
 def outputs_rule(P, frozen, U, red: Reducers):
-    """Centred outputs (n, k) for a batch, streamed over rows by ``red``."""
+    """Centred outputs for a batch ``U`` (n, d), streamed over rows by ``red``; returns shape (n, k)."""
     V = frozen["V"]
     return frozen["scale"] * (_stats(P, V, U, red)[2] - _stats(frozen["P0"], V, U, red)[2])
 
 
-@functools.partial(jax.jit, static_argnames=("chunk_size",))
-def structured_ntk(P, frozen, U1, U2, chunk_size):
-    """``U2=None`` means ``U2 = U1`` (one softmax pass and one operand instead of two)."""
-    return ntk_rule(P, frozen, U1, U2, local_reducers(chunk_size))
+#: :func:`ntk_rule` streamed over row chunks on one device, jitted (``chunk_size`` static).
+structured_ntk = single_device_ntk(ntk_rule)
 
 
 def limit_kernel(U1, U2, *, sigma, frozen):
-    """H* of the prefix model; ``frozen["V"]`` is the (k, d) readout."""
+    """H* of the prefix model (module docstring).
+
+    Args:
+        U1, U2: inputs (n1, d) and (n2, d).
+        sigma: prefix initialisation scale; frozen: needs ``"V"``, the (k, d) readout.
+
+    Returns:
+        ``H*`` of shape (n1, n2, k, k).
+    """
     V = frozen["V"]
     s2 = sigma**2
     c = U1 @ U2.T  # (n1, n2)
@@ -149,6 +182,13 @@ MODEL = register(
         ntk_rule=ntk_rule,
         outputs_rule=outputs_rule,
         limit_kernel=limit_kernel,
+        row_axes={"P0": 0},
+        operand_width=lambda k: 1 + k,
+        chunk_numbers=lambda k: 4 + 3 * k,
+        frozen_per_row=lambda k, d: d,
+        gram_width=lambda k: k,
+        flops_per_row=lambda n, d, k: (4 * n * d + 4 * d * k + 5 * n + 5 * n * k
+                                       + 2 * (n * n + n * n * k + (n * k) ** 2)),
         spec="spec section 2.C",
     )
 )

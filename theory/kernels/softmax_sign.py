@@ -15,22 +15,30 @@ fluctuates by O(1/sqrt(m)).
 
 Structured NTK: two streamed passes over the rows (softmax statistics, then the kernel);
 with B_{r,(i,l)} = S_ri (a_lr - abar_il), H = scale^2 (B1^T B2) * <u_i,u_j>: O(n^2 k^2 m).
+
+Sizes (read by the memory plan and the benchmarks from :data:`MODEL`): the Gram operand B has
+k columns per input; a chunk holds about 4 + 2k numbers per (row, input) (logits, softmax, B);
+the frozen signs are k numbers per row (axis 1 of ``frozen["a"]``); per row the kernel costs
+two passes of logits 4nd, the softmax 5n, averages and operand 4nk and the Gram 2(nk)^2 flops.
 """
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 
-from theory.kernels.models import StylizedModel, output_scale, register
-from theory.scaling.streaming import Reducers, local_reducers
+from theory.kernels.models import StylizedModel, output_scale, register, single_device_ntk
+from theory.scaling.streaming import Reducers
 
 __all__ = ["MODEL", "softmax_weights_stats"]
 
 
 def init(*, key, m, d, k=1, sigma=1.0, dtype=jnp.float64, parametrization="ntk"):
+    """Draw P (m, d) with rows i.i.d. N(0, sigma^2 I_d) and 
+    ``frozen = {"a": signs (k, m), "scale": m^1/2}``.
+
+    The arguments are those of :func:`theory.init_model`, which validates them and calls this.
+    """
     k_P, k_a = jax.random.split(key)
     P = sigma * jax.random.normal(k_P, (m, d), dtype)
     a = jax.random.rademacher(k_a, (k, m), dtype)
@@ -38,18 +46,37 @@ def init(*, key, m, d, k=1, sigma=1.0, dtype=jnp.float64, parametrization="ntk")
 
 
 def forward(P, frozen, u):
+    """``F(P; x) = scale a softmax(P u)`` for one input ``u`` (d,); returns shape (k,)."""
     S = jax.nn.softmax(P @ u)
     return frozen["scale"] * (frozen["a"] @ S)
 
 
 def softmax_weights_stats(P, a_rows, U, red: Reducers):
-    """Per-input ``(mx, s, abar)``: max logit, normaliser and the softmax average of ``a_rows``."""
+    """Per-input softmax statistics of the prefix, streamed over rows by ``red``.
+
+    Args:
+        P: prefix (m, d); a_rows: the signs with rows first, (m, k); U: inputs (n, d).
+        red: the row reductions.
+
+    Returns:
+        ``(mx, s, abar)``: max logit (n,), normaliser (n,) and the softmax average of ``a_rows`` (n, k).
+    """
     mx, s, w = red.online_softmax(lambda P_c, a_c: P_c @ U.T, lambda P_c, a_c: a_c, (P, a_rows))
     return mx, s, w / s[:, None]
 
 
 def ntk_rule(P, frozen, U1, U2, red: Reducers):
-    """The structured NTK with the row reductions done by ``red`` (``U2=None`` means ``U2 = U1``)."""
+    """The structured NTK with the row reductions done by ``red``.
+
+    Args:
+        P: prefix (m, d); frozen: from :func:`init`.
+        U1, U2: inputs (n1, d) and (n2, d); ``U2=None`` means ``U2 = U1`` (one softmax pass).
+        red: the row reductions (:func:`theory.scaling.streaming.local_reducers` or sharded ones).
+
+    Returns:
+        ``H`` of shape (n1, n2, k, k).
+        Unvalidated: :func:`theory.structured_ntk` checks the inputs.
+    """
     a_rows = frozen["a"].T  # (m, k)
     k = a_rows.shape[1]
     same = U2 is None
@@ -74,17 +101,24 @@ def ntk_rule(P, frozen, U1, U2, red: Reducers):
 
 
 def outputs_rule(P, frozen, U, red: Reducers):
-    """Outputs (n, k) for a batch, streamed over rows by ``red``."""
+    """Outputs for a batch ``U`` (n, d), streamed over rows by ``red``; returns shape (n, k)."""
     return frozen["scale"] * softmax_weights_stats(P, frozen["a"].T, U, red)[2]
 
 
-@functools.partial(jax.jit, static_argnames=("chunk_size",))
-def structured_ntk(P, frozen, U1, U2, chunk_size):
-    """``U2=None`` means ``U2 = U1`` (one softmax pass and one operand instead of two)."""
-    return ntk_rule(P, frozen, U1, U2, local_reducers(chunk_size))
+#: :func:`ntk_rule` streamed over row chunks on one device, jitted (``chunk_size`` static).
+structured_ntk = single_device_ntk(ntk_rule)
 
 
 def limit_kernel(U1, U2, *, sigma, frozen):
+    """H* of softmax-sign: ``delta_{ll'} <u_i, u_j> exp(sigma^2 <u_i, u_j>)``.
+
+    Args:
+        U1, U2: inputs (n1, d) and (n2, d).
+        sigma: prefix initialisation scale; frozen: needs ``"a"`` (only its row count k).
+
+    Returns:
+        ``H*`` of shape (n1, n2, k, k).
+    """
     k = frozen["a"].shape[0]
     c = U1 @ U2.T
     return (c * jnp.exp(sigma**2 * c))[:, :, None, None] * jnp.eye(k, dtype=c.dtype)
@@ -100,6 +134,12 @@ MODEL = register(
         ntk_rule=ntk_rule,
         outputs_rule=outputs_rule,
         limit_kernel=limit_kernel,
+        row_axes={"a": 1},
+        operand_width=lambda k: k,
+        chunk_numbers=lambda k: 4 + 2 * k,
+        frozen_per_row=lambda k, d: k,
+        gram_width=lambda k: k,
+        flops_per_row=lambda n, d, k: 4 * n * d + 5 * n + 4 * n * k + 2 * (n * k) ** 2,
         spec="spec section 2.B",
     )
 )

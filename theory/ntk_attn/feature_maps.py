@@ -64,6 +64,7 @@ __all__ = [
     "taylor_features",
     "taylor_kernel",
     "elu_features",
+    "features_unchecked",
     "exp_kernel",
     "feature_map",
     "feature_kernel",
@@ -143,7 +144,7 @@ def _elu(x):
     return jax.nn.elu(x * jnp.asarray(d, x.dtype) ** -0.25) + 1
 
 
-def _features(x, feature, g):
+def features_unchecked(x, feature, g):
     """Unvalidated feature map (usable under jit); ``feature`` and ``g`` are static."""
     if feature == "taylor":
         return _taylor(x, g)
@@ -152,7 +153,7 @@ def _features(x, feature, g):
     raise ValueError(f"feature {feature!r} has no finite feature map")
 
 
-_features_jit = jax.jit(_features, static_argnames=("feature", "g"))
+_features_jit = jax.jit(features_unchecked, static_argnames=("feature", "g"))
 
 
 @functools.partial(jax.jit, static_argnames=("g",))

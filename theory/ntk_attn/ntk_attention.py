@@ -54,7 +54,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from theory import validation as _v
-from theory.ntk_attn.feature_maps import _features, check_feature, feature_dim
+from theory.ntk_attn.feature_maps import features_unchecked, check_feature, feature_dim
 from theory.prefix_attention import input_block
 from theory.scaling.streaming import DEFAULT_CHUNK, row_chunk_sum
 
@@ -65,6 +65,9 @@ __all__ = [
     "ntk_attention",
     "ntk_attention_batch",
     "default_chunk",
+    "summary_unchecked",
+    "forward_unchecked",
+    "forward_unchecked_jit",
 ]
 
 
@@ -93,9 +96,10 @@ def default_chunk(r: int) -> int:
 
 
 @functools.partial(jax.jit, static_argnames=("feature", "g", "chunk_size"))
-def _summary(P, W_K, W_V, feature, g, chunk_size):
+def summary_unchecked(P, W_K, W_V, feature, g, chunk_size):
+    """Unvalidated, jitted :func:`prefix_summary` for finite features (benchmarks time it)."""
     def chunk(P_c):
-        phi = _features(P_c @ W_K, feature, g)  # (c, r)
+        phi = features_unchecked(P_c @ W_K, feature, g)  # (c, r)
         return phi.T @ (P_c @ W_V), jnp.sum(phi, axis=0)
 
     Z, k = row_chunk_sum(chunk, (P,), chunk_size)
@@ -120,7 +124,7 @@ def prefix_summary(P, W_K, W_V, *, feature: str, g: int | None = None, chunk_siz
         return ExactSummary(P @ W_K, P @ W_V)
     r = feature_dim(W_K.shape[1], feature=feature, g=g)
     chunk = default_chunk(r) if chunk_size is None else _v.check_count("chunk_size", chunk_size)
-    return _summary(P, W_K, W_V, feature, g, chunk)
+    return summary_unchecked(P, W_K, W_V, feature, g, chunk)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -135,12 +139,12 @@ def _prefix_terms(Q, scale, summary, feature, g, abs_k):
         ell = jnp.max(z_P, axis=1)
         e_P = jnp.exp(z_P - ell[:, None])
         return ell, jnp.sum(e_P, axis=1), e_P @ summary.V
-    phi_q = _features(Q, feature, g)  # (L, r)
+    phi_q = features_unchecked(Q, feature, g)  # (L, r)
     k = jnp.abs(summary.k) if abs_k else summary.k
     return jnp.zeros(Q.shape[:1], Q.dtype), phi_q @ k, phi_q @ summary.Z
 
 
-def _forward(X, summary, W_Q, W_K, W_V, feature, g, causal, abs_k):
+def forward_unchecked(X, summary, W_Q, W_K, W_V, feature, g, causal, abs_k):
     """Unvalidated NTK-Attention for one sequence (traceable; used by the trainer)."""
     Q, scale, z_X, V_X = input_block(X, W_Q, W_K, W_V, causal)
     ell, a, b = _prefix_terms(Q, scale, summary, feature, g, abs_k)
@@ -153,7 +157,7 @@ def _forward(X, summary, W_Q, W_K, W_V, feature, g, causal, abs_k):
     return num / den[:, None]
 
 
-_forward_jit = jax.jit(_forward, static_argnames=("feature", "g", "causal", "abs_k"))
+forward_unchecked_jit = jax.jit(forward_unchecked, static_argnames=("feature", "g", "causal", "abs_k"))
 
 
 def _check_summary(summary, feature, g, d_k, d_v):
@@ -200,12 +204,12 @@ def ntk_attention(X, summary, W_Q, W_K, W_V, *, feature: str, g: int | None = No
     X, W_Q, W_K, W_V = (jnp.asarray(a) for a in (X, W_Q, W_K, W_V))
     feature, g, summary = _check_forward(X, summary, W_Q, W_K, W_V, feature, g)
     _v.check_finite("X", X)
-    return _forward_jit(X, summary, W_Q, W_K, W_V, feature, g, bool(causal), bool(abs_k))
+    return forward_unchecked_jit(X, summary, W_Q, W_K, W_V, feature, g, bool(causal), bool(abs_k))
 
 
 @functools.partial(jax.jit, static_argnames=("feature", "g", "causal", "abs_k"))
 def _forward_batch(X, summary, W_Q, W_K, W_V, feature, g, causal, abs_k):
-    return jax.vmap(lambda x: _forward(x, summary, W_Q, W_K, W_V, feature, g, causal, abs_k))(X)
+    return jax.vmap(lambda x: forward_unchecked(x, summary, W_Q, W_K, W_V, feature, g, causal, abs_k))(X)
 
 
 def ntk_attention_batch(X, summary, W_Q, W_K, W_V, *, feature: str, g: int | None = None,

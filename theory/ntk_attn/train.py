@@ -34,7 +34,7 @@ from jax import lax
 
 from theory import validation as _v
 from theory.ntk_attn.feature_maps import check_feature, feature_dim
-from theory.ntk_attn.ntk_attention import ExactSummary, Summary, _forward
+from theory.ntk_attn.ntk_attention import ExactSummary, Summary, forward_unchecked
 from theory.prefix_attention import prefix_attention_batch
 
 __all__ = [
@@ -87,7 +87,7 @@ def _batch_forward(params, X, W_Q, W_K, W_V, feature, g, causal, abs_k, scale=1.
         summary = Summary(scale * Z, scale * k)
     else:
         summary = params
-    return jax.vmap(lambda x: _forward(x, summary, W_Q, W_K, W_V, feature, g, causal, abs_k))(X)
+    return jax.vmap(lambda x: forward_unchecked(x, summary, W_Q, W_K, W_V, feature, g, causal, abs_k))(X)
 
 
 @functools.partial(jax.jit, static_argnames=("feature", "g", "L", "steps", "batch_size", "causal",

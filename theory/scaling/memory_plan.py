@@ -20,7 +20,7 @@ from theory import validation as _v
 from theory.kernels.models import get_model
 from theory.scaling.streaming import DEFAULT_CHUNK, LANES
 
-__all__ = ["NtkMemory", "NtkMemoryError", "OPERAND_WIDTH_PER_INPUT", "estimate_ntk_bytes", "choose_chunk_size"]
+__all__ = ["NtkMemory", "NtkMemoryError", "estimate_ntk_bytes", "choose_chunk_size"]
 
 
 class NtkMemory(NamedTuple):
@@ -38,15 +38,13 @@ class NtkMemoryError(MemoryError):
     """A structured NTK cannot fit the budget at any chunk size; the message says what would."""
 
 
-# Numbers held per (chunk row x input) by each model's chunk function: the logits, the
-# exponentials and the GEMM operand (exp-sign: E; softmax-sign: S and B (k per input);
-# prefix: S, P V^T and the operand T (k per input), bounded by 1 + k per input).  Calibrated against XLA's
-# memory_analysis (tests/test_sharding.py checks estimate >= measured).
-_PER_ROW_INPUT = {"exp-sign": lambda k: 2, "softmax-sign": lambda k: 4 + 2 * k, "prefix": lambda k: 4 + 3 * k}
-#: Columns per input of each model's Gram operand: the structured NTK is a Gram matrix of width
-#: n x this (exp-sign: E; softmax-sign: B, k per input; prefix: S and T, 1 + k per input).
-OPERAND_WIDTH_PER_INPUT = {"exp-sign": lambda k: 1, "softmax-sign": lambda k: k, "prefix": lambda k: 1 + k}
-_FROZEN_PER_ROW = {"exp-sign": lambda k, d: 1, "softmax-sign": lambda k, d: k, "prefix": lambda k, d: d}
+def _sizes(model):
+    """The model's size facts (declared in its module), or InputError if it has none."""
+    model = get_model(model)
+    if model.chunk_numbers is None or model.operand_width is None or model.frozen_per_row is None:
+        raise _v.InputError(f"no memory model for {model.name!r}: its StylizedModel declares no chunk_numbers, "
+                            "operand_width and frozen_per_row")
+    return model
 
 
 def estimate_ntk_bytes(model, *, m, n1, n2=None, d, k: int = 1, chunk_size: int = DEFAULT_CHUNK,
@@ -58,11 +56,23 @@ def estimate_ntk_bytes(model, *, m, n1, n2=None, d, k: int = 1, chunk_size: int 
     (``(LANES + 0.25) x chunk x inputs x`` the model's numbers per row and input: one set for each
     of the :data:`~theory.scaling.streaming.LANES` chunks a loop step evaluates at once, and a quarter
     for the ragged last chunk), four copies of the GEMM accumulator and the output ``(n1, n2, k, k)``.
-    ``n2=None`` means the kernel of U1 with itself (one operand instead of two).
+    The model's numbers (``operand_width``, ``chunk_numbers``, ``frozen_per_row``) are read
+    from its :class:`theory.StylizedModel`, where its module declares them.
+
+    Args:
+        model: a registered name or a :class:`theory.StylizedModel` declaring its sizes.
+        m, n1, d, k: prefix length, inputs, feature and output dimensions (integers >= 1).
+        n2: inputs of the second argument; None means the kernel of U1 with itself (one
+            operand instead of two).
+        chunk_size: rows per chunk; dtype: float32 or float64; devices: D, the row shards.
+
+    Returns:
+        :class:`NtkMemory` (bytes per device; ``chunk_size`` clipped to the rows held).
+
+    Raises:
+        InputError: an unknown model, one without sizes, or a bad size.
     """
-    model = get_model(model)
-    if model.name not in _PER_ROW_INPUT:
-        raise _v.InputError(f"no memory model for {model.name!r}; known: {', '.join(sorted(_PER_ROW_INPUT))}")
+    model = _sizes(model)
     m, n1, d, k = (_v.check_count(a, v) for a, v in (("m", m), ("n1", n1), ("d", d), ("k", k)))
     devices = _v.check_count("devices", devices)
     chunk_size = _v.check_count("chunk_size", chunk_size)
@@ -73,9 +83,9 @@ def estimate_ntk_bytes(model, *, m, n1, n2=None, d, k: int = 1, chunk_size: int 
     # sharded array and each device receives all of it (choose m divisible by D).
     rows = m // devices if m % devices == 0 else m
     c = min(chunk_size, rows)
-    inputs = b * rows * (d + _FROZEN_PER_ROW[model.name](k, d)) + b * (n1 + (0 if same else n2)) * d
-    width = OPERAND_WIDTH_PER_INPUT[model.name](k)
-    working = int(b * ((LANES + 0.25) * c * (n1 + (0 if same else n2)) * _PER_ROW_INPUT[model.name](k)
+    inputs = b * rows * (d + model.frozen_per_row(k, d)) + b * (n1 + (0 if same else n2)) * d
+    width = model.operand_width(k)
+    working = int(b * ((LANES + 0.25) * c * (n1 + (0 if same else n2)) * model.chunk_numbers(k)
                        + 4 * (n1 * width) * (n2 * width) + 8 * (n1 + n2) * (k + 1)))
     output = b * n1 * n2 * k * k
     return NtkMemory(int(inputs), working, int(output), int(inputs + working + output), int(c), devices)
@@ -89,8 +99,18 @@ def choose_chunk_size(model, *, m, n1, n2=None, d, k: int = 1, budget: int, dtyp
                       max_chunk: int = DEFAULT_CHUNK) -> int:
     """The largest power-of-two chunk (<= ``max_chunk``) whose :func:`estimate_ntk_bytes` fits ``budget``.
 
-    Raises :class:`NtkMemoryError` when even one row per chunk does not fit, with the figure and
-    the smallest change that fits: more devices (P is split), float32, or fewer inputs.
+    Args:
+        model, m, n1, n2, d, k, dtype, devices: as :func:`estimate_ntk_bytes`.
+        budget: bytes per device.
+        max_chunk: the largest chunk considered (rounded down to a power of two).
+
+    Returns:
+        The chunk size, a power of two >= 1.
+
+    Raises:
+        NtkMemoryError: even one row per chunk does not fit; the message gives the figure and
+            the smallest change that fits: more devices (P is split), float32, or fewer inputs.
+        InputError: as :func:`estimate_ntk_bytes`, or a bad budget.
     """
     budget = _v.check_count("budget", budget)
     max_chunk = _v.check_count("max_chunk", max_chunk)

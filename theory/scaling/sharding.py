@@ -51,7 +51,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from theory import validation as _v
 from theory.kernels.models import get_model, model_names
-from theory.scaling.memory_plan import OPERAND_WIDTH_PER_INPUT, NtkMemory, NtkMemoryError, choose_chunk_size, estimate_ntk_bytes
+from theory.scaling.memory_plan import NtkMemory, NtkMemoryError, choose_chunk_size, estimate_ntk_bytes
 from theory.kernels.ntk_empirical import check_model_shapes
 from theory.scaling.streaming import (
     DEFAULT_CHUNK,
@@ -66,7 +66,6 @@ from theory.scaling.streaming import (
 __all__ = [
     "AXIS",
     "SHARDED_MODELS",
-    "OPERAND_WIDTH_PER_INPUT",
     "device_mesh",
     "row_sharding",
     "replicated",
@@ -92,7 +91,10 @@ AXIS = "m"
 
 
 def device_mesh(devices=None) -> Mesh:
-    """A one-axis mesh ``("m",)`` over ``devices`` (default: every device, all hosts included)."""
+    """A one-axis mesh ``("m",)`` over ``devices`` (default: every device, all hosts included).
+
+    Returns: a ``jax.sharding.Mesh``.  Raises: InputError if ``devices`` is empty.
+    """
     devs = list(jax.devices() if devices is None else devices)
     if not devs:
         raise _v.InputError("devices must not be empty")
@@ -100,11 +102,12 @@ def device_mesh(devices=None) -> Mesh:
 
 
 def row_sharding(mesh: Mesh) -> NamedSharding:
-    """Leading (row) axis split over ``"m"``, other axes whole."""
+    """Leading (row) axis split over ``"m"`` of ``mesh``, other axes whole; returns a NamedSharding."""
     return NamedSharding(mesh, PartitionSpec(AXIS))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
+    """Every axis whole on every device of ``mesh``; returns a NamedSharding."""
     return NamedSharding(mesh, PartitionSpec())
 
 
@@ -113,7 +116,11 @@ def _n_dev(mesh: Mesh) -> int:
 
 
 def shard_rows(x, mesh: Mesh | None = None):
-    """Place ``x`` with its leading axis split over the mesh (needs ``len(x)`` divisible by D)."""
+    """Place ``x`` with its leading axis split over the mesh.
+
+    Args: x (m, ...); mesh (default: :func:`device_mesh`).  Returns: the placed array.
+    Raises: InputError unless the device count D divides m (the message names the nearest m).
+    """
     mesh = mesh or device_mesh()
     D = _n_dev(mesh)
     m = int(np.shape(x)[0])
@@ -125,10 +132,6 @@ def shard_rows(x, mesh: Mesh | None = None):
     return jax.device_put(x, row_sharding(mesh))
 
 
-# Which frozen entries carry one value per prefix row, and along which axis.
-_ROW_AXES = {"exp-sign": {"a": 0}, "softmax-sign": {"a": 1}, "prefix": {"P0": 0}}
-
-
 def constrain_rows(x, mesh: Mesh | None):
     """Inside ``jax.jit``: ask that ``x``'s leading (row) axis be split over ``mesh``.
 
@@ -137,6 +140,8 @@ def constrain_rows(x, mesh: Mesh | None):
     default since JAX 0.5), and the forward pass and gradient are partitioned from there; any m
     works (XLA pads a ragged last block).  ``mesh=None`` (one device) returns ``x`` unchanged.
     Under ``vmap`` the batch axis stays whole.
+
+    Args: x (m, ...); mesh or None.  Returns: ``x``, with the layout hint.
     """
     if mesh is None:
         return x
@@ -144,15 +149,22 @@ def constrain_rows(x, mesh: Mesh | None):
 
 
 def row_reducers(mesh: Mesh | None, chunk_size: int = DEFAULT_CHUNK) -> Reducers:
-    """The row reductions for ``mesh``: :func:`sharded_reducers`, or streaming on one device if None."""
+    """The row reductions for ``mesh``: :func:`sharded_reducers`, or streaming on one device if None.
+
+    Args: mesh or None; chunk_size: rows per chunk.  Returns: :class:`~theory.scaling.streaming.Reducers`.
+    """
     return local_reducers(chunk_size) if mesh is None else sharded_reducers(mesh, chunk_size)
 
 
 def shard_model(model, P, frozen, mesh: Mesh | None = None):
-    """``(P, frozen)`` placed on the mesh: P and per-row frozen arrays sharded, the rest replicated."""
+    """``(P, frozen)`` placed on the mesh: P and per-row frozen arrays sharded, the rest replicated.
+
+    Args: model (its ``row_axes`` name the per-row frozen entries); P (m, d); frozen; mesh.
+    Returns: ``(P, frozen)`` placed.  Raises: InputError unless D divides m.
+    """
     model = get_model(model)
     mesh = mesh or device_mesh()
-    axes = _ROW_AXES.get(model.name, {})
+    axes = model.row_axes  # the frozen entries with one value per prefix row, and their axis
     out = {}
     for key, val in frozen.items():
         ax = axes.get(key)
@@ -197,6 +209,9 @@ def sharded_row_sum(fn: Callable, rows: Sequence, *, mesh: Mesh, chunk_size: int
 
     Like :func:`theory.scaling.streaming.row_chunk_sum`: ``fn(*row_slices)`` returns a pytree of sums
     over the rows it is given; arrays it closes over are replicated.
+
+    Args: fn; rows (arrays sharing the leading length m); mesh; chunk_size.
+    Returns: the pytree of sums, replicated.
     """
     return _sharded(lambda *rs: row_chunk_sum(fn, rs, chunk_size), lambda acc: jax.lax.psum(acc, AXIS),
                     lambda a, b: jax.tree_util.tree_map(jnp.add, a, b), rows, mesh)
@@ -214,6 +229,9 @@ def sharded_online_softmax(logits_fn: Callable, values_fn: Callable, rows: Seque
     """The prefix summary ``(mx, s, weighted)`` of :func:`theory.scaling.streaming.online_softmax`, row-sharded.
 
     Each device streams its rows; the global maximum is a ``pmax`` and the rescaled sums a ``psum``.
+
+    Args: logits_fn, values_fn, rows, chunk_size as in :func:`~theory.scaling.streaming.online_softmax`;
+    mesh.  Returns: ``(mx (n,), s (n,), weighted (n, q))``, replicated.
     """
     return _sharded(lambda *rs: online_softmax(logits_fn, values_fn, rs, chunk_size), _gather_softmax,
                     merge_softmax_stats, rows, mesh)
@@ -231,7 +249,10 @@ def _sharded_max(fn, rows, *, mesh, chunk_size):
 
 
 def sharded_reducers(mesh: Mesh, chunk_size: int = DEFAULT_CHUNK) -> Reducers:
-    """:class:`theory.scaling.streaming.Reducers` whose row reductions run split over ``mesh``."""
+    """:class:`theory.scaling.streaming.Reducers` whose row reductions run split over ``mesh``.
+
+    Args: mesh; chunk_size: rows per chunk on each device.  Returns: :class:`Reducers`.
+    """
     return Reducers(
         functools.partial(sharded_row_sum, mesh=mesh, chunk_size=chunk_size),
         functools.partial(sharded_online_softmax, mesh=mesh, chunk_size=chunk_size),
@@ -297,14 +318,21 @@ def sharded_structured_ntk(model, P, frozen, U1, U2=None, *, mesh: Mesh | None =
                            chunk_size: int = DEFAULT_CHUNK):
     """:func:`theory.structured_ntk` with the prefix rows split over ``mesh`` (default: all devices).
 
-    Returns the full kernel ``(n1, n2, k, k)``, replicated on every device.
+    Args: model (one of :data:`SHARDED_MODELS`); P (m, d); frozen; U1 (n1, d); U2 (n2, d) or
+    None; mesh; chunk_size.  Returns: the full kernel ``(n1, n2, k, k)``, replicated on every
+    device.  Raises: InputError (shapes, NaN/inf, an unsharded model, a bad mesh) or
+    LogitOverflowError, checked with device-side reductions only.
     """
     model, P, U1, U2, mesh, chunk_size = _validate(model, P, frozen, U1, U2, mesh, chunk_size)
     return _ntk_jit(P, frozen, U1, U2, name=model.name, mesh=mesh, chunk_size=chunk_size)
 
 
 def sharded_model_outputs(model, P, frozen, U, *, mesh: Mesh | None = None, chunk_size: int = DEFAULT_CHUNK):
-    """:func:`theory.model_outputs` (n, k) with the prefix rows split over ``mesh``."""
+    """:func:`theory.model_outputs` with the prefix rows split over ``mesh``.
+
+    Args: as :func:`sharded_structured_ntk`, with inputs U (n, d).  Returns: outputs (n, k),
+    replicated.  Raises: as :func:`sharded_structured_ntk`.
+    """
     model, P, U, _, mesh, chunk_size = _validate(model, P, frozen, U, None, mesh, chunk_size)
     return _out_jit(P, frozen, U, name=model.name, mesh=mesh, chunk_size=chunk_size)
 
@@ -331,6 +359,9 @@ def sharded_prefix_attention(X, P, W_Q, W_K, W_V, *, causal: bool = False, mesh:
 
     The prefix summary (max logit, normaliser, weighted values per query) is reduced across
     devices, then merged with the exact input-token block.
+
+    Args: X (L, d); P (m, d); W_Q, W_K (d, d_k); W_V (d, d_v); causal; mesh; chunk_size.
+    Returns: the attention output (L, d_v).  Raises: InputError (shapes, NaN/inf in X, P or weights).
     """
     from theory.prefix_attention import check_attention_args
 

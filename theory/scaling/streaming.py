@@ -49,10 +49,21 @@ LANES = 2
 def row_chunk_reduce(fn: Callable, combine: Callable, rows: Sequence, chunk_size: int, *, lanes: int = LANES):
     """Reduce ``fn(*row_slices)`` over chunks of the leading axis of ``rows`` with ``combine``.
 
-    ``rows`` is a tuple of arrays (or pytrees of arrays) sharing the leading length m.  Returns
-    ``combine(... combine(fn(chunk_0), fn(chunk_1)) ..., fn(tail))``, with ``lanes`` chunks
-    evaluated per loop step (the order of the combines is the same for every ``lanes``).  Works
-    under ``jit``; m, ``chunk_size`` and ``lanes`` are static.
+    Works under ``jit``; m, ``chunk_size`` and ``lanes`` are static.
+
+    Args:
+        fn: ``(*row_slices) -> pytree``, a pure function of a chunk of c rows of each array.
+        combine: an associative merge of two results of ``fn``.
+        rows: a tuple of arrays (or pytrees of arrays) sharing the leading length m.
+        chunk_size: rows per chunk (clipped to m).
+        lanes: chunks evaluated per loop step (the order of the combines is the same for every
+            ``lanes``).
+
+    Returns:
+        ``combine(... combine(fn(chunk_0), fn(chunk_1)) ..., fn(tail))``.
+
+    Raises:
+        ValueError: the arrays of ``rows`` differ in length, or ``lanes`` is not a positive integer.
     """
     leaves = jax.tree_util.tree_leaves(rows)
     m = leaves[0].shape[0]
@@ -80,18 +91,31 @@ def _add(a, b):
 
 
 def row_chunk_sum(fn: Callable, rows: Sequence, chunk_size: int):
-    """``sum_r fn(row r)`` computed chunk by chunk: ``fn`` maps row slices to a pytree of sums."""
+    """``sum_r fn(row r)`` computed chunk by chunk (:func:`row_chunk_reduce` with a sum).
+
+    Args:
+        fn: maps row slices (c rows each) to a pytree of sums over those rows.
+        rows: arrays sharing the leading length m; chunk_size: rows per chunk.
+
+    Returns:
+        The pytree of sums over all m rows.
+    """
     return row_chunk_reduce(fn, _add, rows, chunk_size)
 
 
 def online_softmax(logits_fn: Callable, values_fn: Callable, rows: Sequence, chunk_size: int):
     """Softmax statistics over the m rows, streamed: ``(mx, s, weighted)`` per query.
 
-    ``logits_fn(*row_slices) -> (c, n)`` gives the logits of a chunk of c rows against n queries;
-    ``values_fn(*row_slices) -> (c, q)`` gives a value per row.  Returns the per-query maximum
-    logit ``mx`` (n,), the normaliser ``s = sum_r exp(z_r - mx)`` (n,) and the un-normalised
-    weighted sum ``sum_r exp(z_r - mx) value_r`` (n, q); the softmax average is
-    ``weighted / s[:, None]`` and ``S_r = exp(z_r - mx) / s``.
+    Args:
+        logits_fn: ``(*row_slices) -> (c, n)``, the logits of a chunk of c rows against n queries.
+        values_fn: ``(*row_slices) -> (c, q)``, a value per row.
+        rows: arrays sharing the leading length m; chunk_size: rows per chunk.
+
+    Returns:
+        ``(mx, s, weighted)``: the per-query maximum logit (n,), the normaliser
+        ``s = sum_r exp(z_r - mx)`` (n,) and the un-normalised weighted sum
+        ``sum_r exp(z_r - mx) value_r`` (n, q); the softmax average is ``weighted / s[:, None]``
+        and ``S_r = exp(z_r - mx) / s``.
     """
 
     def chunk_stats(*rs):
@@ -104,14 +128,28 @@ def online_softmax(logits_fn: Callable, values_fn: Callable, rows: Sequence, chu
 
 
 def merge_softmax_stats(a, b):
-    """Merge two ``(mx, s, weighted)`` softmax statistics over disjoint row sets (associative)."""
+    """Merge two softmax statistics over disjoint row sets (associative).
+
+    Args:
+        a, b: ``(mx (n,), s (n,), weighted (n, q))`` as returned by :func:`online_softmax`.
+
+    Returns:
+        The statistics of the union, same shapes.
+    """
     mx = jnp.maximum(a[0], b[0])
     ca, cb = jnp.exp(a[0] - mx), jnp.exp(b[0] - mx)
     return mx, a[1] * ca + b[1] * cb, a[2] * ca[:, None] + b[2] * cb[:, None]
 
 
 def row_chunk_max(fn: Callable, rows: Sequence, chunk_size: int):
-    """``max_r fn(row r)`` computed chunk by chunk (``fn`` returns an array reduced elementwise)."""
+    """``max_r fn(row r)`` computed chunk by chunk.
+
+    Args:
+        fn: maps row slices to an array, reduced elementwise; rows, chunk_size: as :func:`row_chunk_sum`.
+
+    Returns:
+        The elementwise maximum over all chunks, of ``fn``'s shape.
+    """
     return row_chunk_reduce(fn, jnp.maximum, rows, chunk_size)
 
 
@@ -128,7 +166,14 @@ class Reducers(NamedTuple):
 
 
 def local_reducers(chunk_size: int = DEFAULT_CHUNK) -> Reducers:
-    """Single-device reducers streaming ``chunk_size`` rows at a time."""
+    """Single-device reducers streaming ``chunk_size`` rows at a time.
+
+    Args:
+        chunk_size: rows per chunk.
+
+    Returns:
+        :class:`Reducers` of :func:`row_chunk_sum` and :func:`online_softmax`.
+    """
     return Reducers(
         lambda fn, rows: row_chunk_sum(fn, rows, chunk_size),
         lambda logits_fn, values_fn, rows: online_softmax(logits_fn, values_fn, rows, chunk_size),
