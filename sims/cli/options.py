@@ -20,6 +20,8 @@ import typer
 from rich.markup import escape
 
 from sims.core import experiment as registry
+
+__all__ = ["Precision", "Spec", "specs_of", "show_value", "typer_param", "common_params", "examples", "epilog"]
 from theory.validation import check_count
 
 _COMMON = {"--out", "--precision", "--dry-run", "--quiet", "--force", "--help", "-q"}
@@ -31,7 +33,7 @@ class Precision(str, enum.Enum):
 
 
 @dataclasses.dataclass
-class _Spec:
+class Spec:
     field: str
     param: str
     opt: str
@@ -67,7 +69,7 @@ def _element_type(t: Any, sweep: bool, where: str) -> Any:
     return t
 
 
-def _specs(exp: registry.Experiment) -> list[_Spec]:
+def specs_of(exp: registry.Experiment) -> list[Spec]:
     cls = exp.config
     hints = typing.get_type_hints(cls, include_extras=True)
     specs = []
@@ -110,13 +112,13 @@ def _specs(exp: registry.Experiment) -> list[_Spec]:
         else:
             raise TypeError(f"{where}: unsupported option type {t!r} (int, float, str, bool or Literal)")
         choices = tuple(str(c) for c in choices) if choices else None
-        specs.append(_Spec(f.name, f"cfg_{f.name}", opt, convert, kind, sweep, default, help_, choices))
+        specs.append(Spec(f.name, f"cfg_{f.name}", opt, convert, kind, sweep, default, help_, choices))
     return specs
 
 
-def _show(v: Any) -> str:
+def show_value(v: Any) -> str:
     if isinstance(v, (tuple, list)):
-        return " ".join(_show(x) for x in v) if v else "(none)"
+        return " ".join(show_value(x) for x in v) if v else "(none)"
     if isinstance(v, float) and v.is_integer() and abs(v) >= 1e5:
         return f"{v:.0e}"
     return str(v)
@@ -125,7 +127,7 @@ def _show(v: Any) -> str:
 _METAVARS = {"count": "COUNT", "int": "INT", "float": "FLOAT", "str": "TEXT"}
 
 
-def _typer_param(exp: registry.Experiment, spec: _Spec) -> inspect.Parameter:
+def typer_param(exp: registry.Experiment, spec: Spec) -> inspect.Parameter:
     kinds: dict[str, Any] = {"count": str, "int": int, "float": float, "str": str, "bool": bool}
     if spec.kind == "choice":
         base: Any = enum.Enum(f"{exp.name}_{spec.field}", [(c, c) for c in spec.choices or ()], type=str)
@@ -160,7 +162,7 @@ def _param(name: str, default: Any, annotation: Any, option: Any) -> inspect.Par
     return inspect.Parameter(name, kind, default=default, annotation=Annotated[annotation, option])
 
 
-def _common_params() -> list[inspect.Parameter]:
+def common_params() -> list[inspect.Parameter]:
     def opt(*decls: str, help: str) -> Any:
         return typer.Option(*decls, help=help, rich_help_panel="Run options")
 
@@ -181,16 +183,16 @@ def _common_params() -> list[inspect.Parameter]:
     ]
 
 
-def _examples(exp: registry.Experiment, specs: list[_Spec]) -> list[str]:
+def examples(exp: registry.Experiment, specs: list[Spec]) -> list[str]:
     ex = list(exp.examples)
     ex.append(f"sims run {exp.name} --dry-run")
     sweep = next((s for s in specs if s.sweep and s.kind in ("count", "int", "float")), None)
     if sweep is not None and not any("--" in e and sweep.opt in e for e in exp.examples):
         vals = [v for v in sweep.default][:2] or [1, 2]
-        ex.append(f"sims run {exp.name} " + " ".join(f"{sweep.opt} {_show(v)}" for v in vals))
+        ex.append(f"sims run {exp.name} " + " ".join(f"{sweep.opt} {show_value(v)}" for v in vals))
     ex.append(f"sims run {exp.name} --precision float32 --out /tmp/results --quiet")
     return ex
 
 
-def _epilog(lines: list[str]) -> str:
+def epilog(lines: list[str]) -> str:
     return "[bold]Examples[/bold]\n" + "\n".join(f"  $ {escape(e)}" for e in lines)

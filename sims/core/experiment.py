@@ -1,7 +1,7 @@
 """The contract every simulation follows, and the registry the CLI reads.
 
 An experiment is a set of pure functions; it never writes files (all I/O lives in
-:mod:`sims.core.store` and :mod:`sims.core.runner`).
+:mod:`sims.core.store` and :mod:`sims.core.record`).
 
 - ``config``: a frozen dataclass, every field with a default.  Fields listed in
   ``sweep_fields`` hold a tuple of values; the CLI accepts the option several times.
@@ -13,7 +13,7 @@ An experiment is a set of pure functions; it never writes files (all I/O lives i
 - The runner stamps every cell with ``cell["dtype"]`` (``"float64"`` or ``"float32"``, from
   ``sims run --precision``) before taking its id; compute in that dtype.  ``key`` is
   ``fold_in(key(32-bit hash of the cell id without "dtype"), cell["seed"])`` (see
-  :func:`sims.core.runner.cell_key`), so both precisions draw the same random numbers.
+  :func:`sims.core.plan.cell_key`), so both precisions draw the same random numbers.
 - ``run(cell, *, key) -> dict[str, array]``: pure and deterministic given ``(cell, key)``.
   Result names are identifiers not starting with ``__``; values are arrays or scalars.
 - ``run_batch(cells, *, keys) -> list[dict]`` (optional): the same for a group of cells that
