@@ -18,26 +18,20 @@ from pathlib import Path
 from typing import Annotated, Callable
 
 import typer
-from rich.markup import escape
 
-from sims.cli import show
-from sims.cli.options import epilog
-from sims.cli.render import (  # noqa: F401  (the exit codes are part of this module's interface)
+from sims.cli import process
+from sims.cli.process import (  # noqa: F401  (the exit codes are part of this module's interface)
     EXIT_CRASH,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_MEMORY,
     EXIT_OK,
     EXIT_USAGE,
-    err_console,
-    verdict_table,
 )
-from sims.cli.run import make_run_command
-from sims.core import experiment as registry
 
 __all__ = [
     "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_MEMORY", "EXIT_CRASH", "EXIT_INTERRUPTED",
-    "command_groups", "build_app", "main", "verdict_table",
+    "command_groups", "build_app", "main",
 ]
 
 Group = tuple[Callable[[], typer.Typer], str]
@@ -51,16 +45,15 @@ def command_groups() -> dict[str, Group]:
     return {"bench": (bench.app, bench.HELP), "figures": (figures.app, figures.HELP)}
 
 
-_MAIN_EPILOG = epilog(
-    [
-        "sims list",
-        "sims run NAME --help",
-        "sims run NAME --dry-run",
-        "sims run NAME --m 1e3 --m 1e4 --seeds 5",
-        "sims run NAME --precision float32 --out /tmp/results",
-        "sims show NAME-0123abcd4567",
-    ]
-) + (
+_MAIN_EXAMPLES = [
+    "sims list",
+    "sims run NAME --help",
+    "sims run NAME --dry-run",
+    "sims run NAME --m 1e3 --m 1e4 --seeds 5",
+    "sims run NAME --precision float32 --out /tmp/results",
+    "sims show NAME-0123abcd4567",
+]
+_MAIN_EXIT_CODES = (
     "\n\n[bold]Exit codes[/bold]\n  0 all claims passed, 1 some claim failed, 2 bad usage or input,\n"
     "  3 would not fit in memory, 4 an experiment crashed, 130 interrupted (rerun to resume)"
 )
@@ -76,11 +69,15 @@ def build_app(groups: dict[str, Group] | None = None) -> typer.Typer:
         ValueError: a group named like a built-in command.
     """
     import sims.experiments  # noqa: F401  (registers every experiment module)
+    from sims.cli import show
+    from sims.cli.options import epilog
+    from sims.cli.run import make_run_command
+    from sims.core import experiment as registry
 
     app = typer.Typer(
         name="sims",
         help="Run the prefix-ntk simulations, check each theory claim, and keep every result.",
-        epilog=_MAIN_EPILOG,
+        epilog=epilog(_MAIN_EXAMPLES) + _MAIN_EXIT_CODES,
         no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_show_locals=False,
@@ -137,19 +134,26 @@ def _wants_float32(argv: list[str]) -> bool:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point (``sims``, ``python -m sims``)."""
+    process.install()  # first: a Ctrl-C while JAX is imported is kept, and honoured (sims.cli.process)
     args = list(sys.argv[1:] if argv is None else argv)
     from sims.host import allocator
 
     try:
         allocator.tune()  # before the large arrays: see sims/host/allocator.py
     except ValueError as e:
-        err_console().print(f"[bold red]error:[/bold red] {escape(str(e))}")
+        sys.stderr.write(f"error: {e}\n")
         raise SystemExit(EXIT_USAGE) from None
     import jax
 
     # On before experiment modules are imported, in case they build arrays at import time.
     jax.config.update("jax_enable_x64", not _wants_float32(args))
-    build_app()(args=args, prog_name="sims")
+    try:
+        app = build_app()
+        process.STOP.check()  # a Ctrl-C while the modules were imported
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted before any work\n")
+        raise SystemExit(EXIT_INTERRUPTED) from None
+    app(args=args, prog_name="sims")
 
 
 if __name__ == "__main__":  # pragma: no cover

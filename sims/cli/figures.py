@@ -14,7 +14,7 @@ from typing import List, Optional
 
 import typer
 
-from sims.cli import render
+from sims.cli import process, render
 from sims.cli.render import EXIT_INTERRUPTED, EXIT_USAGE, fail
 
 __all__ = ["HELP", "app"]
@@ -74,12 +74,18 @@ def _run_missing(results: Path, names: list[str], *, small: bool, precision: str
         return
     prev = bool(jax.config.jax_enable_x64)
     jax.config.update("jax_enable_x64", precision == "float64")
-    progress = render.Progress()
+    progress, previous = render.Progress(), process.install()
+
+    def on_event(event) -> None:  # noqa: ANN001
+        progress(event)
+        process.STOP(event)
+
     try:
-        presets.ensure_results(results, missing, small=small, precision=precision, on_event=progress)
+        presets.ensure_results(results, missing, small=small, precision=precision, on_event=on_event)
     except KeyboardInterrupt:
         raise fail("interrupted; finished cells are saved, rerun the same command to resume", EXIT_INTERRUPTED) \
             from None
     finally:
         progress.close()
+        process.restore(previous)
         jax.config.update("jax_enable_x64", prev)

@@ -2,8 +2,9 @@
 
 Each config field becomes one option: int, float and str fields take a value of that type (str
 with ``metadata["choices"]`` or a ``Literal`` lists its choices), bools become ``--x/--no-x``,
-fields in ``sweep_fields`` may be repeated, and fields in ``count_fields`` (plus ``seeds``) go
-through :func:`theory.validation.check_count`, so ``1e5`` works and ``1.5`` is refused.
+fields in ``sweep_fields`` may be repeated, fields in ``count_fields`` (plus ``seeds``) go
+through :func:`theory.validation.check_count`, so ``1e5`` works and ``1.5`` is refused, and float
+fields through :func:`sims.core.checks.check_float` (finite, inside the field's ``"range"``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 from rich.markup import escape
 
+from sims.core import checks
 from sims.core import experiment as registry
 
 __all__ = ["Precision", "Spec", "specs_of", "show_value", "typer_param", "common_params", "examples", "epilog"]
@@ -43,6 +45,7 @@ class Spec:
     default: Any
     help: str
     choices: tuple[str, ...] | None = None
+    interval: checks.Interval | None = None  # float options: the declared range (finite values only)
 
 
 def _unwrap_optional(t: Any) -> Any:
@@ -106,13 +109,15 @@ def specs_of(exp: registry.Experiment) -> list[Spec]:
         elif t is int:
             kind, convert = "int", int
         elif t is float:
-            kind, convert = "float", float
+            kind, interval = "float", checks.parse_range(f.metadata.get("range"))
+            convert = (lambda opt, interval: lambda v: checks.check_float(opt, v, interval))(opt, interval)
         elif t is str:
             kind, convert = "str", str
         else:
             raise TypeError(f"{where}: unsupported option type {t!r} (int, float, str, bool or Literal)")
         choices = tuple(str(c) for c in choices) if choices else None
-        specs.append(Spec(f.name, f"cfg_{f.name}", opt, convert, kind, sweep, default, help_, choices))
+        specs.append(Spec(f.name, f"cfg_{f.name}", opt, convert, kind, sweep, default, help_, choices,
+                          interval if kind == "float" else None))
     return specs
 
 
@@ -136,6 +141,8 @@ def typer_param(exp: registry.Experiment, spec: Spec) -> inspect.Parameter:
     help_ = spec.help
     if spec.kind == "count":
         help_ += " [dim](count: 1e5 and 100000 both work)[/dim]"
+    if spec.interval is not None and spec.interval != checks.REALS:
+        help_ += f" [dim](in {spec.interval})[/dim]"
     if spec.sweep:
         help_ += f" [dim]Repeat to sweep: {spec.opt} A {spec.opt} B.[/dim]"
     default = spec.default

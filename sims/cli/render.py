@@ -4,8 +4,7 @@ The engine (:mod:`sims.core.execute`) reports plain events; :class:`Progress` tu
 rich progress bar on a terminal, or into one flushed plain line per finished call when stdout
 is not a terminal (CI logs, ``nohup``, cluster jobs), so a redirected log is never silent.
 
-Exit codes: 0 all claims passed, 1 some claim failed, 2 bad usage or input, 3 would not fit in
-memory, 4 an experiment crashed, 130 interrupted (Ctrl-C or SIGTERM; rerun to resume).
+The exit codes are defined in :mod:`sims.cli.process`.
 """
 
 from __future__ import annotations
@@ -19,6 +18,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from sims.cli.process import (  # noqa: F401  (re-exported: the CLI's modules read them from here)
+    EXIT_CRASH,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_MEMORY,
+    EXIT_OK,
+    EXIT_USAGE,
+)
 from sims.core import execute as engine
 from sims.core.plan import short_cell
 from sims.host.memory import format_bytes
@@ -28,7 +35,6 @@ __all__ = [
     "err_console", "fail", "verdict_table", "print_plan", "Progress",
 ]
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MEMORY, EXIT_CRASH, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
 
 def err_console() -> Console:

@@ -9,8 +9,6 @@ the verdict table.  See :mod:`sims.cli.render` for the exit codes.
 from __future__ import annotations
 
 import inspect
-import signal
-import threading
 import traceback
 from typing import Any, Callable
 
@@ -18,11 +16,12 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from sims.cli import render
+from sims.cli import process, render
 from sims.cli.options import Spec, common_params, examples, specs_of, typer_param
 from sims.cli.render import EXIT_CRASH, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_MEMORY, EXIT_OK, EXIT_USAGE, fail
 from sims.core import execute as engine
 from sims.core import plan as planner
+from sims.core import store
 from sims.core.experiment import Experiment
 from theory.validation import InputError
 
@@ -44,25 +43,28 @@ def make_run_command(exp: Experiment) -> Callable[..., Any]:
     return command
 
 
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
 def _run(exp: Experiment, specs: list[Spec], kw: dict[str, Any]) -> None:
     import jax
 
     precision = kw["sims_precision"].value
     prev_x64 = bool(jax.config.jax_enable_x64)
     jax.config.update("jax_enable_x64", precision == "float64")  # before any array exists
-    old_term = None
-    if threading.current_thread() is threading.main_thread():
-        old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+    previous = process.install()  # Ctrl-C and SIGTERM stop at safe points (see sims.cli.process)
     try:
         _run_inner(exp, specs, kw, precision)
     finally:
-        if old_term is not None:
-            signal.signal(signal.SIGTERM, old_term)
+        process.restore(previous)
         jax.config.update("jax_enable_x64", prev_x64)
+
+
+def _both(*handlers: Any) -> Callable[[Any], None]:
+    live = [h for h in handlers if h is not None]
+
+    def on_event(event: Any) -> None:
+        for h in live:
+            h(event)
+
+    return on_event
 
 
 def _config(exp: Experiment, specs: list[Spec], kw: dict[str, Any]) -> Any:
@@ -85,6 +87,11 @@ def _run_inner(exp: Experiment, specs: list[Spec], kw: dict[str, Any], precision
     console = Console(highlight=False)
     progress = None
     try:
+        store.check_writable(out, create=not kw["sims_dry_run"])
+    except store.StoreError as e:
+        raise fail(str(e), EXIT_USAGE) from None
+    try:
+        process.STOP.check()  # a Ctrl-C while the modules were imported
         p = planner.plan(exp, config, out=out, precision=precision, force=kw["sims_force"],
                          devices=kw["sims_devices"])
         if kw["sims_dry_run"]:
@@ -93,7 +100,7 @@ def _run_inner(exp: Experiment, specs: list[Spec], kw: dict[str, Any], precision
         if not quiet:
             render.print_plan(render.err_console(), p, full=False)
         progress = None if quiet else render.Progress()
-        res = engine.execute(p, on_event=progress)
+        res = engine.execute(p, on_event=_both(progress, process.STOP))
     except typer.Exit:
         raise
     except KeyboardInterrupt:

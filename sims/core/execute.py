@@ -161,6 +161,7 @@ def execute(p: Plan, *, on_event: Callable[[Event], None] | None = None) -> RunR
 
     Raises:
         WouldNotFit: the plan does not fit (nothing is computed).
+        StoreError: nothing can be written under ``p.out`` (before any work).
         KeyboardInterrupt: propagates once in-flight device work has finished; every cell
             finished before it is on disk, complete, and a rerun resumes from there.
     """
@@ -168,6 +169,7 @@ def execute(p: Plan, *, on_event: Callable[[Event], None] | None = None) -> RunR
     if not p.fits:
         raise WouldNotFit(p.message, needed=p.peak_bytes or 0, available=p.available or 0)
     exp = p.exp
+    store.check_writable(p.out)
     started, t0 = provenance.now(), time.perf_counter()
     prov = provenance.provenance(p.precision)
     prov["device"]["used"] = p.devices

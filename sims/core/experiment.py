@@ -26,6 +26,9 @@ An experiment is a set of pure functions; it never writes files (all I/O lives i
   measurement.
 - ``estimate_bytes(cell) -> int`` (optional): peak memory of one cell, for ``--dry-run`` and
   the refusal of runs that do not fit (a batch is estimated as the sum of its cells).
+- ``min_distinct`` (e.g. ``{"m": 2}``) and ``check(config)`` (optional): refuse, before any
+  work, a sweep that cannot support the verdict (``check`` raises ``ValueError``); float fields
+  declare ``metadata={"range": "(0, inf)"}``.  See :mod:`sims.core.checks`.
 - ``shardable`` (default False): the experiment splits each cell's prefix rows over devices.
   Its ``run``/``run_batch`` then take a keyword ``mesh`` (a one-axis
   :func:`theory.scaling.sharding.device_mesh`, or None for one device; see :mod:`sims.host.devices`), must
@@ -42,7 +45,7 @@ An experiment is a set of pure functions; it never writes files (all I/O lives i
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 __all__ = ["Experiment", "VerdictRow", "register", "get", "names", "REGISTRY"]
 
@@ -76,6 +79,8 @@ class Experiment:
     estimate_bytes: Callable[..., int] | None = None
     shardable: bool = False
     examples: tuple[str, ...] = ()
+    min_distinct: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    check: Callable[[Any], None] | None = None
 
 
 REGISTRY: dict[str, Experiment] = {}

@@ -20,7 +20,7 @@ from typing import Any
 
 import jax
 
-from sims.core import store
+from sims.core import checks, store
 from sims.core.experiment import Experiment
 from sims.host import devices as _devices
 from sims.host import memory as _memory
@@ -223,13 +223,16 @@ def plan(
 
     Raises:
         InputError: bad precision, float64 without 64-bit JAX, a config that is not a
-            dataclass, a bad device count, or cells that ask for another dtype.
+            dataclass or that :func:`sims.core.checks.check_config` refuses (a float not
+            finite or out of range, too few distinct sizes), a bad device count, or cells
+            that ask for another dtype.
     """
     if precision not in PRECISIONS:
         raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     check_dtype("precision", precision)
     cfg = config_dict(config)
     mesh = _devices.run_mesh(devices, experiment=exp.name, shardable=exp.shardable)
+    checks.check_config(exp, config)
     per_device = {"devices": _devices.mesh_size(mesh)} if exp.shardable else {}
     out = Path(out)
     planned = []
