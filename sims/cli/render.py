@@ -14,6 +14,7 @@ import time
 from typing import Any, TextIO
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -55,34 +56,39 @@ def _row(r: Any) -> dict[str, Any]:
 
 
 def verdict_table(rows: list[dict] | list[Any], title: str = "verdict", *, full: bool = False) -> Table:
-    """The verdict as a table: one line per claim.
+    """The verdict as a table, one line per claim, legible at 80 columns.
 
-    A row's short id and short name (``id``, ``short``) are shown when it has them, the full
-    claim statement otherwise or with ``full``; a column empty in every row is left out.
+    Columns: the claim's short id, its short name (``short``, else the claim cut to fit with an
+    ellipsis; ``full``: the whole statement, folded), predicted, measured, the result, and
+    ``detail``; a column empty in every row is left out.
     """
     ds = [_row(r) for r in rows]
-    has_id = any(d.get("id") for d in ds)
-    cols: dict[str, list[str]] = {"id": [], "claim": [], "predicted": [], "measured": [], "result": [],
-                                  "detail": []}
-    for d in ds:
-        ok = bool(d.get("passed"))
-        status = d.get("status") or ("pass" if ok else "fail")
+    cols: dict[str, list[str]] = {c: [] for c in ("id", "claim", "predicted", "measured", "result", "detail")}
+    for i, d in enumerate(ds):
+        status = d.get("status") or ("pass" if d.get("passed") else "fail")
         claim = str(d.get("claim", "")) if full else str(d.get("short") or d.get("claim", ""))
-        cols["id"].append(escape(str(d.get("id") or "")))
+        cols["id"].append(escape(str(d.get("id") or i + 1)))
         cols["claim"].append(escape(claim))
         cols["predicted"].append(escape(str(d.get("predicted", ""))))
         cols["measured"].append(escape(str(d.get("measured", ""))))
-        cols["result"].append({"pass": "[green]PASS[/green]", "fail": "[bold red]FAIL[/bold red]"}.get(
-            status, "[yellow]UNDECIDED[/yellow]"))
-        cols["detail"].append(escape(str(d.get("detail", "") or "")))
-    keep = [c for c, v in cols.items() if (c == "id" and has_id) or (c != "id" and (any(v) or c in (
-        "claim", "result")))]
-    table = Table(title=title, show_lines=False)
+        cols["result"].append(_RESULT.get(status, "[yellow]UNDECIDED[/yellow]"))
+        cols["detail"].append(escape(str(d.get("detail") or "")))
+    keep = [c for c, v in cols.items() if c in ("claim", "result") or any(v)]
+    table = Table(title=title, show_lines=False, box=box.SIMPLE_HEAD, padding=(0, 0), pad_edge=False)
     for c in keep:
-        table.add_column(c, overflow="fold", no_wrap=c in ("id", "result"))
+        if c == "claim" and not full:
+            table.add_column(c, no_wrap=True, overflow="ellipsis", max_width=CLAIM_WIDTH)
+        elif c in ("id", "result"):
+            table.add_column(c if c == "id" else "", no_wrap=True)
+        else:
+            table.add_column(c, overflow="fold")
     for i in range(len(ds)):
         table.add_row(*(cols[c][i] for c in keep))
     return table
+
+
+CLAIM_WIDTH = 22  # characters of a claim's short name in the table (its full text: --full, the manifest)
+_RESULT = {"pass": "[green]PASS[/green]", "fail": "[bold red]FAIL[/bold red]"}
 
 
 # ----------------------------------------------------------------------------- plan

@@ -57,6 +57,13 @@ def _run(exp: Experiment, specs: list[Spec], kw: dict[str, Any]) -> None:
         jax.config.update("jax_enable_x64", prev_x64)
 
 
+def _check_out(out: Any, *, create: bool) -> None:
+    try:
+        store.check_writable(out, create=create)
+    except store.StoreError as e:
+        raise fail(str(e), EXIT_USAGE) from None
+
+
 def _both(*handlers: Any) -> Callable[[Any], None]:
     live = [h for h in handlers if h is not None]
 
@@ -87,13 +94,10 @@ def _run_inner(exp: Experiment, specs: list[Spec], kw: dict[str, Any], precision
     console = Console(highlight=False)
     progress = None
     try:
-        store.check_writable(out, create=not kw["sims_dry_run"])
-    except store.StoreError as e:
-        raise fail(str(e), EXIT_USAGE) from None
-    try:
         process.STOP.check()  # a Ctrl-C while the modules were imported
         p = planner.plan(exp, config, out=out, precision=precision, force=kw["sims_force"],
                          devices=kw["sims_devices"])
+        _check_out(out, create=not kw["sims_dry_run"])
         if kw["sims_dry_run"]:
             render.print_plan(console, p, full=True)
             raise typer.Exit(EXIT_OK if p.fits else EXIT_MEMORY)

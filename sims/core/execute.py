@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import time
 from typing import Any, Callable
 
@@ -36,6 +37,7 @@ __all__ = [
     "RunResult",
     "execute",
     "run",
+    "verdict_rows",
     "wait_for_device",
 ]
 
@@ -110,16 +112,23 @@ class RunResult:
 # ----------------------------------------------------------------------------- running
 
 
-def _as_rows(rows: Any) -> list[VerdictRow]:
+def verdict_rows(rows: Any) -> list[VerdictRow]:
+    """The verdict as :class:`VerdictRow` objects, each with an id (its "N." prefix or position, if none)."""
     out = []
-    for r in rows or []:
-        if isinstance(r, VerdictRow):
-            out.append(r)
-        elif isinstance(r, dict):
-            out.append(VerdictRow(**r))
-        else:
+    for i, r in enumerate(rows or []):
+        if isinstance(r, dict):
+            r = VerdictRow(**r)
+        if not isinstance(r, VerdictRow):
             raise TypeError(f"verdict must return VerdictRow objects, got {type(r).__name__}")
+        if not r.id:
+            numbered = _NUMBERED.match(r.claim)  # "4b. max_r ..." -> id "4b", short "max_r ..."
+            r = dataclasses.replace(r, id=numbered.group(1), short=r.short or numbered.group(2)) if numbered \
+                else dataclasses.replace(r, id=str(i + 1))
+        out.append(r)
     return out
+
+
+_NUMBERED = re.compile(r"^(\w{1,3})\. (.+)$")
 
 
 def wait_for_device() -> None:
@@ -201,7 +210,7 @@ def execute(p: Plan, *, on_event: Callable[[Event], None] | None = None) -> RunR
         emit(BatchFinished(index, calls, len(members), len(computed), total, call_s, time.perf_counter() - t0))
 
     results = record.load_results(p)
-    rows = _as_rows(exp.verdict(p.config, results))
+    rows = verdict_rows(exp.verdict(p.config, results))
     m = record.manifest(p, rows, computed, provenance=prov, started=started, finished=provenance.now(),
                         elapsed_s=time.perf_counter() - t0)
     mpath = record.write_manifest(p, m)

@@ -52,13 +52,20 @@ __all__ = ["Experiment", "VerdictRow", "register", "get", "names", "REGISTRY"]
 
 @dataclasses.dataclass(frozen=True)
 class VerdictRow:
-    """One line of a verdict table."""
+    """One line of a verdict table.
+
+    ``claim`` is the full statement (kept in the manifest, shown by ``sims show RUN --full``);
+    ``id`` is a short claim id (``"1"``, ``"4b"``; the runner numbers rows that have none) and
+    ``short`` a short name for the table at 80 columns (default: the claim, cut to fit).
+    """
 
     claim: str
     predicted: str
     measured: str
     passed: bool
     detail: str = ""
+    id: str = ""
+    short: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

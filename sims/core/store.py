@@ -241,12 +241,12 @@ def check_writable(out: str | os.PathLike, *, create: bool = True) -> Path:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise StoreError(f"--out {out}: exists and is not a folder")
+    parent = out
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise StoreError(f"--out {out}: {parent} is not a folder")
     if not create:
-        parent = out
-        while not parent.exists() and parent != parent.parent:
-            parent = parent.parent
-        if not parent.is_dir():
-            raise StoreError(f"--out {out}: {parent} is not a folder")
         if not os.access(parent, os.W_OK | os.X_OK):
             raise StoreError(f"--out {out}: {parent} is not writable")
         return out
