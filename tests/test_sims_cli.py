@@ -319,7 +319,7 @@ main(sys.argv[1:])
 
 
 def _spawn(out: Path, args: list[str]) -> subprocess.Popen:
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1", PREFIX_NTK_COMPILE_CACHE="off")
     return subprocess.Popen(
         [sys.executable, "-c", _SCRIPT.format(tests=str(TESTS)), "run", "toy", "--out", str(out), *args],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -78,7 +78,7 @@ def test_events_in_order(tmp_path):
 
 
 def test_cli_log_has_progress_lines(tmp_path):
-    r = CliRunner(env={"COLUMNS": "80"}).invoke(
+    r = CliRunner(env={"COLUMNS": "80", "PREFIX_NTK_COMPILE_CACHE": "off"}).invoke(
         build_app(),
         ["run", "toy", "--out", str(tmp_path), "--x", "0", "--x", "1", "--seeds", "1"], catch_exceptions=False)
     assert r.exit_code == 0, r.output

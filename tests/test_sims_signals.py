@@ -56,7 +56,7 @@ ARGS = ["--x", "0", "--x", "1", "--x", "2", "--seeds", "2"]
 
 def _spawn(tmp_path: Path) -> tuple[subprocess.Popen, Path, Path]:
     out, marker = tmp_path / "out", tmp_path / "marker"
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1", PREFIX_NTK_COMPILE_CACHE="off")
     proc = subprocess.Popen(
         [sys.executable, "-c", _SCRIPT.format(tests=str(TESTS), marker=str(marker)), "run", "toy", "--out", str(out),
          *ARGS],

@@ -26,7 +26,7 @@ from sims.core import experiment as registry
 __all__ = ["Precision", "Spec", "specs_of", "show_value", "typer_param", "common_params", "examples", "epilog"]
 from theory.validation import check_count
 
-_COMMON = {"--out", "--precision", "--dry-run", "--quiet", "--force", "--help", "-q"}
+_COMMON = {"--out", "--precision", "--dry-run", "--quiet", "--force", "--devices", "--compile-cache", "--help", "-q"}
 
 
 class Precision(str, enum.Enum):
@@ -185,6 +185,9 @@ def common_params() -> list[inspect.Parameter]:
         _param("sims_devices", None, Optional[str], opt(
             "--devices", help="Local devices that split each cell's prefix rows (experiments that shard; "
             "default all of them, else 1). Same numbers for any count.")),
+        _param("sims_compile_cache", None, Optional[str], opt(
+            "--compile-cache", help="Folder of JAX's persistent compilation cache, or 'off' (default: "
+            "$PREFIX_NTK_COMPILE_CACHE, else ~/.cache/prefix-ntk/jax).")),
         _param("sims_quiet", False, bool, opt(
             "--quiet", "-q", help="No progress bar or plan; only the verdict table and errors.")),
     ]

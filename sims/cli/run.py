@@ -23,6 +23,7 @@ from sims.core import execute as engine
 from sims.core import plan as planner
 from sims.core import store
 from sims.core.experiment import Experiment
+from sims.host import compile_cache
 from theory.validation import InputError
 
 __all__ = ["make_run_command"]
@@ -51,7 +52,12 @@ def _run(exp: Experiment, specs: list[Spec], kw: dict[str, Any]) -> None:
     jax.config.update("jax_enable_x64", precision == "float64")  # before any array exists
     previous = process.install()  # Ctrl-C and SIGTERM stop at safe points (see sims.cli.process)
     try:
-        _run_inner(exp, specs, kw, precision)
+        cache = compile_cache.resolve(kw["sims_compile_cache"])
+        try:
+            with compile_cache.enabled(cache):
+                _run_inner(exp, specs, kw, precision)
+        except OSError as e:
+            raise fail(f"--compile-cache {cache}: {e.strerror or e}", EXIT_USAGE) from None
     finally:
         process.restore(previous)
         jax.config.update("jax_enable_x64", prev_x64)
