@@ -1,11 +1,12 @@
 """The ``sims`` command line: ``sims run NAME``, ``sims list``, ``sims show RUN``, ``sims bench``, ``sims figures``.
 
-Every registered experiment (``sims.experiments.ALL``, plus any registered with
+Every experiment (``sims.experiments.ALL``, imported, plus any other registered with
 :func:`sims.core.experiment.register`) gets its own ``sims run <name>`` command
-(:mod:`sims.cli.run`), whose options are generated from its config dataclass
-(:mod:`sims.cli.options`), so a new experiment needs no change here.  The command groups are
-wired below by explicit imports: ``sims bench`` (:mod:`sims.bench.cli`) and ``sims figures``
-(:mod:`sims.cli.figures`).
+(:mod:`sims.cli.run`), its options generated from its config dataclass (:mod:`sims.cli.options`),
+so a new experiment needs no change here.  The path is imports alone: ``sims run convergence``
+runs :data:`sims.experiments.convergence.EXPERIMENT`, whose module imports the model's formulas
+from :mod:`theory`.  The command groups are wired below by explicit imports: ``sims bench``
+(:mod:`sims.bench.cli`) and ``sims figures`` (:mod:`sims.cli.figures`).
 
 Exit codes: 0 all claims passed, 1 some claim failed, 2 bad usage or input, 3 would not fit in
 memory, 4 an experiment crashed, 130 interrupted (Ctrl-C or SIGTERM; rerun to resume).
@@ -68,7 +69,7 @@ def build_app(groups: dict[str, Group] | None = None) -> typer.Typer:
     Raises:
         ValueError: a group named like a built-in command.
     """
-    import sims.experiments  # noqa: F401  (registers every experiment module)
+    import sims.experiments
     from sims.cli import show
     from sims.cli.options import epilog
     from sims.cli.run import make_run_command
@@ -88,10 +89,11 @@ def build_app(groups: dict[str, Group] | None = None) -> typer.Typer:
     def _run_group() -> None:
         """Run an experiment: finished cells are reused, the verdict table is printed and stored."""
 
-    for name in registry.names():
-        exp = registry.get(name)
+    # The project's experiments by import; then any other registered one (a test's, a plugin's).
+    others = [e for e in registry.REGISTRY.values() if e not in sims.experiments.ALL]
+    for exp in sorted([*sims.experiments.ALL, *others], key=lambda e: e.name):
         cmd = make_run_command(exp)
-        run_app.command(name, help=exp.summary, epilog=epilog(cmd.__sims_examples__))(cmd)
+        run_app.command(exp.name, help=exp.summary, epilog=epilog(cmd.__sims_examples__))(cmd)
     app.add_typer(run_app, name="run", help="Run an experiment (see `sims run NAME --help`).")
 
     @app.command("list")

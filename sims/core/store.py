@@ -225,27 +225,15 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def check_writable(out: str | os.PathLike, *, create: bool = True) -> Path:
     """Make sure files can be written under the results folder ``out``, before any work.
 
-    Args:
-        out: the results folder.
-        create: create ``out`` (with its parents) and write and remove a probe file in it;
-            False only checks that ``out`` is, or can be made as, a writable folder (for plans
-            that must write nothing).
-
-    Returns:
-        ``Path(out)``.
-
-    Raises:
-        StoreError: naming the path and the reason (a file is in the way, no permission, a
-            read-only or virtual file system, ...).
+    ``create``: make ``out`` and write and remove a probe file in it; False (plans that write
+    nothing) only checks that ``out`` is, or can be made as, a writable folder.  Returns
+    ``Path(out)``; raises :class:`StoreError` naming the path and the reason.
     """
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise StoreError(f"--out {out}: exists and is not a folder")
-    parent = out
+    out = parent = Path(out)
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():
-        raise StoreError(f"--out {out}: {parent} is not a folder")
+        raise StoreError(f"--out {out}: {'exists and ' if parent == out else parent.as_posix() + ' '}is not a folder")
     if not create:
         if not os.access(parent, os.W_OK | os.X_OK):
             raise StoreError(f"--out {out}: {parent} is not writable")
