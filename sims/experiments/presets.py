@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from sims.core import execute as engine
 from sims.core.experiment import get
 
 __all__ = ["SMALL", "COMPANIONS", "config", "companion_configs", "ensure_results"]
@@ -46,8 +45,7 @@ def companion_configs(experiment: str) -> list:
 
 
 def ensure_results(results: str | Path, experiments, *, small: bool = False, precision: str = "float64",
-                   companions: bool = False, on_event: Callable[[engine.Event], None] | None = None
-                   ) -> dict[str, str]:
+                   companions: bool = False, on_event: Callable[[Any], None] | None = None) -> dict[str, str]:
     """Run (or reuse, cell by cell) the requested config of each experiment into ``results``.
 
     Args:
@@ -61,6 +59,8 @@ def ensure_results(results: str | Path, experiments, *, small: bool = False, pre
     Returns:
         ``{experiment: run_id}`` of the requested configs.
     """
+    from sims.core import execute as engine  # here, so that figures reading the presets never load the engine
+
     out = {}
     for name in experiments:
         exp = get(name)
