@@ -25,7 +25,8 @@ TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 
 _SCRIPT = r"""
-import sys
+import signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # a background shell may have ignored it
 sys.path.insert(0, {tests!r})
 from pathlib import Path
 from sims.cli import process
@@ -61,7 +62,6 @@ def _spawn(tmp_path: Path) -> tuple[subprocess.Popen, Path, Path]:
         [sys.executable, "-c", _SCRIPT.format(tests=str(TESTS), marker=str(marker)), "run", "toy", "--out", str(out),
          *ARGS],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a background shell may ignore it
     )
     assert proc.stdout.readline().strip() == b"started"
     return proc, out, marker

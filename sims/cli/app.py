@@ -136,8 +136,14 @@ def _wants_float32(argv: list[str]) -> bool:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point (``sims``, ``python -m sims``)."""
-    process.install()  # first: a Ctrl-C while JAX is imported is kept, and honoured (sims.cli.process)
-    args = list(sys.argv[1:] if argv is None else argv)
+    previous = process.install()  # first: a Ctrl-C while JAX is imported is kept, and honoured (sims.cli.process)
+    try:
+        _main(list(sys.argv[1:] if argv is None else argv))
+    finally:
+        process.restore(previous)
+
+
+def _main(args: list[str]) -> None:
     from sims.host import allocator
 
     try:
