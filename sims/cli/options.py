@@ -185,8 +185,8 @@ def common_params() -> list[inspect.Parameter]:
         _param("sims_devices", None, Optional[str], opt(
             "--devices", help="Local devices that split each cell's prefix rows (experiments that shard; "
             "default all of them, else 1). Same numbers for any count.")),
-        _param("sims_compile_cache", None, Optional[str], opt(
-            "--compile-cache", help="Folder of JAX's persistent compilation cache, or 'off' (default: "
+        _param("sims_compile_cache", None, Optional[str], typer.Option(
+            "--compile-cache", metavar="DIR|off", rich_help_panel="Run options", help="Folder of JAX's persistent compilation cache, or 'off' (default: "
             "$PREFIX_NTK_COMPILE_CACHE, else ~/.cache/prefix-ntk/jax).")),
         _param("sims_quiet", False, bool, opt(
             "--quiet", "-q", help="No progress bar or plan; only the verdict table and errors.")),
