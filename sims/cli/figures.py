@@ -16,6 +16,7 @@ import typer
 
 from sims.cli import process, render
 from sims.cli.render import EXIT_INTERRUPTED, EXIT_USAGE, fail
+from sims.host import compile_cache
 
 __all__ = ["HELP", "app"]
 
@@ -81,7 +82,8 @@ def _run_missing(results: Path, names: list[str], *, small: bool, precision: str
         process.STOP(event)
 
     try:
-        presets.ensure_results(results, missing, small=small, precision=precision, on_event=on_event)
+        with compile_cache.enabled(compile_cache.resolve(None)):  # $PREFIX_NTK_COMPILE_CACHE, like `sims run`
+            presets.ensure_results(results, missing, small=small, precision=precision, on_event=on_event)
     except KeyboardInterrupt:
         raise fail("interrupted; finished cells are saved, rerun the same command to resume", EXIT_INTERRUPTED) \
             from None
