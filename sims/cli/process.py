@@ -54,7 +54,9 @@ class Stop:
 
     def __call__(self, event: Any) -> None:
         """An engine ``on_event`` handler: every event comes at a safe point between two calls."""
-        if type(event).__name__ in ("Started", "BatchStarted", "BatchFinished"):
+        from sims.core import execute as engine  # loaded by then; not at import (this module stays light)
+
+        if isinstance(event, (engine.Started, engine.BatchStarted, engine.BatchFinished)):
             self.check()
 
 
