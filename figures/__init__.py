@@ -1,8 +1,8 @@
 """Figures: one module per figure, each reading saved results only (never simulating).
 
-``python -m figures`` or ``sims figures`` builds them all (running the simulations they need
-first when results are missing, see :mod:`figures.cli`); ``python -m figures.<name>`` builds
-one.  The shared style and the reproducible output live in :mod:`figures.style`, the list of
+``python -m figures`` builds them all from stored runs (:mod:`figures.cli`; ``sims figures``
+runs the missing simulations first, then calls :func:`figures.cli.build_all`);
+``python -m figures.<name>`` builds one.  The shared style and the reproducible output live in :mod:`figures.style`, the list of
 figures in :mod:`figures.registry`.
 """
 

@@ -1,4 +1,4 @@
-"""``python -m figures``: the same as ``sims figures`` (see :mod:`figures.cli`)."""
+"""``python -m figures``: build the figures from stored runs (see :mod:`figures.cli`; never simulates)."""
 
 from figures.cli import app
 

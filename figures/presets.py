@@ -1,43 +1,5 @@
-"""Run sizes for the figures: each experiment's own defaults (``sims run NAME``), or small ones.
+"""The run sizes the figures read: :mod:`sims.experiments.presets` (where they are defined and run)."""
 
-``SMALL`` holds config overrides that run in seconds to a minute on a laptop CPU each and
-still let the claims show (``sims figures --small``; the test suite uses them too).  The
-notebooks' small settings are the same numbers, so a results folder serves both.
-"""
-
-from __future__ import annotations
-
-from typing import Any
-
-from sims.core.experiment import get
+from sims.experiments.presets import COMPANIONS, SMALL, companion_configs, config  # noqa: F401
 
 __all__ = ["SMALL", "COMPANIONS", "config", "companion_configs"]
-
-SMALL: dict[str, dict[str, Any]] = {
-    "convergence": dict(m=(4000,), ladder=3, n=6, d=8, steps=40, log_every=20, seeds=3),
-    "kernel": dict(m=(500, 2000, 8000), n=5, d=6, seeds=4),
-    "ntk-attention-error": dict(m=(16, 256), beta=(1.0, 2.0), L=4, g_max=6, seeds=2),
-    "ntk-attention-train": dict(m=(16, 1024), d=4, L=8, steps=3000, val_size=32, lr=1e-2, scale_by_m=True),
-    "ntk-attention-cost": dict(m=(16, 256, 4096), d=8, L=16, repeats=2),
-    "reparam": dict(structures=("shared_linear", "nonshared"), extra=(1,), n=(300, 1000, 3000), replications=4,
-                    restarts=1),
-}
-
-
-#: Further small runs the notebooks show beside the ones above (notebook 5 compares the paper's
-#: parametrization, scale 1, with the scaled one); ``figures.cli.ensure_results(...,
-#: companions=True)`` runs them right after their experiment, while its compiled code is warm.
-COMPANIONS: dict[str, list[dict[str, Any]]] = {
-    "ntk-attention-train": [dict(SMALL["ntk-attention-train"], scale_by_m=False)],
-}
-
-
-def config(experiment: str, *, small: bool = False):
-    """The config a figure asks for: the experiment's defaults, or ``SMALL`` applied to them."""
-    exp = get(experiment)
-    return exp.config(**SMALL.get(experiment, {})) if small else exp.config()
-
-
-def companion_configs(experiment: str) -> list:
-    exp = get(experiment)
-    return [exp.config(**kw) for kw in COMPANIONS.get(experiment, [])]

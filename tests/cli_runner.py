@@ -1,4 +1,8 @@
-"""``invoke(*args)``: run the ``sims`` CLI in-process (exceptions propagate, wide console)."""
+"""``invoke(*args)``: run the ``sims`` CLI in-process (exceptions propagate, wide console).
+
+The persistent compilation cache is off (``PREFIX_NTK_COMPILE_CACHE=off``): tests write nothing
+under the user's cache folder.
+"""
 
 from typer.testing import CliRunner
 
@@ -6,4 +10,5 @@ from sims.cli import app as cli
 
 
 def invoke(*args):
-    return CliRunner(env={"COLUMNS": "200"}).invoke(cli.build_app(), [str(a) for a in args], catch_exceptions=False)
+    env = {"COLUMNS": "200", "PREFIX_NTK_COMPILE_CACHE": "off"}
+    return CliRunner(env=env).invoke(cli.build_app(), [str(a) for a in args], catch_exceptions=False)

@@ -13,6 +13,7 @@ import pytest
 import sims_toy  # noqa: F401  (registers "toy")
 from sims.core import provenance
 from sims.core import runner
+from sims.host import memory
 from sims.core import store
 from sims.core.experiment import get
 
@@ -166,13 +167,13 @@ def test_plan_groups_by_batch_key_and_splits_to_fit(tmp_path, monkeypatch):
     assert [len(b) for b in p.batches] == [5, 5] and p.fits and p.peak_bytes == 5000
     assert all(c.cell["dtype"] == "float64" for c in p.cells)
 
-    monkeypatch.setattr(runner, "available_bytes", lambda: (2500, "test"))
-    p = runner.plan(exp, cfg, out=tmp_path)
+    p = runner.plan(exp, cfg, out=tmp_path, memory=(2500, "test"))
     assert [len(b) for b in p.batches] == [2, 2, 1, 2, 2, 1] and p.fits and p.peak_bytes == 2000
     # Batches only ever hold cells that differ in their seed.
     for b in p.batches:
         assert len({p.cells[i].cell["x"] for i in b}) == 1
 
+    monkeypatch.setattr(memory, "available_bytes", lambda: (2500, "test"))  # the probe plan() reads
     p = runner.plan(exp, sims_toy.ToyConfig(mem=3000), out=tmp_path)
     assert not p.fits and "2.9 KiB" in p.message and "2.4 KiB" in p.message
     with pytest.raises(runner.WouldNotFit):

@@ -14,14 +14,13 @@ from typing import List, Optional
 import typer
 
 from sims.core import store
-from sims.cli.app import register_subcommand
 from theory.validation import InputError, check_count, check_positive
 
 
 def _check_models_and_precision(model, precision: str) -> tuple[str, ...]:
     """The requested models (default: every registered one), each known, and a known precision."""
     import theory as T
-    from sims.core.runner import PRECISIONS
+    from sims.core.plan import PRECISIONS
 
     if precision not in PRECISIONS:
         raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -139,4 +138,9 @@ def _factory() -> typer.Typer:
     return app
 
 
-register_subcommand("bench", _factory, help="Benchmarks (time and memory), written to <out>/bench/.")
+HELP = "Benchmarks (time and memory), written to <out>/bench/."
+
+
+def app() -> typer.Typer:
+    """The ``sims bench`` command group (wired into ``sims`` by :func:`sims.cli.app.build_app`)."""
+    return _factory()

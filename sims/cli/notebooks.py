@@ -191,9 +191,9 @@ def execute_notebook(path: Path, *, out: Path, results: Path, full: bool = False
 
 
 def _exit(code_name: str) -> int:
-    from sims.cli import app  # imported late: app imports this module to wire the command
+    from sims.cli import process
 
-    return getattr(app, code_name)
+    return getattr(process, code_name)
 
 
 def command(

@@ -2,8 +2,9 @@
 
 Each config field becomes one option: int, float and str fields take a value of that type (str
 with ``metadata["choices"]`` or a ``Literal`` lists its choices), bools become ``--x/--no-x``,
-fields in ``sweep_fields`` may be repeated, and fields in ``count_fields`` (plus ``seeds``) go
-through :func:`theory.validation.check_count`, so ``1e5`` works and ``1.5`` is refused.
+fields in ``sweep_fields`` may be repeated, fields in ``count_fields`` (plus ``seeds``) go
+through :func:`theory.validation.check_count`, so ``1e5`` works and ``1.5`` is refused, and float
+fields through :func:`sims.core.checks.check_float` (finite, inside the field's ``"range"``).
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 from rich.markup import escape
 
+from sims.core import checks
 from sims.core import experiment as registry
+
+__all__ = ["Precision", "Spec", "specs_of", "show_value", "typer_param", "common_params", "examples", "epilog"]
 from theory.validation import check_count
 
-_COMMON = {"--out", "--precision", "--dry-run", "--quiet", "--force", "--help", "-q"}
+_COMMON = {"--out", "--precision", "--dry-run", "--quiet", "--force", "--devices", "--compile-cache", "--help", "-q"}
 
 
 class Precision(str, enum.Enum):
@@ -31,7 +35,7 @@ class Precision(str, enum.Enum):
 
 
 @dataclasses.dataclass
-class _Spec:
+class Spec:
     field: str
     param: str
     opt: str
@@ -41,6 +45,7 @@ class _Spec:
     default: Any
     help: str
     choices: tuple[str, ...] | None = None
+    interval: checks.Interval | None = None  # float options: the declared range (finite values only)
 
 
 def _unwrap_optional(t: Any) -> Any:
@@ -67,7 +72,7 @@ def _element_type(t: Any, sweep: bool, where: str) -> Any:
     return t
 
 
-def _specs(exp: registry.Experiment) -> list[_Spec]:
+def specs_of(exp: registry.Experiment) -> list[Spec]:
     cls = exp.config
     hints = typing.get_type_hints(cls, include_extras=True)
     specs = []
@@ -104,19 +109,21 @@ def _specs(exp: registry.Experiment) -> list[_Spec]:
         elif t is int:
             kind, convert = "int", int
         elif t is float:
-            kind, convert = "float", float
+            kind, interval = "float", checks.parse_range(f.metadata.get("range"))
+            convert = (lambda opt, interval: lambda v: checks.check_float(opt, v, interval))(opt, interval)
         elif t is str:
             kind, convert = "str", str
         else:
             raise TypeError(f"{where}: unsupported option type {t!r} (int, float, str, bool or Literal)")
         choices = tuple(str(c) for c in choices) if choices else None
-        specs.append(_Spec(f.name, f"cfg_{f.name}", opt, convert, kind, sweep, default, help_, choices))
+        specs.append(Spec(f.name, f"cfg_{f.name}", opt, convert, kind, sweep, default, help_, choices,
+                          interval if kind == "float" else None))
     return specs
 
 
-def _show(v: Any) -> str:
+def show_value(v: Any) -> str:
     if isinstance(v, (tuple, list)):
-        return " ".join(_show(x) for x in v) if v else "(none)"
+        return " ".join(show_value(x) for x in v) if v else "(none)"
     if isinstance(v, float) and v.is_integer() and abs(v) >= 1e5:
         return f"{v:.0e}"
     return str(v)
@@ -125,7 +132,7 @@ def _show(v: Any) -> str:
 _METAVARS = {"count": "COUNT", "int": "INT", "float": "FLOAT", "str": "TEXT"}
 
 
-def _typer_param(exp: registry.Experiment, spec: _Spec) -> inspect.Parameter:
+def typer_param(exp: registry.Experiment, spec: Spec) -> inspect.Parameter:
     kinds: dict[str, Any] = {"count": str, "int": int, "float": float, "str": str, "bool": bool}
     if spec.kind == "choice":
         base: Any = enum.Enum(f"{exp.name}_{spec.field}", [(c, c) for c in spec.choices or ()], type=str)
@@ -134,6 +141,8 @@ def _typer_param(exp: registry.Experiment, spec: _Spec) -> inspect.Parameter:
     help_ = spec.help
     if spec.kind == "count":
         help_ += " [dim](count: 1e5 and 100000 both work)[/dim]"
+    if spec.interval is not None and spec.interval != checks.REALS:
+        help_ += f" [dim](in {spec.interval})[/dim]"
     if spec.sweep:
         help_ += f" [dim]Repeat to sweep: {spec.opt} A {spec.opt} B.[/dim]"
     default = spec.default
@@ -160,7 +169,7 @@ def _param(name: str, default: Any, annotation: Any, option: Any) -> inspect.Par
     return inspect.Parameter(name, kind, default=default, annotation=Annotated[annotation, option])
 
 
-def _common_params() -> list[inspect.Parameter]:
+def common_params() -> list[inspect.Parameter]:
     def opt(*decls: str, help: str) -> Any:
         return typer.Option(*decls, help=help, rich_help_panel="Run options")
 
@@ -176,21 +185,24 @@ def _common_params() -> list[inspect.Parameter]:
         _param("sims_devices", None, Optional[str], opt(
             "--devices", help="Local devices that split each cell's prefix rows (experiments that shard; "
             "default all of them, else 1). Same numbers for any count.")),
+        _param("sims_compile_cache", None, Optional[str], typer.Option(
+            "--compile-cache", metavar="DIR|off", rich_help_panel="Run options", help="Folder of JAX's persistent compilation cache, or 'off' (default: "
+            "$PREFIX_NTK_COMPILE_CACHE, else ~/.cache/prefix-ntk/jax).")),
         _param("sims_quiet", False, bool, opt(
             "--quiet", "-q", help="No progress bar or plan; only the verdict table and errors.")),
     ]
 
 
-def _examples(exp: registry.Experiment, specs: list[_Spec]) -> list[str]:
+def examples(exp: registry.Experiment, specs: list[Spec]) -> list[str]:
     ex = list(exp.examples)
     ex.append(f"sims run {exp.name} --dry-run")
     sweep = next((s for s in specs if s.sweep and s.kind in ("count", "int", "float")), None)
     if sweep is not None and not any("--" in e and sweep.opt in e for e in exp.examples):
         vals = [v for v in sweep.default][:2] or [1, 2]
-        ex.append(f"sims run {exp.name} " + " ".join(f"{sweep.opt} {_show(v)}" for v in vals))
+        ex.append(f"sims run {exp.name} " + " ".join(f"{sweep.opt} {show_value(v)}" for v in vals))
     ex.append(f"sims run {exp.name} --precision float32 --out /tmp/results --quiet")
     return ex
 
 
-def _epilog(lines: list[str]) -> str:
+def epilog(lines: list[str]) -> str:
     return "[bold]Examples[/bold]\n" + "\n".join(f"  $ {escape(e)}" for e in lines)

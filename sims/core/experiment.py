@@ -1,7 +1,7 @@
 """The contract every simulation follows, and the registry the CLI reads.
 
 An experiment is a set of pure functions; it never writes files (all I/O lives in
-:mod:`sims.core.store` and :mod:`sims.core.runner`).
+:mod:`sims.core.store` and :mod:`sims.core.record`).
 
 - ``config``: a frozen dataclass, every field with a default.  Fields listed in
   ``sweep_fields`` hold a tuple of values; the CLI accepts the option several times.
@@ -13,7 +13,7 @@ An experiment is a set of pure functions; it never writes files (all I/O lives i
 - The runner stamps every cell with ``cell["dtype"]`` (``"float64"`` or ``"float32"``, from
   ``sims run --precision``) before taking its id; compute in that dtype.  ``key`` is
   ``fold_in(key(32-bit hash of the cell id without "dtype"), cell["seed"])`` (see
-  :func:`sims.core.runner.cell_key`), so both precisions draw the same random numbers.
+  :func:`sims.core.plan.cell_key`), so both precisions draw the same random numbers.
 - ``run(cell, *, key) -> dict[str, array]``: pure and deterministic given ``(cell, key)``.
   Result names are identifiers not starting with ``__``; values are arrays or scalars.
 - ``run_batch(cells, *, keys) -> list[dict]`` (optional): the same for a group of cells that
@@ -26,6 +26,9 @@ An experiment is a set of pure functions; it never writes files (all I/O lives i
   measurement.
 - ``estimate_bytes(cell) -> int`` (optional): peak memory of one cell, for ``--dry-run`` and
   the refusal of runs that do not fit (a batch is estimated as the sum of its cells).
+- ``min_distinct`` (e.g. ``{"m": 2}``) and ``check(config)`` (optional): refuse, before any
+  work, a sweep that cannot support the verdict (``check`` raises ``ValueError``); float fields
+  declare ``metadata={"range": "(0, inf)"}``.  See :mod:`sims.core.checks`.
 - ``shardable`` (default False): the experiment splits each cell's prefix rows over devices.
   Its ``run``/``run_batch`` then take a keyword ``mesh`` (a one-axis
   :func:`theory.scaling.sharding.device_mesh`, or None for one device; see :mod:`sims.host.devices`), must
@@ -35,27 +38,34 @@ An experiment is a set of pure functions; it never writes files (all I/O lives i
   (bool -> ``--x/--no-x``), ``metadata={"choices": (...)}`` or a ``Literal`` for choices,
   ``count_fields`` (and a field named ``seeds``) parsed by ``theory.validation.check_count``
   (``metadata={"minimum": 0}`` to allow 0).  Validate other values in ``__post_init__``
-  (raise ``ValueError``: exit 2).  ``out``, ``precision``, ``dry_run``, ``force``, ``devices``, ``quiet``
-  are reserved names.  ``examples`` are shown by ``sims run NAME --help``.
+  (raise ``ValueError``: exit 2).  ``out``, ``precision``, ``dry_run``, ``force``, ``devices``, ``compile_cache``,
+  ``quiet`` are reserved names.  ``examples`` are shown by ``sims run NAME --help``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 __all__ = ["Experiment", "VerdictRow", "register", "get", "names", "REGISTRY"]
 
 
 @dataclasses.dataclass(frozen=True)
 class VerdictRow:
-    """One line of a verdict table."""
+    """One line of a verdict table.
+
+    ``claim`` is the full statement (kept in the manifest, shown by ``sims show RUN --full``);
+    ``id`` is a short claim id (``"1"``, ``"4b"``; the runner numbers rows that have none) and
+    ``short`` a short name for the table at 80 columns (default: the claim, cut to fit).
+    """
 
     claim: str
     predicted: str
     measured: str
     passed: bool
     detail: str = ""
+    id: str = ""
+    short: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -76,6 +86,8 @@ class Experiment:
     estimate_bytes: Callable[..., int] | None = None
     shardable: bool = False
     examples: tuple[str, ...] = ()
+    min_distinct: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    check: Callable[[Any], None] | None = None
 
 
 REGISTRY: dict[str, Experiment] = {}

@@ -84,7 +84,7 @@ def provenance(dtype: str) -> dict[str, Any]:
     """Everything a result file records about how it was produced (minus the cell itself)."""
     import jax
 
-    from sims.host import allocator
+    from sims.host import allocator, compile_cache
 
     return {
         "git": git_info(),
@@ -93,6 +93,7 @@ def provenance(dtype: str) -> dict[str, Any]:
         "dtype": str(dtype),
         "jax_enable_x64": bool(jax.config.jax_enable_x64),
         "allocator": allocator.state(),
+        "compile_cache": compile_cache.active(),
         "platform": platform.platform(),
         "argv": list(sys.argv),
     }

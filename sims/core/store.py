@@ -35,6 +35,7 @@ import numpy as np
 __all__ = [
     "StoreError",
     "META_KEY",
+    "check_writable",
     "canonical_json",
     "digest",
     "normalize_cell",
@@ -219,6 +220,32 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def check_writable(out: str | os.PathLike, *, create: bool = True) -> Path:
+    """Make sure files can be written under the results folder ``out``, before any work.
+
+    ``create``: make ``out`` and write and remove a probe file in it; False (plans that write
+    nothing) only checks that ``out`` is, or can be made as, a writable folder.  Returns
+    ``Path(out)``; raises :class:`StoreError` naming the path and the reason.
+    """
+    out = parent = Path(out)
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise StoreError(f"--out {out}: {'exists and ' if parent == out else parent.as_posix() + ' '}is not a folder")
+    if not create:
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise StoreError(f"--out {out}: {parent} is not writable")
+        return out
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=out, prefix=".write-probe.", suffix=f"{_TMP_MARK}{os.getpid()}")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise StoreError(f"--out {out}: cannot write there ({e.strerror or e})") from None
+    return out
 
 
 def _pid_alive(pid: int) -> bool:

@@ -1,15 +1,26 @@
-"""Experiment modules; importing this package registers each of them (see sims.core.experiment)."""
+"""The experiments, one module each; importing this package registers them (see sims.core.experiment).
 
-import importlib
+``ALL`` holds their :class:`sims.core.experiment.Experiment` objects in this order; each module's
+own is ``sims.experiments.<module>.EXPERIMENT`` (e.g. ``sims run convergence`` runs
+:data:`sims.experiments.convergence.EXPERIMENT`).
+"""
 
-_MODULES = [
-    "convergence",
-    "kernel",
-    "ntk_attention_cost",
-    "ntk_attention_error",
-    "ntk_attention_train",
-    "reparam",
-]
+from sims.experiments import (
+    convergence,
+    kernel,
+    ntk_attention_cost,
+    ntk_attention_error,
+    ntk_attention_train,
+    reparam,
+)
 
-for _name in _MODULES:
-    importlib.import_module(f"sims.experiments.{_name}")
+ALL = (
+    convergence.EXPERIMENT,
+    kernel.EXPERIMENT,
+    ntk_attention_cost.EXPERIMENT,
+    ntk_attention_error.EXPERIMENT,
+    ntk_attention_train.EXPERIMENT,
+    reparam.EXPERIMENT,
+)
+
+__all__ = ["ALL"]

@@ -42,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import theory as T
+from sims.core.checks import need_distinct
 from sims.core.experiment import Experiment, VerdictRow, register
 from sims.core.verdicts import slope_row, threshold_m
 from sims.experiments.common import check_fields, option as _f, sphere_inputs
@@ -63,15 +64,16 @@ class ConvergenceConfig:
     n: int = _f(8, "Training inputs.")
     d: int = _f(16, "Feature dimension.")
     k: int = _f(1, "Output dimension (models that fix it, exp-sign: 1).")
-    sigma: float = _f(1.0, "Prefix initialisation scale.")
-    input_norm: float = _f(1.0, "Norm of each input u = W x.")
-    eta: float = _f(0.0, "Learning rate; 0 means 1/||H*||_2.")
+    sigma: float = _f(1.0, "Prefix initialisation scale.", range="(0, inf)")
+    input_norm: float = _f(1.0, "Norm of each input u = W x.", range="(0, inf)")
+    eta: float = _f(0.0, "Learning rate; 0 means 1/||H*||_2.", range="[0, inf)")
     steps: int = _f(100, "Gradient-descent steps.")
     log_every: int = _f(20, "Steps between kernel measurements.")
     seeds: int = _f(3, "Independent initialisations per m.")
     data_seed: int = _f(0, "Seed of the data (inputs, targets, readout).")
     control: bool = _f(True, "Also run the mean-field negative control.")
-    control_lr: float = _f(0.01, "Mean-field step as a fraction of the matched step m*eta (>= 0.03 diverges).")
+    control_lr: float = _f(0.01, "Mean-field step as a fraction of the matched step m*eta (>= 0.03 diverges).",
+                           range="(0, 1]")
 
     def __post_init__(self):
         fixed_k = T.get_model(self.model).fixed_k
@@ -283,6 +285,7 @@ EXPERIMENT = register(Experiment(
     shardable=True,
     sweep_fields=("m",),
     count_fields=("m", "ladder", "n", "d", "k", "steps", "log_every", "seeds"),
+    check=lambda cfg: need_distinct("m", cfg.grid(), hint="give one --m with --ladder >= 2, or several --m"),
     examples=(
         "sims run convergence --m 1e5",
         "sims run convergence --m 1e7 --devices 8",

@@ -35,8 +35,8 @@ class KernelConfig:
     n: int = _f(8, "Inputs.")
     d: int = _f(16, "Feature dimension.")
     k: int = _f(2, "Output dimension (exp-sign always uses 1).")
-    sigma: float = _f(0.7, "Prefix initialisation scale.")
-    input_norm: float = _f(0.5, "Norm of each input u.")
+    sigma: float = _f(0.7, "Prefix initialisation scale.", range="(0, inf)")
+    input_norm: float = _f(0.5, "Norm of each input u.", range="(0, inf)")
     seeds: int = _f(6, "Draws per (model, m).")
     data_seed: int = _f(0, "Seed of inputs and readout.")
 
@@ -127,5 +127,6 @@ EXPERIMENT = register(Experiment(
     shardable=True,
     sweep_fields=("model", "m"),
     count_fields=("m", "n", "d", "k", "seeds"),
+    min_distinct={"m": 2},
     examples=("sims run kernel", "sims run kernel --model prefix --m 1e3 --m 1e4 --m 1e5 --seeds 10"),
 ))

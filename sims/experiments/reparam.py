@@ -45,6 +45,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sims.core.checks import need_distinct
 from sims.core.experiment import Experiment, VerdictRow, register
 from theory.moe.model import STRUCTURES, Reparam, moe_from_attention, prompt_keys_values
 from theory.moe.fit import fit_least_squares, regression_l2_error, sample_regression
@@ -75,15 +76,17 @@ class ReparamConfig:
     n: tuple[int, ...] = _f((), "Sample sizes; empty = the quick grid or the full grid 1e3..1e5 (5 points).")
     replications: int = _f(0, "Replications per (structure, L, n); 0 = 8 (quick) or 20.", minimum=0)
     extra: tuple[int, ...] = _f((0, 1), "Fit L = L* + extra prompts (L* = 2); 0 = exact, 1 = over-specified.")
-    noise: float = _f(0.1, "Standard deviation of the Gaussian noise on Y.")
+    noise: float = _f(0.1, "Standard deviation of the Gaussian noise on Y.", range="(0, inf)")
     restarts: int = _f(0, "Starts per fit (split atom k mod L* in start k); 0 = 2 (quick) or 4.", minimum=0)
     adam_steps: int = _f(50, "Adam steps before the Levenberg-Marquardt polish.", minimum=0)
     polish_steps: int = _f(1000, "Maximum Levenberg-Marquardt iterations.")
-    bound: float = _f(5.0, "Compact parameter set of the estimator: every p^K, p^V, p' entry in [-bound, bound].")
-    gate_scale: float = _f(1.0, "Multiplies W_Q, i.e. the range of the gating logits (1 = the fixed problem).")
-    jitter: float = _f(0.1, "Standard deviation of the start's perturbation of the true locations.")
+    bound: float = _f(5.0, "Compact parameter set of the estimator: every p^K, p^V, p' entry in [-bound, bound].",
+                      range="(0, inf)")
+    gate_scale: float = _f(1.0, "Multiplies W_Q, i.e. the range of the gating logits (1 = the fixed problem).",
+                           range="(0, inf)")
+    jitter: float = _f(0.1, "Standard deviation of the start's perturbation of the true locations.", range="(0, inf)")
     n_test: int = _f(4000, "Test inputs for the L2 error of the regression function.")
-    r: float = _f(1.0, "Power of the non-shared Voronoi loss (>= 1).")
+    r: float = _f(1.0, "Power of the non-shared Voronoi loss (>= 1).", range="[1, inf)")
 
     def __post_init__(self):
         bad = [s for s in self.structures if s not in STRUCTURES]
@@ -285,6 +288,7 @@ EXPERIMENT = register(Experiment(
     estimate_bytes=estimate_bytes,
     sweep_fields=("structures", "n", "extra"),
     count_fields=("n", "replications", "restarts", "adam_steps", "polish_steps", "n_test"),
+    check=lambda cfg: need_distinct("n", cfg.grid(), hint="give several different --n"),
     examples=(
         "sims run reparam --quick",
         "sims run reparam --structures shared_linear --structures nonshared --n 1000 --n 10000",

@@ -1,0 +1,202 @@
+"""What the ``sims`` command prints: errors, plans, progress (from engine events), verdict tables.
+
+The engine (:mod:`sims.core.execute`) reports plain events; :class:`Progress` turns them into a
+rich progress bar on a terminal, or into one flushed plain line per finished call when stdout
+is not a terminal (CI logs, ``nohup``, cluster jobs), so a redirected log is never silent.
+
+The exit codes are defined in :mod:`sims.cli.process`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from sims.cli.process import (  # noqa: F401  (re-exported: the CLI's modules read them from here)
+    EXIT_CRASH,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_MEMORY,
+    EXIT_OK,
+    EXIT_USAGE,
+)
+from sims.core import execute as engine
+from sims.core.plan import short_cell
+from sims.host.memory import format_bytes
+
+__all__ = [
+    "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_MEMORY", "EXIT_CRASH", "EXIT_INTERRUPTED",
+    "err_console", "fail", "verdict_table", "print_plan", "Progress",
+]
+
+
+
+def err_console() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    """Print ``error: message`` to stderr; return the ``typer.Exit(code)`` to raise."""
+    err_console().print(f"[bold red]error:[/bold red] {escape(message)}")
+    return typer.Exit(code)
+
+
+# ----------------------------------------------------------------------------- verdict
+
+
+def _row(r: Any) -> dict[str, Any]:
+    return r if isinstance(r, dict) else r.as_dict()
+
+
+def verdict_table(rows: list[dict] | list[Any], title: str = "verdict", *, full: bool = False) -> Table:
+    """The verdict as a table, one line per claim, legible at 80 columns.
+
+    Columns: the claim's short id, its short name (``short``, else the claim cut to fit with an
+    ellipsis; ``full``: the whole statement, folded), predicted, measured, the result, and
+    ``detail``; a column empty in every row is left out.
+    """
+    ds = [_row(r) for r in rows]
+    cols: dict[str, list[str]] = {c: [] for c in ("id", "claim", "predicted", "measured", "result", "detail")}
+    for i, d in enumerate(ds):
+        status = d.get("status") or ("pass" if d.get("passed") else "fail")
+        claim = str(d.get("claim", "")) if full else str(d.get("short") or d.get("claim", ""))
+        cols["id"].append(escape(str(d.get("id") or i + 1)))
+        cols["claim"].append(escape(claim))
+        cols["predicted"].append(escape(str(d.get("predicted", ""))))
+        cols["measured"].append(escape(str(d.get("measured", ""))))
+        cols["result"].append(_RESULT.get(status, "[yellow]UNDECIDED[/yellow]"))
+        cols["detail"].append(escape(str(d.get("detail") or "")))
+    keep = [c for c, v in cols.items() if c in ("claim", "result") or any(v)]
+    table = Table(title=title, show_lines=False, box=box.SIMPLE_HEAD, padding=(0, 0), pad_edge=False)
+    for c in keep:
+        if c == "claim" and not full:
+            table.add_column(c, no_wrap=True, overflow="ellipsis", max_width=CLAIM_WIDTH)
+        elif c in ("id", "result"):
+            table.add_column(c if c == "id" else "", no_wrap=True)
+        else:
+            table.add_column(c, overflow="fold")
+    for i in range(len(ds)):
+        table.add_row(*(cols[c][i] for c in keep))
+    return table
+
+
+CLAIM_WIDTH = 22  # characters of a claim's short name in the table (its full text: --full, the manifest)
+_RESULT = {"pass": "[green]PASS[/green]", "fail": "[bold red]FAIL[/bold red]"}
+
+
+# ----------------------------------------------------------------------------- plan
+
+
+def print_plan(console: Console, p: Any, *, full: bool) -> None:
+    """The plan's one-line summary and memory line; with ``full`` also every cell (``--dry-run``)."""
+    n, pending = len(p.cells), len(p.pending)
+    console.print(
+        f"[bold]{p.experiment}[/bold]: {n} cell(s), {n - pending} stored, {pending} to run "
+        f"({len(p.batches)} call(s)); precision {p.precision}; {p.devices} device(s); run id {p.run_id}; "
+        f"out {p.out}"
+    )
+    if not pending:
+        console.print("memory: nothing to run")
+    elif p.peak_bytes is None:
+        console.print(f"memory: no estimate from {p.experiment}; available {format_bytes(p.available)} "
+                      f"({p.available_where})")
+    else:
+        per = ", per device" if p.devices > 1 else ""
+        console.print(f"memory: peak estimate {format_bytes(p.peak_bytes)} (largest call{per}), "
+                      f"available {format_bytes(p.available)} ({p.available_where})")
+    if not full:
+        return
+    table = Table(title="cells")
+    for col in ("cell id", "cell", "status", "memory"):
+        table.add_column(col, overflow="fold")
+    limit = 200
+    for pc in p.cells[:limit]:
+        cell = " ".join(f"{k}={v}" for k, v in pc.cell.items() if k != "dtype")
+        table.add_row(pc.cell_id, escape(cell), "stored" if pc.done else "to run", format_bytes(pc.est_bytes))
+    console.print(table)
+    if n > limit:
+        console.print(f"... and {n - limit} more cell(s)")
+    if not p.fits:
+        console.print(f"[bold red]would not fit:[/bold red] {escape(p.message)}")
+
+
+# ----------------------------------------------------------------------------- progress
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+class Progress:
+    """An ``on_event`` handler: a rich bar on a terminal, else plain flushed lines per call.
+
+    Args:
+        console: where the bar goes (stderr by default).
+        plain: force plain lines (True) or the bar (False); None picks plain when ``stream``
+            is not a terminal.
+        stream: where plain lines go (default ``sys.stderr``).
+    """
+
+    def __init__(self, console: Console | None = None, *, plain: bool | None = None, stream: TextIO | None = None):
+        self.console = console or err_console()
+        self.stream = stream or sys.stderr
+        self.plain = (not _isatty(self.stream)) if plain is None else plain
+        self._bar = None
+        self._task = None
+        self._t0 = time.perf_counter()
+
+    def __call__(self, event: engine.Event) -> None:
+        if isinstance(event, engine.Started):
+            self._t0 = time.perf_counter()
+            if event.total and not self.plain:
+                self._start_bar(event.plan.experiment, event.total)
+        elif isinstance(event, engine.BatchStarted) and self._bar is not None:
+            more = f" (+{len(event.cells) - 1})" if len(event.cells) > 1 else ""
+            self._bar.update(self._task, cell=short_cell(event.cells[0].cell, 30) + more)
+        elif isinstance(event, engine.BatchFinished):
+            if self._bar is not None:
+                self._bar.update(self._task, completed=event.done)
+            else:
+                self._line(event)
+        elif isinstance(event, engine.Finished):
+            self.close()
+
+    def _line(self, e: engine.BatchFinished) -> None:
+        left = e.elapsed_s / e.done * (e.total - e.done) if e.done else None
+        self.stream.write(f"call {e.index + 1}/{e.calls}: {e.done}/{e.total} cells, elapsed {_clock(e.elapsed_s)}, "
+                          f"remaining ~{_clock(left)}\n")
+        self.stream.flush()
+
+    def _start_bar(self, name: str, total: int) -> None:
+        from rich import progress as rp
+
+        self._bar = rp.Progress(
+            rp.TextColumn("[bold]{task.description}"), rp.BarColumn(), rp.MofNCompleteColumn(),
+            rp.TimeElapsedColumn(), rp.TimeRemainingColumn(), rp.TextColumn("{task.fields[cell]}"),
+            console=self.console, transient=False,
+        )
+        self._bar.start()
+        self._task = self._bar.add_task(name, total=total, cell="")
+
+    def close(self) -> None:
+        """Stop the bar (also after an error or an interruption)."""
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False

@@ -1,0 +1,138 @@
+"""``sims run NAME``: one command per experiment, its options generated from the config.
+
+The command parses and validates the options, builds the config, plans the run
+(:func:`sims.core.plan.plan`), prints the plan, executes it (:func:`sims.core.execute.execute`)
+with a :class:`sims.cli.render.Progress` turning the engine's events into progress, and prints
+the verdict table.  See :mod:`sims.cli.render` for the exit codes.
+"""
+
+from __future__ import annotations
+
+import inspect
+import traceback
+from typing import Any, Callable
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from sims.cli import process, render
+from sims.cli.options import Spec, common_params, examples, specs_of, typer_param
+from sims.cli.render import EXIT_CRASH, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_MEMORY, EXIT_OK, EXIT_USAGE, fail
+from sims.core import execute as engine
+from sims.core import plan as planner
+from sims.core import store
+from sims.core.experiment import Experiment
+from sims.host import compile_cache
+from theory.validation import InputError
+
+__all__ = ["make_run_command"]
+
+
+def make_run_command(exp: Experiment) -> Callable[..., Any]:
+    """The typer command function of ``sims run <exp.name>`` (its signature built from the config)."""
+    specs = specs_of(exp)
+
+    def command(**kwargs: Any) -> None:
+        _run(exp, specs, kwargs)
+
+    params = [typer_param(exp, s) for s in specs] + common_params()
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__name__ = f"run_{exp.name}"
+    command.__doc__ = exp.summary
+    command.__sims_examples__ = examples(exp, specs)  # type: ignore[attr-defined]
+    return command
+
+
+def _run(exp: Experiment, specs: list[Spec], kw: dict[str, Any]) -> None:
+    import jax
+
+    precision = kw["sims_precision"].value
+    prev_x64 = bool(jax.config.jax_enable_x64)
+    jax.config.update("jax_enable_x64", precision == "float64")  # before any array exists
+    previous = process.install()  # Ctrl-C and SIGTERM stop at safe points (see sims.cli.process)
+    try:
+        cache = compile_cache.resolve(kw["sims_compile_cache"])
+        try:
+            with compile_cache.enabled(cache):
+                _run_inner(exp, specs, kw, precision)
+        except OSError as e:
+            raise fail(f"--compile-cache {cache}: {e.strerror or e}", EXIT_USAGE) from None
+    finally:
+        process.restore(previous)
+        jax.config.update("jax_enable_x64", prev_x64)
+
+
+def _check_out(out: Any, *, create: bool) -> None:
+    try:
+        store.check_writable(out, create=create)
+    except store.StoreError as e:
+        raise fail(str(e), EXIT_USAGE) from None
+
+
+def _both(*handlers: Any) -> Callable[[Any], None]:
+    live = [h for h in handlers if h is not None]
+
+    def on_event(event: Any) -> None:
+        for h in live:
+            h(event)
+
+    return on_event
+
+
+def _config(exp: Experiment, specs: list[Spec], kw: dict[str, Any]) -> Any:
+    values = {}
+    for s in specs:
+        raw = kw[s.param]
+        try:
+            values[s.field] = tuple(s.convert(v) for v in raw) if s.sweep else s.convert(raw)
+        except (InputError, ValueError, TypeError) as e:
+            raise typer.BadParameter(str(e), param_hint=s.opt) from None
+    try:
+        return exp.config(**values)
+    except (InputError, TypeError, ValueError) as e:
+        raise fail(f"bad {exp.name} config: {e}", EXIT_USAGE) from None
+
+
+def _run_inner(exp: Experiment, specs: list[Spec], kw: dict[str, Any], precision: str) -> None:
+    config = _config(exp, specs, kw)
+    out, quiet = kw["sims_out"], kw["sims_quiet"]
+    console = Console(highlight=False)
+    progress = None
+    try:
+        process.STOP.check()  # a Ctrl-C while the modules were imported
+        p = planner.plan(exp, config, out=out, precision=precision, force=kw["sims_force"],
+                         devices=kw["sims_devices"])
+        _check_out(out, create=not kw["sims_dry_run"])
+        if kw["sims_dry_run"]:
+            render.print_plan(console, p, full=True)
+            raise typer.Exit(EXIT_OK if p.fits else EXIT_MEMORY)
+        if not quiet:
+            render.print_plan(render.err_console(), p, full=False)
+        progress = None if quiet else render.Progress()
+        res = engine.execute(p, on_event=_both(progress, process.STOP))
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        msg = "interrupted; finished cells are saved, rerun the same command to resume"
+        raise fail(msg, EXIT_INTERRUPTED) from None
+    except planner.WouldNotFit as e:
+        raise fail(f"would not fit in memory: {e}", EXIT_MEMORY) from None
+    except InputError as e:
+        raise fail(str(e), EXIT_USAGE) from None
+    except Exception as e:  # noqa: BLE001
+        render.err_console().print(escape("".join(traceback.format_exception(e))))
+        raise fail(f"{exp.name} crashed: {type(e).__name__}: {e}", EXIT_CRASH) from None
+    finally:
+        if progress is not None:
+            progress.close()
+
+    console.print(render.verdict_table(res.rows, title=f"{exp.name} verdict (run {res.run_id})"))
+    n_fail = sum(not r.passed for r in res.rows)
+    if not quiet:
+        console.print(f"{len(res.computed)} cell(s) computed, {len(res.reused)} reused; manifest {res.manifest_path}")
+    if n_fail:
+        console.print(f"[bold red]{n_fail} of {len(res.rows)} claim(s) failed[/bold red]")
+        raise typer.Exit(EXIT_FAILED)
+    console.print(f"[green]all {len(res.rows)} claim(s) passed[/green]")
+    raise typer.Exit(EXIT_OK)

@@ -1,0 +1,86 @@
+"""``sims list`` (the experiments and their options) and ``sims show RUN`` (a stored run)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from sims.cli.options import examples, show_value, specs_of
+from sims.cli.render import EXIT_USAGE, fail, verdict_table
+from sims.core import experiment as registry
+from sims.core import store
+
+__all__ = ["list_experiments", "show_run"]
+
+
+def list_experiments(name: str | None) -> None:
+    """Print every experiment (or only ``name``) with its options; exit 2 for an unknown name."""
+    console = Console(highlight=False)
+    names = registry.names()
+    if name is not None and name not in names:
+        raise fail(f"unknown experiment {name!r}; known: {', '.join(names) or '(none)'}", EXIT_USAGE)
+    if not names:
+        console.print("no experiments registered (add modules to sims/experiments/__init__.py)")
+        return
+    for n in [name] if name else names:
+        exp = registry.get(n)
+        specs = specs_of(exp)
+        table = Table(title=f"[bold]{n}[/bold]: {escape(exp.summary)}", title_justify="left")
+        for col in ("option", "type", "default", "help"):
+            table.add_column(col, overflow="fold")
+        for s in specs:
+            kind = s.kind if s.kind != "choice" else "|".join(s.choices or ())
+            if s.sweep:
+                kind += " (repeatable)"
+            table.add_row(s.opt, escape(kind), escape(show_value(s.default)), escape(s.help))
+        console.print(table)
+        for e in examples(exp, specs):
+            console.print(f"  $ {escape(e)}")
+        console.print()
+
+
+def show_run(run: str, out: Path, as_json: bool, full: bool = False) -> None:
+    """Print a stored run (config, provenance, verdict); ``full``: the claims' full statements."""
+    console = Console(highlight=False)
+    try:
+        path = store.find_manifest(out, run)
+        m = store.read_manifest(path)
+    except store.StoreError as e:
+        raise fail(str(e), EXIT_USAGE) from None
+    if as_json:
+        sys.stdout.write(json.dumps(m, indent=2) + "\n")
+        return
+    rid, name = escape(str(m.get("run_id"))), escape(str(m.get("experiment")))
+    console.print(f"[bold]run {rid}[/bold]  experiment {name}  ({path})")
+    console.print(f"precision {m.get('precision')}; started {m.get('started')}; finished {m.get('finished')}")
+    counts = m.get("counts", {})
+    console.print(f"cells: {counts.get('cells')} ({counts.get('computed')} computed, {counts.get('reused')} reused)")
+    cfg = Table(title="config", title_justify="left")
+    cfg.add_column("field")
+    cfg.add_column("value", overflow="fold")
+    for k, v in (m.get("config") or {}).items():
+        cfg.add_row(k, escape(show_value(v)))
+    console.print(cfg)
+    prov = m.get("provenance") or {}
+    pt = Table(title="provenance", title_justify="left")
+    pt.add_column("key")
+    pt.add_column("value", overflow="fold")
+    git = prov.get("git") or {}
+    pt.add_row("git revision", f"{git.get('revision')}" + (" (dirty)" if git.get("dirty") else ""))
+    for k, v in (prov.get("versions") or {}).items():
+        pt.add_row(k, str(v))
+    dev = prov.get("device") or {}
+    pt.add_row("device", f"{dev.get('platform')} {dev.get('kind')} (x{dev.get('count')})")
+    pt.add_row("dtype", f"{prov.get('dtype')} (jax_enable_x64={prov.get('jax_enable_x64')})")
+    if "compile_cache" in prov:
+        pt.add_row("compile cache", escape(str(prov.get("compile_cache"))))
+    pt.add_row("command", escape(" ".join(prov.get("argv") or [])))
+    console.print(pt)
+    console.print(verdict_table(m.get("verdict") or [], full=full))
+    ok = m.get("passed")
+    console.print("[green]all claims passed[/green]" if ok else "[bold red]some claims failed[/bold red]")

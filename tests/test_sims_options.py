@@ -1,0 +1,123 @@
+"""Bad input to ``sims run`` is refused before any work, with exit 2 and the option named.
+
+The float options are taken from the experiments' own configs (``sims.experiments.ALL``), so a
+new option is covered as soon as it exists; each must declare its range (``metadata["range"]``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import sims.experiments
+import sims_toy
+from cli_runner import invoke
+from sims.cli.options import specs_of
+from sims.core import checks
+
+FLOAT_OPTIONS = [(exp.name, s) for exp in sims.experiments.ALL for s in specs_of(exp) if s.kind == "float"]
+
+
+def _bad_values(spec):
+    out = [("nan", "finite"), ("inf", "finite"), ("-inf", "finite")]
+    x = spec.interval.outside()
+    if not math.isnan(x):
+        out.append((repr(x), "must lie in"))
+    return out
+
+
+CASES = [(name, s.opt, v, why) for name, s in FLOAT_OPTIONS for v, why in _bad_values(s)]
+
+
+def test_every_float_option_declares_a_range():
+    assert FLOAT_OPTIONS, "no float options found"
+    for name, s in FLOAT_OPTIONS:
+        assert s.interval is not None and s.interval != checks.REALS, f"{name} {s.opt}: declare metadata['range']"
+
+
+@pytest.mark.parametrize(("experiment", "opt", "value", "why"), CASES, ids=[f"{c[0]}{c[1]}={c[2]}" for c in CASES])
+def test_bad_float_option_exit_2_before_any_work(tmp_path, experiment, opt, value, why):
+    r = invoke("run", experiment, "--out", tmp_path / "out", f"{opt}={value}")
+    assert r.exit_code == 2, r.output
+    assert opt in r.output and why in r.output, r.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_value_in_range_passes_the_check():
+    for name, s in FLOAT_OPTIONS:
+        default = s.default if not s.sweep else s.default[0]
+        assert s.convert(str(default)) == pytest.approx(default)
+
+
+def test_library_callers_get_the_same_check(tmp_path):
+    from sims.core import runner
+    from sims.experiments import kernel
+    from theory.validation import InputError
+
+    with pytest.raises(InputError, match="sigma must be a (positive )?finite number"):
+        runner.plan(kernel.EXPERIMENT, kernel.KernelConfig(sigma=math.inf), out=tmp_path)
+    with pytest.raises(InputError, match="distinct values of m"):
+        runner.plan(kernel.EXPERIMENT, kernel.KernelConfig(m=(100, 100)), out=tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("text, inside, outside", [
+    ("(0, inf)", [1e-300, 5.0], [0.0, -1.0]),
+    ("[0, 1]", [0.0, 1.0], [-1e-9, 1.5]),
+    ("(0, 1]", [1.0], [0.0]),
+    ("[1, inf)", [1.0, 1e300], [0.999]),
+])
+def test_intervals(text, inside, outside):
+    iv = checks.parse_range(text)
+    assert str(iv) == text
+    assert all(x in iv for x in inside) and not any(x in iv for x in outside)
+    assert iv.outside() not in iv
+    with pytest.raises(ValueError):
+        checks.parse_range("0..1")
+
+
+# ----------------------------------------------------------------------------- sweeps that cannot be judged
+
+
+@pytest.mark.parametrize("args", [
+    ["convergence", "--m", "1e5", "--m", "1e5"],
+    ["convergence", "--m", "1e5", "--ladder", "1"],
+    ["kernel", "--m", "1000", "--m", "1e3"],
+    ["ntk-attention-cost", "--m", "64"],
+    ["reparam", "--n", "300", "--n", "300"],
+])
+def test_duplicate_sizes_refused_before_running(tmp_path, args):
+    r = invoke("run", *args, "--out", tmp_path / "out")
+    assert r.exit_code == 2, r.output
+    assert "distinct values" in r.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_min_distinct_declared_on_an_experiment(tmp_path, monkeypatch):
+    import dataclasses
+
+    from sims.core.experiment import REGISTRY
+
+    monkeypatch.setitem(REGISTRY, "toy", dataclasses.replace(sims_toy.TOY, min_distinct={"x": 2}))
+    r = invoke("run", "toy", "--out", tmp_path, "--x", "1", "--x", "1.0", "-q")
+    assert r.exit_code == 2 and "distinct values of x" in r.output
+    assert invoke("run", "toy", "--out", tmp_path, "--x", "1", "--x", "2", "-q").exit_code == 0
+
+
+# ----------------------------------------------------------------------------- results folder
+
+
+def test_unwritable_out_refused_before_any_work(tmp_path):
+    sims_toy.CALLS.clear()
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    for out, reason in [("/proc/forbidden", "cannot write there"), (a_file, "is not a folder"),
+                        (a_file / "below", "is not a folder")]:
+        for extra in ([], ["--dry-run"]):
+            r = invoke("run", "toy", "--out", out, *extra)
+            if extra and out == "/proc/forbidden":
+                continue  # a dry run writes nothing and only checks what it can without writing
+            assert r.exit_code == 2, r.output
+            assert str(out) in r.output and reason in r.output, r.output
+    assert not sims_toy.CALLS

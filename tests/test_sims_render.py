@@ -1,0 +1,101 @@
+"""What ``sims`` prints: the verdict table at 80 columns, plain progress lines in logs, figure options."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from rich.console import Console
+from typer.testing import CliRunner
+
+import sims_toy
+from cli_runner import invoke
+from sims.cli import render
+from sims.core import runner
+from sims.cli.app import build_app
+from sims.core.execute import verdict_rows
+from sims.core.experiment import VerdictRow, get
+
+LONG = "control (mean-field): sup_t ||r(t) - r_lin(t)|| not ~ m^-1/2 over the whole ladder of prefix lengths"
+ROWS = [
+    VerdictRow("1. ||H(0) - H*|| ~ m^-1/2", "slope -0.5 +- 0.05", "-0.465 [-0.606, -0.324]", True),
+    VerdictRow("4b. max_r ||p_r(t) - p_r(0)|| ~ m^-1/2 e^{sigma|u|sqrt(2 log m)}", "slope -0.268 +- 0.05",
+               "-0.280 [-0.383, -0.177]", True),
+    VerdictRow(LONG, "slope outside -0.5 +- 0.05", "-0.1 [-0.2, 0.0]", False),
+    VerdictRow("given id", "a", "b", True, id="x1", short="short name"),
+]
+
+
+def _text(table, width=80) -> str:
+    buf = io.StringIO()
+    Console(file=buf, width=width, force_terminal=False, color_system=None).print(table)
+    return buf.getvalue()
+
+
+def test_verdict_table_fits_80_columns_with_short_ids():
+    rows = verdict_rows(ROWS)
+    assert [r.id for r in rows] == ["1", "4b", "3", "x1"]
+    assert rows[1].short.startswith("max_r") and rows[1].claim == ROWS[1].claim  # the full statement is kept
+    text = _text(render.verdict_table(rows))
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "detail" not in text  # an empty column is dropped
+    assert LONG not in text and "…" in text and "short name" in text
+    # each claim with a short predicted/measured pair stays on one line
+    assert sum("PASS" in line or "FAIL" in line for line in lines) == 4
+    assert len([ln for ln in lines if ln.strip()]) <= 4 + 4 + 2  # title, header, rule, rows (at most one fold each)
+    full = _text(render.verdict_table(rows, full=True), width=200)
+    assert LONG in full
+
+
+def test_manifest_keeps_ids_and_full_statements(tmp_path):
+    res = runner.run(get("toy"), sims_toy.ToyConfig(seeds=1), out=tmp_path)
+    m = json.loads(res.manifest_path.read_text())
+    assert [r["id"] for r in m["verdict"]] == ["1", "2"] and m["verdict"][0]["claim"] == "mean near x"
+    r = invoke("show", res.run_id, "--out", tmp_path, "--full")
+    assert r.exit_code == 0 and "mean near x" in r.stdout
+
+
+def test_plain_progress_lines_when_not_a_terminal(tmp_path):
+    stream = io.StringIO()
+    progress = render.Progress(plain=None, stream=stream)  # StringIO is not a terminal
+    assert progress.plain
+    p = runner.plan(get("toy"), sims_toy.ToyConfig(x=(0.0, 1.0, 2.0), seeds=2), out=tmp_path)
+    runner.execute(p, on_event=progress)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 3  # one per call
+    assert lines[0].startswith("call 1/3: 2/6 cells, elapsed ") and "remaining ~" in lines[0]
+    assert lines[-1].startswith("call 3/3: 6/6 cells") and lines[-1].endswith("remaining ~0:00:00")
+
+
+def test_events_in_order(tmp_path):
+    seen = []
+    runner.run(get("toy"), sims_toy.ToyConfig(x=(0.0, 1.0), seeds=2), out=tmp_path, on_event=seen.append)
+    kinds = [type(e).__name__ for e in seen]
+    assert kinds == ["Started", "BatchStarted", "CellFinished", "CellFinished", "BatchFinished", "BatchStarted",
+                     "CellFinished", "CellFinished", "BatchFinished", "Finished"]
+    assert seen[0].total == 4 and seen[0].calls == 2 and seen[-1].result.passed
+
+
+def test_cli_log_has_progress_lines(tmp_path):
+    r = CliRunner(env={"COLUMNS": "80", "PREFIX_NTK_COMPILE_CACHE": "off"}).invoke(
+        build_app(),
+        ["run", "toy", "--out", str(tmp_path), "--x", "0", "--x", "1", "--seeds", "1"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert "call 2/2: 2/2 cells" in r.output
+
+
+def test_figures_bad_option_is_named_with_its_valid_values(tmp_path):
+    for args, text in [(["--venue", "foo"], "--venue 'foo' is not known; valid: "),
+                       (["--width", "huge"], "--width 'huge'"),
+                       (["--format", "gif"], "--format 'gif' is not known; valid: pdf, png, svg"),
+                       (["--dpi", "5"], "--dpi 5 is out of range"),
+                       (["--only", "nope"], "unknown figure(s) ['nope'] for --only")]:
+        r = invoke("figures", "--results", tmp_path, "--out", tmp_path / "o", "--no-run", *args)
+        assert r.exit_code == 2, r.output
+        assert text in r.output, r.output
+    from figures import cli as figures_cli, style
+
+    r = CliRunner().invoke(figures_cli.app(), ["--venue", "foo", "--results", str(tmp_path)])
+    assert r.exit_code == 2 and all(v in r.output for v in style.VENUES)
+    assert not (tmp_path / "o").exists()
