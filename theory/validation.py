@@ -19,6 +19,8 @@ import numpy as np
 __all__ = [
     "InputError",
     "LogitOverflowError",
+    "PrecisionLossError",
+    "PrecisionLossWarning",
     "check_count",
     "check_positive",
     "check_probability",
@@ -38,6 +40,14 @@ class InputError(ValueError):
 
 class LogitOverflowError(InputError):
     """``exp`` of some logit would overflow the working dtype."""
+
+
+class PrecisionLossError(InputError):
+    """The working precision certifies nothing for these inputs (rounding swamps the result)."""
+
+
+class PrecisionLossWarning(UserWarning):
+    """The certified rounding error is at least the size of the result it bounds."""
 
 
 def check_count(name: str, value, *, minimum: int = 1) -> int:

@@ -47,10 +47,12 @@ evaluated as written (``abs_k=True`` gives the reference code's ``|k|``, see
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from theory import validation as _v
@@ -140,8 +142,10 @@ def _prefix_terms(Q, scale, summary, feature, g, abs_k):
     return jnp.zeros(Q.shape[:1], Q.dtype), phi_q @ k, phi_q @ summary.Z
 
 
-def _forward(X, summary, W_Q, W_K, W_V, feature, g, causal, abs_k):
-    """Unvalidated NTK-Attention for one sequence (traceable; used by the trainer)."""
+def _forward_parts(X, summary, W_Q, W_K, W_V, feature, g, causal, abs_k):
+    """``(num, den, (Q, z_X, V_X, M, e_X, f))``: the row numerators (L, d_v) and denominators (L,)
+    of the stabilised formula and the intermediates the rounding bound of
+    :mod:`theory.ntk_attn.rounding` needs (traceable)."""
     Q, scale, z_X, V_X = input_block(X, W_Q, W_K, W_V, causal)
     ell, a, b = _prefix_terms(Q, scale, summary, feature, g, abs_k)
     mx_X = jnp.max(z_X, axis=1)
@@ -150,6 +154,12 @@ def _forward(X, summary, W_Q, W_K, W_V, feature, g, causal, abs_k):
     f = jnp.exp(ell - M)
     num = e_X @ V_X + f[:, None] * b
     den = jnp.sum(e_X, axis=1) + f * a
+    return num, den, (Q, z_X, V_X, M, e_X, f)
+
+
+def _forward(X, summary, W_Q, W_K, W_V, feature, g, causal, abs_k):
+    """Unvalidated NTK-Attention for one sequence (traceable; used by the trainer)."""
+    num, den, _ = _forward_parts(X, summary, W_Q, W_K, W_V, feature, g, causal, abs_k)
     return num / den[:, None]
 
 
@@ -188,19 +198,67 @@ def _check_forward(X, summary, W_Q, W_K, W_V, feature, g):
     return feature, g, summary
 
 
+PRECISION_LOSS = ("raise", "warn", "ignore")
+
+
+def _precision_verdict(out, bound, on_precision_loss):
+    """Raise / warn as ``on_precision_loss`` says when ``bound`` (rounding, per row) is inf or >= |out|."""
+    bound = np.asarray(bound)
+    if not np.all(np.isfinite(bound)):
+        bad = int(np.size(bound) - np.count_nonzero(np.isfinite(bound)))
+        msg = (f"NTK-Attention: {bad} row(s) have no certified digit in {out.dtype}: rounding in the "
+               "prefix term phi(q)^T Z can exceed the result (large-norm queries/keys whose feature "
+               "products cancel; docs/ntk_attention_bound.md, 'Rounding'); use float64, smaller "
+               "norms, or feature='exact'")
+        if on_precision_loss == "raise":
+            raise _v.PrecisionLossError(msg)
+        warnings.warn(msg, _v.PrecisionLossWarning, stacklevel=3)
+        return
+    size = np.max(np.abs(np.asarray(out)), axis=-1)
+    if np.any((bound >= size) & (bound > 0)):
+        warnings.warn(f"NTK-Attention: the certified rounding error ({float(np.max(bound)):.3g}) is as "
+                      "large as some output row; those rows have no certified digit",
+                      _v.PrecisionLossWarning, stacklevel=3)
+
+
+def _check_precision_mode(on_precision_loss):
+    if on_precision_loss not in PRECISION_LOSS:
+        raise _v.InputError(f"on_precision_loss must be one of {PRECISION_LOSS}, got {on_precision_loss!r}")
+
+
 def ntk_attention(X, summary, W_Q, W_K, W_V, *, feature: str, g: int | None = None,
-                  causal: bool = False, abs_k: bool = False):
+                  causal: bool = False, abs_k: bool = False, on_precision_loss: str = "raise"):
     """``diag(A_X 1 + phi(Q) k)^{-1} (A_X V_X + phi(Q) Z)`` for one sequence; returns (L, d_v).
 
     ``X``: (L, d); ``summary``: :class:`Summary` (or :class:`ExactSummary` for 'exact');
     ``W_Q, W_K``: (d, d_k); ``W_V``: (d, d_v).  ``causal`` masks the input block only;
     ``abs_k`` uses ``|k|`` in the normaliser (reference code).  Stabilised as in the module
     docstring; runs in the dtype of the inputs.
+
+    For finite features the output comes with the rounding bound of
+    :func:`theory.ntk_attn.rounding.ntk_attention_certified` (summary taken as exact data), in
+    the same jitted pass.  ``on_precision_loss``: 'raise' (default) raises
+    :class:`theory.PrecisionLossError` where that bound is infinite (no certified digit: the
+    computed normaliser is not provably positive) and warns (:class:`theory.PrecisionLossWarning`)
+    where it is at least the row's size; 'warn' only warns; 'ignore' skips the bound.  The full
+    guarantee (truncation + rounding of summary and forward) is
+    ``bounds.instance_output_bound + ntk_attention_certified(..., majorant=...).rounding``.
+
+    Raises:
+        InputError: bad arrays, summary or options; PrecisionLossError: see above.
     """
     X, W_Q, W_K, W_V = (jnp.asarray(a) for a in (X, W_Q, W_K, W_V))
     feature, g, summary = _check_forward(X, summary, W_Q, W_K, W_V, feature, g)
+    _check_precision_mode(on_precision_loss)
     _v.check_finite("X", X)
-    return _forward_jit(X, summary, W_Q, W_K, W_V, feature, g, bool(causal), bool(abs_k))
+    if feature == "exact" or on_precision_loss == "ignore":
+        return _forward_jit(X, summary, W_Q, W_K, W_V, feature, g, bool(causal), bool(abs_k))
+    from theory.ntk_attn.rounding import ntk_attention_certified
+
+    out, bound = ntk_attention_certified(X, summary, W_Q, W_K, W_V, feature=feature, g=g,
+                                         causal=causal, abs_k=abs_k)
+    _precision_verdict(out, bound, on_precision_loss)
+    return out
 
 
 @functools.partial(jax.jit, static_argnames=("feature", "g", "causal", "abs_k"))
@@ -209,12 +267,26 @@ def _forward_batch(X, summary, W_Q, W_K, W_V, feature, g, causal, abs_k):
 
 
 def ntk_attention_batch(X, summary, W_Q, W_K, W_V, *, feature: str, g: int | None = None,
-                        causal: bool = False, abs_k: bool = False):
-    """:func:`ntk_attention` over a batch ``X`` of shape (B, L, d); returns (B, L, d_v)."""
+                        causal: bool = False, abs_k: bool = False, on_precision_loss: str = "raise"):
+    """:func:`ntk_attention` over a batch ``X`` of shape (B, L, d); returns (B, L, d_v).
+
+    ``on_precision_loss`` as in :func:`ntk_attention` (the bound is computed per sequence).
+    Raises: InputError (bad arguments), PrecisionLossError.
+    """
     X = jnp.asarray(X)
     if X.ndim != 3:
         raise _v.InputError(f"X must be a 3-D array (batch, tokens, features), got shape {X.shape}")
     W_Q, W_K, W_V = (jnp.asarray(a) for a in (W_Q, W_K, W_V))
     feature, g, summary = _check_forward(X[0], summary, W_Q, W_K, W_V, feature, g)
+    _check_precision_mode(on_precision_loss)
     _v.check_finite("X", X)
-    return _forward_batch(X, summary, W_Q, W_K, W_V, feature, g, bool(causal), bool(abs_k))
+    if feature == "exact" or on_precision_loss == "ignore":
+        return _forward_batch(X, summary, W_Q, W_K, W_V, feature, g, bool(causal), bool(abs_k))
+    from theory.ntk_attn.rounding import _certified
+
+    Zbar, kbar = jnp.abs(summary.Z), jnp.abs(summary.k)
+    n0 = jnp.asarray(0.0, X.dtype)
+    out, bound = jax.vmap(lambda x: _certified(x, summary, Zbar, kbar, n0, W_Q, W_K, W_V, feature, g,
+                                               bool(causal), bool(abs_k)))(X)
+    _precision_verdict(out, bound, on_precision_loss)
+    return out
