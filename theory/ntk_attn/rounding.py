@@ -161,7 +161,7 @@ def prefix_summary_majorant(P, W_K, W_V, *, feature: str, g: int | None = None, 
     n_k = _feature_count(feature, g, d, d_k, float(kmax))
     n = float(n_k + d + 2 + summation_depth(P.shape[0], chunk))
     if feature == "elu":  # F = computed features: divide by (1 - gamma_{n_k})
-        scale = 1.0 / (1.0 - min(float(_gamma(n_k, unit_roundoff(P.dtype))), 0.5))
+        scale = 1.0 / (1.0 - min(float(_gamma(n_k, unit_roundoff(Z.dtype))), 0.5))
         Zbar, kbar = Zbar * scale, kbar * scale
     return Summary(Z, k), SummaryMajorant(Zbar, kbar, n)
 
