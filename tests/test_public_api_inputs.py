@@ -105,6 +105,7 @@ ANY_RANK = {
     ("output_error_bound", "eps"), ("output_error_bound", "spread"), ("autodiff_ntk", "params"),
     ("loss_bound", "loss0"), ("chebyshev_width", "C"), ("weight_error", "beta"), ("degree_needed", "m"),
     ("kernel_regression_residuals", "steps"), ("loss_bound", "steps"), ("weight_error", "g"),
+    ("feature_map", "x"), ("taylor_features", "x"),  # (..., d): any rank >= 1
 }
 
 

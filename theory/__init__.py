@@ -30,8 +30,10 @@ from theory.ntk_attn.rounding import ntk_attention_certified, prefix_summary_maj
 from theory.ntk_attn.train import train_summary
 from theory.prefix_attention import attention_logits, prefix_attention, prefix_attention_batch
 from theory.validation import InputError, LogitOverflowError, PrecisionLossError, PrecisionLossWarning
+from theory.validation import validate_args as _validate_args
 
 
+@_validate_args(X=2, W_Q=2, W_K=2)
 def fold_inputs(X, W_Q, W_K):
     """``U = X W_Q W_K^T / sqrt(d_k)``: rows ``u = W x`` with ``<p_r, u> = <q, k_r>/sqrt(d_k)`` (spec 2)."""
     import jax.numpy as jnp

@@ -62,6 +62,7 @@ class StylizedModel:
 _REGISTRY: dict[str, StylizedModel] = {}
 
 
+@_v.validate_args(model=StylizedModel)
 def register(model: StylizedModel) -> StylizedModel:
     """Add ``model`` to the registry (idempotent for the same object)."""
     if model.name in _REGISTRY and _REGISTRY[model.name] is not model:
@@ -99,6 +100,7 @@ def output_scale(m: int, parametrization: str, *, ntk_power: float, dtype) -> jn
     return jnp.asarray(float(m) ** power, dtype)
 
 
+@_v.validate_args(key="key")
 def init_model(model, *, key, m, d, k: int = 1, sigma: float = 1.0, dtype=jnp.float64,
                parametrization: str = "ntk"):
     """Validated initialisation: ``(P, frozen)`` with P (m, d) rows i.i.d. N(0, sigma^2 I_d).

@@ -181,6 +181,7 @@ def _check_points(name, x):
     return x
 
 
+@_v.validate_args(x="array")
 def taylor_features(x, *, g: int):
     """Symmetric-monomial Taylor features ``phi_alpha(x) = (x/d^{1/4})^alpha / sqrt(alpha!)``.
 
@@ -196,6 +197,7 @@ def elu_features(x):
     return _features_jit(_check_points("x", x), "elu", None)
 
 
+@_v.validate_args(x="array")
 def feature_map(x, *, feature: str, g: int | None = None):
     """``phi(x)`` for ``feature`` in ('taylor', 'elu'); the 'exact' kernel has no finite map."""
     feature, g = check_feature(feature, g)

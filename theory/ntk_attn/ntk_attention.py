@@ -104,6 +104,7 @@ def _summary(P, W_K, W_V, feature, g, chunk_size):
     return Summary(Z, k)
 
 
+@_v.validate_args(P=2, W_K=2, W_V=2)
 def prefix_summary(P, W_K, W_V, *, feature: str, g: int | None = None, chunk_size: int | None = None):
     """Exact summary of the prefix ``P`` (m, d) for ``feature``.
 
@@ -226,6 +227,7 @@ def _check_precision_mode(on_precision_loss):
         raise _v.InputError(f"on_precision_loss must be one of {PRECISION_LOSS}, got {on_precision_loss!r}")
 
 
+@_v.validate_args(X=2, W_Q=2, W_K=2, W_V=2)
 def ntk_attention(X, summary, W_Q, W_K, W_V, *, feature: str, g: int | None = None,
                   causal: bool = False, abs_k: bool = False, on_precision_loss: str = "raise"):
     """``diag(A_X 1 + phi(Q) k)^{-1} (A_X V_X + phi(Q) Z)`` for one sequence; returns (L, d_v).
@@ -266,6 +268,7 @@ def _forward_batch(X, summary, W_Q, W_K, W_V, feature, g, causal, abs_k):
     return jax.vmap(lambda x: _forward(x, summary, W_Q, W_K, W_V, feature, g, causal, abs_k))(X)
 
 
+@_v.validate_args(X=3, W_Q=2, W_K=2, W_V=2)
 def ntk_attention_batch(X, summary, W_Q, W_K, W_V, *, feature: str, g: int | None = None,
                         causal: bool = False, abs_k: bool = False, on_precision_loss: str = "raise"):
     """:func:`ntk_attention` over a batch ``X`` of shape (B, L, d); returns (B, L, d_v).

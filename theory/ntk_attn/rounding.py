@@ -130,6 +130,7 @@ def _feature_count(feature, g, d, d_k, xmax):
     return (d + 3) * xmax * d_k**-0.25 + 8
 
 
+@_v.validate_args(P=2, W_K=2, W_V=2)
 def prefix_summary_majorant(P, W_K, W_V, *, feature: str, g: int | None = None, chunk_size: int | None = None):
     """The exact summary of ``P`` and its :class:`SummaryMajorant`, in one streamed pass.
 
@@ -235,6 +236,7 @@ def _check_majorant(majorant, summary, feature):
     return Zbar, kbar, n
 
 
+@_v.validate_args(X=2, W_Q=2, W_K=2, W_V=2)
 def ntk_attention_certified(X, summary, W_Q, W_K, W_V, *, feature: str, g: int | None = None,
                             causal: bool = False, abs_k: bool = False, majorant=None) -> Certified:
     """NTK-Attention for one sequence with a bound on its rounding error, in one jitted pass.
