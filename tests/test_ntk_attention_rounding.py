@@ -191,6 +191,12 @@ def test_issue_example_now_flagged():
         ntk_attention(X, S, W_Q, W_K, W_V, feature="taylor", g=8)
     with pytest.warns(UserWarning, match="no certified digit"):
         ntk_attention(X, S, W_Q, W_K, W_V, feature="taylor", g=8, on_precision_loss="warn")
+    from theory.ntk_attn.ntk_attention import ntk_attention_batch
+
+    with pytest.raises(PrecisionLossError):
+        ntk_attention_batch(jnp.stack([X, X / 60]), S, W_Q, W_K, W_V, feature="taylor", g=8)
+    out = ntk_attention_batch(jnp.stack([X / 60]), S, W_Q, W_K, W_V, feature="taylor", g=8)  # |q| ~ 1.4: fine
+    assert np.all(np.isfinite(np.asarray(out)))
 
 
 # --- elu --------------------------------------------------------------------------------------
