@@ -9,6 +9,7 @@ valid.  ``EXAMPLES`` holds one valid call per function (checked to succeed by
 ``test_every_public_function_has_an_example``.
 """
 
+import functools
 import inspect
 
 import jax
@@ -135,16 +136,30 @@ def test_every_public_function_has_an_example():
     assert not set(EXAMPLES) - set(_public_functions()), "EXAMPLES lists functions that are not public"
 
 
-@pytest.mark.parametrize("name", sorted(EXAMPLES))
+HEAVY = {"fit_least_squares", "train_summary", "monte_carlo_kernel"}  # compile seconds each: slow-marked
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n
+                                  for n in sorted(EXAMPLES)])
 def test_examples_are_valid(name):
-    args, kwargs = EXAMPLES[name]()
+    args, kwargs = _example(name)
     getattr(theory, name)(*args, **kwargs)
+
+
+@functools.lru_cache(maxsize=None)
+def _example_cached(name):
+    args, kwargs = EXAMPLES[name]()
+    return tuple(args), tuple(kwargs.items())
+
+
+def _example(name):
+    args, kwargs = _example_cached(name)
+    return list(args), dict(kwargs)
 
 
 def _substitute(name, pname, variant):
     fn = getattr(theory, name)
-    args, kwargs = EXAMPLES[name]()
-    args = list(args)
+    args, kwargs = _example(name)
     params = list(inspect.signature(fn).parameters.values())
     pos = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     if pname in pos and pos.index(pname) < len(args):
