@@ -138,9 +138,22 @@ def _prefix_terms(Q, scale, summary, feature, g, abs_k):
         ell = jnp.max(z_P, axis=1)
         e_P = jnp.exp(z_P - ell[:, None])
         return ell, jnp.sum(e_P, axis=1), e_P @ summary.V
-    phi_q = _features(Q, feature, g)  # (L, r)
+    if feature == "elu":
+        ell, phi_q = _elu_scaled(Q)
+    else:
+        ell, phi_q = jnp.zeros(Q.shape[:1], Q.dtype), _features(Q, feature, g)  # (L,), (L, r)
     k = jnp.abs(summary.k) if abs_k else summary.k
-    return jnp.zeros(Q.shape[:1], Q.dtype), phi_q @ k, phi_q @ summary.Z
+    return ell, phi_q @ k, phi_q @ summary.Z
+
+
+def _elu_scaled(Q):
+    """``(c, psi)`` with ``phi_elu(q_i) = exp(c_i) psi_i`` and ``max_j psi_ij >= 1``: for a row whose
+    scaled coordinates are all negative, ``c_i`` is their maximum and ``psi = exp(x~ - c_i)``, so
+    the features cannot underflow however negative the query (float32 would lose them below
+    ``x~ ~ -87``); otherwise ``c_i = 0`` and ``psi = phi``."""
+    xs = Q * jnp.asarray(Q.shape[-1], Q.dtype) ** -0.25
+    c = lax.stop_gradient(jnp.minimum(jnp.max(xs, axis=1), 0))
+    return c, jnp.where(xs > 0, xs + 1, jnp.exp(jnp.minimum(xs, 0) - c[:, None]))
 
 
 def _forward_parts(X, summary, W_Q, W_K, W_V, feature, g, causal, abs_k):

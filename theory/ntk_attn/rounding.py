@@ -111,17 +111,29 @@ def _majorant_features(x, xbar, feature, g):
 def _summary_majorant(P, W_K, W_V, feature, g, chunk_size):
     aK, aV = jnp.abs(W_K), jnp.abs(W_V)
 
+    tiny = float(jnp.finfo(P.dtype).tiny)
+
     def chunk(P_c):
         K_c = P_c @ W_K
         phi = _features(K_c, feature, g)
         Pa = jnp.abs(P_c)
         Kbar = Pa @ aK
-        F = _majorant_features(K_c, Kbar, feature, g)
-        return (phi.T @ (P_c @ W_V), jnp.sum(phi, axis=0), F.T @ (Pa @ aV), jnp.sum(F, axis=0))
+        F = _majorant_features(K_c, Kbar, feature, g) + _underflow(Kbar, feature, g, tiny)
+        Vbar = Pa @ aV
+        return (phi.T @ (P_c @ W_V), jnp.sum(phi, axis=0), F.T @ Vbar + P_c.shape[0] * tiny, jnp.sum(F, axis=0))
 
     Z, k, Zbar, kbar = row_chunk_sum(chunk, (P,), chunk_size)
     kmax = jnp.max(jnp.abs(P) @ aK)
     return Z, k, Zbar, kbar, kmax
+
+
+def _underflow(xbar, feature, g, tiny):
+    """Absolute error a feature can pick up from underflow (results below the smallest normal
+    ``tiny`` are flushed or subnormal): ``tiny`` per operation, grown by later factors ``<= max(1, xbar)``."""
+    if feature == "taylor":
+        grow = jnp.maximum(1.0, jnp.max(xbar, axis=-1, keepdims=True) * xbar.shape[-1] ** -0.25)
+        return (2 * g + 2) * tiny * grow**g
+    return 2 * tiny * jnp.ones(xbar.shape[:-1] + (1,), xbar.dtype)
 
 
 def _feature_count(feature, g, d, d_k, xmax):
@@ -174,7 +186,7 @@ def prefix_summary_majorant(P, W_K, W_V, *, feature: str, g: int | None = None, 
 
 @functools.partial(jax.jit, static_argnames=("feature", "g", "causal", "abs_k"))
 def _certified(X, summary, Zbar, kbar, n_sum, W_Q, W_K, W_V, feature, g, causal, abs_k):
-    from theory.ntk_attn.ntk_attention import _forward_parts
+    from theory.ntk_attn.ntk_attention import _elu_scaled, _forward_parts
 
     num, den, (Q, z_X, V_X, M, e_X, f) = _forward_parts(X, summary, W_Q, W_K, W_V, feature, g, causal, abs_k)
     out = num / den[:, None]
@@ -198,15 +210,19 @@ def _certified(X, summary, Zbar, kbar, n_sum, W_Q, W_K, W_V, feature, g, causal,
     E_D = jnp.sum(dX, axis=1)
 
     # prefix terms
+    tiny = float(jnp.finfo(X.dtype).tiny)
     if feature == "taylor":
         Fq = _features(Qbar, "taylor", g)
         n_q = jnp.full((L,), g * (d + 10), X.dtype)
-    else:
+    else:  # the row-scaled features psi of _prefix_terms (their scale exp(c) is inside f)
         n_q = _feature_count(feature, g, d, d_k, jnp.max(Qbar, axis=1))
-        Fq = _features(Q, "elu", None) / (1 - jnp.minimum(_gamma(n_q, u), 0.5))[:, None]
+        Fq = _elu_scaled(Q)[1] / (1 - jnp.minimum(_gamma(n_q, u), 0.5))[:, None]
+    Fq = Fq + _underflow(Qbar, feature, g, tiny)
     g_P = _gamma(n_q + n_sum + r + d + 10, u)
-    E_N = E_N + (f * g_P)[:, None] * (Fq @ Zbar)
-    E_D = E_D + f * g_P * (Fq @ kbar)
+    # underflow of the products in the dot products and in the input block: tiny per product
+    uf = (L + r + 4) * tiny
+    E_N = E_N + (f * g_P)[:, None] * (Fq @ Zbar) + ((1 + f) * uf)[:, None]
+    E_D = E_D + f * g_P * (Fq @ kbar) + (1 + f) * uf
 
     # the final additions, the ratio and the division
     E_N = E_N + _gamma(2, u) * jnp.abs(num)
@@ -218,9 +234,7 @@ def _certified(X, summary, Zbar, kbar, n_sum, W_Q, W_K, W_V, feature, g, causal,
     return out, jnp.where(ok, bound, jnp.inf)
 
 
-def _check_majorant(majorant, summary, feature):
-    from theory.ntk_attn.ntk_attention import Summary
-
+def _check_majorant(majorant, summary):
     if majorant is None:
         return jnp.abs(summary.Z), jnp.abs(summary.k), 0.0
     if not isinstance(majorant, SummaryMajorant):
@@ -232,7 +246,6 @@ def _check_majorant(majorant, summary, feature):
     n = float(majorant.n)
     if not (math.isfinite(n) and n >= 0):
         raise _v.InputError(f"majorant.n must be a finite number >= 0, got {majorant.n!r}")
-    _ = Summary
     return Zbar, kbar, n
 
 
@@ -263,7 +276,7 @@ def ntk_attention_certified(X, summary, W_Q, W_K, W_V, *, feature: str, g: int |
     if feature == "exact":
         raise _v.InputError("ntk_attention_certified needs a finite feature ('taylor' or 'elu')")
     _v.check_finite("X", X)
-    Zbar, kbar, n = _check_majorant(majorant, summary, feature)
+    Zbar, kbar, n = _check_majorant(majorant, summary)
     out, bound = _certified(X, summary, Zbar.astype(X.dtype), kbar.astype(X.dtype), jnp.asarray(n, X.dtype),
                             W_Q, W_K, W_V, feature, g, bool(causal), bool(abs_k))
     return Certified(out, bound)
