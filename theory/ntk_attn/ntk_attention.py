@@ -29,7 +29,9 @@ keeps ``exp(z^X_ij - M_i) <= 1``, while the prefix term, a polynomial value (tay
 positive sum (elu) rather than an exponential, is just multiplied by ``exp(-M_i)``.  That
 fails when the input logits are all very negative (``exp(-M_i)`` overflows) or when the
 prefix term dominates by a huge factor.  Here the prefix part is carried as
-``exp(l_i) (a_i, b_i)`` with ``a_i = phi(q_i)^T k`` and ``b_i = Z^T phi(q_i)`` (``l_i = 0``) or,
+``exp(l_i) (a_i, b_i)`` with ``a_i = psi_i^T k`` and ``b_i = Z^T psi_i``, ``psi_i = exp(-l_i) phi(q_i)``
+(``l_i = 0`` for taylor; for elu ``l_i = min(0, max_j x~_ij)``, so that the features of a very
+negative query do not underflow) or,
 for the exact kernel, ``l_i = max_r z_ir`` and ``a_i = sum_r exp(z_ir - l_i)``, and::
 
     M_i = max( max_j z^X_ij ,  l_i + log|a_i| )
