@@ -27,11 +27,14 @@ from theory.kernels.ntk_limit import MonteCarloKernel, chebyshev_width, exp_sign
 from theory.ntk_attn.feature_maps import feature_map, taylor_features
 from theory.ntk_attn.ntk_attention import ntk_attention, ntk_attention_batch, prefix_summary
 from theory.ntk_attn.bounds import degree_needed, output_error_bound, weight_error
+from theory.ntk_attn.rounding import ntk_attention_certified, prefix_summary_majorant
 from theory.ntk_attn.train import train_summary
 from theory.prefix_attention import attention_logits, prefix_attention, prefix_attention_batch
-from theory.validation import InputError, LogitOverflowError
+from theory.validation import InputError, LogitOverflowError, PrecisionLossError, PrecisionLossWarning
+from theory.validation import validate_args as _validate_args
 
 
+@_validate_args(X=2, W_Q=2, W_K=2)
 def fold_inputs(X, W_Q, W_K):
     """``U = X W_Q W_K^T / sqrt(d_k)``: rows ``u = W x`` with ``<p_r, u> = <q, k_r>/sqrt(d_k)`` (spec 2)."""
     import jax.numpy as jnp
@@ -45,6 +48,8 @@ __all__ = [
     "LambdaMin",
     "LogitOverflowError",
     "MonteCarloKernel",
+    "PrecisionLossError",
+    "PrecisionLossWarning",
     "StylizedModel",
     "attention_logits",
     "autodiff_model_ntk",
@@ -71,10 +76,12 @@ __all__ = [
     "monte_carlo_kernel",
     "ntk_attention",
     "ntk_attention_batch",
+    "ntk_attention_certified",
     "output_error_bound",
     "prefix_attention",
     "prefix_attention_batch",
     "prefix_summary",
+    "prefix_summary_majorant",
     "register",
     "sphere_inputs",
     "structured_ntk",

@@ -35,6 +35,7 @@ __all__ = [
 ]
 
 
+@_v.validate_args(X=2, P=2, W_Q=2, W_K=2)
 def attention_logits(X, P, W_Q, W_K):
     """Prefix and input-block logits ``(Q K_P^T, Q K_X^T) / sqrt(d_k)``, shapes (L, m), (L, L)."""
     Q = X @ W_Q
@@ -85,6 +86,7 @@ def check_attention_args(X, P, W_Q, W_K, W_V, chunk_size):
         _v.check_count("chunk_size", chunk_size)
 
 
+@_v.validate_args(X=2, P=2, W_Q=2, W_K=2, W_V=2)
 def prefix_attention(X, P, W_Q, W_K, W_V, *, causal: bool = False, chunk_size: int | None = None):
     """Exact prefix attention ``diag(A 1)^{-1} A V`` for one sequence; returns (L, d_v).
 
@@ -98,6 +100,7 @@ def prefix_attention(X, P, W_Q, W_K, W_V, *, causal: bool = False, chunk_size: i
     return prefix_attention_jit(X, P, W_Q, W_K, W_V, bool(causal), chunk)
 
 
+@_v.validate_args(X=3, P=2, W_Q=2, W_K=2, W_V=2)
 def prefix_attention_batch(X, P, W_Q, W_K, W_V, *, causal: bool = False, chunk_size: int | None = None):
     """:func:`prefix_attention` over a batch ``X`` of shape (B, L, d); returns (B, L, d_v)."""
     X = jnp.asarray(X)

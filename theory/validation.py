@@ -9,6 +9,9 @@ call jitted kernels.
 
 from __future__ import annotations
 
+import collections.abc
+import functools
+import inspect
 import math
 import numbers
 from typing import Callable
@@ -20,6 +23,8 @@ import numpy as np
 __all__ = [
     "InputError",
     "LogitOverflowError",
+    "PrecisionLossError",
+    "PrecisionLossWarning",
     "check_count",
     "check_positive",
     "check_nonnegative",
@@ -31,6 +36,8 @@ __all__ = [
     "concrete",
     "max_safe_logit",
     "check_logits_fit",
+    "check_arg",
+    "validate_args",
 ]
 
 
@@ -40,6 +47,14 @@ class InputError(ValueError):
 
 class LogitOverflowError(InputError):
     """``exp`` of some logit would overflow the working dtype."""
+
+
+class PrecisionLossError(InputError):
+    """The working precision certifies nothing for these inputs (rounding swamps the result)."""
+
+
+class PrecisionLossWarning(UserWarning):
+    """The certified rounding error is at least the size of the result it bounds."""
 
 
 def check_count(name: str, value, *, minimum: int = 1) -> int:
@@ -189,3 +204,102 @@ def check_logits_fit(name: str, max_logit, dtype, *, multiple: float = 1.0) -> N
             f"{name} give a logit of {value:.4g}; exp of {multiple:g} x that overflows "
             f"{jnp.dtype(dtype).name} (limit {limit:.4g}): lower sigma or the input norm, or use float64"
         )
+
+
+def _describe(value) -> str:
+    if value is None:
+        return "None (missing)"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    shape = getattr(value, "shape", None)
+    return f"{type(value).__name__} of shape {tuple(shape)}" if shape is not None else type(value).__name__
+
+
+def _numeric_array(name: str, value, what: str):
+    """``value`` if it is an array (or tracer) with a numeric dtype, else an array from it, else raise."""
+    if value is None or isinstance(value, (str, bytes)):
+        raise InputError(f"{name} must be {what}, got {_describe(value)}")
+    if not (hasattr(value, "shape") and hasattr(value, "dtype")):
+        try:
+            value = np.asarray(value)
+        except (TypeError, ValueError):
+            raise InputError(f"{name} must be {what}, got {_describe(value)}") from None
+    if not (jnp.issubdtype(value.dtype, jnp.number) or jnp.issubdtype(value.dtype, jnp.bool_)):
+        raise InputError(f"{name} must be {what}, got dtype {value.dtype}")
+    return value
+
+
+def check_arg(name: str, value, spec) -> None:
+    """Check one argument against ``spec`` (raise :class:`InputError` naming it).
+
+    ``spec``: ``"array"`` (numeric array-like of any rank), an int or tuple of ints (allowed
+    ranks), ``"number"`` (a real number, not a bool), ``"key"`` (a JAX PRNG key: a typed key
+    array or a raw ``uint32`` key of shape (2,)), ``"callable"``, ``"mapping"``, ``"pytree"``
+    (a non-empty pytree of numeric arrays), or a class (``isinstance``).
+    """
+    if isinstance(spec, type):
+        if not isinstance(value, spec):
+            raise InputError(f"{name} must be a {spec.__name__}, got {_describe(value)}")
+    elif spec == "number":
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+            raise InputError(f"{name} must be a real number, got {_describe(value)}")
+    elif spec == "callable":
+        if not callable(value):
+            raise InputError(f"{name} must be callable, got {_describe(value)}")
+    elif spec == "mapping":
+        if not isinstance(value, collections.abc.Mapping):
+            raise InputError(f"{name} must be a dict of arrays, got {_describe(value)}")
+    elif spec == "pytree":
+        leaves = jax.tree_util.tree_leaves(value)
+        if not leaves:
+            raise InputError(f"{name} must be a non-empty pytree of arrays, got {_describe(value)}")
+        for leaf in leaves:
+            _numeric_array(name, leaf, "a pytree of numeric arrays")
+    elif spec == "key":
+        if value is None or isinstance(value, (str, bytes)) or not hasattr(value, "dtype"):
+            raise InputError(f"{name} must be a JAX PRNG key (jax.random.key / PRNGKey), got {_describe(value)}")
+        typed = jnp.issubdtype(value.dtype, jax.dtypes.prng_key)
+        raw = value.dtype == jnp.uint32 and tuple(value.shape) == (2,)
+        if not (typed and value.ndim == 0) and not raw:
+            raise InputError(f"{name} must be a single JAX PRNG key, got {_describe(value)} of dtype {value.dtype}")
+    else:
+        ranks = None if spec == "array" else ((spec,) if isinstance(spec, int) else tuple(spec))
+        what = "a numeric array" if ranks is None else f"a numeric array of rank {' or '.join(map(str, ranks))}"
+        arr = _numeric_array(name, value, what)
+        if ranks is not None and arr.ndim not in ranks:
+            raise InputError(f"{name} must be {what}, got shape {tuple(arr.shape)}")
+
+
+def validate_args(**specs):
+    """Decorator: :func:`check_arg` each named argument (when given) before calling the function.
+
+    ``specs`` maps parameter names to specs; an argument left at its default ``None`` is not
+    checked (optional).  The signature is preserved (``inspect.signature`` sees the original).
+    """
+
+    def wrap(fn):
+        sig = inspect.signature(fn)
+        unknown = set(specs) - set(sig.parameters)
+        if unknown:
+            raise TypeError(f"validate_args: {fn.__name__} has no parameter(s) {sorted(unknown)}")
+        optional = {n for n in specs if sig.parameters[n].default is None}
+
+        @functools.wraps(fn)
+        def checked(*args, **kwargs):
+            try:
+                bound = sig.bind(*args, **kwargs)
+            except TypeError as e:
+                raise InputError(f"{fn.__name__}: {e}") from None
+            for name, spec in specs.items():
+                if name in bound.arguments:
+                    value = bound.arguments[name]
+                    if value is None and name in optional:
+                        continue
+                    check_arg(name, value, spec)
+                elif name not in optional and sig.parameters[name].default is inspect.Parameter.empty:
+                    raise InputError(f"{fn.__name__}: the argument {name} is missing")
+            return fn(*args, **kwargs)
+
+        return checked
+
+    return wrap

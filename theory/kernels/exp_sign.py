@@ -102,6 +102,7 @@ def limit_kernel(U1, U2, *, sigma, frozen=None):
     return (c * jnp.exp(sigma**2 * sq / 2))[:, :, None, None]
 
 
+@_v.validate_args(U=2)
 def exp_sign_fluctuation(U, *, sigma: float):
     """``C = m E ||H(0) - H*||_F^2`` for ``exp-sign`` (exact, every m).
 

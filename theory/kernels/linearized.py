@@ -17,6 +17,7 @@ from theory.kernels.ntk_empirical import kernel_matrix
 __all__ = ["kernel_regression_residuals", "loss_bound", "default_learning_rate"]
 
 
+@_v.validate_args(H=(2, 4), r0=2)
 def kernel_regression_residuals(H, r0, *, eta: float, steps):
     """Residuals ``(I - eta H)^t r0`` for each t in ``steps``.
 
@@ -48,6 +49,7 @@ def kernel_regression_residuals(H, r0, *, eta: float, steps):
     return ((decay * coef[None]) @ Q.T).reshape(len(steps), n, k)
 
 
+@_v.validate_args(loss0=0, eta=0, lam=0, steps="array")
 def loss_bound(loss0, *, eta: float, lam: float, steps):
     """Claim 3: ``(1 - eta lam / 2)^t L(0)`` for each t in ``steps``.
 
@@ -60,6 +62,7 @@ def loss_bound(loss0, *, eta: float, lam: float, steps):
     return float(loss0) * (1 - eta * lam / 2) ** np.asarray(steps, float)
 
 
+@_v.validate_args(H_star=(2, 4))
 def default_learning_rate(H_star, *, fraction: float = 0.5) -> float:
     """``eta = fraction / ||H*||_2`` (spec 2.1: a constant step of order 1/||H*||_2).
 

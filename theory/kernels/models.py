@@ -103,6 +103,7 @@ class StylizedModel:
 _REGISTRY: dict[str, StylizedModel] = {}
 
 
+@_v.validate_args(model=StylizedModel)
 def register(model: StylizedModel) -> StylizedModel:
     """Add ``model`` to the registry (idempotent for the same object).
 
@@ -152,6 +153,7 @@ def model_names() -> list[str]:
     return list(_REGISTRY)
 
 
+@_v.validate_args(key="key")
 def sphere_inputs(*, key, n: int, d: int, radius: float = 1.0, dtype=jnp.float64) -> jnp.ndarray:
     """Inputs ``u_i = W x_i`` drawn uniformly on the sphere of ``radius`` in R^d.
 
@@ -163,7 +165,13 @@ def sphere_inputs(*, key, n: int, d: int, radius: float = 1.0, dtype=jnp.float64
 
     Returns:
         ``U`` of shape (n, d): normalised standard normal rows times ``radius``.
+
+    Raises:
+        InputError: a bad key, n or d not an integer >= 1, radius not positive and finite.
     """
+    n, d = _v.check_count("n", n), _v.check_count("d", d)
+    radius = _v.check_positive("radius", radius)
+    dtype = _v.check_dtype("dtype", dtype)
     g = jax.random.normal(key, (n, d), dtype)
     return radius * g / jnp.linalg.norm(g, axis=1, keepdims=True)
 
@@ -216,6 +224,7 @@ def output_scale(m: int, parametrization: str, *, ntk_power: float, dtype) -> jn
     return jnp.asarray(float(m) ** power, dtype)
 
 
+@_v.validate_args(key="key")
 def init_model(model, *, key, m, d, k: int = 1, sigma: float = 1.0, dtype=jnp.float64,
                parametrization: str = "ntk"):
     """Validated initialisation: ``(P, frozen)`` with P (m, d) rows i.i.d. N(0, sigma^2 I_d).

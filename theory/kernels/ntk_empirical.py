@@ -116,6 +116,7 @@ def _outputs(forward, P, frozen, U):
     return jax.vmap(forward, in_axes=(None, None, 0))(P, frozen, U)
 
 
+@_v.validate_args(P=2, frozen="mapping", U=2)
 def model_outputs(model, P, frozen, U):
     """Model outputs for a batch of inputs.
 
@@ -165,6 +166,7 @@ def autodiff_ntk_bytes(n1: int, n2: int, k: int, n_params: int, itemsize: int) -
     return (n1 + n2) * k * n_params * itemsize
 
 
+@_v.validate_args(f="callable", params="pytree", U1=2, U2=2)
 def autodiff_ntk(f, params, U1, U2=None, *, memory_budget: int = DEFAULT_MEMORY_BUDGET):
     """Reference empirical NTK of any ``f(params, u) -> (k,)`` over inputs ``U1``, ``U2``.
 
@@ -217,6 +219,7 @@ def autodiff_forward_ntk(forward, P, frozen, U1, U2):
     return _contract(J1, J1 if U2 is None else jac(P, frozen, U2))
 
 
+@_v.validate_args(P=2, frozen="mapping", U1=2, U2=2)
 def autodiff_model_ntk(model, P, frozen, U1, U2=None, *, memory_budget: int = DEFAULT_MEMORY_BUDGET):
     """:func:`autodiff_ntk` of a registered model with respect to its prefix ``P`` only.
 
@@ -248,6 +251,7 @@ def autodiff_model_ntk(model, P, frozen, U1, U2=None, *, memory_budget: int = DE
 # --------------------------------------------------------------------------- structured
 
 
+@_v.validate_args(P=2, frozen="mapping", U1=2, U2=2)
 def structured_ntk(model, P, frozen, U1, U2=None, *, chunk_size: int = DEFAULT_CHUNK):
     """The model's closed-form NTK, streamed over prefix rows in chunks of ``chunk_size``.
 
@@ -271,6 +275,7 @@ def structured_ntk(model, P, frozen, U1, U2=None, *, chunk_size: int = DEFAULT_C
     return model.structured_ntk(P, frozen, U1, None if same else U2, int(chunk_size))
 
 
+@_v.validate_args(P=2, frozen="mapping", U1=2, U2=2)
 def empirical_ntk(model, P, frozen, U1, U2=None, *, method: str = "structured", chunk_size: int = DEFAULT_CHUNK,
                   memory_budget: int = DEFAULT_MEMORY_BUDGET):
     """Empirical NTK by ``method``: :func:`structured_ntk` or :func:`autodiff_model_ntk`.
@@ -297,6 +302,7 @@ def empirical_ntk(model, P, frozen, U1, U2=None, *, method: str = "structured", 
 # --------------------------------------------------------------------------- kernels as matrices
 
 
+@_v.validate_args(H=4)
 def kernel_matrix(H):
     """Flatten a kernel to a matrix.
 
@@ -318,6 +324,7 @@ class LambdaMin(NamedTuple):
     jitter: float  # added to the diagonal (0 unless asked)
 
 
+@_v.validate_args(H=(2, 4))
 def lambda_min(H, *, jitter: float = 0.0) -> LambdaMin:
     """``lambda_min`` of ``(K + K^T)/2 + jitter I``.
 

@@ -15,7 +15,9 @@ finite-m fluctuation of ``exp-sign`` (spec sections 2 and 2.1, claim 1).
 
 from __future__ import annotations
 
+import collections.abc
 import functools
+import inspect
 from typing import NamedTuple
 
 import jax
@@ -30,6 +32,7 @@ from theory.scaling.streaming import DEFAULT_CHUNK
 __all__ = ["limit_kernel", "monte_carlo_kernel", "MonteCarloKernel", "exp_sign_fluctuation", "chebyshev_width"]
 
 
+@_v.validate_args(U1=2, U2=2)
 def limit_kernel(model, U1, U2=None, *, sigma: float, frozen=None):
     """Closed-form H* of ``model`` at prefix scale ``sigma``.
 
@@ -61,7 +64,15 @@ def limit_kernel(model, U1, U2=None, *, sigma: float, frozen=None):
         # H* of exp-sign holds exp(sigma^2 ||u_i + u_j||^2 / 2).
         big = sigma**2 * 2 * float(jnp.max(jnp.sum(U1**2, 1)) + jnp.max(jnp.sum(U2**2, 1)))
         _v.check_logits_fit("sigma and U", big, U1.dtype)
-    return model.limit_kernel(U1, U2, sigma=sigma, frozen=frozen)
+    frozen_param = inspect.signature(model.limit_kernel).parameters.get("frozen")
+    if frozen_param is not None and frozen_param.default is inspect.Parameter.empty:  # this limit needs it
+        if not isinstance(frozen, collections.abc.Mapping):
+            raise _v.InputError(f"frozen (a dict of the m-independent frozen arrays) is required for the "
+                                f"limit of model {model.name!r}, got {frozen!r}")
+    try:
+        return model.limit_kernel(U1, U2, sigma=sigma, frozen=frozen)
+    except KeyError as e:
+        raise _v.InputError(f"frozen lacks the entry {e} that the limit of model {model.name!r} needs") from None
 
 
 class MonteCarloKernel(NamedTuple):
@@ -91,6 +102,7 @@ def _mc_draws(keys, U, fixed, *, model, m, d, k, sigma, method, chunk_size, para
     return mean, jnp.sqrt(var / n)
 
 
+@_v.validate_args(U=2, key="key")
 def monte_carlo_kernel(model, U, *, key, m, sigma: float, k: int = 1, n_samples: int = 8,
                        fixed: dict | None = None, method: str | None = None,
                        chunk_size: int = DEFAULT_CHUNK, parametrization: str = "ntk",
@@ -145,6 +157,7 @@ def monte_carlo_kernel(model, U, *, key, m, sigma: float, k: int = 1, n_samples:
     return MonteCarloKernel(mean, se, n_samples, m)
 
 
+@_v.validate_args(C=0)
 def chebyshev_width(C, *, t: float, delta: float) -> int:
     """Smallest m with ``P(||H(0) - H*||_F > t) <= delta`` by Chebyshev: ``m >= C / (delta t^2)``.
 

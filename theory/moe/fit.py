@@ -258,6 +258,7 @@ def _fit(inits, features, Y, C, reparam, learning_rate, ftol, bound, structure, 
     return jax.tree_util.tree_map(lambda a: a[best], params), losses[best], losses, gnorms[best]
 
 
+@_v.validate_args(X=2, Y=2, frozen=MoEFrozen, key="key")
 def fit_least_squares(X, Y, frozen: MoEFrozen, *, structure: str, L: int, key, reparam: Reparam | None = None,
                       restarts: int = 4, init: str = "random", true_params=None, jitter: float = 0.1,
                       scale: float = 1.0, adam_steps: int = 200, polish: str = "lm", polish_steps: int = 300,

@@ -90,6 +90,7 @@ class MoEFeatures(NamedTuple):
     U: jax.Array
 
 
+@_v.validate_args(W_Q=2, W_K=2, W_V=2)
 def moe_from_attention(W_Q, W_K, W_V, *, n_tokens: int, query: int = 0, c=None) -> MoEFrozen:
     """Fixed MoE matrices of attention row ``query`` over ``n_tokens`` input tokens.
 
@@ -245,6 +246,7 @@ def _regression(X, frozen, params, reparam, structure):
     return regression_from_features(feats, frozen.C, b, K, V)
 
 
+@_v.validate_args(X=2, frozen=MoEFrozen)
 def moe_regression(X, frozen: MoEFrozen, params, *, structure: str, reparam: Reparam | None = None):
     """The regression function ``f_G(X)`` (n, d_v) for inputs ``X`` (n, N d) and prompts ``params``."""
     X = jnp.asarray(X)

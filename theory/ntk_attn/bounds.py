@@ -108,6 +108,7 @@ def weight_error(beta, g, *, form: str = "closed") -> float:
     return math.exp((g + 1) * math.log(b) + growth - math.lgamma(g + 2))
 
 
+@_v.validate_args(eps="array", spread="array")
 def output_error_bound(eps, spread, *, prefix_fraction=1.0):
     """``eps pi / (1 - eps pi) * spread`` (inf where ``eps pi >= 1``); element-wise on arrays.
 

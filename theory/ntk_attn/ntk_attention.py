@@ -29,7 +29,9 @@ keeps ``exp(z^X_ij - M_i) <= 1``, while the prefix term, a polynomial value (tay
 positive sum (elu) rather than an exponential, is just multiplied by ``exp(-M_i)``.  That
 fails when the input logits are all very negative (``exp(-M_i)`` overflows) or when the
 prefix term dominates by a huge factor.  Here the prefix part is carried as
-``exp(l_i) (a_i, b_i)`` with ``a_i = phi(q_i)^T k`` and ``b_i = Z^T phi(q_i)`` (``l_i = 0``) or,
+``exp(l_i) (a_i, b_i)`` with ``a_i = psi_i^T k`` and ``b_i = Z^T psi_i``, ``psi_i = exp(-l_i) phi(q_i)``
+(``l_i = 0`` for taylor; for elu ``l_i = min(0, max_j x~_ij)``, so that the features of a very
+negative query do not underflow) or,
 for the exact kernel, ``l_i = max_r z_ir`` and ``a_i = sum_r exp(z_ir - l_i)``, and::
 
     M_i = max( max_j z^X_ij ,  l_i + log|a_i| )
@@ -47,10 +49,12 @@ evaluated as written (``abs_k=True`` gives the reference code's ``|k|``, see
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from theory import validation as _v
@@ -106,6 +110,7 @@ def summary_unchecked(P, W_K, W_V, feature, g, chunk_size):
     return Summary(Z, k)
 
 
+@_v.validate_args(P=2, W_K=2, W_V=2)
 def prefix_summary(P, W_K, W_V, *, feature: str, g: int | None = None, chunk_size: int | None = None):
     """Exact summary of the prefix ``P`` (m, d) for ``feature``.
 
@@ -139,13 +144,28 @@ def _prefix_terms(Q, scale, summary, feature, g, abs_k):
         ell = jnp.max(z_P, axis=1)
         e_P = jnp.exp(z_P - ell[:, None])
         return ell, jnp.sum(e_P, axis=1), e_P @ summary.V
-    phi_q = features_unchecked(Q, feature, g)  # (L, r)
+    if feature == "elu":
+        ell, phi_q = elu_scaled_features(Q)
+    else:
+        ell, phi_q = jnp.zeros(Q.shape[:1], Q.dtype), features_unchecked(Q, feature, g)  # (L,), (L, r)
     k = jnp.abs(summary.k) if abs_k else summary.k
-    return jnp.zeros(Q.shape[:1], Q.dtype), phi_q @ k, phi_q @ summary.Z
+    return ell, phi_q @ k, phi_q @ summary.Z
 
 
-def forward_unchecked(X, summary, W_Q, W_K, W_V, feature, g, causal, abs_k):
-    """Unvalidated NTK-Attention for one sequence (traceable; used by the trainer)."""
+def elu_scaled_features(Q):
+    """``(c, psi)`` with ``phi_elu(q_i) = exp(c_i) psi_i`` and ``max_j psi_ij >= 1``: for a row whose
+    scaled coordinates are all negative, ``c_i`` is their maximum and ``psi = exp(x~ - c_i)``, so
+    the features cannot underflow however negative the query (float32 would lose them below
+    ``x~ ~ -87``); otherwise ``c_i = 0`` and ``psi = phi``."""
+    xs = Q * jnp.asarray(Q.shape[-1], Q.dtype) ** -0.25
+    c = lax.stop_gradient(jnp.minimum(jnp.max(xs, axis=1), 0))
+    return c, jnp.where(xs > 0, xs + 1, jnp.exp(jnp.minimum(xs, 0) - c[:, None]))
+
+
+def forward_parts_unchecked(X, summary, W_Q, W_K, W_V, feature, g, causal, abs_k):
+    """``(num, den, (Q, z_X, V_X, M, e_X, f))``: the row numerators (L, d_v) and denominators (L,)
+    of the stabilised formula and the intermediates the rounding bound of
+    :mod:`theory.ntk_attn.rounding` needs (traceable)."""
     Q, scale, z_X, V_X = input_block(X, W_Q, W_K, W_V, causal)
     ell, a, b = _prefix_terms(Q, scale, summary, feature, g, abs_k)
     mx_X = jnp.max(z_X, axis=1)
@@ -154,6 +174,12 @@ def forward_unchecked(X, summary, W_Q, W_K, W_V, feature, g, causal, abs_k):
     f = jnp.exp(ell - M)
     num = e_X @ V_X + f[:, None] * b
     den = jnp.sum(e_X, axis=1) + f * a
+    return num, den, (Q, z_X, V_X, M, e_X, f)
+
+
+def forward_unchecked(X, summary, W_Q, W_K, W_V, feature, g, causal, abs_k):
+    """Unvalidated NTK-Attention for one sequence (traceable; used by the trainer)."""
+    num, den, _ = forward_parts_unchecked(X, summary, W_Q, W_K, W_V, feature, g, causal, abs_k)
     return num / den[:, None]
 
 
@@ -183,7 +209,7 @@ def _check_summary(summary, feature, g, d_k, d_v):
     return Summary(Z, k)
 
 
-def _check_forward(X, summary, W_Q, W_K, W_V, feature, g):
+def check_forward_args(X, summary, W_Q, W_K, W_V, feature, g):
     feature, g = check_feature(feature, g)
     _v.check_matrix("X", X)
     _v.check_dtype("X.dtype", X.dtype)
@@ -192,19 +218,68 @@ def _check_forward(X, summary, W_Q, W_K, W_V, feature, g):
     return feature, g, summary
 
 
+PRECISION_LOSS = ("raise", "warn", "ignore")
+
+
+def _precision_verdict(out, bound, on_precision_loss):
+    """Raise / warn as ``on_precision_loss`` says when ``bound`` (rounding, per row) is inf or >= |out|."""
+    bound = np.asarray(bound)
+    if not np.all(np.isfinite(bound)):
+        bad = int(np.size(bound) - np.count_nonzero(np.isfinite(bound)))
+        msg = (f"NTK-Attention: {bad} row(s) have no certified digit in {out.dtype}: rounding in the "
+               "prefix term phi(q)^T Z can exceed the result (large-norm queries/keys whose feature "
+               "products cancel; docs/ntk_attention_bound.md, 'Rounding'); use float64, smaller "
+               "norms, or feature='exact'")
+        if on_precision_loss == "raise":
+            raise _v.PrecisionLossError(msg)
+        warnings.warn(msg, _v.PrecisionLossWarning, stacklevel=3)
+        return
+    size = np.max(np.abs(np.asarray(out)), axis=-1)
+    if np.any((bound >= size) & (bound > 0)):
+        warnings.warn(f"NTK-Attention: the certified rounding error ({float(np.max(bound)):.3g}) is as "
+                      "large as some output row; those rows have no certified digit",
+                      _v.PrecisionLossWarning, stacklevel=3)
+
+
+def _check_precision_mode(on_precision_loss):
+    if on_precision_loss not in PRECISION_LOSS:
+        raise _v.InputError(f"on_precision_loss must be one of {PRECISION_LOSS}, got {on_precision_loss!r}")
+
+
+@_v.validate_args(X=2, W_Q=2, W_K=2, W_V=2)
 def ntk_attention(X, summary, W_Q, W_K, W_V, *, feature: str, g: int | None = None,
-                  causal: bool = False, abs_k: bool = False):
+                  causal: bool = False, abs_k: bool = False, on_precision_loss: str = "raise"):
     """``diag(A_X 1 + phi(Q) k)^{-1} (A_X V_X + phi(Q) Z)`` for one sequence; returns (L, d_v).
 
     ``X``: (L, d); ``summary``: :class:`Summary` (or :class:`ExactSummary` for 'exact');
     ``W_Q, W_K``: (d, d_k); ``W_V``: (d, d_v).  ``causal`` masks the input block only;
     ``abs_k`` uses ``|k|`` in the normaliser (reference code).  Stabilised as in the module
     docstring; runs in the dtype of the inputs.
+
+    For finite features the output comes with the rounding bound of
+    :func:`theory.ntk_attn.rounding.ntk_attention_certified` (summary taken as exact data), in
+    the same jitted pass.  ``on_precision_loss``: 'raise' (default) raises
+    :class:`theory.PrecisionLossError` where that bound is infinite (no certified digit: the
+    computed normaliser is not provably positive) and warns (:class:`theory.PrecisionLossWarning`)
+    where it is at least the row's size; 'warn' only warns; 'ignore' skips the bound.  The full
+    guarantee (truncation + rounding of summary and forward) is
+    ``bounds.instance_output_bound + ntk_attention_certified(..., majorant=...).rounding``.
+
+    Raises:
+        InputError: bad arrays, summary or options; PrecisionLossError: see above.
     """
     X, W_Q, W_K, W_V = (jnp.asarray(a) for a in (X, W_Q, W_K, W_V))
-    feature, g, summary = _check_forward(X, summary, W_Q, W_K, W_V, feature, g)
+    feature, g, summary = check_forward_args(X, summary, W_Q, W_K, W_V, feature, g)
+    _check_precision_mode(on_precision_loss)
     _v.check_finite("X", X)
-    return forward_unchecked_jit(X, summary, W_Q, W_K, W_V, feature, g, bool(causal), bool(abs_k))
+    if feature == "exact" or on_precision_loss == "ignore":
+        return forward_unchecked_jit(X, summary, W_Q, W_K, W_V, feature, g, bool(causal), bool(abs_k))
+    from theory.ntk_attn.rounding import ntk_attention_certified
+
+    out, bound = ntk_attention_certified(X, summary, W_Q, W_K, W_V, feature=feature, g=g,
+                                         causal=causal, abs_k=abs_k)
+    _precision_verdict(out, bound, on_precision_loss)
+    return out
 
 
 @functools.partial(jax.jit, static_argnames=("feature", "g", "causal", "abs_k"))
@@ -212,13 +287,28 @@ def _forward_batch(X, summary, W_Q, W_K, W_V, feature, g, causal, abs_k):
     return jax.vmap(lambda x: forward_unchecked(x, summary, W_Q, W_K, W_V, feature, g, causal, abs_k))(X)
 
 
+@_v.validate_args(X=3, W_Q=2, W_K=2, W_V=2)
 def ntk_attention_batch(X, summary, W_Q, W_K, W_V, *, feature: str, g: int | None = None,
-                        causal: bool = False, abs_k: bool = False):
-    """:func:`ntk_attention` over a batch ``X`` of shape (B, L, d); returns (B, L, d_v)."""
+                        causal: bool = False, abs_k: bool = False, on_precision_loss: str = "raise"):
+    """:func:`ntk_attention` over a batch ``X`` of shape (B, L, d); returns (B, L, d_v).
+
+    ``on_precision_loss`` as in :func:`ntk_attention` (the bound is computed per sequence).
+    Raises: InputError (bad arguments), PrecisionLossError.
+    """
     X = jnp.asarray(X)
     if X.ndim != 3:
         raise _v.InputError(f"X must be a 3-D array (batch, tokens, features), got shape {X.shape}")
     W_Q, W_K, W_V = (jnp.asarray(a) for a in (W_Q, W_K, W_V))
-    feature, g, summary = _check_forward(X[0], summary, W_Q, W_K, W_V, feature, g)
+    feature, g, summary = check_forward_args(X[0], summary, W_Q, W_K, W_V, feature, g)
+    _check_precision_mode(on_precision_loss)
     _v.check_finite("X", X)
-    return _forward_batch(X, summary, W_Q, W_K, W_V, feature, g, bool(causal), bool(abs_k))
+    if feature == "exact" or on_precision_loss == "ignore":
+        return _forward_batch(X, summary, W_Q, W_K, W_V, feature, g, bool(causal), bool(abs_k))
+    from theory.ntk_attn.rounding import certified_unchecked
+
+    Zbar, kbar = jnp.abs(summary.Z), jnp.abs(summary.k)
+    n0 = jnp.asarray(0.0, X.dtype)
+    out, bound = jax.vmap(lambda x: certified_unchecked(x, summary, Zbar, kbar, n0, W_Q, W_K, W_V, feature, g,
+                                               bool(causal), bool(abs_k)))(X)
+    _precision_verdict(out, bound, on_precision_loss)
+    return out

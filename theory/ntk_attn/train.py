@@ -136,6 +136,7 @@ def _check_params(params, r, d_v, dtype):
     return params
 
 
+@_v.validate_args(P=2, W_Q=2, W_K=2, W_V=2, key="key")
 def train_summary(P, W_Q, W_K, W_V, *, key, feature: str, g: int | None = None, L: int, steps: int,
                   lr: float = 1e-3, rank: int | None = None, init: dict | None = None,
                   init_std: float = 1.0, x_std: float = 1.0, batch_size: int = 1, scale: float = 1.0,

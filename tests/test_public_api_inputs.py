@@ -1,0 +1,201 @@
+"""Every public function of ``theory`` refuses a missing or mistyped required argument with an
+``InputError`` that names it (issue #14).
+
+The cases are generated from ``theory.__all__`` and ``inspect.signature``: for each function,
+each required parameter (no default) is replaced in turn by ``None`` (missing), a string, and an
+array of the wrong rank (where the valid example is an array), all other arguments staying
+valid.  ``EXAMPLES`` holds one valid call per function (checked to succeed by
+``test_examples_are_valid``); a new public function without an entry fails
+``test_every_public_function_has_an_example``.
+"""
+
+import functools
+import inspect
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import theory
+from theory.validation import InputError
+
+RNG = np.random.default_rng(0)
+
+
+def _a(*shape):
+    return jnp.asarray(RNG.normal(size=shape) / 2)
+
+
+def _key():
+    return jax.random.PRNGKey(0)
+
+
+def _prefix():
+    P, frozen = theory.init_model("prefix", key=_key(), m=6, d=3, k=2)
+    return P, frozen
+
+
+def _H():
+    U = _a(4, 3)
+    return theory.limit_kernel("prefix", U, sigma=0.5, frozen={"V": _a(2, 3)})
+
+
+def _moe():
+    frozen = theory.moe_from_attention(_a(2, 2), _a(2, 2), _a(2, 2), n_tokens=3)
+    params = {"b": jnp.zeros(2), "pK": _a(2, 2), "pV": _a(2, 2)}
+    return frozen, params
+
+
+def _summary():
+    return theory.prefix_summary(_a(5, 3), _a(3, 3), _a(3, 2), feature="taylor", g=2)
+
+
+def _summary_majorant():
+    return theory.prefix_summary_majorant(_a(5, 3), _a(3, 3), _a(3, 2), feature="taylor", g=2)
+
+
+# name -> () -> (args, kwargs): one valid, small call
+EXAMPLES = {
+    "attention_logits": lambda: ((_a(3, 3), _a(4, 3), _a(3, 2), _a(3, 2)), {}),
+    "autodiff_model_ntk": lambda: (("prefix", *_prefix(), _a(2, 3)), {}),
+    "autodiff_ntk": lambda: ((lambda p, u: jnp.tanh(p @ u)[:2], _a(2, 3), _a(2, 3)), {}),
+    "chebyshev_width": lambda: ((1.0,), {"t": 0.1, "delta": 0.1}),
+    "default_learning_rate": lambda: ((_H(),), {}),
+    "degree_needed": lambda: ((100,), {"c": 1.0, "beta": 1.0}),
+    "empirical_ntk": lambda: (("prefix", *_prefix(), _a(2, 3)), {}),
+    "exp_sign_fluctuation": lambda: ((_a(3, 2),), {"sigma": 0.5}),
+    "fit_least_squares": lambda: ((_a(6, 6), _a(6, 2), _moe()[0]),
+                                  {"structure": "nonshared", "L": 2, "key": _key(), "restarts": 1,
+                                   "adam_steps": 1, "polish_steps": 1}),
+    "feature_map": lambda: ((_a(2, 3),), {"feature": "taylor", "g": 2}),
+    "fold_inputs": lambda: ((_a(3, 3), _a(3, 2), _a(3, 2)), {}),
+    "get_model": lambda: (("prefix",), {}),
+    "init_model": lambda: (("prefix",), {"key": _key(), "m": 4, "d": 3}),
+    "kernel_matrix": lambda: ((_H(),), {}),
+    "kernel_regression_residuals": lambda: ((_H(), _a(4, 2)), {"eta": 0.1, "steps": [0, 1, 2]}),
+    "lambda_min": lambda: ((_H(),), {}),
+    "limit_kernel": lambda: (("prefix", _a(4, 3)), {"sigma": 0.5, "frozen": {"V": _a(2, 3)}}),
+    "loss_bound": lambda: ((1.0,), {"eta": 0.1, "lam": 0.5, "steps": [0, 1]}),
+    "model_names": lambda: ((), {}),
+    "model_outputs": lambda: (("prefix", *_prefix(), _a(2, 3)), {}),
+    "moe_from_attention": lambda: ((_a(2, 2), _a(2, 2), _a(2, 2)), {"n_tokens": 3}),
+    "moe_regression": lambda: ((_a(4, 6), *_moe()), {"structure": "nonshared"}),
+    "monte_carlo_kernel": lambda: (("prefix", _a(2, 3)), {"key": _key(), "m": 4, "sigma": 0.5, "n_samples": 2}),
+    "ntk_attention": lambda: ((_a(3, 3), _summary(), _a(3, 3), _a(3, 3), _a(3, 2)), {"feature": "taylor", "g": 2}),
+    "ntk_attention_batch": lambda: ((_a(2, 3, 3), _summary(), _a(3, 3), _a(3, 3), _a(3, 2)),
+                                    {"feature": "taylor", "g": 2}),
+    "ntk_attention_certified": lambda: ((_a(3, 3), _summary_majorant()[0], _a(3, 3), _a(3, 3), _a(3, 2)),
+                                        {"feature": "taylor", "g": 2, "majorant": _summary_majorant()[1]}),
+    "output_error_bound": lambda: ((0.1, 1.0), {}),
+    "prefix_attention": lambda: ((_a(3, 3), _a(4, 3), _a(3, 2), _a(3, 2), _a(3, 2)), {}),
+    "prefix_attention_batch": lambda: ((_a(2, 3, 3), _a(4, 3), _a(3, 2), _a(3, 2), _a(3, 2)), {}),
+    "prefix_summary": lambda: ((_a(5, 3), _a(3, 3), _a(3, 2)), {"feature": "taylor", "g": 2}),
+    "prefix_summary_majorant": lambda: ((_a(5, 3), _a(3, 3), _a(3, 2)), {"feature": "taylor", "g": 2}),
+    "register": lambda: ((theory.get_model("prefix"),), {}),
+    "sphere_inputs": lambda: ((), {"key": _key(), "n": 3, "d": 2}),
+    "structured_ntk": lambda: (("prefix", *_prefix(), _a(2, 3)), {}),
+    "taylor_features": lambda: ((_a(2, 3),), {"g": 2}),
+    "train_summary": lambda: ((_a(5, 3), _a(3, 3), _a(3, 3), _a(3, 2)),
+                              {"key": _key(), "feature": "taylor", "g": 1, "L": 2, "steps": 1}),
+    "voronoi_loss": lambda: ((_moe()[1], _moe()[1]), {"structure": "nonshared"}),
+    "weight_error": lambda: ((1.0, 3), {}),
+}
+
+# (function, parameter) pairs whose valid values have no fixed rank (element-wise or any pytree)
+ANY_RANK = {
+    ("output_error_bound", "eps"), ("output_error_bound", "spread"), ("autodiff_ntk", "params"),
+    ("loss_bound", "loss0"), ("chebyshev_width", "C"), ("weight_error", "beta"), ("degree_needed", "m"),
+    ("kernel_regression_residuals", "steps"), ("loss_bound", "steps"), ("weight_error", "g"),
+    ("feature_map", "x"), ("taylor_features", "x"),  # (..., d): any rank >= 1
+}
+
+
+def _public_functions():
+    return sorted(n for n in theory.__all__ if callable(getattr(theory, n)) and not inspect.isclass(getattr(theory, n)))
+
+
+def _required(fn):
+    sig = inspect.signature(fn)
+    return [(i, p) for i, p in enumerate(sig.parameters.values())
+            if p.default is inspect.Parameter.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+
+def _cases():
+    for name in _public_functions():
+        if name not in EXAMPLES:
+            continue
+        for _, p in _required(getattr(theory, name)):
+            yield name, p.name, "missing"
+            yield name, p.name, "string"
+            yield name, p.name, "rank"
+
+
+def test_every_public_function_has_an_example():
+    missing = [n for n in _public_functions() if n not in EXAMPLES]
+    assert not missing, f"add a valid example call to EXAMPLES for {missing}"
+    assert not set(EXAMPLES) - set(_public_functions()), "EXAMPLES lists functions that are not public"
+
+
+HEAVY = {"fit_least_squares", "train_summary", "monte_carlo_kernel"}  # compile seconds each: slow-marked
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n
+                                  for n in sorted(EXAMPLES)])
+def test_examples_are_valid(name):
+    args, kwargs = _example(name)
+    getattr(theory, name)(*args, **kwargs)
+
+
+@functools.lru_cache(maxsize=None)
+def _example_cached(name):
+    args, kwargs = EXAMPLES[name]()
+    return tuple(args), tuple(kwargs.items())
+
+
+def _example(name):
+    args, kwargs = _example_cached(name)
+    return list(args), dict(kwargs)
+
+
+def _substitute(name, pname, variant):
+    fn = getattr(theory, name)
+    args, kwargs = _example(name)
+    params = list(inspect.signature(fn).parameters.values())
+    pos = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if pname in pos and pos.index(pname) < len(args):
+        current = args[pos.index(pname)]
+    else:
+        current = kwargs[pname]
+    if variant == "missing":
+        bad = None
+    elif variant == "string":
+        bad = "not-an-array"
+    else:
+        if (name, pname) in ANY_RANK or not hasattr(current, "ndim") or np.ndim(current) == 0:
+            return None
+        bad = jnp.ones((2,) * (np.ndim(current) + 1))
+    if pname in pos and pos.index(pname) < len(args):
+        args[pos.index(pname)] = bad
+    else:
+        kwargs[pname] = bad
+    return fn, args, kwargs
+
+
+@pytest.mark.parametrize("name,pname,variant", list(_cases()))
+def test_bad_required_argument_raises_input_error(name, pname, variant):
+    sub = _substitute(name, pname, variant)
+    if sub is None:
+        pytest.skip(f"{name}({pname}=...) has no fixed rank")
+    fn, args, kwargs = sub
+    with pytest.raises(InputError) as info:
+        fn(*args, **kwargs)
+    assert pname in str(info.value), f"message does not name {pname!r}: {info.value}"
+
+
+@pytest.mark.parametrize("model", ["prefix", "softmax-sign"])
+def test_limit_kernel_without_frozen(model):
+    with pytest.raises(InputError, match="frozen"):
+        theory.limit_kernel(model, _a(3, 2), sigma=0.5)
+    with pytest.raises(InputError, match="frozen"):
+        theory.limit_kernel(model, _a(3, 2), sigma=0.5, frozen={})
