@@ -5,6 +5,7 @@ import importlib
 _MODULES = [
     "convergence",
     "kernel",
+    "lazy_prefix",
     "ntk_attention_cost",
     "ntk_attention_error",
     "ntk_attention_train",

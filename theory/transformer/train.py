@@ -6,11 +6,12 @@
   parametrisations of the prefix's effect (the lazy-training scaling of Chizat and Bach, as in
   the stylized models of spec section 2)::
 
-      "ntk":       F(theta) = F(theta_0) + sqrt(m) (f(theta) - f(theta_0))
-      "standard":  F(theta) = f(theta)
+      "ntk":       F(theta) = sqrt(m) (f(theta) - f(theta_0))
+      "standard":  F(theta) =          f(theta) - f(theta_0)
 
-  where ``f`` is :func:`theory.transformer.model.forward`.  Both equal ``f(theta_0)`` at
-  initialisation; the NTK of the first is m times that of the second.
+  where ``f`` is :func:`theory.transformer.model.forward`.  Both are centred at the initial
+  prefix (``F(theta_0) = 0``, as the stylized models of spec 2 are), so the two differ only
+  by the scale; the NTK of the first is m times that of the second.
 - :func:`fit`: full-batch training of ``L = 1/2 sum_i ||F(x_i) - y_i||^2`` by plain gradient
   descent at a constant step ``eta`` or by Adam (paper settings: lr 1e-3, betas 0.9/0.999,
   eps 1e-8), inside ``lax.scan``; it logs the outputs every step and the parameters every
@@ -94,7 +95,7 @@ class TunedNetwork:
     def __call__(self, theta, args):
         params, tokens, F0, scale = args
         f = jax.vmap(lambda t: forward(self.cfg, params, theta, t))(tokens)
-        return F0 + scale * (f - F0)
+        return scale * (f - F0)
 
 
 @functools.partial(jax.jit, static_argnums=(0,), static_argnames=("optimizer", "steps", "log_every"))
