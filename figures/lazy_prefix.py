@@ -3,7 +3,7 @@
 Reads a stored ``lazy-prefix`` run (``sims run lazy-prefix``).  Per arm (NTK scaling with GD;
 the standard scaling with the same function-space GD step, the negative control, in grey;
 the standard scaling with Adam lr 1e-3, the paper's optimiser), geometric means over seeds with
-95% bands, fitted slopes (95% CI) in the legends, and the stylized prediction m^-1/2 as the
+95% bands (with >= 3 seeds), fitted slopes (95% CI) in the legends, and the stylized prediction m^-1/2 as the
 dashed reference (no pass marks: the run's verdict, in its manifest, judges):
 
 (a) relative kernel movement sup_t ||H(t) - H(0)|| / ||H(0)|| (solid) and relative parameter
@@ -26,7 +26,8 @@ NAME = "lazy_prefix"
 DEFAULT_WIDTH = "full"
 
 ARMS = ("ntk-gd", "standard-gd", "standard-adam")
-LABEL = {"ntk-gd": "NTK scaling, GD", "standard-gd": "standard, GD (control)", "standard-adam": "standard, Adam"}
+LABEL = {"ntk-gd": "NTK, GD", "standard-gd": "std, GD (ctrl)", "standard-adam": "std, Adam"}
+SHORT = {"kernel_change": "H", "param_change": r"$\theta$", "lin_gap": "gap"}
 
 
 def _tune(results, arm):
@@ -47,21 +48,22 @@ def _rates(ax, results, keys, ylabel, *, hline=None):
         for key, ls, marker in keys:
             xs, Y = data.grid(res, "m", lambda c, a: float(a[key]))
             st = _style(arm)
-            style.rate_series(ax, xs, Y, label=f"{LABEL[arm]}, {key.split('_')[0]}: {style.slope_label(xs, Y, short=True)}",
-                              linestyle=ls if not st["control"] else ":", marker=marker, **st)
+            style.rate_series(ax, xs, Y, label=f"{LABEL[arm]}, {SHORT[key]}: {style.slope_label(xs, Y, short=True)}",
+                              linestyle=ls if not st["control"] else ":", marker=marker,
+                              band=Y.shape[1] >= 3, **st)
             if arm == "ntk-gd" and y0 is None:
                 y0 = float(np.nanmean(Y[0]))
             xs_all = xs if xs_all is None else np.union1d(xs_all, xs)
     if xs_all is None:
         ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
         return
-    style.reference_slope(ax, xs_all, -0.5, through=(xs_all[0], y0 or 1.0), label="stylized prediction $m^{-1/2}$")
+    style.reference_slope(ax, xs_all, -0.5, through=(xs_all[0], y0 or 1.0), label="stylized $m^{-1/2}$")
     if hline is not None:
         ax.axhline(hline, color=style.REFERENCE, linewidth=0.6, linestyle=":", label=f"{hline:g}")
     style.xticks_from(ax, xs_all)
     ax.set_xlabel("prefix rows per layer m")
     ax.set_ylabel(ylabel)
-    style.legend(ax, below=True)
+    style.legend(ax, below=True, fontsize=5)
 
 
 def _accuracy(ax, results, chance):
@@ -76,7 +78,7 @@ def _accuracy(ax, results, chance):
             xs, Y = data.grid(res, "m", lambda c, a: float(a[key]))
             mean = np.nanmean(Y, axis=1)
             ax.plot(xs, mean, color=color, linestyle=ls, marker="o" if ls == "-" else "none",
-                    label=f"{LABEL[arm]}, {tag}")
+                    label=f"{LABEL[arm]}, {tag}" if tag == "network" or arm == "ntk-gd" else None)
             xs_all = xs if xs_all is None else np.union1d(xs_all, xs)
     if xs_all is None:
         return
@@ -85,7 +87,7 @@ def _accuracy(ax, results, chance):
     style.xticks_from(ax, xs_all)
     ax.set_xlabel("prefix rows per layer m")
     ax.set_ylabel("downstream test accuracy")
-    style.legend(ax, below=True)
+    style.legend(ax, below=True, fontsize=5)
 
 
 def plot(run: data.Run, *, venue: str = "acl", width: str = DEFAULT_WIDTH):
@@ -99,7 +101,7 @@ def plot(run: data.Run, *, venue: str = "acl", width: str = DEFAULT_WIDTH):
     p = next((c["p"] for c, _ in res if "p" in c), 2)
     _accuracy(c, res, 1.0 / p)
     base = next((c.get("base") for c, _ in res), "?")
-    style.panel_label(c, f"(c) downstream ({base} base)")
+    style.panel_label(c, f"(c) accuracy ({base})")
     return fig
 
 
