@@ -100,7 +100,8 @@ plt.show()
 # numbers are in `docs/lazy_prefix.md`.
 
 # %%
-k_ntk, p_ntk, p_std = series("ntk-gd", "kernel_change"), series("ntk-gd", "param_change"), series("standard-gd", "param_change")
+k_ntk, p_ntk = series("ntk-gd", "kernel_change"), series("ntk-gd", "param_change")
+p_std = series("standard-gd", "param_change")
 print("ntk-gd kernel movement:", k_ntk, "| parameter movement:", p_ntk, "| control:", p_std)
 assert k_ntk[-1] < k_ntk[0] and p_ntk[-1] < p_ntk[0], "NTK-scaled movements do not shrink with m"
 assert p_std[-1] > p_ntk[-1], "the standard-scaling control does not move further than the NTK-scaled run"

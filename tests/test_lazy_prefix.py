@@ -33,7 +33,8 @@ def test_cells_layout():
     assert cells[0]["role"] == "base" and sum(c["role"] == "base" for c in cells) == 1
     assert len(cells) == 1 + len(LP.ARMS) * 2 * 2
     assert {c["arm"] for c in cells[1:]} == set(LP.ARMS)
-    assert LP.LazyPrefixConfig().grid() == list(LP.FULL_M) and LP.LazyPrefixConfig(quick=True).grid() == list(LP.QUICK_M)
+    assert LP.LazyPrefixConfig().grid() == list(LP.FULL_M)
+    assert LP.LazyPrefixConfig(quick=True).grid() == list(LP.QUICK_M)
     with pytest.raises(ValueError, match="log_every"):
         LP.LazyPrefixConfig(steps=10, log_every=3)
     with pytest.raises(ValueError, match="heads"):

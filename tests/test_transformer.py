@@ -119,7 +119,8 @@ def _stylized_case(m=6, d=4, k=2, n=3, input_block=False):
     params = M.init_params(cfg, key=kp)
     V = T.get_model("prefix").init(key=kv, m=1, d=d, k=k)[1]["V"]  # (k, d) readout
     lp = dict(params["layers"][0], W_V=jnp.eye(d)[None], W_O=jnp.eye(d))
-    params = dict(params, layers=[lp], pos=jnp.zeros((1, d)), W_U=jnp.concatenate([V.T, jnp.zeros((d, cfg.vocab - k))], 1))
+    W_U = jnp.concatenate([V.T, jnp.zeros((d, cfg.vocab - k))], 1)
+    params = dict(params, layers=[lp], pos=jnp.zeros((1, d)), W_U=W_U)
     theta = M.init_prefix(cfg, m, key=kt, sigma=0.7)
     tokens = jnp.arange(n)[:, None]
     U = T.fold_inputs(params["E"][:n], lp["W_Q"][0], lp["W_K"][0])

@@ -35,7 +35,8 @@ import jax.numpy as jnp
 from theory import validation as _v
 from theory.prefix_attention import prefix_attention_jit
 
-__all__ = ["TransformerConfig", "init_params", "init_prefix", "prefixes", "forward", "attention_heads", "attention_layer", "n_params"]
+__all__ = ["TransformerConfig", "init_params", "init_prefix", "prefixes", "forward", "attention_heads",
+           "attention_layer", "n_params"]
 
 LN_EPS = 1e-5
 
