@@ -31,6 +31,7 @@ EXPECTED = {
     "04_ntk_attention_bound.py",
     "05_ntk_attention_train.py",
     "06_reparam_sample_efficiency.py",
+    "07_lazy_prefix.py",
 }
 # Notebooks may import only these (the science goes through theory and sims).
 ALLOWED_IMPORTS = {"os", "math", "functools", "pathlib", "jax", "numpy", "matplotlib", "theory", "sims"}

@@ -8,6 +8,7 @@ own is ``sims.experiments.<module>.EXPERIMENT`` (e.g. ``sims run convergence`` r
 from sims.experiments import (
     convergence,
     kernel,
+    lazy_prefix,
     ntk_attention_cost,
     ntk_attention_error,
     ntk_attention_train,
@@ -17,6 +18,7 @@ from sims.experiments import (
 ALL = (
     convergence.EXPERIMENT,
     kernel.EXPERIMENT,
+    lazy_prefix.EXPERIMENT,
     ntk_attention_cost.EXPERIMENT,
     ntk_attention_error.EXPERIMENT,
     ntk_attention_train.EXPERIMENT,

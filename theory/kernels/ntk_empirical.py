@@ -137,7 +137,7 @@ def model_outputs(model, P, frozen, U):
 # --------------------------------------------------------------------------- autodiff reference
 
 
-def _contract(J1, J2):
+def contract_jacobians(J1, J2):
     def leaf(a, b):
         a = a.reshape(a.shape[0], a.shape[1], -1)
         b = b.reshape(b.shape[0], b.shape[1], -1)
@@ -150,7 +150,7 @@ def _contract(J1, J2):
 def _autodiff(f, params, U1, U2):
     jac = jax.vmap(jax.jacrev(f), in_axes=(None, 0))
     J1 = jac(params, U1)
-    return _contract(J1, J1 if U2 is None else jac(params, U2))
+    return contract_jacobians(J1, J1 if U2 is None else jac(params, U2))
 
 
 def autodiff_ntk_bytes(n1: int, n2: int, k: int, n_params: int, itemsize: int) -> int:
@@ -216,7 +216,7 @@ def autodiff_forward_ntk(forward, P, frozen, U1, U2):
     """
     jac = jax.vmap(jax.jacrev(forward), in_axes=(None, None, 0))
     J1 = jac(P, frozen, U1)
-    return _contract(J1, J1 if U2 is None else jac(P, frozen, U2))
+    return contract_jacobians(J1, J1 if U2 is None else jac(P, frozen, U2))
 
 
 @_v.validate_args(P=2, frozen="mapping", U1=2, U2=2)

@@ -1,0 +1,109 @@
+"""Figure: how lazy prefix-tuning of a small pre-trained transformer is, against m (issue 16).
+
+Reads a stored ``lazy-prefix`` run (``sims run lazy-prefix``).  Per arm (NTK scaling with GD;
+the standard scaling with the same function-space GD step, the negative control, in grey;
+the standard scaling with Adam lr 1e-3, the paper's optimiser), geometric means over seeds with
+95% bands (with >= 3 seeds), fitted slopes (95% CI) in the legends, and the stylized prediction m^-1/2 as the
+dashed reference (no pass marks: the run's verdict, in its manifest, judges):
+
+(a) relative kernel movement sup_t ||H(t) - H(0)|| / ||H(0)|| (solid) and relative parameter
+    movement ||theta(T) - theta_0|| / ||theta_0|| (dash-dot);
+(b) the linearisation gap ||F(T) - F_lin(T)|| / ||F(T) - F(0)||, with the 10% line;
+(c) downstream test accuracy of the network (solid) and of its linearised model (dashed),
+    with chance 1/p.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from figures import common, data, style
+
+EXPERIMENT = "lazy-prefix"
+NAME = "lazy_prefix"
+DEFAULT_WIDTH = "full"
+
+ARMS = ("ntk-gd", "standard-gd", "standard-adam")
+LABEL = {"ntk-gd": "NTK, GD", "standard-gd": "std, GD (ctrl)", "standard-adam": "std, Adam"}
+SHORT = {"kernel_change": "H", "param_change": r"$\theta$", "lin_gap": "gap"}
+
+
+def _tune(results, arm):
+    return [(c, a) for c, a in results if c.get("role") == "tune" and c.get("arm") == arm]
+
+
+def _style(arm):
+    return {"control": arm == "standard-gd",
+            "color": {"ntk-gd": style.PALETTE[0], "standard-adam": style.PALETTE[1]}.get(arm)}
+
+
+def _rates(ax, results, keys, ylabel, *, hline=None):
+    xs_all, y0 = None, None
+    for arm in ARMS:
+        res = _tune(results, arm)
+        if not res:
+            continue
+        for key, ls, marker in keys:
+            xs, Y = data.grid(res, "m", lambda c, a: float(a[key]))
+            st = _style(arm)
+            style.rate_series(ax, xs, Y, label=f"{LABEL[arm]}, {SHORT[key]}: {style.slope_label(xs, Y, short=True)}",
+                              linestyle=ls if not st["control"] else ":", marker=marker,
+                              band=Y.shape[1] >= 3, **st)
+            if arm == "ntk-gd" and y0 is None:
+                y0 = float(np.nanmean(Y[0]))
+            xs_all = xs if xs_all is None else np.union1d(xs_all, xs)
+    if xs_all is None:
+        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+        return
+    style.reference_slope(ax, xs_all, -0.5, through=(xs_all[0], y0 or 1.0), label="stylized $m^{-1/2}$")
+    if hline is not None:
+        ax.axhline(hline, color=style.REFERENCE, linewidth=0.6, linestyle=":", label=f"{hline:g}")
+    style.xticks_from(ax, xs_all)
+    ax.set_xlabel("prefix rows per layer m")
+    ax.set_ylabel(ylabel)
+    style.legend(ax, below=True, fontsize=5)
+
+
+def _accuracy(ax, results, chance):
+    xs_all = None
+    for arm in ARMS:
+        res = _tune(results, arm)
+        if not res:
+            continue
+        st = _style(arm)
+        color = style.CONTROL if st["control"] else st["color"]
+        for key, ls, tag in (("test_accuracy", "-", "network"), ("test_accuracy_lin", "--", "linearised")):
+            xs, Y = data.grid(res, "m", lambda c, a: float(a[key]))
+            mean = np.nanmean(Y, axis=1)
+            ax.plot(xs, mean, color=color, linestyle=ls, marker="o" if ls == "-" else "none",
+                    label=f"{LABEL[arm]}, {tag}" if tag == "network" or arm == "ntk-gd" else None)
+            xs_all = xs if xs_all is None else np.union1d(xs_all, xs)
+    if xs_all is None:
+        return
+    ax.axhline(chance, color=style.REFERENCE, linewidth=0.6, linestyle=":", label=f"chance 1/p = {chance:.2g}")
+    ax.set_xscale("log")
+    style.xticks_from(ax, xs_all)
+    ax.set_xlabel("prefix rows per layer m")
+    ax.set_ylabel("downstream test accuracy")
+    style.legend(ax, below=True, fontsize=5)
+
+
+def plot(run: data.Run, *, venue: str = "acl", width: str = DEFAULT_WIDTH):
+    narrow = not style.side_by_side(venue, width)
+    fig, (a, b, c) = style.panels(3, venue=venue, width=width, panel_aspect=1.5 if not narrow else 0.95)
+    res = run.results
+    _rates(a, res, [("kernel_change", "-", "o"), ("param_change", "-.", "s")], "relative movement")
+    style.panel_label(a, "(a) kernel and parameters")
+    _rates(b, res, [("lin_gap", "-", "D")], r"$\|F-F_{\rm lin}\|/\|F-F(0)\|$", hline=0.1)
+    style.panel_label(b, "(b) linearisation gap")
+    p = next((c["p"] for c, _ in res if "p" in c), 2)
+    _accuracy(c, res, 1.0 / p)
+    base = next((c.get("base") for c, _ in res), "?")
+    style.panel_label(c, f"(c) accuracy ({base})")
+    return fig
+
+
+if __name__ == "__main__":
+    raise SystemExit(common.main(sys.modules[__name__]))

@@ -1,0 +1,109 @@
+"""`sims run lazy-prefix` at tiny size: cells, results, verdict rows (slopes, thresholds, the
+standard-scaling control, undecided), resumability, and the verdict logic on synthetic data."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+
+from sims.core import runner
+from sims.core.experiment import get
+from sims.experiments import lazy_prefix as LP
+
+TINY = dict(quick=True, m=(2, 8), seeds=2, p=3, T=4, d=8, layers=1, heads=2, d_mlp=8, n=4, n_test=8, steps=4,
+            log_every=2, pretrain_steps=20)
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_run(tmp_root):
+    cfg = LP.LazyPrefixConfig(**TINY)
+    return cfg, runner.run(get("lazy-prefix"), cfg, out=tmp_root, precision="float64", progress=False)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return tiny_run(str(tmp_path_factory.mktemp("lazy")))
+
+
+def test_cells_layout():
+    cfg = LP.LazyPrefixConfig(**TINY)
+    cells = LP.cells(cfg)
+    assert cells[0]["role"] == "base" and sum(c["role"] == "base" for c in cells) == 1
+    assert len(cells) == 1 + len(LP.ARMS) * 2 * 2
+    assert {c["arm"] for c in cells[1:]} == set(LP.ARMS)
+    assert LP.LazyPrefixConfig().grid() == list(LP.FULL_M)
+    assert LP.LazyPrefixConfig(quick=True).grid() == list(LP.QUICK_M)
+    with pytest.raises(ValueError, match="log_every"):
+        LP.LazyPrefixConfig(steps=10, log_every=3)
+    with pytest.raises(ValueError, match="heads"):
+        LP.LazyPrefixConfig(d=10, heads=4)
+
+
+@pytest.mark.slow  # about a minute of compilation (13 cells); the notebook test runs the experiment by default
+def test_tiny_run_has_every_result_and_a_verdict(tiny):
+    cfg, result = tiny
+    from figures import data
+
+    run = data.load_run(result.manifest_path.parents[2], "lazy-prefix")  # read back from disk
+    base = [a for c, a in run.results if c["role"] == "base"]
+    assert len(base) == 1 and base[0]["base_params"].size > 0 and base[0]["pretrain_loss"].shape == (20,)
+    tune = [(c, a) for c, a in run.results if c["role"] == "tune"]
+    assert len(tune) == len(LP.ARMS) * 4
+    for c, a in tune:
+        assert a["loss"].shape == (5,) and a["kernel_change_curve"].shape == (3,)
+        assert a["kernel_change_curve"][0] == 0.0 and a["param_change_curve"][0] == 0.0
+        assert np.all(np.isfinite(a["lin_gap"])) and 0 <= float(a["test_accuracy"]) <= 1
+        assert float(a["n_prefix_params"]) == 2 * c["layers"] * c["m"] * c["d"]
+    claims = [r.claim for r in result.rows]
+    assert any(c.startswith("ntk-gd: relative kernel movement") for c in claims)
+    assert any(c.startswith("control standard-gd") for c in claims)
+    assert any("linearised prediction within 10%" in c for c in claims)
+    assert all("base: pretrained" in r.detail for r in result.rows)
+    assert len(result.computed) == 1 + len(tune) and not result.reused
+
+
+@pytest.mark.slow
+def test_rerun_resumes_and_reproduces(tiny, tmp_path):
+    cfg, first = tiny
+    out = first.manifest_path.parents[2]
+    again = runner.run(get("lazy-prefix"), cfg, out=out, precision="float64", progress=False)
+    assert [r.as_dict() for r in again.rows] == [r.as_dict() for r in first.rows]
+    assert not again.computed and len(again.reused) == len(first.computed)
+
+
+def _fake(arm, ms, slope, seeds=3, lin=0.05, noise=0.02):
+    rng = np.random.default_rng(0)
+    out = []
+    for m in ms:
+        for s in range(seeds):
+            v = m**slope * np.exp(noise * rng.standard_normal())
+            out.append(({"role": "tune", "arm": arm, "m": m, "seed": s},
+                        {"kernel_change": v, "param_change": v, "lin_gap": lin * v / ms[0] ** slope,
+                         "output_change": 1.0, "test_accuracy": 0.9}))
+    return out
+
+
+def test_verdict_passes_the_lazy_rate_and_catches_the_control():
+    ms = [4, 16, 64, 256]
+    cfg = LP.LazyPrefixConfig(quick=True, arms=("ntk-gd", "standard-gd"))
+    rows = {r.claim: r for r in LP.verdict(cfg, _fake("ntk-gd", ms, -0.5) + _fake("standard-gd", ms, 0.0))}
+    assert rows["ntk-gd: relative kernel movement sup_t ||H(t)-H(0)||/||H(0)|| ~ m^-1/2"].passed
+    ctl = [r for c, r in rows.items() if c.startswith("control")]
+    assert ctl and all(r.passed for r in ctl)  # flat movement is not m^-1/2: caught
+    # a control that does decay like m^-1/2 fails its row, and a wrong rate fails the claim
+    rows = {r.claim: r for r in LP.verdict(cfg, _fake("ntk-gd", ms, -1.0) + _fake("standard-gd", ms, -0.5))}
+    assert not rows["ntk-gd: relative kernel movement sup_t ||H(t)-H(0)||/||H(0)|| ~ m^-1/2"].passed
+    assert not any(r.passed for c, r in rows.items() if c.startswith("control"))
+
+
+def test_threshold_row_holds_fails_and_undecided():
+    ms = [4, 16, 64]
+    row = LP.threshold_row("x", ms, {m: [{"g": v} for v in vals] for m, vals in
+                                     zip(ms, [[0.5, 0.6], [0.2, 0.21], [0.01, 0.02]])}, "g")
+    assert row.passed and "holds from m = 64" in row.measured
+    row = LP.threshold_row("x", ms, {m: [{"g": 0.5}, {"g": 0.52}] for m in ms}, "g")
+    assert not row.passed and "not reached up to m = 64" in row.measured
+    row = LP.threshold_row("x", ms, {m: [{"g": 0.01}, {"g": 0.3}] for m in ms}, "g")
+    assert not row.passed and row.measured.startswith("undecided")

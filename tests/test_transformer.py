@@ -1,0 +1,229 @@
+"""The small transformer with a trainable prefix (theory/transformer): exactness of its prefix
+attention, its NTK against the autodiff reference and neural-tangents, the stylized ``prefix``
+model as a special case, and the linearised dynamics against kernel regression."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import theory as T
+from theory.transformer import lazy as LZ
+from theory.transformer import model as M
+from theory.transformer import tasks
+from theory.transformer import train as TR
+
+CFG = M.TransformerConfig(vocab=6, k=5, T=5, d=8, layers=2, heads=2, d_mlp=12)
+
+
+def _setup(cfg=CFG, m=3, n=4, seed=0):
+    k1, k2, k3 = jax.random.split(jax.random.key(seed), 3)
+    params = M.init_params(cfg, key=k1)
+    theta = M.init_prefix(cfg, m, key=k2)
+    tokens, y = tasks.sample("sub", n, key=k3, p=cfg.k, T=cfg.T)
+    return params, theta, tokens, y
+
+
+# ----------------------------------------------------------------------------- attention
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_tied_attention_is_theory_prefix_attention_exactly(causal):
+    cfg = dataclasses.replace(CFG, tied=True, causal=causal)
+    params, theta, tokens, _ = _setup(cfg)
+    lp = params["layers"][0]
+    X = params["E"][tokens[0]]
+    P = theta["K"][0]
+    got = M.attention_heads(cfg, X, P, P, lp["W_Q"], lp["W_K"], lp["W_V"])
+    for h in range(cfg.heads):
+        want = T.prefix_attention(X, P, lp["W_Q"][h], lp["W_K"][h], lp["W_V"][h], causal=causal)
+        np.testing.assert_array_equal(np.asarray(got[h]), np.asarray(want))
+    # and inside the jitted forward pass, where XLA may fuse differently: equal to rounding
+    jit_heads = jax.jit(lambda X, P: M.attention_heads(cfg, X, P, P, lp["W_Q"], lp["W_K"], lp["W_V"]))(X, P)
+    np.testing.assert_allclose(np.asarray(jit_heads), np.asarray(got), rtol=1e-14, atol=1e-15)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_untied_attention_matches_the_definition(causal):
+    """Keys [P^K; X] W_K, values [P^V; X] W_V, softmax over prefix and (masked) input block."""
+    cfg = dataclasses.replace(CFG, causal=causal)
+    params, theta, tokens, _ = _setup(cfg)
+    lp = params["layers"][1]
+    X = params["E"][tokens[1]]
+    PK, PV = theta["K"][1], theta["V"][1]
+    got = M.attention_layer(cfg, X, PK, PV, lp["W_Q"], lp["W_K"], lp["W_V"], lp["W_O"])
+    outs = []
+    for h in range(cfg.heads):
+        q, kk, v = lp["W_Q"][h], lp["W_K"][h], lp["W_V"][h]
+        z = (X @ q) @ (jnp.concatenate([PK, X]) @ kk).T / np.sqrt(q.shape[1])
+        if causal:
+            L, m = X.shape[0], PK.shape[0]
+            mask = np.concatenate([np.ones((L, m), bool), np.tril(np.ones((L, L), bool))], axis=1)
+            z = jnp.where(mask, z, -jnp.inf)
+        outs.append(jax.nn.softmax(z, axis=1) @ (jnp.concatenate([PV, X]) @ v))
+    want = jnp.concatenate(outs, axis=-1) @ lp["W_O"]
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-12, atol=1e-13)
+    # with P^V = P^K the untied path is the tied one, i.e. theory.prefix_attention
+    tied = M.attention_layer(dataclasses.replace(cfg, tied=True), X, PK, PK, lp["W_Q"], lp["W_K"], lp["W_V"], lp["W_O"])
+    untied = M.attention_layer(cfg, X, PK, PK, lp["W_Q"], lp["W_K"], lp["W_V"], lp["W_O"])
+    np.testing.assert_allclose(np.asarray(untied), np.asarray(tied), rtol=1e-13, atol=1e-14)
+    assert not np.allclose(np.asarray(got), np.asarray(tied))  # the value prefix matters
+
+
+# ----------------------------------------------------------------------------- NTK
+
+
+@pytest.mark.parametrize("form", ["direct", pytest.param("reparam", marks=pytest.mark.slow)])
+def test_prefix_ntk_equals_autodiff_ntk(form):
+    cfg = dataclasses.replace(CFG, form=form, d_reparam=4)
+    params, theta, tokens, _ = _setup(cfg)
+    net = TR.TunedNetwork(cfg)
+    scale = TR.output_scale(3, "ntk")
+    H = LZ.prefix_ntk(net, theta, params, tokens, scale=scale)
+    ref = T.autodiff_ntk(lambda th, t: scale * M.forward(cfg, params, th, t), theta, tokens)
+    assert H.shape == (4, 4, cfg.k, cfg.k)
+    np.testing.assert_allclose(np.asarray(H), np.asarray(ref), rtol=1e-12, atol=1e-12)
+    # NTK scaling multiplies the standard kernel by m
+    H_std = LZ.prefix_ntk(net, theta, params, tokens, scale=TR.output_scale(3, "standard"))
+    np.testing.assert_allclose(np.asarray(H), 3 * np.asarray(H_std), rtol=1e-12)
+
+
+@pytest.mark.slow
+def test_prefix_ntk_matches_neural_tangents():
+    ntcompat = pytest.importorskip("sims.bench.ntcompat")
+    ok, why = ntcompat.nt_available()
+    if not ok:
+        pytest.skip(why)
+    nt = ntcompat.import_neural_tangents()
+    params, theta, tokens, _ = _setup()
+    net = TR.TunedNetwork(CFG)
+    H = LZ.prefix_ntk(net, theta, params, tokens, scale=2.0)
+
+    def f(th, t):
+        return 2.0 * jax.vmap(lambda s: M.forward(CFG, params, th, s))(t)
+
+    ref = nt.empirical_ntk_fn(f, trace_axes=(), vmap_axes=0)(tokens, None, theta)
+    np.testing.assert_allclose(np.asarray(H), np.asarray(ref), rtol=1e-10, atol=1e-10)
+
+
+def _stylized_case(m=6, d=4, k=2, n=3, input_block=False):
+    """One layer, one head, no MLP, no layernorm, tied prefix, identity value/output maps,
+    readout W_U[:, :k] = V^T: the network's centred NTK-scaled output is the ``prefix`` model."""
+    cfg = M.TransformerConfig(vocab=n + 1, k=k, T=1, d=d, layers=1, heads=1, d_mlp=1, mlp=False, layernorm=False,
+                              tied=True, input_block=input_block)
+    kp, kq, kv, kt = jax.random.split(jax.random.key(4), 4)
+    params = M.init_params(cfg, key=kp)
+    V = T.get_model("prefix").init(key=kv, m=1, d=d, k=k)[1]["V"]  # (k, d) readout
+    lp = dict(params["layers"][0], W_V=jnp.eye(d)[None], W_O=jnp.eye(d))
+    W_U = jnp.concatenate([V.T, jnp.zeros((d, cfg.vocab - k))], 1)
+    params = dict(params, layers=[lp], pos=jnp.zeros((1, d)), W_U=W_U)
+    theta = M.init_prefix(cfg, m, key=kt, sigma=0.7)
+    tokens = jnp.arange(n)[:, None]
+    U = T.fold_inputs(params["E"][:n], lp["W_Q"][0], lp["W_K"][0])
+    frozen = {"V": V, "P0": theta["K"][0], "scale": jnp.sqrt(jnp.asarray(float(m)))}
+    return cfg, params, theta, tokens, U, frozen
+
+
+def test_stylized_prefix_model_is_a_special_case():
+    cfg, params, theta, tokens, U, frozen = _stylized_case()
+    net = TR.TunedNetwork(cfg)
+    scale = TR.output_scale(6, "ntk")
+    F0 = jax.vmap(lambda t: M.forward(cfg, params, theta, t))(tokens)
+    theta1 = {"K": theta["K"] + 0.3 * jax.random.normal(jax.random.key(9), theta["K"].shape)}
+    got = net(theta1, (params, tokens, F0, scale))
+    want = T.model_outputs("prefix", theta1["K"][0], frozen, U)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-12, atol=1e-13)
+    H = LZ.prefix_ntk(net, theta1, params, tokens, scale=scale)
+    H_ref = T.structured_ntk("prefix", theta1["K"][0], frozen, U)
+    np.testing.assert_allclose(np.asarray(H), np.asarray(H_ref), rtol=1e-11, atol=1e-12)
+
+
+def test_with_the_input_block_the_stylized_kernel_no_longer_fits():
+    """Negative control of the special case: keeping the input-token keys changes the kernel."""
+    cfg, params, theta, tokens, U, frozen = _stylized_case(input_block=True)
+    H = LZ.prefix_ntk(TR.TunedNetwork(cfg), theta, params, tokens, scale=TR.output_scale(6, "ntk"))
+    H_ref = T.structured_ntk("prefix", theta["K"][0], frozen, U)
+    assert not np.allclose(np.asarray(H), np.asarray(H_ref), rtol=1e-3)
+
+
+# ----------------------------------------------------------------------------- dynamics
+
+
+def test_linearised_gd_is_kernel_regression():
+    params, theta, tokens, y = _setup()
+    net = TR.TunedNetwork(CFG)
+    scale = TR.output_scale(3, "ntk")
+    F0 = jax.vmap(lambda t: M.forward(CFG, params, theta, t))(tokens)
+    Y = tasks.one_hot_targets(y, CFG.k)
+    H0 = LZ.prefix_ntk(net, theta, params, tokens, scale=scale)
+    eta = 0.5 / float(np.linalg.eigvalsh(np.asarray(T.kernel_matrix(H0)))[-1])
+    args = (params, tokens, F0, jnp.asarray(scale))
+    lin = TR.fit(LZ.Linearised(net), theta, Y, args=(args, theta), eta=eta, steps=20, log_every=10)
+    np.testing.assert_allclose(np.asarray(lin["F"][0]), 0.0, atol=1e-13)  # centred at theta_0 (jit rounding)
+    r = T.kernel_regression_residuals(H0, -Y, eta=eta, steps=np.arange(21))
+    np.testing.assert_allclose(np.asarray(lin["F"] - Y), np.asarray(r), rtol=1e-9, atol=1e-10)
+    # the network itself departs from it (it is not linear at m = 3)
+    out = TR.fit(net, theta, Y, args=args, eta=eta, steps=20, log_every=10)
+    gap = LZ.linearisation_gap(out["F"][-1], lin["F"][-1], out["F"][0])
+    assert 1e-6 < float(gap) < 1.0
+    assert out["thetas"]["K"].shape == (3, CFG.layers, 3, CFG.d)
+    np.testing.assert_array_equal(np.asarray(out["thetas"]["K"][0]), np.asarray(theta["K"]))
+    assert float(out["loss"][-1]) < float(out["loss"][0])
+
+
+def test_adam_fit_and_movements_are_deterministic():
+    params, theta, tokens, y = _setup()
+    net = TR.TunedNetwork(CFG)
+    F0 = jax.vmap(lambda t: M.forward(CFG, params, theta, t))(tokens)
+    args = (params, tokens, F0, jnp.asarray(1.0))
+    Y = tasks.one_hot_targets(y, CFG.k)
+    a = TR.fit(net, theta, Y, args=args, optimizer="adam", eta=1e-3, steps=10, log_every=5)
+    b = TR.fit(net, theta, Y, args=args, optimizer="adam", eta=1e-3, steps=10, log_every=5)
+    np.testing.assert_array_equal(np.asarray(a["F"]), np.asarray(b["F"]))
+    last = jax.tree_util.tree_map(lambda x: x[-1], a["thetas"])
+    rel = float(LZ.relative_change(last, theta))
+    rms = float(LZ.rms_row_movement(last, theta))
+    # Adam moves every coordinate by about lr per step: rms row movement ~ 10 * 1e-3 * sqrt(d)
+    assert 0.2 * 10 * 1e-3 * np.sqrt(CFG.d) < rms < 2 * 10 * 1e-3 * np.sqrt(CFG.d)
+    assert rel == pytest.approx(rms / float(jnp.sqrt(jnp.mean(theta["K"] ** 2 + theta["V"] ** 2) / 2)) / np.sqrt(CFG.d),
+                                rel=1e-9)
+
+
+@pytest.mark.slow
+def test_pretraining_learns_the_copy_task():
+    cfg = M.TransformerConfig(vocab=4, k=3, T=4, d=16, layers=1, heads=2, d_mlp=16)
+    params = M.init_params(cfg, key=jax.random.key(0))
+    _, loss, acc = TR.pretrain(cfg, params, key=jax.random.key(1), task="first", steps=150, batch=64, lr=1e-2)
+    assert float(jnp.mean(acc[-20:])) > 0.95 and float(loss[-1]) < 0.3 * float(loss[0])
+
+
+# ----------------------------------------------------------------------------- input checks
+
+
+def test_bad_input_is_refused():
+    with pytest.raises(T.InputError, match="heads"):
+        M.TransformerConfig(d=10, heads=4)
+    with pytest.raises(T.InputError, match="form"):
+        M.TransformerConfig(form="lora")
+    with pytest.raises(T.InputError, match="m"):
+        M.init_prefix(CFG, 0, key=jax.random.key(0))
+    with pytest.raises(T.InputError, match="sigma"):
+        M.init_prefix(CFG, 2, key=jax.random.key(0), sigma=0.0)
+    with pytest.raises(T.InputError, match="task"):
+        tasks.sample("mul", 3, key=jax.random.key(0), p=5, T=5)
+    with pytest.raises(T.InputError, match="parametrization"):
+        TR.output_scale(4, "mean-field")
+    params, theta, tokens, y = _setup()
+    with pytest.raises(T.InputError, match="tokens"):
+        LZ.prefix_ntk(TR.TunedNetwork(CFG), theta, params, tokens[:, :3], scale=1.0)
+    with pytest.raises(MemoryError):
+        LZ.prefix_ntk(TR.TunedNetwork(CFG), theta, params, tokens, scale=1.0, memory_budget=10)
+    with pytest.raises(T.InputError, match="optimizer"):
+        TR.fit(TR.TunedNetwork(CFG), theta, jnp.zeros((4, CFG.k)), args=None, optimizer="sgd", eta=0.1, steps=2,
+               log_every=1)
+    with pytest.raises(T.InputError, match="log_every"):
+        TR.fit(TR.TunedNetwork(CFG), theta, jnp.zeros((4, CFG.k)), args=None, eta=0.1, steps=3, log_every=2)

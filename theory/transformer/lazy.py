@@ -1,0 +1,121 @@
+"""How lazy is prefix-tuning: kernel, parameter and function-space measurements.
+
+For the prefix-tuned network ``F(theta; x)`` (:class:`theory.transformer.train.TunedNetwork`)
+on a fixed probe set ``x_1..x_n``:
+
+- :func:`prefix_ntk`: the empirical NTK w.r.t. the trainable prefix ``theta`` only,
+  ``H[i, j, l, l'] = <dF_l(x_i)/dtheta, dF_l'(x_j)/dtheta>``, shape (n, n, k, k), by
+  the autodiff reference (per-example Jacobians, exact; tested against :func:`theory.autodiff_ntk`).
+- :func:`relative_change`: ``||A - A_0|| / ||A_0||`` over a pytree (kernel movement with
+  ``A = H(t)``, parameter movement with ``A = theta(t)``).
+- :class:`Linearised`: the first-order model ``F_lin(theta) = F(theta_0) + J_0 (theta - theta_0)``
+  (one ``jax.jvp`` at ``theta_0``), trained by the same optimiser as the network.  Under
+  gradient descent its outputs follow kernel regression with ``H(0)``:
+  ``r(t) = (I - eta H(0))^t r(0)`` (:func:`theory.kernel_regression_residuals`; the tests check
+  the two agree), and under Adam it is the linearised dynamics of that optimiser.
+- :func:`linearisation_gap`: ``||F(t) - F_lin(t)|| / ||F(t) - F(0)||``, the distance of the
+  trained outputs to the linearised prediction relative to how far training moved them.
+- :func:`rms_row_movement`: ``||theta(t) - theta_0||_F / sqrt(rows)`` for a direct prefix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from theory import validation as _v
+from theory.kernels.ntk_empirical import DEFAULT_MEMORY_BUDGET, autodiff_ntk_bytes
+from theory.kernels.ntk_empirical import contract_jacobians
+from theory.transformer.model import forward
+from theory.transformer.train import TunedNetwork
+
+__all__ = ["prefix_ntk", "relative_change", "Linearised", "linearisation_gap", "rms_row_movement", "tree_norm"]
+
+
+def tree_norm(tree):
+    """Frobenius norm of all leaves of a pytree together (a scalar)."""
+    return jnp.sqrt(sum(jnp.sum(a**2) for a in jax.tree_util.tree_leaves(tree)))
+
+
+def relative_change(A, A0):
+    """``||A - A0||_F / ||A0||_F`` over matching pytrees (kernels or parameters); a scalar.
+
+    Raises InputError when the structures differ.
+    """
+    if jax.tree_util.tree_structure(A) != jax.tree_util.tree_structure(A0):
+        raise _v.InputError("A and A0 must have the same pytree structure")
+    diff = jax.tree_util.tree_map(lambda a, b: a - b, A, A0)
+    return tree_norm(diff) / tree_norm(A0)
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _prefix_ntk(net, theta, params, tokens, scale):
+    def f(th, t):
+        return scale * forward(net.cfg, params, th, t)
+
+    J = jax.vmap(jax.jacrev(f), in_axes=(None, 0))(theta, tokens)
+    return contract_jacobians(J, J)
+
+
+def prefix_ntk(net: TunedNetwork, theta, params, tokens, *, scale, memory_budget: int = DEFAULT_MEMORY_BUDGET):
+    """Empirical NTK of ``net`` w.r.t. ``theta`` on ``tokens`` (n, T); returns (n, n, k, k).
+
+    The autodiff reference of :mod:`theory.kernels.ntk_empirical` (per-example Jacobians by
+    ``vmap(jacrev)``, the same contraction), jitted once per config.  ``scale``: the output
+    scale of the parametrisation (``sqrt(m)`` for NTK scaling, 1 for the standard one); the
+    constant ``F0`` of :class:`TunedNetwork` does not enter the kernel.
+    Raises InputError for tokens that are not (n, T), MemoryError (before any work) if the
+    Jacobians exceed ``memory_budget`` bytes.
+    """
+    tokens = jnp.asarray(tokens)
+    if tokens.ndim != 2 or tokens.shape[1] != net.cfg.T:
+        raise _v.InputError(f"tokens must have shape (n, {net.cfg.T}), got {tokens.shape}")
+    leaves = jax.tree_util.tree_leaves(theta)
+    need = autodiff_ntk_bytes(tokens.shape[0], 0, net.cfg.k, sum(a.size for a in leaves), leaves[0].dtype.itemsize)
+    if need > memory_budget:
+        raise MemoryError(f"prefix NTK needs {need / 2**30:.2f} GiB of Jacobian (n={tokens.shape[0]}, "
+                          f"k={net.cfg.k}), over the budget of {memory_budget / 2**30:.2f} GiB")
+    return _prefix_ntk(net, theta, params, tokens, jnp.asarray(scale, leaves[0].dtype))
+
+
+@dataclasses.dataclass(frozen=True)
+class Linearised:
+    """``F_lin(theta) = F(theta_0) + J_0 (theta - theta_0)`` of a :class:`TunedNetwork`.
+
+    Called as ``(theta, args)`` with ``args = (net_args, theta_0)``; hashable, like the network.
+    """
+
+    net: TunedNetwork
+
+    def __call__(self, theta, args):
+        net_args, theta0 = args
+        delta = jax.tree_util.tree_map(lambda a, b: a - b, theta, theta0)
+        F0, dF = jax.jvp(lambda th: self.net(th, net_args), (theta0,), (delta,))
+        return F0 + dF
+
+
+def linearisation_gap(F, F_lin, F_start):
+    """``||F - F_lin||_F / ||F - F_start||_F`` for output arrays of equal shape (any leading axes).
+
+    With a leading time axis (t, n, k) it is computed per step; returns shape F.shape[:-2].
+    Raises InputError for mismatched shapes.
+    """
+    F, F_lin, F_start = (jnp.asarray(a) for a in (F, F_lin, F_start))
+    if F.shape != F_lin.shape or F.shape[-2:] != F_start.shape[-2:]:
+        raise _v.InputError(f"F {F.shape}, F_lin {F_lin.shape} and F_start {F_start.shape} do not match")
+    num = jnp.sqrt(jnp.sum((F - F_lin) ** 2, axis=(-2, -1)))
+    den = jnp.sqrt(jnp.sum((F - F_start) ** 2, axis=(-2, -1)))
+    return num / den
+
+
+def rms_row_movement(theta, theta0):
+    """Root-mean-square movement of the prefix rows, ``||theta - theta_0||_F / sqrt(rows)``.
+
+    ``theta`` of the direct form ({"K": (layers, m, d)[, "V": ...]}); rows counted over all leaves.
+    """
+    rows = sum(a.size // a.shape[-1] for a in jax.tree_util.tree_leaves(theta0))
+    diff = jax.tree_util.tree_map(lambda a, b: a - b, theta, theta0)
+    return tree_norm(diff) / jnp.sqrt(jnp.asarray(rows, jax.tree_util.tree_leaves(theta0)[0].dtype))

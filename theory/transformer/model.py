@@ -1,0 +1,202 @@
+"""A small pre-layernorm transformer with a per-layer trainable prefix (P-Tuning v2 style).
+
+Plain pytrees and pure functions.  For one sequence of token ids ``tokens`` (T,)::
+
+    x_0      = E[tokens] + Pos                                   (T, d)
+    x_{l+1}  = x_l + MHA_l(LN(x_l); P^K_l, P^V_l)                (attention, residual)
+    x_{l+1} += MLP_l(LN(x_{l+1}))                                (if cfg.mlp)
+    F(x)     = LN(x_Lyr)[-1] W_U[:, :k]                          (k answer logits at the last position)
+
+Each head ``h`` of layer ``l`` is exact prefix attention (:func:`theory.prefix_attention`)
+with keys ``[P^K_l; X] W_K^h`` and values ``[P^V_l; X] W_V^h``: the prefix rows live in
+embedding space (paper 1), shared by the heads of a layer.  Tied prefixes (``P^K = P^V``,
+the stylized model) call the kernel directly; untied ones call it on the stacked features
+``[X, X]`` with block projections ``[W_Q; 0]``, ``[W_K; 0]``, ``[0; W_V]`` and prefix
+``[P^K, P^V]``, which is the same operator (the zero blocks add exact zeros).
+
+Prefix parametrisations (the trainable ``theta``):
+
+- ``"direct"``: ``theta = {"K": (Lyr, m, d), "V": (Lyr, m, d)}`` (``"V"`` absent when tied).
+- ``"reparam"`` (paper 2's MLP reparameterisation): one embedding ``E`` (m, d_e) and a
+  shared two-layer MLP, ``[P^K_l, P^V_l] = tanh(E A + a) B_l + b_l``; all of it is trainable.
+
+``cfg.input_block = False`` drops the input tokens from the keys (attention over the prefix
+only, spec section 2: "one query; the prefix dominates"); with one layer, no MLP, no
+layernorm, tied prefixes and identity value/output maps this is the stylized ``prefix`` model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from theory import validation as _v
+from theory.prefix_attention import prefix_attention_jit
+
+__all__ = ["TransformerConfig", "init_params", "init_prefix", "prefixes", "forward", "attention_heads",
+           "attention_layer", "n_params"]
+
+LN_EPS = 1e-5
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerConfig:
+    """Static shape and architecture of the model (hashable: usable as a jit static argument).
+
+    ``vocab``: token count; ``k``: answer logits read out (the first k tokens); ``T``: sequence
+    length; ``d``: width; ``layers``, ``heads``; ``d_mlp``: hidden width of the MLP.
+    """
+
+    vocab: int = 12
+    k: int = 11
+    T: int = 16
+    d: int = 64
+    layers: int = 2
+    heads: int = 4
+    d_mlp: int = 128
+    mlp: bool = True
+    layernorm: bool = True
+    causal: bool = True
+    input_block: bool = True
+    tied: bool = False
+    form: str = "direct"  # "direct" or "reparam"
+    d_reparam: int = 32  # width of E and of the MLP hidden layer (form "reparam")
+
+    def __post_init__(self):
+        for name in ("vocab", "k", "T", "d", "layers", "heads", "d_mlp", "d_reparam"):
+            _v.check_count(name, getattr(self, name))
+        if self.d % self.heads:
+            raise _v.InputError(f"d ({self.d}) must be a multiple of heads ({self.heads})")
+        if self.k > self.vocab:
+            raise _v.InputError(f"k ({self.k}) must be <= vocab ({self.vocab})")
+        if self.form not in ("direct", "reparam"):
+            raise _v.InputError(f"form must be 'direct' or 'reparam', got {self.form!r}")
+
+
+def init_params(cfg: TransformerConfig, *, key, dtype=jnp.float64):
+    """Frozen base weights, standard init (N(0, 1/fan_in)); returns a dict pytree.
+
+    Shapes: ``E`` (vocab, d), ``pos`` (T, d), per layer ``W_Q``/``W_K``/``W_V`` (heads, d, d/heads),
+    ``W_O`` (d, d), ``W_1`` (d, d_mlp), ``W_2`` (d_mlp, d), layernorm gains/biases (d,); ``W_U`` (d, vocab).
+    """
+    d, dh = cfg.d, cfg.d // cfg.heads
+    keys = iter(jax.random.split(key, 3 + 6 * cfg.layers))
+
+    def nrm(shape, fan_in):
+        return jax.random.normal(next(keys), shape, dtype) / jnp.sqrt(jnp.asarray(fan_in, dtype))
+
+    ones, zeros = jnp.ones(d, dtype), jnp.zeros(d, dtype)
+    layers = []
+    for _ in range(cfg.layers):
+        layers.append({
+            "W_Q": nrm((cfg.heads, d, dh), d), "W_K": nrm((cfg.heads, d, dh), d), "W_V": nrm((cfg.heads, d, dh), d),
+            "W_O": nrm((d, d), d), "W_1": nrm((d, cfg.d_mlp), d), "W_2": nrm((cfg.d_mlp, d), cfg.d_mlp),
+            "b_1": jnp.zeros(cfg.d_mlp, dtype), "g1": ones, "c1": zeros, "g2": ones, "c2": zeros,
+        })
+    return {"E": nrm((cfg.vocab, d), 1), "pos": nrm((cfg.T, d), 1) * 0.5, "layers": layers,
+            "g_f": ones, "c_f": zeros, "W_U": nrm((d, cfg.vocab), d)}
+
+
+def init_prefix(cfg: TransformerConfig, m: int, *, key, sigma: float = 1.0, dtype=jnp.float64):
+    """Trainable prefix ``theta`` at initialisation (see the module docstring for its layout).
+
+    Direct: rows i.i.d. N(0, sigma^2 I_d).  Reparam: ``E`` N(0, sigma^2), ``A`` N(0, 1/d_e),
+    ``B`` N(0, 1/d_e) per layer and output, biases zero.
+    Raises InputError for m < 1 or sigma <= 0.
+    """
+    _v.check_count("m", m)
+    sigma = _v.check_positive("sigma", sigma)
+    Lyr, d = cfg.layers, cfg.d
+    k1, k2, k3, k4 = jax.random.split(key, 4)
+    if cfg.form == "direct":
+        theta = {"K": sigma * jax.random.normal(k1, (Lyr, m, d), dtype)}
+        if not cfg.tied:
+            theta["V"] = sigma * jax.random.normal(k2, (Lyr, m, d), dtype)
+        return theta
+    h = cfg.d_reparam
+    outs = 1 if cfg.tied else 2
+    return {"E": sigma * jax.random.normal(k1, (m, h), dtype),
+            "A": jax.random.normal(k3, (h, h), dtype) / jnp.sqrt(jnp.asarray(h, dtype)),
+            "a": jnp.zeros(h, dtype),
+            "B": jax.random.normal(k4, (Lyr, outs, h, d), dtype) / jnp.sqrt(jnp.asarray(h, dtype)) * sigma,
+            "b": jnp.zeros((Lyr, outs, d), dtype)}
+
+
+def prefixes(cfg: TransformerConfig, theta):
+    """Per-layer ``(P^K, P^V)``, each (layers, m, d), from ``theta`` (P^V is P^K when tied)."""
+    if cfg.form == "direct":
+        PK = theta["K"]
+        return PK, (PK if cfg.tied else theta["V"])
+    Z = jnp.tanh(theta["E"] @ theta["A"] + theta["a"])  # (m, h)
+    P = jnp.einsum("mh,lohd->lomd", Z, theta["B"]) + theta["b"][:, :, None, :]
+    return P[:, 0], P[:, -1]
+
+
+def _layernorm(x, g, c, on):
+    if not on:
+        return x
+    mu = jnp.mean(x, axis=-1, keepdims=True)
+    var = jnp.mean((x - mu) ** 2, axis=-1, keepdims=True)
+    return (x - mu) / jnp.sqrt(var + LN_EPS) * g + c
+
+
+def _prefix_only(X, PK, PV, W_Q, W_K, W_V):
+    """Softmax attention over the prefix rows only (no input-token keys), (T, d_h)."""
+    z = (X @ W_Q) @ (PK @ W_K).T / jnp.sqrt(jnp.asarray(W_Q.shape[-1], X.dtype))
+    return jax.nn.softmax(z, axis=-1) @ (PV @ W_V)
+
+
+def attention_heads(cfg: TransformerConfig, X, PK, PV, W_Q, W_K, W_V):
+    """Per-head prefix attention of one layer, (heads, T, d_h).
+
+    ``X`` (T, d) normalised inputs; ``PK``, ``PV`` (m, d); ``W_Q``/``W_K``/``W_V`` (heads, d, d_h).
+    Each head is :func:`theory.prefix_attention` (see the module docstring), a loop over heads.
+    """
+    heads = []
+    for h in range(W_Q.shape[0]):
+        q, kk, v = W_Q[h], W_K[h], W_V[h]
+        if not cfg.input_block:
+            heads.append(_prefix_only(X, PK, PV, q, kk, v))
+        elif cfg.tied:
+            heads.append(prefix_attention_jit(X, PK, q, kk, v, cfg.causal, None))
+        else:
+            Z = jnp.zeros_like(q)
+            heads.append(prefix_attention_jit(jnp.concatenate([X, X], axis=1), jnp.concatenate([PK, PV], axis=1),
+                                              jnp.concatenate([q, Z]), jnp.concatenate([kk, Z]),
+                                              jnp.concatenate([Z, v]), cfg.causal, None))
+    return jnp.stack(heads)
+
+
+def attention_layer(cfg: TransformerConfig, X, PK, PV, W_Q, W_K, W_V, W_O):
+    """Multi-head prefix attention of one layer: (T, d) -> (T, d); heads concatenated, then ``W_O`` (d, d)."""
+    heads = attention_heads(cfg, X, PK, PV, W_Q, W_K, W_V)
+    return jnp.concatenate(list(heads), axis=-1) @ W_O
+
+
+def forward(cfg: TransformerConfig, params, theta, tokens):
+    """Answer logits ``F(x)`` (k,) for one sequence ``tokens`` (T,) of ids in [0, vocab).
+
+    ``theta=None`` runs the base model without a prefix (pre-training).
+    """
+    X = params["E"][tokens] + params["pos"][: tokens.shape[0]]
+    if theta is not None:
+        PKs, PVs = prefixes(cfg, theta)
+    for l, lp in enumerate(params["layers"]):
+        h = _layernorm(X, lp["g1"], lp["c1"], cfg.layernorm)
+        if theta is None:
+            PK = PV = jnp.zeros((0, cfg.d), X.dtype)
+        else:
+            PK, PV = PKs[l], PVs[l]
+        X = X + attention_layer(cfg, h, PK, PV, lp["W_Q"], lp["W_K"], lp["W_V"], lp["W_O"])
+        if cfg.mlp:
+            h = _layernorm(X, lp["g2"], lp["c2"], cfg.layernorm)
+            X = X + jax.nn.gelu(h @ lp["W_1"] + lp["b_1"]) @ lp["W_2"]
+    out = _layernorm(X[-1], params["g_f"], params["c_f"], cfg.layernorm)
+    return out @ params["W_U"][:, : cfg.k]
+
+
+def n_params(tree) -> int:
+    """Number of scalars in a pytree."""
+    return sum(int(a.size) for a in jax.tree_util.tree_leaves(tree))
