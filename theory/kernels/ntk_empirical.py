@@ -138,6 +138,15 @@ def model_outputs(model, P, frozen, U):
 
 
 def contract_jacobians(J1, J2):
+    """The NTK from two Jacobian pytrees: ``sum over leaves of J1 J2^T`` over the parameter axes.
+
+    Args:
+        J1, J2: pytrees of Jacobians, each leaf of shape (n1, k, *param_shape) and
+            (n2, k, *param_shape).
+
+    Returns:
+        The kernel of shape (n1, n2, k, k).
+    """
     def leaf(a, b):
         a = a.reshape(a.shape[0], a.shape[1], -1)
         b = b.reshape(b.shape[0], b.shape[1], -1)
