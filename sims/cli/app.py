@@ -5,8 +5,8 @@ command, whose options are generated from its config dataclass, so a new experim
 change here.  Other modules add command groups (``sims bench``, ``sims figures``) through
 :func:`register_subcommand`; see ``SUBCOMMAND_MODULES``.
 
-Exit codes: 0 all claims passed, 1 some claim failed, 2 bad usage or input, 3 would not fit in
-memory, 4 an experiment crashed, 130 interrupted (Ctrl-C or SIGTERM; rerun to resume).
+Exit codes: 0 no claim failed (each passed or undecided at this size), 1 some claim failed, 2 bad
+usage or input, 3 would not fit in memory, 4 an experiment crashed, 130 interrupted (Ctrl-C or SIGTERM; rerun to resume).
 """
 
 from __future__ import annotations
@@ -127,11 +127,13 @@ def verdict_table(rows: list[dict] | list[Any], title: str = "verdict") -> Table
     for r in rows:
         d = r if isinstance(r, dict) else r.as_dict()
         ok = bool(d.get("passed"))
+        mark = "[yellow]UNDECIDED[/yellow]" if d.get("status") == "undecided" else (
+            "[green]PASS[/green]" if ok else "[bold red]FAIL[/bold red]")
         table.add_row(
             escape(str(d.get("claim", ""))),
             escape(str(d.get("predicted", ""))),
             escape(str(d.get("measured", ""))),
-            "[green]PASS[/green]" if ok else "[bold red]FAIL[/bold red]",
+            mark,
             escape(str(d.get("detail", ""))),
         )
     return table
@@ -233,7 +235,8 @@ def _execute_inner(exp, specs, kw, precision, runner) -> None:  # noqa: ANN001
         raise _fail(f"{exp.name} crashed: {type(e).__name__}: {e}", EXIT_CRASH) from None
 
     console.print(verdict_table(res.rows, title=f"{exp.name} verdict (run {res.run_id})"))
-    n_fail = sum(not r.passed for r in res.rows)
+    n_fail = sum(r.failed for r in res.rows)
+    n_undecided = sum(r.status == "undecided" for r in res.rows)
     if not quiet:
         console.print(
             f"{len(res.computed)} cell(s) computed, {len(res.reused)} reused; manifest {res.manifest_path}"
@@ -241,6 +244,10 @@ def _execute_inner(exp, specs, kw, precision, runner) -> None:  # noqa: ANN001
     if n_fail:
         console.print(f"[bold red]{n_fail} of {len(res.rows)} claim(s) failed[/bold red]")
         raise typer.Exit(EXIT_FAILED)
+    if n_undecided:
+        console.print(f"[green]{len(res.rows) - n_undecided} claim(s) passed[/green], [yellow]{n_undecided} "
+                      f"undecided at this size[/yellow] (see detail)")
+        raise typer.Exit(EXIT_OK)
     console.print(f"[green]all {len(res.rows)} claim(s) passed[/green]")
     raise typer.Exit(EXIT_OK)
 
@@ -313,7 +320,10 @@ def _show_run(run: str, out: Path, as_json: bool) -> None:
     console.print(pt)
     console.print(verdict_table(m.get("verdict") or []))
     ok = m.get("passed")
-    console.print("[green]all claims passed[/green]" if ok else "[bold red]some claims failed[/bold red]")
+    und = m.get("undecided") or 0
+    console.print(("[bold red]some claims failed[/bold red]" if not ok else
+                   f"[green]no claim failed[/green], [yellow]{und} undecided[/yellow]" if und else
+                   "[green]all claims passed[/green]"))
 
 
 # ----------------------------------------------------------------------------- the app
@@ -328,7 +338,7 @@ _MAIN_EPILOG = _epilog(
         "sims show NAME-0123abcd4567",
     ]
 ) + (
-    "\n\n[bold]Exit codes[/bold]\n  0 all claims passed, 1 some claim failed, 2 bad usage or input,\n"
+    "\n\n[bold]Exit codes[/bold]\n  0 no claim failed (passed or undecided), 1 some claim failed, 2 bad usage or input,\n"
     "  3 would not fit in memory, 4 an experiment crashed, 130 interrupted (rerun to resume)"
 )
 

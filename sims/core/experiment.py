@@ -23,7 +23,7 @@ An experiment is a set of pure functions; it never writes files (all I/O lives i
   smaller group, so each cell's result must not depend on its batch-mates.
 - ``verdict(config, results) -> list[VerdictRow]``: ``results`` is a list of
   ``(cell, arrays)`` pairs, one per cell; the rows compare each claim's prediction with the
-  measurement.
+  measurement, each ``pass``, ``fail`` or ``undecided`` (with the reason and the size that would decide it).
 - ``estimate_bytes(cell) -> int`` (optional): peak memory of one cell, for ``--dry-run`` and
   the refusal of runs that do not fit (a batch is estimated as the sum of its cells).
 - ``shardable`` (default False): the experiment splits each cell's prefix rows over devices.
@@ -44,18 +44,45 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
-__all__ = ["Experiment", "VerdictRow", "register", "get", "names", "REGISTRY"]
+__all__ = ["STATUSES", "Experiment", "VerdictRow", "register", "get", "names", "REGISTRY"]
+
+
+STATUSES = ("pass", "fail", "undecided")
 
 
 @dataclasses.dataclass(frozen=True)
 class VerdictRow:
-    """One line of a verdict table."""
+    """One line of a verdict table.
+
+    ``status`` is ``"pass"``, ``"fail"`` or ``"undecided"`` (the data at this size cannot decide
+    the claim; ``detail`` then says why and what size would decide it).  Left empty it is
+    derived from ``passed``; an undecided row has ``passed=False``.  A run fails only on a
+    ``"fail"`` row (see :attr:`failed`).
+    """
 
     claim: str
     predicted: str
     measured: str
     passed: bool
     detail: str = ""
+    status: str = ""
+
+    def __post_init__(self):
+        status = self.status or ("pass" if self.passed else "fail")
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+        if (status == "pass") != bool(self.passed):
+            raise ValueError(f"status {status!r} contradicts passed={self.passed!r}")
+        object.__setattr__(self, "status", status)
+
+    @classmethod
+    def undecided(cls, claim: str, predicted: str, measured: str, reason: str) -> "VerdictRow":
+        """A claim the data cannot decide at this size; ``reason`` says why and what would decide it."""
+        return cls(claim, predicted, measured, False, reason, "undecided")
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "fail"
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

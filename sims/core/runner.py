@@ -396,7 +396,7 @@ def run(
             raise store.StoreError(f"{pc.path} does not hold cell {pc.cell_id} ({pc.cell}); delete it, rerun")
         results.append((pc.cell, arrays))
     rows = _as_rows(exp.verdict(config, results))
-    passed = all(r.passed for r in rows)
+    passed = not any(r.failed for r in rows)  # undecided rows do not fail a run
     done = set(computed)
     manifest = {
         "run_id": p.run_id,
@@ -413,6 +413,7 @@ def run(
         "counts": {"cells": len(p.cells), "computed": len(computed), "reused": len(p.cells) - len(computed)},
         "verdict": [r.as_dict() for r in rows],
         "passed": passed,
+        "undecided": sum(r.status == "undecided" for r in rows),
         "memory": {
             "peak_estimate_bytes": p.peak_bytes,
             "available_bytes": p.available,
