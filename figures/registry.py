@@ -12,4 +12,5 @@ FIGURES = (
     "ntk_attention_train",
     "ntk_attention_cost",
     "reparam",
+    "reparam_identifiability",
 )

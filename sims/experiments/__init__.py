@@ -9,6 +9,7 @@ _MODULES = [
     "ntk_attention_error",
     "ntk_attention_train",
     "reparam",
+    "reparam_identifiability",
 ]
 
 for _name in _MODULES:
