@@ -35,7 +35,7 @@ def test_registered_and_cells():
     assert quick.grid() == R.QUICK_N_EFF and quick.reps() == 8 and quick.starts() == 1 and quick.tol() == 1e-2
     full = R.ReparamConfig()
     assert full.grid()[0] == 10_000 and full.grid()[-1] == 100_000_000 and len(full.grid()) >= 5
-    assert full.reps() >= 16 and full.tol() == 1e-3
+    assert full.reps() >= 16 and full.tol() == 1e-2 and full.starts() == 2 and full.steps() == 20000
     assert len(_rate(exp.cells(full))) == 4 * 2 * 5 * full.reps()
     assert exp.estimate_bytes(cells[0]) > 0
     # a real n grid, and the bound sensitivity cells (over-specified only)
@@ -49,7 +49,7 @@ def test_config_rejects_bad_values():
     for kw, match in ((dict(structures=("tied",)), "structures"), (dict(extra=(-1,)), "extra"),
                       (dict(noise=0.0), "noise"), (dict(noise=math.inf), "noise"), (dict(noise=math.nan), "noise"),
                       (dict(r=0.5), "r must"), (dict(n=5), "n must"), (dict(n_eff=(5,)), "n_eff"),
-                      (dict(resolution=-1.0), "resolution"), (dict(bound_alt=math.inf), "bound_alt"),
+                      (dict(resolution=-1.0), "resolution"), (dict(resolution=0.0), "resolution"), (dict(bound_alt=math.inf), "bound_alt"),
                       (dict(bound=math.inf), "bound")):
         with pytest.raises(ValueError, match=match):
             R.ReparamConfig(**kw)

@@ -81,8 +81,8 @@ def _f(default, help, **extra):
 
 @dataclasses.dataclass(frozen=True)
 class ReparamConfig:
-    quick: bool = _f(False, "Quick size: n = 400, 8 replications, 1 restart, at most 1500 LM steps, resolution "
-                            "1e-2 (about 2 minutes on 2 CPU cores); merged-cell rows are then mostly undecided.")
+    quick: bool = _f(False, "Quick size: n = 400, 8 replications, 1 restart, at most 1500 LM steps (about 2 "
+                            "minutes on 2 CPU cores); merged-cell rows are then mostly undecided.")
     structures: tuple[str, ...] = _f(STRUCTURES, "Prompt structures to fit.", choices=STRUCTURES)
     n_eff: tuple[int, ...] = _f((), "Effective sample sizes n (sigma0/sigma)^2; empty = 1e4..1e8 (5 points).")
     n: int = _f(0, "Real sample size per fit (noise traded for n_eff); 0 = 400 (quick) or 1000.", minimum=0)
@@ -93,8 +93,8 @@ class ReparamConfig:
     restarts: int = _f(0, "Starts per fit (split atom k mod L* in start k); 0 = 1 (quick) or 2.", minimum=0)
     adam_steps: int = _f(50, "Adam steps before the Levenberg-Marquardt polish.", minimum=0)
     polish_steps: int = _f(0, "Maximum LM iterations; 0 = 1500 (quick) or 20000.", minimum=0)
-    resolution: float = _f(0.0, "LM stops when < resolution * sigma_hat^2/n of the loss is left; 0 = 1e-2 (quick) "
-                                "or 1e-3.")
+    resolution: float = _f(1e-2, "LM stops when the Gauss-Newton model leaves < resolution * sigma_hat^2/n of the "
+                                 "loss (sigma^2/n: the loss's statistical resolution).")
     bound: float = _f(5.0, "Compact parameter set of the estimator: every p^K, p^V, p' entry in [-bound, bound].")
     bound_alt: float = _f(0.0, "If > 0, also fit over-specified cells with this bound (sensitivity row).")
     gate_scale: float = _f(1.0, "Multiplies W_Q, i.e. the range of the gating logits (1 = the fixed problem).")
@@ -115,7 +115,9 @@ class ReparamConfig:
         for name in ("noise", "jitter", "bound", "gate_scale"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
                 raise ValueError(f"{name} must be finite and > 0, got {getattr(self, name)}")
-        for name in ("resolution", "bound_alt"):
+        if not (math.isfinite(self.resolution) and self.resolution > 0):
+            raise ValueError(f"resolution must be finite and > 0, got {self.resolution}")
+        for name in ("bound_alt",):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
                 raise ValueError(f"{name} must be finite and >= 0, got {getattr(self, name)}")
         if not (math.isfinite(self.r) and self.r >= 1):
@@ -137,7 +139,7 @@ class ReparamConfig:
         return self.polish_steps or (1500 if self.quick else 20000)
 
     def tol(self) -> float:
-        return self.resolution or (1e-2 if self.quick else 1e-3)
+        return self.resolution
 
 
 def cells(cfg: ReparamConfig) -> list[dict]:
