@@ -21,6 +21,7 @@ SMALL: dict[str, dict[str, Any]] = {
     "ntk-attention-cost": dict(m=(16, 256, 4096), d=8, L=16, repeats=2),
     "reparam": dict(structures=("shared_linear", "nonshared"), extra=(1,), n_eff=(10_000, 1_000_000, 100_000_000),
                     n=200, replications=4, restarts=1, polish_steps=300),
+    "reparam-identifiability": dict(quick=True, reps=100),
 }
 
 
