@@ -84,7 +84,7 @@ def _power_panel(ax, results):
             scale = r"$n^{-1/4}$ keys"
         name = f"{'control: ' if control else ''}{LABEL[s]}, {scale}"
         color = style.CONTROL if control else COLOR[s]
-        err = np.vstack([pc["power"] - pc["low"], pc["high"] - pc["power"]])
+        err = np.clip(np.vstack([pc["power"] - pc["low"], pc["high"] - pc["power"]]), 0, None)
         ax.errorbar(pc["n"], pc["power"], yerr=err, marker=MARKER[s], color=color, markersize=3.5, capsize=1.5,
                     linestyle=(":" if s == "nonshared" else "-.") if control else "-",
                     markerfacecolor="white" if control else None,
