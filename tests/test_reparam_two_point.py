@@ -8,13 +8,13 @@ from sims.experiments import reparam as rp
 from sims.experiments import reparam_identifiability as ri
 from sims.experiments import reparam_identifiability_verdict as rv
 from theory import InputError
-from theory.moe.two_point import likelihood_ratio_test
+from theory.moe.two_point import likelihood_ratio_test, separation_for_signal, split_pair
 
 
 def _pair(structure, h, t=0.5):
     frozen, reparam, truth = rp.problem(structure)
     u = np.array([np.cos(0.7), np.sin(0.7)])
-    g1 = {k: v[0] for k, v in ri.pair(structure, [h], t=t, u=u, truth=truth).items()}
+    g1 = {k: v[0] for k, v in split_pair(truth, [h], structure=structure, d=2, t=t, u=u).items()}
     return frozen, reparam, truth, g1
 
 
@@ -58,6 +58,20 @@ def test_least_favourable_scalings_keep_the_signal_constant_and_wrong_ones_do_no
     # shared: separation n^-1/4 -> flat; the non-shared scaling n^-1/2 -> Delta ~ n^-1/2 (lost)
     assert _signal_slope("shared_linear", 0.25) == pytest.approx(0.0, abs=0.05)
     assert _signal_slope("shared_linear", 0.5) == pytest.approx(-0.5, abs=0.05)
+
+
+def test_separation_for_signal_hits_the_signal():
+    frozen, reparam, truth, _ = _pair("nonshared", 0.01)
+    X = jax.random.uniform(jax.random.key(2), (512, 4), jax.numpy.float64, -1, 1)
+    h = separation_for_signal(frozen, truth, structure="nonshared", X=X, n=1000, noise=0.01, signal=2.0)
+    from theory.moe.identifiability import modulus
+    dist = float(modulus(frozen, truth, split_pair(truth, [h], structure="nonshared", d=2), structure="nonshared",
+                         X=X).distance[0])
+    assert np.sqrt(1000) * dist / 0.01 == pytest.approx(2.0, rel=1e-2)
+    with pytest.raises(InputError, match="no separation"):
+        separation_for_signal(frozen, truth, structure="nonshared", X=X, n=1000, noise=0.01, signal=1e6)
+    with pytest.raises(InputError, match="u"):
+        split_pair(truth, [0.1], structure="prompt", d=2)
 
 
 def test_bad_input_is_refused():

@@ -40,7 +40,7 @@ from sims.core.experiment import Experiment, VerdictRow, register
 from sims.experiments import reparam as _rp
 from theory.moe.identifiability import location_width, modulus, random_configurations, split_configurations
 from theory.moe.model import STRUCTURES, SHARED_STRUCTURES, Reparam
-from theory.moe.two_point import likelihood_ratio_test
+from theory.moe.two_point import likelihood_ratio_test, separation_for_signal, split_pair
 
 KINDS = ("modulus", "two_point")
 ZERO = 1e-12  # ||f_G - f*|| <= ZERO ||f*||: equal to rounding (float64)
@@ -171,44 +171,25 @@ def _run_modulus(cell, key):
     }
 
 
-def pair(structure, h, *, t, u, frozen=None, reparam=None, truth=None):
-    """``G1``: true atom 0 split symmetrically by ``+-delta``: non-shared ``delta = (h e_1, t e_1)``
-    (keys ``2h`` apart, values ``2t`` apart); shared ``delta = h u``.  ``h``: (B,)."""
-    h = np.atleast_1d(np.asarray(h, float))
+def _direction(structure, frozen, reparam, truth, X):
+    """Shared structures: the split direction of smallest modulus (at rho = 1e-2); None for nonshared."""
     if structure == "nonshared":
-        delta = np.stack([h, np.zeros_like(h), np.full_like(h, t), np.zeros_like(h)], axis=1)
-    else:
-        delta = h[:, None] * np.asarray(u)[None, :]
-    return split_configurations(truth, structure=structure, atom=0, delta1=delta, delta2=-delta,
-                                frac=np.full(len(h), 0.5), d=2)
-
-
-def _calibrate(structure, cell, frozen, reparam, truth):
-    """Scale ``h0`` at the smallest n (signal ``Delta(n0) = signal``) and the shared direction ``u``."""
-    X = _inputs(cell["n_mc"])
-    u = None
-    if structure != "nonshared":
-        U = _directions(structure, 2, 60)
-        c = split_configurations(truth, structure=structure, atom=0, delta1=1e-2 * U, delta2=-1e-2 * U,
-                                 frac=np.full(len(U), 0.5), d=2)
-        u = U[int(np.argmin(modulus(frozen, truth, c, structure=structure, X=X, reparam=reparam).ratio))]
-    hs = np.logspace(-6, 0, 121)
-    dist = np.asarray(modulus(frozen, truth, pair(structure, hs, t=cell["t"], u=u, truth=truth), structure=structure,
-                              X=X, reparam=reparam).distance)
-    sig = np.sqrt(cell["n0"]) * dist / cell["noise"]
-    k = int(np.argmax(sig >= cell["signal"]))
-    if sig[k] < cell["signal"]:
-        raise ValueError(f"no pair separation up to 1 reaches signal {cell['signal']} at n = {cell['n0']}")
-    h0 = float(np.exp(np.interp(np.log(cell["signal"]), np.log(sig[k - 1:k + 1]), np.log(hs[k - 1:k + 1]))))
-    return h0, u
+        return None
+    U = _directions(structure, 2, 60)
+    c = split_configurations(truth, structure=structure, atom=0, delta1=1e-2 * U, delta2=-1e-2 * U,
+                             frac=np.full(len(U), 0.5), d=2)
+    return U[int(np.argmin(modulus(frozen, truth, c, structure=structure, X=X, reparam=reparam).ratio))]
 
 
 def _run_two_point(cell, key):
     s = cell["structure"]
     frozen, reparam, truth = _problem(s)
-    h0, u = _calibrate(s, cell, frozen, reparam, truth)
+    X = _inputs(cell["n_mc"])
+    u = _direction(s, frozen, reparam, truth, X)
+    h0 = separation_for_signal(frozen, truth, structure=s, reparam=reparam, X=X, n=cell["n0"], noise=cell["noise"],
+                               signal=cell["signal"], t=cell["t"], u=u)
     h = h0 * (cell["n0"] / cell["n"]) ** EXPONENT[cell["scaling"]]
-    g1 = {k: v[0] for k, v in pair(s, [h], t=cell["t"], u=u, truth=truth).items()}
+    g1 = {k: v[0] for k, v in split_pair(truth, [h], structure=s, d=2, t=cell["t"], u=u).items()}
     res = jax.device_get(likelihood_ratio_test(frozen, truth, g1, structure=s, reparam=reparam, key=key,
                                                n=cell["n"], reps=cell["reps"], noise=cell["noise"],
                                                alpha=cell["alpha"]))
@@ -234,7 +215,7 @@ def estimate_bytes(cell) -> int:
 from sims.experiments.reparam_identifiability_verdict import (  # noqa: E402  (verdict half of this module)
     approach_curve, modulus_curve, power_curve, verdict)
 
-__all__ = ["KINDS", "CASES", "IdentifiabilityConfig", "cells", "quick_cells", "run", "verdict", "pair",
+__all__ = ["KINDS", "CASES", "IdentifiabilityConfig", "cells", "quick_cells", "run", "verdict",
            "modulus_curve", "approach_curve", "power_curve", "EXPERIMENT"]
 
 EXPERIMENT = register(Experiment(

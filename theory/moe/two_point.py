@@ -35,8 +35,9 @@ from jax.scipy.stats import norm as _norm
 from theory import validation as _v
 from theory.moe.model import MoEFrozen, Reparam, _features, check_params, check_structure, prompt_keys_values
 from theory.moe.model import regression_from_features
+from theory.moe.identifiability import modulus, split_configurations
 
-__all__ = ["TwoPointTest", "likelihood_ratio_test"]
+__all__ = ["TwoPointTest", "split_pair", "separation_for_signal", "likelihood_ratio_test"]
 
 
 class TwoPointTest(NamedTuple):
@@ -48,6 +49,46 @@ class TwoPointTest(NamedTuple):
     reject_null: jax.Array
     signal: jax.Array
     exact_power: jax.Array
+
+
+def split_pair(truth, h, *, structure: str, d: int, t: float = 0.5, u=None, atom: int = 0):
+    """``G1`` for separations ``h`` (B,): true atom ``atom`` split symmetrically by ``+-delta`` (weights w*/2).
+
+    Non-shared: ``delta = (h e_1, t e_1)`` (keys ``2h`` apart, values ``2t`` apart); shared:
+    ``delta = h u`` with ``u`` a unit vector of the location space (``p'`` or ``p``).
+    Returns the batched parameter dict of :func:`theory.moe.identifiability.split_configurations`.
+    Raises InputError for a missing or mis-shaped ``u`` (shared) and what ``split_configurations`` refuses.
+    """
+    h = np.atleast_1d(np.asarray(h, float))
+    if structure == "nonshared":
+        zero = np.zeros_like(h)
+        delta = np.stack([h] + [zero] * (d - 1) + [np.full_like(h, float(t))] + [zero] * (d - 1), axis=1)
+    else:
+        if u is None or np.ndim(u) != 1:
+            raise _v.InputError(f"u (a unit vector of the location space) is required for structure {structure!r}")
+        delta = h[:, None] * np.asarray(u, float)[None, :]
+    return split_configurations(truth, structure=structure, atom=atom, delta1=delta, delta2=-delta,
+                                frac=np.full(len(h), 0.5), d=d)
+
+
+def separation_for_signal(frozen: MoEFrozen, truth, *, structure: str, X, n: int, noise: float, signal: float,
+                          reparam: Reparam | None = None, t: float = 0.5, u=None) -> float:
+    """The separation ``h`` of :func:`split_pair` at which ``Delta = sqrt(n) ||f_1 - f_0||_{L2} / noise``
+    equals ``signal`` (``L2`` over the inputs ``X``), by log interpolation on ``h = 1e-6 .. 1``.
+
+    Raises InputError when no ``h`` in that range reaches ``signal`` (or already ``h = 1e-6`` exceeds it).
+    """
+    hs = np.logspace(-6, 0, 121)
+    d = frozen.B.shape[1]
+    dist = np.asarray(modulus(frozen, truth, split_pair(truth, hs, structure=structure, d=d, t=t, u=u),
+                              structure=structure, X=X, reparam=reparam).distance)
+    sig = np.sqrt(_v.check_count("n", n)) * dist / _v.check_positive("noise", noise)
+    signal = _v.check_positive("signal", signal)
+    k = int(np.argmax(sig >= signal))
+    if sig[k] < signal or k == 0:
+        raise _v.InputError(f"no separation h in [1e-6, 1] gives signal {signal} at n = {n} (range {sig[0]:.3g}.."
+                            f"{sig.max():.3g})")
+    return float(np.exp(np.interp(np.log(signal), np.log(sig[k - 1:k + 1]), np.log(hs[k - 1:k + 1]))))
 
 
 @functools.partial(jax.jit, static_argnames=("structure0", "structure1", "n", "reps"))
