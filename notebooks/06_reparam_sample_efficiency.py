@@ -138,7 +138,8 @@ plt.show()
 
 # %%
 assert not any(r.failed for r in result.rows), [r for r in result.rows if r.failed]
-modulus_rows = [r for r in result.rows if r.claim.startswith(("modulus", "control: broken", "control: shared_linear has"))]
+modulus_rows = [r for r in result.rows
+                if r.claim.startswith(("modulus", "control: broken", "control: shared_linear has"))]
 assert len(modulus_rows) == 6 and all(r.status == "pass" for r in modulus_rows), modulus_rows
 print("claim held: shared prompts are identifiable (modulus bounded below), non-shared prompts are not;",
       sum(r.status == "undecided" for r in result.rows), "two-point rows undecided at this size")

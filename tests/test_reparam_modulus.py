@@ -74,8 +74,8 @@ def test_random_configurations_scale_with_rho():
                                d=2)
     c2 = random_configurations(truth, structure="prompt", key=jax.random.key(0), count=8, rho_min=1e-2, rho_max=1e-2,
                                d=2)
-    np.testing.assert_allclose(np.asarray(c2["p"][:, -1] - truth["p"][0]), 10 * np.asarray(c1["p"][:, -1] - truth["p"][0]),
-                               rtol=1e-10, atol=1e-15)
+    step1, step2 = (np.asarray(c["p"][:, -1] - truth["p"][0]) for c in (c1, c2))
+    np.testing.assert_allclose(step2, 10 * step1, rtol=1e-10, atol=1e-15)
 
 
 def test_bad_input_is_refused():
@@ -86,7 +86,8 @@ def test_bad_input_is_refused():
     with pytest.raises(InputError, match="frac"):
         split_configurations(truth, structure="shared_linear", atom=0, delta1=d1, delta2=d1, frac=np.ones(2), d=2)
     with pytest.raises(InputError, match="delta2"):
-        split_configurations(truth, structure="shared_linear", atom=0, delta1=d1, delta2=d1[:1], frac=np.full(2, .5), d=2)
+        split_configurations(truth, structure="shared_linear", atom=0, delta1=d1, delta2=d1[:1], frac=np.full(2, .5),
+                             d=2)
     with pytest.raises(InputError, match="structure"):
         location_width("shared", d=2)
     cfg = split_configurations(truth, structure="shared_linear", atom=0, delta1=d1, delta2=d1, frac=np.full(2, .5), d=2)

@@ -113,7 +113,7 @@ def split_configurations(truth, *, structure: str, atom: int, delta1, delta2, fr
     if L_star < 1 or any(np.ndim(truth[k]) != 2 or np.shape(truth[k])[0] != L_star for k in want[1:]):
         raise _v.InputError(f"truth must hold L* >= 1 biases and (L*, q) locations, got "
                             f"{ {k: np.shape(v) for k, v in truth.items()} }")
-    if structure != "shared_linear" and structure != "shared_tanh" and any(np.shape(truth[k])[1] != d for k in want[1:]):
+    if structure in ("nonshared", "prompt") and any(np.shape(truth[k])[1] != d for k in want[1:]):
         raise _v.InputError(f"truth locations of {structure!r} must have d = {d} columns")
     _v.check_finite("truth", truth)
     atom = _v.check_count("atom", atom, minimum=0)
