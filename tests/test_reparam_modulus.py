@@ -74,8 +74,14 @@ def test_random_configurations_scale_with_rho():
                                d=2)
     c2 = random_configurations(truth, structure="prompt", key=jax.random.key(0), count=8, rho_min=1e-2, rho_max=1e-2,
                                d=2)
-    step1, step2 = (np.asarray(c["p"][:, -1] - truth["p"][0]) for c in (c1, c2))
+    # the split atom's offset scales like rho, every first-order remainder like rho^2 (same shapes)
+    step1, step2 = (np.asarray(c["p"][:, -2] - truth["p"][0]) for c in (c1, c2))
     np.testing.assert_allclose(step2, 10 * step1, rtol=1e-10, atol=1e-15)
+    other1, other2 = (np.asarray(c["p"][:, 0] - truth["p"][1]) for c in (c1, c2))
+    np.testing.assert_allclose(other2, 100 * other1, rtol=1e-8, atol=1e-15)
+    moment1, moment2 = (np.asarray(jnp.exp(c["b"][:, -2:])[:, :, None] * (c["p"][:, -2:] - truth["p"][0])).sum(1)
+                        for c in (c1, c2))
+    assert np.abs(moment1).max() <= 3 * 1e-3 ** 2 and np.abs(moment2).max() <= 3 * 1e-2 ** 2  # O(rho^2), not O(rho)
 
 
 def test_bad_input_is_refused():

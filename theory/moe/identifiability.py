@@ -154,10 +154,13 @@ def random_configurations(truth, *, structure: str, key, count: int, rho_min: fl
     """``count`` random over-specified configurations near ``G*`` (the random search of the modulus).
 
     Scale ``rho`` log-uniform in ``[rho_min, rho_max]``; weight share ``frac ~ U(0.05, 0.95)``;
-    ``delta1 = rho u1``, ``delta2 = -frac/(1 - frac) delta1 + rho s u2`` (first moment matched up
-    to ``s ~ U(0, 1)^2``); the other atoms moved by ``rho^2 N(0, I)/4`` and the biases by
-    ``rho^2 N(0, 1)/4`` (``u1, u2`` uniform unit vectors).  Returns the dict of
-    :func:`split_configurations` (leading axis ``count``).
+    ``delta1 = rho u1``, ``delta2 = -frac/(1 - frac) delta1 + 2 rho^2 s u2`` (first moment matched
+    up to ``O(rho^2)``, ``s ~ U(0, 1)^2``); the other atoms moved by ``rho^2 N(0, I)/4`` and the
+    biases by ``rho^2 N(0, 1)/4`` (``u1, u2`` uniform unit vectors).  Every perturbation that
+    enters ``f_G - f*`` at first order is ``O(rho^2)``, like the merged cell's second moment, so a
+    shape drawn from the same key has the same leading-order modulus at every ``rho`` (a first-order
+    ``O(rho)`` remainder would only give ratios ``~ 1/rho``, never the infimum).  Returns the dict
+    of :func:`split_configurations` (leading axis ``count``).
     """
     count = _v.check_count("count", count)
     rho_min, rho_max = _v.check_positive("rho_min", rho_min), _v.check_positive("rho_max", rho_max)
@@ -173,7 +176,7 @@ def random_configurations(truth, *, structure: str, key, count: int, rho_min: fl
     frac = jax.random.uniform(k[1], (count,), dt, 0.05, 0.95)
     s = jax.random.uniform(k[2], (count, 1), dt) ** 2
     d1 = rho[:, None] * unit(k[3])
-    d2 = -(frac / (1 - frac))[:, None] * d1 + rho[:, None] * s * unit(k[4])
+    d2 = -(frac / (1 - frac))[:, None] * d1 + 2 * rho[:, None] ** 2 * s * unit(k[4])
     others = 0.25 * rho[:, None, None] ** 2 * jax.random.normal(k[5], (count, L_star, q), dt)
     db = 0.25 * rho[:, None] ** 2 * jax.random.normal(k[6], (count, L_star + 1), dt)
     return split_configurations(truth, structure=structure, atom=atom, delta1=d1, delta2=d2, frac=frac,
