@@ -120,3 +120,8 @@ def test_config_refuses_bad_values():
         ri.IdentifiabilityConfig(noise=float("inf"))
     with pytest.raises(ValueError, match="alpha"):
         ri.IdentifiabilityConfig(alpha=0.7)
+    with pytest.raises(ValueError, match=">= 2 distinct n"):
+        ri.IdentifiabilityConfig(n=(1000, 1000))
+    with pytest.raises(ValueError, match="random"):
+        ri.IdentifiabilityConfig(random=1)
+    assert ri.IdentifiabilityConfig(parts=("modulus",), n=(1000,)).parts == ("modulus",)

@@ -76,6 +76,11 @@ class IdentifiabilityConfig:
             raise ValueError(f"parts must be a non-empty subset of {KINDS}, got {self.parts}")
         if any(int(n) < 10 for n in self.n):
             raise ValueError(f"every n must be >= 10, got {self.n}")
+        if "two_point" in self.parts and len(self.grid()) < 2:
+            raise ValueError(f"the two-point verdict fits a slope in n: give >= 2 distinct n, got {self.n}")
+        for name, low in (("n_mc", 16), ("angles", 2), ("random", 2)):
+            if int(getattr(self, name)) < low:
+                raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
         for name in ("noise", "signal", "value_separation", "tolerance"):
             if not (np.isfinite(getattr(self, name)) and getattr(self, name) > 0):
                 raise ValueError(f"{name} must be finite and > 0, got {getattr(self, name)}")
