@@ -139,6 +139,10 @@ def test_decide_rules():
     s = lambda m, lo, hi: V.Slope(m, lo, hi, np.array([1e4, 1e8]), np.array([1.0, 0.1]), 16)  # noqa: E731
     assert V.decide(s(-0.26, -0.3, -0.2), -0.25, "equals")[0] == "pass"
     assert V.decide(s(-0.45, -0.5, -0.4), -0.25, "equals")[0] == "fail"
+    assert V.decide(s(-0.32, -0.34, -0.31), -0.25, "equals")[0] == "fail"  # misses -1/4 +- SLOPE_TOL
+    assert V.decide(s(-0.48, -0.50, -0.46), -0.5, "equals")[0] == "pass"  # within the tolerance
+    assert V.decide(s(-0.48, -0.50, -0.46), -0.5, "equals", tol=0.0)[0] == "pass"
+    assert V.decide(s(-0.47, -0.49, -0.45), -0.5, "equals", tol=0.0)[0] == "fail"
     status, why = V.decide(s(-0.2, -0.5, 0.1), -0.25, "equals")
     assert status == "undecided" and "replications" in why
     assert V.decide(s(-0.1, -0.2, 0.0), -0.25, "above")[0] == "pass"

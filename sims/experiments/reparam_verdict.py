@@ -14,9 +14,11 @@ Slopes are of ``log stat`` against ``log n_eff`` (``n_eff = n (sigma0 / sigma)^2
 
 Decisions (:func:`decide`), at 95%:
 
-- ``"equals"`` (a rate claim ``slope = p``): pass when the interval contains ``p`` and lies
-  below ``p / 2`` (so it also rules out the slower rate ``p / 2``, halfway to no decay); fail
-  when the interval excludes ``p``; otherwise undecided;
+- ``"equals"`` (a rate claim ``slope = p``): pass when the interval meets ``p +- SLOPE_TOL``
+  (the project's allowance for finite-size corrections of a local slope,
+  :data:`sims.core.verdicts.SLOPE_TOL`) and lies below ``p / 2`` (so it also rules out the slower
+  rate ``p / 2``, halfway to no decay); fail when the interval misses ``p +- SLOPE_TOL``;
+  otherwise undecided;
 - ``"above"`` (a flattening claim ``slope > p``): pass when the whole interval lies above ``p``;
   fail when it lies below ``p``; otherwise undecided.
 
@@ -33,6 +35,7 @@ from typing import NamedTuple
 import numpy as np
 
 from sims.core.experiment import VerdictRow
+from sims.core.verdicts import SLOPE_TOL
 from theory.stats import fit_loglog_slope
 
 __all__ = ["Slope", "STATS", "table", "slope", "band", "measured", "decide", "slope_row", "control_row", "ratio_row"]
@@ -116,10 +119,10 @@ def measured(s: Slope) -> str:
     return f"{s.slope:.3f} [{s.low:.3f}, {s.high:.3f}]"
 
 
-def decide(s: Slope, predicted: float, kind: str) -> tuple[str, str]:
+def decide(s: Slope, predicted: float, kind: str, *, tol: float = SLOPE_TOL) -> tuple[str, str]:
     """``(status, reason)`` of a slope claim (module docstring); ``reason`` is empty unless undecided."""
     if kind == "equals":
-        if not s.low <= predicted <= s.high:
+        if s.high < predicted - tol or s.low > predicted + tol:
             return "fail", ""
         if s.high < predicted / 2:
             return "pass", ""
@@ -149,7 +152,7 @@ def _describe(s: Slope, stat):
 
 
 def _predicted(stat, predicted, kind):
-    return f"{_LABEL[stat]} > {predicted:g} (whole CI)" if kind == "above" else f"{_LABEL[stat]} {predicted:g}"
+    return f"{_LABEL[stat]} > {predicted:g} (whole CI)" if kind == "above" else f"{_LABEL[stat]} {predicted:g} +- {SLOPE_TOL:g}"
 
 
 def slope_row(claim, xs, y, predicted, *, stat="geometric", kind="equals", extra="", blocker="") -> VerdictRow:
