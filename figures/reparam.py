@@ -63,8 +63,8 @@ def _log_axis(ax):
         axis.set_minor_locator(LogLocator(base=10, subs=np.arange(2, 10) * 0.1, numticks=12))
         axis.set_minor_formatter(NullFormatter())
     lo, hi = ax.get_ylim()
-    if hi / lo < 10:  # fewer than two decades labelled: widen to whole decades so two ticks show
-        ax.set_ylim(10 ** np.floor(np.log10(lo)), 10 ** np.ceil(np.log10(hi)))
+    if np.floor(np.log10(hi)) - np.ceil(np.log10(lo)) < 1:  # fewer than two labelled decades: widen to
+        ax.set_ylim(10 ** np.floor(np.log10(lo)), 10 ** np.ceil(np.log10(hi)))  # whole decades
 
 
 def _panel(ax, results, metric, stat, predicted, *, bound, Ls, over_only=True, ylabel=""):

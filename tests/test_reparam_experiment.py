@@ -169,5 +169,6 @@ def test_figure_legend_slopes_are_the_verdicts_numbers():
             claim_s = claim if s == "shared_linear" else claim.replace("~", "flatter than")
             measured = rows[f"{s} L=3 (over-specified): {claim_s}"].measured
             assert f"{short}: {measured}" in labels, (labels, measured)
-    yticks = [t for t in fig.axes[2].get_yticks() if fig.axes[2].get_ylim()[0] <= t <= fig.axes[2].get_ylim()[1]]
-    assert len(yticks) >= 2  # panel (c) has more than one labelled y tick
+    for ax in fig.axes[:3]:  # every panel has at least two labelled y ticks
+        lo, hi = ax.get_ylim()
+        assert len([t for t in ax.get_yticks() if lo <= t <= hi]) >= 2, ax.get_title()
