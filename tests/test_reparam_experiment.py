@@ -49,7 +49,8 @@ def test_config_rejects_bad_values():
     for kw, match in ((dict(structures=("tied",)), "structures"), (dict(extra=(-1,)), "extra"),
                       (dict(noise=0.0), "noise"), (dict(noise=math.inf), "noise"), (dict(noise=math.nan), "noise"),
                       (dict(r=0.5), "r must"), (dict(n=5), "n must"), (dict(n_eff=(5,)), "n_eff"),
-                      (dict(resolution=-1.0), "resolution"), (dict(resolution=0.0), "resolution"), (dict(bound_alt=math.inf), "bound_alt"),
+                      (dict(resolution=-1.0), "resolution"), (dict(resolution=0.0), "resolution"),
+                      (dict(bound_alt=math.inf), "bound_alt"),
                       (dict(bound=math.inf), "bound")):
         with pytest.raises(ValueError, match=match):
             R.ReparamConfig(**kw)

@@ -253,41 +253,6 @@ def estimate_bytes(cell) -> int:
 # ----------------------------------------------------------------------------- verdict
 
 
-def _fit_shape(results, s, L, bound):
-    """One line on how the over-specified fits look and whether they converged, and the blocker
-    (non-empty when too few fits reached the resolution at some n_eff)."""
-    xs, conv_all = _raw(results, s, L, "converged", bound)
-    _, edge = _raw(results, s, L, "at_edge", bound)
-    _, w = V.table(results, s, L, "extra_weight", bound=bound)
-    _, g = _raw(results, s, L, "grad_norm", bound)
-    _, it = _raw(results, s, L, "iterations", bound)
-    if not xs:
-        return "", ""
-    share = np.nanmean(conv_all, axis=1)
-    line = (f"fit shape per n_eff: converged {', '.join(f'{v:.0%}' for v in share)}; at box edge "
-            f"{', '.join(f'{v:.0%}' for v in np.nanmean(edge, axis=1))}; median lightest merged weight "
-            f"{', '.join(f'{v:.2g}' for v in np.nanmedian(w, axis=1))}; median grad norm "
-            f"{', '.join(f'{v:.1g}' for v in np.nanmedian(g, axis=1))}; max LM iterations "
-            f"{', '.join(f'{v:.0f}' for v in np.nanmax(it, axis=1))}")
-    bad = [x for x, v in zip(xs, share) if v < CONVERGED_SHARE]
-    blocker = (f"fewer than {CONVERGED_SHARE:.0%} of the fits reached the resolution rule at n_eff = "
-               f"{', '.join(f'{x:.0e}' for x in bad)} (raise --polish-steps)") if bad else ""
-    return line, blocker
-
-
-def _raw(results, s, L, metric, bound):
-    """Like :func:`reparam_verdict.table` but keeps zeros (for 0/1 flags and counts)."""
-    rows = [(c, a) for c, a in results if c.get("kind", "rate") == "rate" and c["structure"] == s and c["L"] == L
-            and c.get("bound") == bound]
-    xs = sorted({c["n_eff"] for c, _ in rows})
-    seeds = sorted({c["seed"] for c, _ in rows})
-    y = np.full((len(xs), len(seeds)), np.nan)
-    for c, a in rows:
-        if metric in a:
-            y[xs.index(c["n_eff"]), seeds.index(c["seed"])] = float(a[metric])
-    return xs, y
-
-
 # (claim, metric, stat, predicted, kind, wrong) of the merged-cell claims; ``wrong`` is the negative
 # control's extra rate.
 SHARED_MERGED = (("merged-cell error ~ n^-1/4", "merged_error", "rms", -0.25, "equals", -0.25),
@@ -305,7 +270,7 @@ def verdict(cfg: ReparamConfig, results) -> list[VerdictRow]:
             tag = f"{s} L={L} ({'exact' if L == L_STAR else 'over-specified'})"
 
             # Every over-specified row is undecided when too few fits reached the resolution rule.
-            shape, blocker = _fit_shape(rate, s, L, cfg.bound) if L > L_STAR else ("", "")
+            shape, blocker = V.fit_shape(rate, s, L, cfg.bound, CONVERGED_SHARE) if L > L_STAR else ("", "")
 
             def add(claim, metric, predicted, stat="geometric", kind="equals", **kw):
                 xs, y = V.table(rate, s, L, metric, bound=cfg.bound)

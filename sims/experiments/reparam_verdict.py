@@ -33,12 +33,14 @@ import math
 from typing import NamedTuple
 
 import numpy as np
+from scipy import stats as _st
 
 from sims.core.experiment import VerdictRow
 from sims.core.verdicts import SLOPE_TOL
 from theory.stats import fit_loglog_slope
 
-__all__ = ["Slope", "STATS", "table", "slope", "band", "measured", "decide", "slope_row", "control_row", "ratio_row"]
+__all__ = ["Slope", "STATS", "table", "fit_shape", "slope", "band", "measured", "decide", "slope_row", "control_row",
+           "ratio_row"]
 
 STATS = ("geometric", "mean", "rms")
 _LABEL = {"geometric": "slope", "mean": "slope of mean", "rms": "slope of RMS"}
@@ -56,11 +58,11 @@ class Slope(NamedTuple):
     reps: int
 
 
-def table(results, structure, L, metric, *, axis="n_eff", bound=None, scale=None):
+def table(results, structure, L, metric, *, axis="n_eff", bound=None, scale=None, positive=True):
     """``xs`` and a (len(xs), reps) array of ``metric`` for the rate cells of one structure and L.
 
-    Non-positive or non-finite values are NaN.  ``bound``: only cells with that ``bound``.
-    ``scale``: a function of ``xs`` (K,) multiplying the rows (the negative controls' wrong scalings).
+    Non-finite values (and, with ``positive``, non-positive ones) are NaN.  ``bound``: only cells
+    with that ``bound``.  ``scale``: a function of ``xs`` (K,) multiplying the rows.
     """
     rows = [(c, a) for c, a in results if c.get("kind", "rate") == "rate" and c["structure"] == structure
             and c["L"] == L and (bound is None or c.get("bound") == bound)]
@@ -69,7 +71,8 @@ def table(results, structure, L, metric, *, axis="n_eff", bound=None, scale=None
     y = np.full((len(xs), len(seeds)), np.nan)
     for c, a in rows:
         v = float(a[metric]) if metric in a else np.nan
-        y[xs.index(c.get(axis, c["n"])), seeds.index(c["seed"])] = v if np.isfinite(v) and v > 0 else np.nan
+        y[xs.index(c.get(axis, c["n"])), seeds.index(c["seed"])] = v if np.isfinite(v) and (v > 0 or not positive) \
+            else np.nan
     if scale is not None and xs:
         y = y * np.asarray(scale(np.asarray(xs, float)))[:, None]
     return xs, y
@@ -152,7 +155,9 @@ def _describe(s: Slope, stat):
 
 
 def _predicted(stat, predicted, kind):
-    return f"{_LABEL[stat]} > {predicted:g} (whole CI)" if kind == "above" else f"{_LABEL[stat]} {predicted:g} +- {SLOPE_TOL:g}"
+    if kind == "above":
+        return f"{_LABEL[stat]} > {predicted:g} (whole CI)"
+    return f"{_LABEL[stat]} {predicted:g} +- {SLOPE_TOL:g}"
 
 
 def slope_row(claim, xs, y, predicted, *, stat="geometric", kind="equals", extra="", blocker="") -> VerdictRow:
@@ -202,7 +207,8 @@ def ratio_row(claim, a, b, *, level=0.95, draws=2000, seed=0, where="") -> Verdi
     if lo > 1 or hi < 1:
         return VerdictRow(claim, pred, measured, bool(lo > 1), "95% bootstrap CI")
     need = math.ceil(min(len(a), len(b)) * (np.log(hi / lo) / 2 / max(abs(np.log(r)), 1e-3)) ** 2)
-    return VerdictRow.undecided(claim, pred, measured, f"interval contains 1; about {need} replications would decide it")
+    return VerdictRow.undecided(claim, pred, measured,
+                                f"interval contains 1; about {need} replications would decide it")
 
 
 def band(y, stat, *, level=0.95, draws=2000, seed=0):
@@ -216,12 +222,32 @@ def band(y, stat, *, level=0.95, draws=2000, seed=0):
             lo.append(np.nan), hi.append(np.nan)
             continue
         if stat == "geometric":
-            from scipy import stats as _st
-
-            m, half = np.mean(np.log(v)), _st.t.ppf(0.5 + level / 2, len(v) - 1) * np.std(np.log(v), ddof=1) / np.sqrt(len(v))
+            m = np.mean(np.log(v))
+            half = _st.t.ppf(0.5 + level / 2, len(v) - 1) * np.std(np.log(v), ddof=1) / np.sqrt(len(v))
             lo.append(np.exp(m - half)), hi.append(np.exp(m + half))
         else:
             b = _agg(stat)(v[rng.integers(0, len(v), (draws, len(v)))])
             q = np.quantile(b, [0.5 - level / 2, 0.5 + level / 2])
             lo.append(q[0]), hi.append(q[1])
     return np.array(lo), np.array(hi)
+
+
+def fit_shape(results, s, L, bound, share_needed):
+    """``(line, blocker)`` for the over-specified fits of one structure: one line on their shape
+    and convergence per n_eff (converged share, share at the box edge, median lightest merged
+    weight, median final gradient norm, largest LM iteration count), and a blocker (non-empty
+    when fewer than ``share_needed`` of the fits reached the resolution rule at some n_eff)."""
+    xs, conv = table(results, s, L, "converged", bound=bound, positive=False)
+    if not xs:
+        return "", ""
+    edge, w, g, it = (table(results, s, L, m, bound=bound, positive=m != "at_edge")[1]
+                      for m in ("at_edge", "extra_weight", "grad_norm", "iterations"))
+    share = np.nanmean(conv, axis=1)
+    fmt = lambda vals, f: ", ".join(format(v, f) for v in vals)  # noqa: E731
+    line = (f"fit shape per n_eff: converged {fmt(share, '.0%')}; at box edge {fmt(np.nanmean(edge, axis=1), '.0%')}; "
+            f"median lightest merged weight {fmt(np.nanmedian(w, axis=1), '.2g')}; median grad norm "
+            f"{fmt(np.nanmedian(g, axis=1), '.1g')}; max LM iterations {fmt(np.nanmax(it, axis=1), '.0f')}")
+    bad = [x for x, v in zip(xs, share) if v < share_needed]
+    blocker = (f"fewer than {share_needed:.0%} of the fits reached the resolution rule at n_eff = "
+               f"{', '.join(f'{x:.0e}' for x in bad)} (raise --polish-steps)") if bad else ""
+    return line, blocker
