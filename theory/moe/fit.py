@@ -13,7 +13,10 @@ closed-form Jacobian) or ``polish="lbfgs"`` (``optax.lbfgs`` with its zoom line 
 the default because over-specified fits have quartic (flat) directions in which L-BFGS stalls
 near its starting point (measured: the merged-cell error then tracks the initial jitter), while LM
 reaches the same minimum as MINPACK's ``lm`` (scipy) from every start.  ``restarts``
-initialisations run one after the other (``lax.map``) and the lowest training loss wins.  The
+initialisations run one after the other (``lax.map``) and the lowest training loss wins.
+LM stops on a relative decrease ``ftol`` or, with ``resolution``, when the Gauss-Newton model
+predicts less than ``resolution * sigma_hat^2 / n`` of the loss left (``sigma^2 / n`` is the
+statistical resolution of the loss; an absolute rule that follows quartic valleys to the end).  The
 prompt-independent features of ``X`` (:func:`theory.moe.model.moe_features`) are computed once.
 
 Initialisations (``init``):
