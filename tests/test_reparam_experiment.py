@@ -35,7 +35,7 @@ def test_registered_and_cells():
     assert quick.grid() == R.QUICK_N_EFF and quick.reps() == 8 and quick.starts() == 1 and quick.tol() == 1e-2
     full = R.ReparamConfig()
     assert full.grid()[0] == 10_000 and full.grid()[-1] == 100_000_000 and len(full.grid()) >= 5
-    assert full.reps() >= 16 and full.tol() == 1e-2 and full.starts() == 2 and full.steps() == 60000
+    assert full.reps() >= 16 and full.tol() == 1e-2 and full.starts() == 2 and full.steps() == 200000
     assert len(_rate(exp.cells(full))) == 4 * 2 * 5 * full.reps()
     assert exp.estimate_bytes(cells[0]) > 0
     # a real n grid, and the bound sensitivity cells (over-specified only)

@@ -92,7 +92,7 @@ class ReparamConfig:
     noise: float = _f(0.1, "Reference noise sigma0: a cell's noise is sigma0 sqrt(n / n_eff).")
     restarts: int = _f(0, "Starts per fit (split atom k mod L* in start k); 0 = 1 (quick) or 2.", minimum=0)
     adam_steps: int = _f(50, "Adam steps before the Levenberg-Marquardt polish.", minimum=0)
-    polish_steps: int = _f(0, "Maximum LM iterations; 0 = 1500 (quick) or 60000.", minimum=0)
+    polish_steps: int = _f(0, "Maximum LM iterations; 0 = 1500 (quick) or 200000.", minimum=0)
     resolution: float = _f(1e-2, "LM stops when the Gauss-Newton model leaves < resolution * sigma_hat^2/n of the "
                                  "loss (sigma^2/n: the loss's statistical resolution).")
     bound: float = _f(5.0, "Compact parameter set of the estimator: every p^K, p^V, p' entry in [-bound, bound].")
@@ -136,7 +136,7 @@ class ReparamConfig:
         return self.restarts or (1 if self.quick else 2)
 
     def steps(self) -> int:
-        return self.polish_steps or (1500 if self.quick else 60000)
+        return self.polish_steps or (1500 if self.quick else 200000)
 
     def tol(self) -> float:
         return self.resolution
