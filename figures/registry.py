@@ -13,4 +13,5 @@ FIGURES = (
     "ntk_attention_cost",
     "reparam",
     "lazy_prefix",
+    "reparam_identifiability",
 )

@@ -1,13 +1,18 @@
-"""Figure: shared (reparameterised) against non-shared prompts, sample efficiency (spec section 5).
+"""Figure: shared (reparameterised) against non-shared prompts at a fixed truth (spec section 5).
 
-Reads a stored ``reparam`` run (``sims run reparam``).  Log-log against the sample size n, the
-geometric mean and 95% band over replications, fitted log-log slopes (95% CI) in the legends
-(without pass marks: the run's own verdict, in its manifest, is the judge):
+Reads a stored ``reparam`` run (``sims run reparam``).  Log-log against the effective sample
+size ``n_eff = n (sigma0 / sigma)^2``; every legend slope (95% CI) is computed by
+:func:`sims.experiments.reparam_verdict.slope`, the function the verdict uses, on the same
+statistic and cells, so the figure and the run's verdict report the same numbers (the verdict,
+in the manifest, is the judge; no pass marks here):
 
-(a) the Voronoi loss of over-specified fits (L = L* + 1) for every structure, with the shared
-    prediction n^-1/2 as the reference line (non-shared: no polynomial rate);
-(b) the parameter error of merged Voronoi cells (over-specified), reference n^-1/4;
-(c) the L2 error of the fitted regression function (every structure and L), reference n^-1/2.
+(a) the merged-cell second moment ``sum w ||Delta||^2`` of over-specified fits (L = L* + 1),
+    mean over replications, reference n^-1/2 (shared prediction);
+(b) the merged-cell parameter error, root mean square over replications, reference n^-1/4;
+(c) the L2 error of the fitted regression function (every structure; L = L* hollow markers and
+    dashed, L = L* + 1 filled and solid), geometric mean, reference n^-1/2.
+
+Bands: 95% intervals of the plotted statistic per n_eff (bootstrap for mean / RMS).
 """
 
 from __future__ import annotations
@@ -15,8 +20,10 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+from matplotlib.ticker import LogLocator, NullFormatter
 
 from figures import common, data, style
+from sims.experiments import reparam_verdict as V
 
 EXPERIMENT = "reparam"
 NAME = "reparam"
@@ -25,14 +32,15 @@ DEFAULT_WIDTH = "full"
 ORDER = ("shared_linear", "shared_tanh", "prompt", "nonshared")
 SHORT = {"shared_linear": "shared lin.", "shared_tanh": "shared tanh", "prompt": "prompt", "nonshared": "non-shared"}
 MARKERS = {"shared_linear": "o", "shared_tanh": "s", "prompt": "^", "nonshared": "D"}
+COLORS = {"shared_linear": 0, "shared_tanh": 2, "prompt": 3, "nonshared": 1}
 
 
 def _color(structure):
-    if structure == "nonshared":
-        return style.PALETTE[1]
-    shared = [s for s in ORDER if s != "nonshared"]
-    return (style.PALETTE[0], style.PALETTE[2], style.PALETTE[3])[shared.index(structure) % 3] \
-        if structure in shared else style.PALETTE[4]
+    return style.PALETTE[COLORS.get(structure, 4) % len(style.PALETTE)]
+
+
+def _rate(results):
+    return [(c, a) for c, a in results if c.get("kind", "rate") == "rate"]
 
 
 def _structures(results):
@@ -44,53 +52,66 @@ def _L_star(results):
     return int(results[0][0].get("L_star", min(c["L"] for c, _ in results)))
 
 
-def _metric_panel(ax, results, metric, predicted, *, over_only=True, ylabel="", all_structures=False):
-    Ls = _L_star(results)
-    xs_all, plotted = None, False
+def _bound(run, results):
+    b = run.config.get("bound")
+    return float(b) if b is not None else float(results[0][0].get("bound", 5.0))
+
+
+def _log_axis(ax):
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(LogLocator(base=10, numticks=12))
+        axis.set_minor_locator(LogLocator(base=10, subs=np.arange(2, 10) * 0.1, numticks=12))
+        axis.set_minor_formatter(NullFormatter())
+    lo, hi = ax.get_ylim()
+    if np.floor(np.log10(hi)) - np.ceil(np.log10(lo)) < 1:  # fewer than two labelled decades: widen to
+        ax.set_ylim(10 ** np.floor(np.log10(lo)), 10 ** np.ceil(np.log10(hi)))  # whole decades
+
+
+def _panel(ax, results, metric, stat, predicted, *, bound, Ls, over_only=True, ylabel=""):
+    plotted = []
     for s in _structures(results):
-        for L in sorted({c["L"] for c, _ in data.select(results, structure=s)}):
+        for L in sorted({c["L"] for c, _ in results if c["structure"] == s}):
             if over_only and L <= Ls:
                 continue
-            res = data.select(results, structure=s, L=L)
-            xs, Y = data.grid(res, "n", lambda c, a: float(a[metric]))
-            keep = np.all(np.isfinite(Y) & (Y > 0), axis=0)
-            if not keep.any():
+            xs, y = V.table(results, s, L, metric, bound=bound)
+            fit = V.slope(xs, y, stat)
+            if fit is None:
                 continue
-            Y = Y[:, keep]
-            # Slopes only, no verdict marks: the experiment's verdict (in the manifest) judges its own
-            # statistics (means over replications, bootstrap intervals), not this geometric-mean fit.
-            tag = SHORT.get(s, s) if over_only else f"{SHORT.get(s, s)}, L={L}"
-            label = f"{tag}: {style.slope_label(xs, Y, short=True)}"
-            style.rate_series(ax, xs, Y, label=label, color=_color(s), marker=MARKERS.get(s, "v"),
-                              linestyle="-" if L > Ls else "--")
-            xs_all = xs if xs_all is None else np.union1d(xs_all, xs)
-            plotted = True
+            lo, hi = V.band(y, stat)
+            exact = L <= Ls
+            tag = SHORT.get(s, s) if over_only else f"{SHORT.get(s, s)} L={L}"
+            ax.plot(fit.x, fit.centre, color=_color(s), marker=MARKERS.get(s, "v"), linestyle="--" if exact else "-",
+                    markerfacecolor="white" if exact else _color(s), markersize=3.5,
+                    label=f"{tag}: {V.measured(fit)}")
+            ax.fill_between(fit.x, lo, hi, color=_color(s), alpha=0.15, linewidth=0)
+            plotted.append(fit)
     if not plotted:
         ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
         return
-    _, Y0 = data.grid(results, "n", lambda c, a: float(a[metric]), seed_key=("structure", "L", "seed"))
-    y0 = float(np.nanmax(np.where(Y0[0] > 0, Y0[0], np.nan))) if np.isfinite(Y0[0]).any() else 1.0
-    who = "" if all_structures else " (shared)"
-    style.reference_slope(ax, xs_all, predicted, through=(xs_all[0], y0), label=f"predicted slope {predicted:g}{who}")
-    style.xticks_from(ax, xs_all)
-    ax.set_xlabel("sample size n")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    xs = np.unique(np.concatenate([f.x for f in plotted]))
+    top = max(float(f.centre[0]) for f in plotted)
+    who = "" if not over_only else " (shared)"
+    style.reference_slope(ax, xs, predicted, through=(xs[0], top), label=f"predicted {predicted:g}{who}")
+    ax.set_xlabel(r"effective sample size $n_{\mathrm{eff}}$")
     ax.set_ylabel(ylabel)
-    if not over_only and any(c["L"] <= Ls for c, _ in results):
-        ax.plot([], [], color=style.CONTROL, linestyle="--", label=f"dashed: exact (L = {Ls})")
+    _log_axis(ax)
     style.legend(ax, below=True)
 
 
 def plot(run: data.Run, *, venue: str = "acl", width: str = DEFAULT_WIDTH):
+    results = _rate(run.results)
     narrow = not style.side_by_side(venue, width)
-    fig, (a, b, c) = style.panels(3, venue=venue, width=width, panel_aspect=1.45 if not narrow else 0.95)
-    Ls = _L_star(run.results)
-    _metric_panel(a, run.results, "voronoi", -0.5, ylabel=f"Voronoi loss (L = {Ls + 1})")
-    style.panel_label(a, "(a) Voronoi loss, over-specified")
-    _metric_panel(b, run.results, "merged_error", -0.25, ylabel="merged-cell parameter error")
-    style.panel_label(b, "(b) merged cells")
-    _metric_panel(c, run.results, "l2_error", -0.5, over_only=False, ylabel=r"$\|\hat f-f^*\|_{L^2}$",
-                  all_structures=True)
-    style.panel_label(c, "(c) regression function")
+    fig, (a, b, c) = style.panels(3, venue=venue, width=width, panel_aspect=1.5 if not narrow else 0.95)
+    Ls, bound = _L_star(results), _bound(run, results)
+    _panel(a, results, "merged_m2", "mean", -0.5, bound=bound, Ls=Ls, ylabel=r"mean $\sum w\|\Delta\|^2$ (merged)")
+    style.panel_label(a, "(a) merged moment")
+    _panel(b, results, "merged_error", "rms", -0.25, bound=bound, Ls=Ls, ylabel="RMS merged-cell error")
+    style.panel_label(b, "(b) merged error")
+    _panel(c, results, "l2_error", "geometric", -0.5, bound=bound, Ls=Ls, over_only=False,
+           ylabel=r"$\|\hat f-f^*\|_{L^2}$")
+    style.panel_label(c, "(c) regression fn.")
     return fig
 
 

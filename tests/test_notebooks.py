@@ -36,13 +36,7 @@ EXPECTED = {
 # Notebooks may import only these (the science goes through theory and sims).
 ALLOWED_IMPORTS = {"os", "math", "functools", "pathlib", "jax", "numpy", "matplotlib", "theory", "sims"}
 
-XFAIL = {
-    "06_reparam_sample_efficiency.py": (
-        "measured: at small sizes (and at the experiment's own --quick grid, n <= 1e4) the over-specified "
-        "rate claims do not hold (shared merged-cell -1/4, non-shared flattening); the notebook runs end "
-        "to end and only its final claim assertion fails. Strict: an unexpected pass is reported"
-    ),
-}
+XFAIL: dict[str, str] = {}  # notebook name -> reason (strict xfail); none at present
 
 
 def _params():

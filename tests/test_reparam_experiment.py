@@ -1,95 +1,175 @@
 """sims experiment "reparam": cells, run and verdict at a tiny size (spec 5)."""
 
 import json
+import math
 
 import numpy as np
 import pytest
 
 from sims.core import runner
-from sims.core.experiment import VerdictRow, get
+from sims.core.experiment import STATUSES, VerdictRow, get
 from sims.experiments import reparam as R
+from sims.experiments import reparam_verdict as V
 
-TINY = dict(structures=("prompt", "nonshared"), n=(60, 120), replications=2, restarts=1, adam_steps=5,
-            polish_steps=20, n_test=100)
+TINY = dict(structures=("prompt", "nonshared"), n_eff=(10_000, 1_000_000), n=60, replications=2, restarts=1,
+            adam_steps=5, polish_steps=20, n_test=100)
+
+
+def _rate(cells):
+    return [c for c in cells if c["kind"] == "rate"]
 
 
 def test_registered_and_cells():
     exp = get("reparam")
     assert exp.config is R.ReparamConfig
     cfg = R.ReparamConfig(**TINY)
-    cells = exp.cells(cfg)
-    assert len(cells) == 2 * 2 * 2 * 2  # structures x L x n x replications
+    cells = _rate(exp.cells(cfg))
+    assert len(cells) == 2 * 2 * 2 * 2  # structures x L x n_eff x replications
     for c in cells:
         assert all(isinstance(v, (int, float, str, bool)) for v in c.values())
         json.dumps(c)
+        # noise traded for n: n_eff = n (sigma0 / sigma)^2
+        assert c["n"] == 60 and math.isclose(c["n"] * (0.1 / c["noise"]) ** 2, c["n_eff"], rel_tol=1e-12)
     assert {c["L"] for c in cells} == {2, 3} and {c["seed"] for c in cells} == {0, 1}
     quick = R.ReparamConfig(quick=True)
-    assert quick.grid() == R.QUICK_N and quick.reps() == 8 and quick.starts() == 2
+    assert quick.grid() == R.QUICK_N_EFF and quick.reps() == 8 and quick.starts() == 1 and quick.tol() == 1e-2
     full = R.ReparamConfig()
-    assert full.grid()[0] == 1000 and full.grid()[-1] == 100_000 and full.reps() >= 20
-    assert len(exp.cells(full)) == 4 * 2 * 5 * full.reps()
+    assert full.grid()[0] == 10_000 and full.grid()[-1] == 100_000_000 and len(full.grid()) >= 5
+    assert full.reps() >= 16 and full.tol() == 1e-2 and full.starts() == 2 and full.steps() == 200000
+    assert len(_rate(exp.cells(full))) == 4 * 2 * 5 * full.reps()
     assert exp.estimate_bytes(cells[0]) > 0
+    # a real n grid, and the bound sensitivity cells (over-specified only)
+    real = _rate(exp.cells(R.ReparamConfig(**{**TINY, "trade_noise": False})))
+    assert all(c["n"] == c["n_eff"] and c["noise"] == 0.1 for c in real)
+    alt = _rate(exp.cells(R.ReparamConfig(**{**TINY, "bound_alt": 10.0})))
+    assert len(alt) == len(cells) + 2 * 2 * 2 and {c["L"] for c in alt if c["bound"] == 10.0} == {3}
 
 
 def test_config_rejects_bad_values():
-    with pytest.raises(ValueError, match="structures"):
-        R.ReparamConfig(structures=("tied",))
-    with pytest.raises(ValueError, match="extra"):
-        R.ReparamConfig(extra=(-1,))
-    with pytest.raises(ValueError, match="noise"):
-        R.ReparamConfig(noise=0.0)
-    with pytest.raises(ValueError, match="r must"):
-        R.ReparamConfig(r=0.5)
+    for kw, match in ((dict(structures=("tied",)), "structures"), (dict(extra=(-1,)), "extra"),
+                      (dict(noise=0.0), "noise"), (dict(noise=math.inf), "noise"), (dict(noise=math.nan), "noise"),
+                      (dict(r=0.5), "r must"), (dict(n=5), "n must"), (dict(n_eff=(5,)), "n_eff"),
+                      (dict(resolution=-1.0), "resolution"), (dict(resolution=0.0), "resolution"),
+                      (dict(bound_alt=math.inf), "bound_alt"),
+                      (dict(bound=math.inf), "bound")):
+        with pytest.raises(ValueError, match=match):
+            R.ReparamConfig(**kw)
 
 
 def test_run_is_pure_and_verdict_has_every_claim(tmp_path):
     exp = get("reparam")
     cfg = R.ReparamConfig(**{**TINY, "structures": ("prompt",)})
     res = runner.run(exp, cfg, out=tmp_path, progress=False)
-    assert len(res.results) == 2 * 2 * 2
+    assert len(_rate([c for c, _ in res.results])) == 2 * 2 * 2
     # run() is pure: recomputing a cell with its key gives the stored arrays bit for bit.
-    cell, stored = res.results[-1]
+    cell, stored = [(c, a) for c, a in res.results if c["kind"] == "rate"][-1]
     again = exp.run(cell, key=runner.cell_key(cell))
-    assert set(again) >= {"voronoi", "param_error", "cell_size", "singleton_error", "merged_error", "l2_error"}
+    assert set(again) >= {"voronoi", "param_error", "cell_size", "singleton_error", "merged_error", "merged_m2",
+                          "extra_weight", "at_edge", "l2_error", "grad_norm", "iterations", "stop_ratio", "converged"}
     assert again["param_error"].shape == (R.L_STAR,) and again["fit_p"].shape == (cell["L"], 2)
     for k in again:
         np.testing.assert_array_equal(again[k], stored[k])
-    rows = res.rows
-    assert rows and all(isinstance(r, VerdictRow) and isinstance(r.passed, bool) for r in rows)
+    rows = [r for r in res.rows if r.claim.startswith("prompt") or r.claim.startswith("control: prompt")]
+    assert rows and all(isinstance(r, VerdictRow) and r.status in STATUSES for r in rows)
     claims = [r.claim for r in rows]
-    assert sum("merged-cell error ~ n^-1/4" in c for c in claims) == 1
-    assert sum("L2" in c for c in claims) == 2 and len(claims) == 7
+    assert sum("merged-cell error ~ n^-1/4" in c for c in claims) == 2  # the claim and its control
+    assert sum(c.startswith("control:") for c in claims) == 2
+    assert sum("L2" in c for c in claims) == 2 and len(claims) == 3 + 7
+    assert all(r.detail for r in rows if r.status == "undecided")  # an undecided row says why
     # Resuming reuses every cell and gives the same verdict.
     resumed = runner.run(exp, cfg, out=tmp_path, progress=False)
-    assert not resumed.computed and [r.as_dict() for r in resumed.rows] == [r.as_dict() for r in rows]
+    assert not resumed.computed and [r.as_dict() for r in resumed.rows] == [r.as_dict() for r in res.rows]
+
+
+def _synthetic(reps=12, scatter=0.3, converged=1.0):
+    """Errors that decay exactly as predicted (shared) or stay flat (non-shared), same scatter at every n_eff."""
+    z = np.exp(scatter * np.random.default_rng(0).standard_normal((reps, 5)))
+    xs = (10_000, 100_000, 1_000_000, 10_000_000, 100_000_000)
+    results = []
+    for s in ("shared_linear", "nonshared"):
+        flat = s == "nonshared"
+        for x in xs:
+            for seed in range(reps):
+                e = z[seed]
+                results.append(({"kind": "rate", "structure": s, "L": 3, "n": 1000, "n_eff": x, "seed": seed,
+                                  "L_star": 2,
+                                  "bound": 5.0}, {
+                    "voronoi": np.asarray(e[0] * (1.0 if flat else x ** -0.5)),
+                    "singleton_error": np.asarray(e[1] * x ** -0.5),
+                    "merged_error": np.asarray(e[2] * (1.0 if flat else x ** -0.25)),
+                    "merged_m2": np.asarray(e[2] ** 2 * (1.0 if flat else x ** -0.5)),
+                    "kv_merged_error": np.asarray(e[2] * (1.0 if flat else x ** -0.25)),
+                    "l2_error": np.asarray(e[3] * x ** -0.5),
+                    "extra_weight": np.asarray(0.3), "at_edge": np.asarray(0.0), "grad_norm": np.asarray(1e-9),
+                    "iterations": np.asarray(10), "converged": np.asarray(float(seed < converged * reps)),
+                }))
+    return results
 
 
 def test_verdict_rules_on_synthetic_results():
-    # Errors that decay exactly like n^-1/2 (singleton) and n^-1/4 (merged), with the same
-    # multiplicative scatter over replications at every n, pass; a flat merged error fails the
-    # shared claim and passes the non-shared one.
-    z = np.exp(0.3 * np.random.default_rng(0).standard_normal((12, 4)))
-    ns = (1000, 10000, 100000)
-    results = []
-    for s in ("shared_linear", "nonshared"):
-        for n in ns:
-            for seed in range(12):
-                e = z[seed]
-                flat = s == "nonshared"
-                results.append(({"structure": s, "L": 3, "n": n, "seed": seed}, {
-                    "voronoi": np.asarray(e[0] * (1.0 if flat else n ** -0.5)),
-                    "singleton_error": np.asarray(e[1] * n ** -0.5),
-                    "merged_error": np.asarray(e[2] * (1.0 if flat else n ** -0.25)),
-                    "kv_merged_error": np.asarray(e[2] * (1.0 if flat else n ** -0.25)),
-                    "l2_error": np.asarray(e[3] * n ** -0.5),
-                }))
-    rows = {r.claim: r for r in R.verdict(R.ReparamConfig(), results)}
-    assert len(rows) == 8 and any("smaller when shared" in c for c in rows)
-    assert all(r.passed for r in rows.values()), [r for r in rows.values() if not r.passed]
+    rows = {r.claim: r for r in R.verdict(R.ReparamConfig(), _synthetic())}
+    assert len(rows) == 7 + 5 + 1 and any("smaller when shared" in c for c in rows)
+    assert all(r.status == "pass" for r in rows.values()), [r for r in rows.values() if r.status != "pass"]
     # Equal errors for both structures: no sample-efficiency advantage.
-    same = [(c, {**a, "kv_merged_error": np.asarray(1.0)}) for c, a in results]
-    assert not [r for r in R.verdict(R.ReparamConfig(), same) if "smaller when shared" in r.claim][0].passed
-    # The same check with a deliberately wrong rate fails.
-    ns_, y = R._table(results, "shared_linear", 3, "merged_error")
-    assert not R._row("wrong", ns_, y, -0.5, stat="rms").passed
-    assert not R._row("flat", *R._table(results, "nonshared", 3, "merged_error"), -0.25, stat="rms").passed
+    same = [(c, {**a, "kv_merged_error": np.asarray(1.0 + 0.01 * c["seed"])}) for c, a in _synthetic()]
+    eff = [r for r in R.verdict(R.ReparamConfig(), same) if "smaller when shared" in r.claim][0]
+    assert eff.status != "pass"
+    # A deliberately wrong rate fails the same test (the shared claim on flat data, and vice versa).
+    xs, y = V.table(_synthetic(), "shared_linear", 3, "merged_error")
+    assert V.slope_row("wrong", xs, y, -0.5, stat="rms").status == "fail"
+    xs, y = V.table(_synthetic(), "nonshared", 3, "merged_error")
+    assert V.slope_row("flat", xs, y, -0.25, stat="rms").status == "fail"
+    assert V.slope_row("flat", xs, y, -0.25, stat="rms", kind="above").status == "pass"
+
+
+def test_undecided_rows_say_why_and_what_would_decide():
+    # Heavy scatter over 3 replications: the interval is too wide, so the claim is undecided with a
+    # replication count and an n_eff range that would decide it -- not a pass, not a failure.
+    noisy = [(c, a) for c, a in _synthetic(reps=3, scatter=2.0)]
+    rows = {r.claim: r for r in R.verdict(R.ReparamConfig(), noisy)}
+    row = rows["shared_linear L=3 (over-specified): merged-cell error ~ n^-1/4"]
+    assert row.status == "undecided" and not row.passed and not row.failed
+    assert "replications" in row.detail and "decades" in row.detail
+    # Fits that did not reach the resolution rule make the merged-cell rows undecided, whatever the slope.
+    rows = {r.claim: r for r in R.verdict(R.ReparamConfig(), _synthetic(converged=0.5))}
+    row = rows["shared_linear L=3 (over-specified): merged-cell error ~ n^-1/4"]
+    assert row.status == "undecided" and "polish-steps" in row.detail
+
+
+def test_decide_rules():
+    s = lambda m, lo, hi: V.Slope(m, lo, hi, np.array([1e4, 1e8]), np.array([1.0, 0.1]), 16)  # noqa: E731
+    assert V.decide(s(-0.26, -0.3, -0.2), -0.25, "equals")[0] == "pass"
+    assert V.decide(s(-0.45, -0.5, -0.4), -0.25, "equals")[0] == "fail"
+    assert V.decide(s(-0.32, -0.34, -0.31), -0.25, "equals")[0] == "fail"  # misses -1/4 +- SLOPE_TOL
+    assert V.decide(s(-0.48, -0.50, -0.46), -0.5, "equals")[0] == "pass"  # within the tolerance
+    assert V.decide(s(-0.48, -0.50, -0.46), -0.5, "equals", tol=0.0)[0] == "pass"
+    assert V.decide(s(-0.47, -0.49, -0.45), -0.5, "equals", tol=0.0)[0] == "fail"
+    status, why = V.decide(s(-0.2, -0.5, 0.1), -0.25, "equals")
+    assert status == "undecided" and "replications" in why
+    assert V.decide(s(-0.1, -0.2, 0.0), -0.25, "above")[0] == "pass"
+    assert V.decide(s(-0.4, -0.5, -0.3), -0.25, "above")[0] == "fail"
+    assert V.decide(s(-0.2, -0.4, 0.0), -0.25, "above")[0] == "undecided"
+    with pytest.raises(ValueError):
+        V.decide(s(0, 0, 0), -0.25, "below")
+
+
+def test_figure_legend_slopes_are_the_verdicts_numbers():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from figures import data, reparam as F, style
+
+    results = _synthetic()
+    run = data.Run("reparam", "synthetic", None, {"config": {"bound": 5.0}}, results)
+    with style.context():
+        fig = F.plot(run)
+    labels = [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+    rows = {r.claim: r for r in R.verdict(R.ReparamConfig(), results)}
+    for claim in ("merged-cell error ~ n^-1/4", "merged-cell sum w||Delta||^2 ~ n^-1/2"):
+        for s, short in (("shared_linear", "shared lin."), ("nonshared", "non-shared")):
+            claim_s = claim if s == "shared_linear" else claim.replace("~", "flatter than")
+            measured = rows[f"{s} L=3 (over-specified): {claim_s}"].measured
+            assert f"{short}: {measured}" in labels, (labels, measured)
+    for ax in fig.axes[:3]:  # every panel has at least two labelled y ticks
+        lo, hi = ax.get_ylim()
+        assert len([t for t in ax.get_yticks() if lo <= t <= hi]) >= 2, ax.get_title()

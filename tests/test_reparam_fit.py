@@ -122,3 +122,25 @@ def test_bad_inputs_name_the_argument():
     with pytest.raises(InputError, match="true_params"):
         sample_regression(frozen, {"b": truth["b"]}, structure="shared_linear", reparam=reparam,
                           key=jax.random.PRNGKey(0), n=5, noise=0.1)
+
+
+def test_resolution_stopping_rule_and_its_control():
+    # Over-specified shared-linear fit: with the resolution rule LM stops by it (before polish_steps),
+    # leaving less than resolution * sigma_hat^2 / n of predicted decrease; the same fit capped at a
+    # few iterations (the control) is caught as not converged by the same measure.
+    frozen, reparam, truth = problem("shared_linear")
+    n, noise = 300, 0.01
+    X, Y = sample_regression(frozen, truth, structure="shared_linear", reparam=reparam, key=jax.random.PRNGKey(4),
+                             n=n, noise=noise)
+    kw = dict(structure="shared_linear", L=3, key=jax.random.PRNGKey(5), reparam=reparam, restarts=1, init="split",
+              true_params=truth, jitter=0.1, adam_steps=0, bound=5.0)
+    unit = lambda f: 2 * float(f.loss) / (Y.shape[1] * n)  # noqa: E731  sigma_hat^2 / n
+    done = fit_least_squares(X, Y, frozen, polish_steps=5000, resolution=1e-2, **kw)
+    assert int(done.iterations) < 5000
+    assert float(done.predicted_decrease) <= 1e-2 * unit(done)
+    assert 0.5 * noise ** 2 < unit(done) * n < 2 * noise ** 2  # sigma_hat^2 estimates sigma^2
+    early = fit_least_squares(X, Y, frozen, polish_steps=2, resolution=1e-2, **kw)
+    assert int(early.iterations) == 2 and float(early.predicted_decrease) > 1e-2 * unit(early)
+    assert float(early.loss) >= float(done.loss)
+    with pytest.raises(InputError, match="resolution"):
+        fit_least_squares(X, Y, frozen, polish_steps=2, resolution=-1.0, **kw)

@@ -85,7 +85,8 @@ def test_intervals(text, inside, outside):
     ["convergence", "--m", "1e5", "--ladder", "1"],
     ["kernel", "--m", "1000", "--m", "1e3"],
     ["ntk-attention-cost", "--m", "64"],
-    ["reparam", "--n", "300", "--n", "300"],
+    ["reparam", "--n-eff", "1e4", "--n-eff", "10000"],
+    ["lazy-prefix", "--m", "4", "--m", "16", "--m", "4"],
 ])
 def test_duplicate_sizes_refused_before_running(tmp_path, args):
     r = invoke("run", *args, "--out", tmp_path / "out")

@@ -8,7 +8,7 @@ runs :data:`sims.experiments.convergence.EXPERIMENT`, whose module imports the m
 from :mod:`theory`.  The command groups are wired below by explicit imports: ``sims bench``
 (:mod:`sims.bench.cli`) and ``sims figures`` (:mod:`sims.cli.figures`).
 
-Exit codes: 0 all claims passed, 1 some claim failed, 2 bad usage or input, 3 would not fit in
+Exit codes: 0 no claim failed (each passed, or undecided at this size), 1 some claim failed, 2 bad usage or input, 3 would not fit in
 memory, 4 an experiment crashed, 130 interrupted (Ctrl-C or SIGTERM; rerun to resume).
 """
 
@@ -55,7 +55,7 @@ _MAIN_EXAMPLES = [
     "sims show NAME-0123abcd4567",
 ]
 _MAIN_EXIT_CODES = (
-    "\n\n[bold]Exit codes[/bold]\n  0 all claims passed, 1 some claim failed, 2 bad usage or input,\n"
+    "\n\n[bold]Exit codes[/bold]\n  0 no claim failed (passed or undecided), 1 some claim failed, 2 bad usage or input,\n"
     "  3 would not fit in memory, 4 an experiment crashed, 130 interrupted (rerun to resume)"
 )
 

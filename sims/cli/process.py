@@ -1,6 +1,6 @@
 """The ``sims`` process: its exit codes, and what Ctrl-C and SIGTERM do.
 
-Exit codes: 0 all claims passed, 1 some claim failed, 2 bad usage or input, 3 would not fit in
+Exit codes: 0 no claim failed (each passed, or undecided at this size), 1 some claim failed, 2 bad usage or input, 3 would not fit in
 memory, 4 an experiment crashed, 130 interrupted (Ctrl-C or SIGTERM; rerun to resume).
 
 Stopping is cooperative.  The handler installed by :func:`install` only records the request:

@@ -83,4 +83,7 @@ def show_run(run: str, out: Path, as_json: bool, full: bool = False) -> None:
     console.print(pt)
     console.print(verdict_table(m.get("verdict") or [], full=full))
     ok = m.get("passed")
-    console.print("[green]all claims passed[/green]" if ok else "[bold red]some claims failed[/bold red]")
+    und = m.get("undecided") or 0
+    console.print(("[bold red]some claims failed[/bold red]" if not ok else
+                   f"[green]no claim failed[/green], [yellow]{und} undecided[/yellow]" if und else
+                   "[green]all claims passed[/green]"))

@@ -23,7 +23,7 @@ An experiment is a set of pure functions; it never writes files (all I/O lives i
   smaller group, so each cell's result must not depend on its batch-mates.
 - ``verdict(config, results) -> list[VerdictRow]``: ``results`` is a list of
   ``(cell, arrays)`` pairs, one per cell; the rows compare each claim's prediction with the
-  measurement.
+  measurement, each ``pass``, ``fail`` or ``undecided`` (with the reason and the size that would decide it).
 - ``estimate_bytes(cell) -> int`` (optional): peak memory of one cell, for ``--dry-run`` and
   the refusal of runs that do not fit (a batch is estimated as the sum of its cells).
 - ``min_distinct`` (e.g. ``{"m": 2}``) and ``check(config)`` (optional): refuse, before any
@@ -47,7 +47,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Mapping
 
-__all__ = ["Experiment", "VerdictRow", "register", "get", "names", "REGISTRY"]
+__all__ = ["STATUSES", "Experiment", "VerdictRow", "register", "get", "names", "REGISTRY"]
+
+
+STATUSES = ("pass", "fail", "undecided")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +60,11 @@ class VerdictRow:
     ``claim`` is the full statement (kept in the manifest, shown by ``sims show RUN --full``);
     ``id`` is a short claim id (``"1"``, ``"4b"``; the runner numbers rows that have none) and
     ``short`` a short name for the table at 80 columns (default: the claim, cut to fit).
+
+    ``status`` is ``"pass"``, ``"fail"`` or ``"undecided"`` (the data at this size cannot decide
+    the claim; ``detail`` then says why and what size would decide it).  Left empty it is
+    derived from ``passed``; an undecided row has ``passed=False``.  A run fails only on a
+    ``"fail"`` row (see :attr:`failed`).
     """
 
     claim: str
@@ -64,8 +72,26 @@ class VerdictRow:
     measured: str
     passed: bool
     detail: str = ""
+    status: str = ""
     id: str = ""
     short: str = ""
+
+    def __post_init__(self):
+        status = self.status or ("pass" if self.passed else "fail")
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+        if (status == "pass") != bool(self.passed):
+            raise ValueError(f"status {status!r} contradicts passed={self.passed!r}")
+        object.__setattr__(self, "status", status)
+
+    @classmethod
+    def undecided(cls, claim: str, predicted: str, measured: str, reason: str) -> "VerdictRow":
+        """A claim the data cannot decide at this size; ``reason`` says why and what would decide it."""
+        return cls(claim, predicted, measured, False, detail=reason, status="undecided")
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "fail"
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -83,7 +83,8 @@ def manifest(p: Plan, rows: list[VerdictRow], computed: list[str], *, provenance
         ],
         "counts": {"cells": len(p.cells), "computed": len(done), "reused": len(p.cells) - len(done)},
         "verdict": [r.as_dict() for r in rows],
-        "passed": all(r.passed for r in rows),
+        "passed": not any(r.failed for r in rows),  # undecided rows do not fail a run
+        "undecided": sum(r.status == "undecided" for r in rows),
         "memory": {"peak_estimate_bytes": p.peak_bytes, "available_bytes": p.available, "where": p.available_where},
         "provenance": provenance,
         "started": started,

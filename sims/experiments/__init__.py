@@ -13,6 +13,7 @@ from sims.experiments import (
     ntk_attention_error,
     ntk_attention_train,
     reparam,
+    reparam_identifiability,
 )
 
 ALL = (
@@ -23,6 +24,7 @@ ALL = (
     ntk_attention_error.EXPERIMENT,
     ntk_attention_train.EXPERIMENT,
     reparam.EXPERIMENT,
+    reparam_identifiability.EXPERIMENT,
 )
 
 __all__ = ["ALL"]

@@ -2,7 +2,7 @@
 
 One attention row (``N = 2`` tokens of dimension ``d = 2``, query token 0) is the MoE of
 :mod:`theory.moe.model` with ``L* = 2`` true prompts.  Data ``Y = f_{G*}(X) + eps``, ``X`` uniform on
-``[-1, 1]^{N d}``, ``eps ~ N(0, noise^2 I)``.  The least-squares estimator
+``[-1, 1]^{N d}``, ``eps ~ N(0, sigma^2 I)``.  The least-squares estimator
 (:func:`theory.moe.fit.fit_least_squares`: float64, Adam then Levenberg-Marquardt, locations
 restricted to ``[-bound, bound]``, ``restarts`` starts near the truth with one atom split so that
 over-specified fits start in the regime the theory describes) is fitted with ``L = L* + extra``
@@ -15,31 +15,41 @@ reparameterisation ``W1, W2``, shared embeddings ``p'*`` and biases ``b* = 0``.
 ``shared_linear``, so the two differ only in what the estimator may vary.  ``gate_scale``
 multiplies ``W_Q`` (the range of the gating logits) for sensitivity studies.
 
-Measured per cell (one structure, L, n and replication): the Voronoi loss
-(:func:`theory.moe.voronoi.voronoi_loss`, power ``r`` for non-shared) and its per-cell parts, the
+Effective sample size.  Least squares with ``n`` samples at noise ``sigma`` depends on the noise
+through ``sigma^2 / n`` (the loss's statistical resolution): a cell of sample size ``n`` and
+``n_eff`` has ``sigma = sigma0 sqrt(n / n_eff)`` (``sigma0 = --noise``), so a fixed, cheap ``n``
+covers ``n_eff = 1e4 .. 1e8``.  ``--no-trade-noise`` instead uses ``n = n_eff`` at ``sigma0``.
+The LM polish stops when the Gauss-Newton model predicts less than ``resolution * sigma_hat^2/n``
+of the loss left (:func:`theory.moe.fit.fit_least_squares`), so every fit is resolved to the same
+fraction of its own statistical resolution; a fit that hits ``polish_steps`` first is counted as
+not converged, and a rate row with more than 10% of such fits is undecided.
+
+Measured per cell: the Voronoi loss (power ``r`` for non-shared) and its per-cell parts, the
 parameter error of singleton and of merged cells (weighted RMS distance of a cell's atoms to its
-true atom), and ``||f_hat - f*||_{L2}`` on fresh test inputs.  The verdict fits log-log slopes
-over n with 95% intervals over replications and checks:
+true atom), the box-independent merged-cell second moment ``sum_{i in V_j} w_i ||Delta_ij||^2``
+(``merged_m2``), the fit shape (weight of the lightest atom of a merged cell, whether a location
+sits at the box edge), ``||f_hat - f*||_{L2}`` on fresh test inputs, and the optimiser's final
+gradient norm, LM iterations and remaining predicted decrease in units of ``sigma_hat^2/n``.
 
-- exact-specified (every structure): Voronoi loss and singleton-cell error ~ n^{-1/2}
-  (geometric mean over replications, :func:`theory.stats.fit_loglog_slope`);
+Verdict (:mod:`sims.experiments.reparam_verdict`: slopes against ``n_eff`` with 95% intervals, each
+row pass, fail or undecided with the size that would decide it):
+
+- exact-specified (every structure): Voronoi loss and singleton-cell error ~ n^{-1/2};
 - shared, over-specified: mean Voronoi loss ~ n^{-1/2}, singleton-cell error ~ n^{-1/2},
-  root-mean-square merged-cell error ~ n^{-1/4} (mean and RMS: percentile bootstrap);
-- non-shared, over-specified: no polynomial rate -- the CI of the slope of the mean Voronoi loss
-  and of the RMS merged-cell error lies entirely above -1/4 (the slowest rate the shared
-  structures attain; a finite grid shows flattening, not "no polynomial rate" itself);
-- ``||f_hat - f*||_L2 ~ n^{-1/2}`` for every structure and L.
-
-A rate claim passes when its CI contains the predicted slope and lies below 0 (a CI that also
-allows no decay is inconclusive and fails).  Why the mean/RMS for over-specified fits: the
-merged-cell error is a mixture of fits whose atoms coincide (error ~ n^{-1/2}) and fits that
-split (~ n^{-1/4}), so the n^{-1/4} claim is about the scale of the distribution, which the RMS
-measures and the geometric mean does not (docs/reparam_model.md, section 4).
+  RMS merged-cell error ~ n^{-1/4}, mean ``merged_m2`` ~ n^{-1/2};
+- non-shared, over-specified: merged cells flatter than the shared rates (the RMS merged-cell
+  error's slope above -1/4, the mean ``merged_m2``'s above -1/2): a fixed truth can show this
+  flattening, not "no polynomial rate" itself (docs/reparam_model.md);
+- ``||f_hat - f*||_L2 ~ n^{-1/2}`` for every structure and L;
+- shared_linear vs nonshared (same ``f*``): merged-cell ``(p^K, p^V)`` error smaller when shared;
+- a negative control per merged-cell claim: the same test on the data times a wrong rate fails;
+- with ``--bound-alt``: the ``merged_m2`` slope does not depend on ``bound``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -47,10 +57,11 @@ import numpy as np
 
 from sims.core.checks import need_distinct
 from sims.core.experiment import Experiment, VerdictRow, register
+from sims.experiments.common import option as _f
 from theory.moe.model import STRUCTURES, Reparam, moe_from_attention, prompt_keys_values
+from sims.experiments import reparam_verdict as V
 from theory.moe.fit import fit_least_squares, regression_l2_error, sample_regression
-from theory.stats import fit_loglog_slope
-from theory.moe.voronoi import voronoi_loss
+from theory.moe.voronoi import atoms, voronoi_loss
 
 # The fixed problem (d = 2, N = 2 tokens, query 0, L* = 2).
 W_Q = ((1.2, 0.3), (-0.2, 1.0))
@@ -61,27 +72,31 @@ W2 = ((0.8, -0.5), (0.6, 1.0))
 P_STAR = ((1.0, 0.8), (-0.9, 0.3))
 N_TOKENS, QUERY, L_STAR = 2, 0, 2
 
-QUICK_N = (1000, 3162, 10000)
-FULL_N = (1000, 3162, 10000, 31623, 100000)
-
-
-def _f(default, help, **extra):
-    return dataclasses.field(default=default, metadata={"help": help, **extra})
+QUICK_N_EFF = (10_000, 100_000, 1_000_000, 10_000_000, 100_000_000)
+FULL_N_EFF = QUICK_N_EFF
+CONVERGED_SHARE = 0.9  # a merged-cell row with fewer converged fits (per n_eff) is undecided
 
 
 @dataclasses.dataclass(frozen=True)
 class ReparamConfig:
-    quick: bool = _f(False, "Quick grid: n = 1e3, 3.2e3, 1e4, 8 replications, 2 restarts (minutes on 2 CPU cores).")
+    quick: bool = _f(False, "Quick size: n = 400, 8 replications, 1 restart, at most 1500 LM steps (about 2 "
+                            "minutes on 2 CPU cores); merged-cell rows are then mostly undecided.")
     structures: tuple[str, ...] = _f(STRUCTURES, "Prompt structures to fit.", choices=STRUCTURES)
-    n: tuple[int, ...] = _f((), "Sample sizes; empty = the quick grid or the full grid 1e3..1e5 (5 points).")
-    replications: int = _f(0, "Replications per (structure, L, n); 0 = 8 (quick) or 20.", minimum=0)
+    n_eff: tuple[int, ...] = _f((), "Effective sample sizes n (sigma0/sigma)^2; empty = 1e4..1e8 (5 points).")
+    n: int = _f(0, "Real sample size per fit (noise traded for n_eff); 0 = 400 (quick) or 1000.", minimum=0)
+    trade_noise: bool = _f(True, "Reach n_eff by lowering the noise at fixed n; --no-trade-noise: n = n_eff.")
+    replications: int = _f(0, "Replications per (structure, L, n_eff); 0 = 8 (quick) or 16.", minimum=0)
     extra: tuple[int, ...] = _f((0, 1), "Fit L = L* + extra prompts (L* = 2); 0 = exact, 1 = over-specified.")
-    noise: float = _f(0.1, "Standard deviation of the Gaussian noise on Y.", range="(0, inf)")
-    restarts: int = _f(0, "Starts per fit (split atom k mod L* in start k); 0 = 2 (quick) or 4.", minimum=0)
+    noise: float = _f(0.1, "Reference noise sigma0: a cell's noise is sigma0 sqrt(n / n_eff).", range="(0, inf)")
+    restarts: int = _f(0, "Starts per fit (split atom k mod L* in start k); 0 = 1 (quick) or 2.", minimum=0)
     adam_steps: int = _f(50, "Adam steps before the Levenberg-Marquardt polish.", minimum=0)
-    polish_steps: int = _f(1000, "Maximum Levenberg-Marquardt iterations.")
+    polish_steps: int = _f(0, "Maximum LM iterations; 0 = 1500 (quick) or 200000.", minimum=0)
+    resolution: float = _f(1e-2, "LM stops when the Gauss-Newton model leaves < resolution * sigma_hat^2/n of the "
+                                 "loss (sigma^2/n: the loss's statistical resolution).", range="(0, inf)")
     bound: float = _f(5.0, "Compact parameter set of the estimator: every p^K, p^V, p' entry in [-bound, bound].",
                       range="(0, inf)")
+    bound_alt: float = _f(0.0, "If > 0, also fit over-specified cells with this bound (sensitivity row).",
+                          range="[0, inf)")
     gate_scale: float = _f(1.0, "Multiplies W_Q, i.e. the range of the gating logits (1 = the fixed problem).",
                            range="(0, inf)")
     jitter: float = _f(0.1, "Standard deviation of the start's perturbation of the true locations.", range="(0, inf)")
@@ -94,30 +109,57 @@ class ReparamConfig:
             raise ValueError(f"structures must be a non-empty subset of {STRUCTURES}, got {self.structures}")
         if any(int(e) < 0 for e in self.extra) or not self.extra:
             raise ValueError(f"extra must be non-empty and >= 0, got {self.extra}")
-        if any(int(n) < 10 for n in self.n):
-            raise ValueError(f"every n must be >= 10, got {self.n}")
+        if any(int(n) < 10 for n in self.n_eff):
+            raise ValueError(f"every n_eff must be >= 10, got {self.n_eff}")
+        if self.n and self.n < 10:
+            raise ValueError(f"n must be >= 10 (or 0 for the default), got {self.n}")
         for name in ("noise", "jitter", "bound", "gate_scale"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if not self.r >= 1:
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
+                raise ValueError(f"{name} must be finite and > 0, got {getattr(self, name)}")
+        if not (math.isfinite(self.resolution) and self.resolution > 0):
+            raise ValueError(f"resolution must be finite and > 0, got {self.resolution}")
+        for name in ("bound_alt",):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise ValueError(f"{name} must be finite and >= 0, got {getattr(self, name)}")
+        if not (math.isfinite(self.r) and self.r >= 1):
             raise ValueError(f"r must be >= 1, got {self.r}")
 
     def grid(self) -> tuple[int, ...]:
-        return tuple(sorted({int(n) for n in self.n})) or (QUICK_N if self.quick else FULL_N)
+        return tuple(sorted({int(n) for n in self.n_eff})) or (QUICK_N_EFF if self.quick else FULL_N_EFF)
+
+    def size(self) -> int:
+        return self.n or (400 if self.quick else 1000)
 
     def reps(self) -> int:
-        return self.replications or (8 if self.quick else 20)
+        return self.replications or (8 if self.quick else 16)
 
     def starts(self) -> int:
-        return self.restarts or (2 if self.quick else 4)
+        return self.restarts or (1 if self.quick else 2)
+
+    def steps(self) -> int:
+        return self.polish_steps or (1500 if self.quick else 200000)
+
+    def tol(self) -> float:
+        return self.resolution
 
 
 def cells(cfg: ReparamConfig) -> list[dict]:
-    common = {"noise": cfg.noise, "restarts": cfg.starts(), "adam_steps": cfg.adam_steps,
-              "polish_steps": cfg.polish_steps, "jitter": cfg.jitter, "n_test": cfg.n_test, "r": cfg.r,
-              "bound": cfg.bound, "gate_scale": cfg.gate_scale, "L_star": L_STAR}
-    return [{**common, "structure": s, "L": L_STAR + int(e), "n": int(n), "seed": rep}
-            for s in cfg.structures for e in sorted(set(cfg.extra)) for n in cfg.grid() for rep in range(cfg.reps())]
+    common = {"kind": "rate", "restarts": cfg.starts(), "adam_steps": cfg.adam_steps, "polish_steps": cfg.steps(),
+              "resolution": cfg.tol(), "jitter": cfg.jitter, "n_test": cfg.n_test, "r": cfg.r,
+              "gate_scale": cfg.gate_scale, "L_star": L_STAR}
+    out = []
+    bounds = [(cfg.bound, False)] + ([(cfg.bound_alt, True)] if cfg.bound_alt > 0 else [])
+    for s in cfg.structures:
+        for e in sorted(set(int(e) for e in cfg.extra)):
+            for bound, alt in bounds:
+                if alt and e == 0:
+                    continue
+                for n_eff in cfg.grid():
+                    n = cfg.size() if cfg.trade_noise else n_eff
+                    noise = cfg.noise * math.sqrt(n / n_eff)
+                    out += [{**common, "structure": s, "L": L_STAR + e, "n": n, "n_eff": n_eff, "noise": noise,
+                             "bound": bound, "seed": rep} for rep in range(cfg.reps())]
+    return out + _extra_cells(cfg)
 
 
 def problem(structure: str, dtype=jnp.float64, gate_scale: float = 1.0):
@@ -135,7 +177,23 @@ def _cell_mean(values, mask):
     return np.asarray(values[mask].mean()) if mask.any() else np.asarray(np.nan)
 
 
+def _merged_shape(params, truth, structure, vl):
+    """``(sum over merged cells of sum_i w_i ||Delta_i||^2, lightest weight in a merged cell)`` (NaN, NaN
+    without a merged cell), in the structure's own location space."""
+    (w, loc), _ = atoms(params, structure=structure)
+    (_, loc_true), _ = atoms(truth, structure=structure)
+    w, loc, loc_true = (np.asarray(a) for a in (w, loc, loc_true))
+    a = np.asarray(vl.assignment)
+    merged = np.asarray(vl.cell_size)[a] > 1
+    if not merged.any():
+        return np.asarray(np.nan), np.asarray(np.nan)
+    sq = np.sum((loc - loc_true[a]) ** 2, axis=1)
+    return np.asarray(np.sum((w * sq)[merged])), np.asarray(np.min(w[merged]))
+
+
 def run(cell, *, key):
+    if cell.get("kind", "rate") != "rate":
+        return _extra_module(cell["kind"]).run(cell, key=key)
     dtype = jnp.dtype(cell.get("dtype", "float64"))
     s = cell["structure"]
     frozen, reparam, truth = problem(s, dtype, cell["gate_scale"])
@@ -143,7 +201,8 @@ def run(cell, *, key):
     X, Y = sample_regression(frozen, truth, structure=s, reparam=reparam, key=k_data, n=cell["n"], noise=cell["noise"])
     fit = fit_least_squares(X, Y, frozen, structure=s, L=cell["L"], key=k_fit, reparam=reparam,
                             restarts=cell["restarts"], init="split", true_params=truth, jitter=cell["jitter"],
-                            adam_steps=cell["adam_steps"], polish_steps=cell["polish_steps"], bound=cell["bound"])
+                            adam_steps=cell["adam_steps"], polish_steps=cell["polish_steps"], bound=cell["bound"],
+                            resolution=cell["resolution"])
     vl = jax.device_get(voronoi_loss(fit.params, truth, structure=s, r=cell["r"]))
     X_test = jax.random.uniform(k_test, (cell["n_test"], X.shape[1]), dtype, -1.0, 1.0)
     l2 = regression_l2_error(frozen, fit.params, truth, structure=s, X=X_test, reparam=reparam)
@@ -151,6 +210,11 @@ def run(cell, *, key):
     kv = lambda p: dict(zip(("b", "pK", "pV"), prompt_keys_values(s, p, reparam)))  # noqa: E731
     vkv = jax.device_get(voronoi_loss(kv(fit.params), kv(truth), structure="nonshared", r=cell["r"]))
     size, perr = np.asarray(vl.cell_size), np.asarray(vl.param_error)
+    m2, w_min = _merged_shape(fit.params, truth, s, vl)
+    kv_m2, _ = _merged_shape(kv(fit.params), kv(truth), "nonshared", vkv)
+    locs = np.concatenate([np.abs(np.asarray(v)).ravel() for k, v in fit.params.items() if k != "b"])
+    unit = 2.0 * float(fit.loss) / (Y.shape[1] * cell["n"])  # sigma_hat^2 / n
+    stop = float(fit.predicted_decrease) / unit if unit > 0 else 0.0
     return {
         "voronoi": np.asarray(vl.total),
         "weight_error": np.asarray(vl.weight_error),
@@ -159,17 +223,27 @@ def run(cell, *, key):
         "param_error": perr,
         "singleton_error": _cell_mean(perr, size == 1),
         "merged_error": _cell_mean(perr, size > 1),
+        "merged_m2": m2,
+        "extra_weight": w_min,
+        "at_edge": np.asarray(float(np.any(locs >= cell["bound"] * (1 - 1e-9)))),
         "kv_voronoi": np.asarray(vkv.total),
         "kv_merged_error": _cell_mean(np.asarray(vkv.param_error), np.asarray(vkv.cell_size) > 1),
+        "kv_merged_m2": kv_m2,
         "l2_error": np.asarray(l2),
         "train_loss": np.asarray(fit.loss),
         "restart_losses": np.asarray(fit.restart_losses),
         "grad_norm": np.asarray(fit.grad_norm),
+        "iterations": np.asarray(fit.iterations),
+        "stop_ratio": np.asarray(stop),
+        "converged": np.asarray(float(stop <= cell["resolution"])),
         **{f"fit_{k}": np.asarray(v) for k, v in fit.params.items()},
     }
 
 
 def estimate_bytes(cell) -> int:
+    if cell.get("kind", "rate") != "rate":
+        est = getattr(_extra_module(cell["kind"]), "estimate_bytes", None)
+        return est(cell) if est else 256 << 20
     item = 4 if cell.get("dtype") == "float32" else 8
     n, L = int(cell["n"]), int(cell["L"])
     p = L * (1 + 2 * 2)  # parameters per fit, at most (non-shared)
@@ -180,102 +254,102 @@ def estimate_bytes(cell) -> int:
 # ----------------------------------------------------------------------------- verdict
 
 
-def _table(results, structure, L, metric):
-    """``ns`` and a (len(ns), reps) array of ``metric`` (NaN where a replication lacks it)."""
-    rows = [(c, a) for c, a in results if c["structure"] == structure and c["L"] == L]
-    ns = sorted({c["n"] for c, _ in rows})
-    seeds = sorted({c["seed"] for c, _ in rows})
-    y = np.full((len(ns), len(seeds)), np.nan)
-    for c, a in rows:
-        v = float(a[metric]) if metric in a else np.nan  # results stored before a metric existed
-        y[ns.index(c["n"]), seeds.index(c["seed"])] = v if np.isfinite(v) and v > 0 else np.nan
-    return ns, y
-
-
-def _bootstrap_slope(ns, y, stat, *, level=0.95, draws=2000, seed=0):
-    """Slope of ``log stat_n`` against ``log n`` (``stat`` = "mean" or "rms" over replications) and
-    its percentile bootstrap interval, resampling the replications at each n independently."""
-    x = np.log(np.asarray(ns, float))
-    cols = [row[np.isfinite(row)] for row in y]
-    agg = (lambda v: np.mean(v, axis=-1)) if stat == "mean" else (lambda v: np.sqrt(np.mean(v ** 2, axis=-1)))
-    slope = lambda s: np.polyfit(x, np.log(s), 1)[0]  # noqa: E731
-    rng = np.random.default_rng(seed)
-    boot = np.stack([agg(c[rng.integers(0, len(c), (draws, len(c)))]) for c in cols], axis=1)  # (draws, K)
-    bs = np.polyfit(x, np.log(boot).T, 1)[0]
-    q = np.quantile(bs, [0.5 - level / 2, 0.5 + level / 2])
-    return float(slope(np.array([agg(c) for c in cols]))), float(q[0]), float(q[1])
-
-
-def _row(claim, ns, y, predicted, *, stat="geometric", above=False):
-    """One slope row.  A rate claim passes when the CI contains ``predicted`` and lies below 0 (a
-    CI that also allows no decay is inconclusive); ``above``: the CI lies entirely above it."""
-    label = {"geometric": "slope", "mean": "slope of mean", "rms": "slope of RMS"}[stat]
-    pred = f"{label} > {predicted:g} (whole CI)" if above else f"{label} {predicted:g}"
-    counts = np.sum(np.isfinite(y), axis=1)
-    complete = int(np.sum(np.all(np.isfinite(y), axis=0)))
-    usable = complete if stat == "geometric" else int(counts.min())
-    if len(ns) < 2 or usable < 2:
-        return VerdictRow(claim, pred, f"not enough data ({len(ns)} n, {usable} usable replications)", False)
-    if stat == "geometric":
-        z = y[:, np.all(np.isfinite(y), axis=0)]
-        fit = fit_loglog_slope(ns, z)
-        slope, lo, hi = fit.slope, fit.low, fit.high
-        centre = np.exp(np.mean(np.log(z), axis=1))
-        detail = f"{z.shape[1]} complete replications; geometric mean"
-    else:
-        slope, lo, hi = _bootstrap_slope(ns, y, stat)
-        centre = [np.nanmean(r) if stat == "mean" else np.sqrt(np.nanmean(r ** 2)) for r in y]
-        detail = f"{counts.min()}-{counts.max()} replications per n, 95% bootstrap CI; {stat}"
-    detail += f" {centre[0]:.3g} at n={ns[0]} -> {centre[-1]:.3g} at n={ns[-1]}"
-    ok = lo > predicted if above else (lo <= predicted <= hi and hi < 0)
-    return VerdictRow(claim, pred, f"{slope:.3f} [{lo:.3f}, {hi:.3f}]", bool(ok), detail)
+# (claim, metric, stat, predicted, kind, wrong) of the merged-cell claims; ``wrong`` is the negative
+# control's extra rate.
+SHARED_MERGED = (("merged-cell error ~ n^-1/4", "merged_error", "rms", -0.25, "equals", -0.25),
+                 ("merged-cell sum w||Delta||^2 ~ n^-1/2", "merged_m2", "mean", -0.5, "equals", 0.5))
+NONSHARED_MERGED = (("merged-cell error flatter than n^-1/4", "merged_error", "rms", -0.25, "above", -0.5),
+                    ("merged-cell sum w||Delta||^2 flatter than n^-1/2", "merged_m2", "mean", -0.5, "above", -1.0))
 
 
 def verdict(cfg: ReparamConfig, results) -> list[VerdictRow]:
     rows = []
-    present = {(c["structure"], c["L"]) for c, _ in results}
+    rate = [(c, a) for c, a in results if c.get("kind", "rate") == "rate"]
+    present = {(c["structure"], c["L"]) for c, _ in rate}
     for s in STRUCTURES:
         for L in sorted(L for st, L in present if st == s):
             tag = f"{s} L={L} ({'exact' if L == L_STAR else 'over-specified'})"
 
-            def add(claim, metric, predicted, **kw):
-                ns, y = _table(results, s, L, metric)
-                rows.append(_row(f"{tag}: {claim}", ns, y, predicted, **kw))
+            # Every over-specified row is undecided when too few fits reached the resolution rule.
+            shape, blocker = V.fit_shape(rate, s, L, cfg.bound, CONVERGED_SHARE) if L > L_STAR else ("", "")
+
+            def add(claim, metric, predicted, stat="geometric", kind="equals", **kw):
+                xs, y = V.table(rate, s, L, metric, bound=cfg.bound)
+                rows.append(V.slope_row(f"{tag}: {claim}", xs, y, predicted, stat=stat, kind=kind, blocker=blocker,
+                                        **kw))
 
             if L == L_STAR:
                 add("Voronoi loss ~ n^-1/2", "voronoi", -0.5)
                 add("parameter error (singleton cells) ~ n^-1/2", "singleton_error", -0.5)
-            elif s == "nonshared":
-                add(f"E Voronoi loss D_{cfg.r:g}: no polynomial rate", "voronoi", -0.25, stat="mean", above=True)
-                add("merged-cell error: no polynomial rate", "merged_error", -0.25, stat="rms", above=True)
             else:
-                add("E Voronoi loss ~ n^-1/2", "voronoi", -0.5, stat="mean")
-                add("singleton-cell error ~ n^-1/2", "singleton_error", -0.5)
-                add("merged-cell error ~ n^-1/4", "merged_error", -0.25, stat="rms")
+                if s != "nonshared":
+                    add("E Voronoi loss ~ n^-1/2", "voronoi", -0.5, stat="mean")
+                    add("singleton-cell error ~ n^-1/2", "singleton_error", -0.5)
+                for claim, metric, stat, pred, kind, wrong in (NONSHARED_MERGED if s == "nonshared" else SHARED_MERGED):
+                    add(claim, metric, pred, stat=stat, kind=kind, extra=shape)
+                    xs, y = V.table(rate, s, L, metric, bound=cfg.bound)
+                    rows.append(V.control_row(f"{tag}: {claim}", xs, y, pred, stat=stat, kind=kind, wrong=wrong))
+                if cfg.bound_alt > 0:
+                    rows.append(_bound_row(rate, s, L, cfg.bound, cfg.bound_alt, tag))
             add("||f_hat - f*||_L2 ~ n^-1/2", "l2_error", -0.5)
     for L in sorted(L for st, L in present if st == "shared_linear" and ("nonshared", L) in present and L > L_STAR):
-        rows.append(_efficiency_row(results, L))
-    return rows
+        rows.append(_efficiency_row(rate, L, cfg.bound))
+    return rows + _extra_verdict(cfg, results)
 
 
-def _efficiency_row(results, L, *, level=0.95, draws=2000, seed=0):
+def _bound_row(results, s, L, bound, alt, tag):
+    """The merged-cell second moment's slope at ``alt`` agrees with the one at ``bound``."""
+    claim = f"{tag}: merged-cell sum w||Delta||^2 slope independent of bound ({bound:g} vs {alt:g})"
+    pred = "|slope(b) - slope(b')| within the two CIs' half-widths combined"
+    fits = [V.slope(*V.table(results, s, L, "merged_m2", bound=b), "mean") for b in (bound, alt)]
+    if None in fits:
+        return VerdictRow.undecided(claim, pred, "no slope", "needs both bounds on >= 2 n_eff values")
+    a, b = fits
+    gap, half = abs(a.slope - b.slope), (a.high - a.low) / 2 + (b.high - b.low) / 2
+    measured = f"{a.slope:.3f} [{a.low:.3f}, {a.high:.3f}] vs {b.slope:.3f} [{b.low:.3f}, {b.high:.3f}]"
+    return VerdictRow(claim, pred, measured, bool(gap <= half), f"difference {gap:.3f}, allowed {half:.3f}")
+
+
+def _efficiency_row(results, L, bound):
     """Shared vs non-shared at the same f*: RMS merged-cell error in (p^K, p^V) space, ratio > 1."""
     claim = f"shared_linear vs nonshared L={L} (same f*): merged-cell (p^K, p^V) error smaller when shared"
-    pred = "RMS ratio nonshared/shared > 1 (whole CI) at the largest n"
-    ns, y_sh = _table(results, "shared_linear", L, "kv_merged_error")
-    ns2, y_ns = _table(results, "nonshared", L, "kv_merged_error")
-    if ns != ns2 or not ns:
-        return VerdictRow(claim, pred, "needs both structures on the same n grid", False)
-    a, b = y_ns[-1][np.isfinite(y_ns[-1])], y_sh[-1][np.isfinite(y_sh[-1])]
-    if len(a) < 2 or len(b) < 2:
-        return VerdictRow(claim, pred, "not enough data", False)
-    rms = lambda v: np.sqrt(np.mean(v ** 2, axis=-1))  # noqa: E731
-    rng = np.random.default_rng(seed)
-    boot = rms(a[rng.integers(0, len(a), (draws, len(a)))]) / rms(b[rng.integers(0, len(b), (draws, len(b)))])
-    lo, hi = np.quantile(boot, [0.5 - level / 2, 0.5 + level / 2])
-    ratios = ", ".join(f"{rms(p[np.isfinite(p)]) / rms(q[np.isfinite(q)]):.2g}" for p, q in zip(y_ns, y_sh))
-    return VerdictRow(claim, pred, f"{rms(a) / rms(b):.3g} [{lo:.3g}, {hi:.3g}] at n={ns[-1]}", bool(lo > 1),
-                      f"ratio at n = {', '.join(map(str, ns))}: {ratios}; 95% bootstrap CI")
+    xs, y_sh = V.table(results, "shared_linear", L, "kv_merged_error", bound=bound)
+    xs2, y_ns = V.table(results, "nonshared", L, "kv_merged_error", bound=bound)
+    if xs != xs2 or not xs:
+        return VerdictRow.undecided(claim, "RMS ratio nonshared/shared > 1", "no ratio",
+                                    "needs both structures on the same n_eff grid")
+    return V.ratio_row(claim, y_ns[-1], y_sh[-1], where=f" at n_eff={xs[-1]:.3g}")
+
+
+# --- R1 hook: identifiability-modulus and two-point cells -------------------------------------------
+# Cells whose "kind" is not "rate" come from sims.experiments.reparam_identifiability (owned by the
+# identifiability work): its quick_cells(cfg), run(cell, *, key) and verdict(cfg, results).
+
+
+def _extra_modules() -> dict:
+    try:
+        from sims.experiments import reparam_identifiability as M
+    except ModuleNotFoundError as e:
+        if e.name != "sims.experiments.reparam_identifiability":
+            raise
+        return {}
+    return {k: M for k in M.KINDS}
+
+
+def _extra_module(kind):
+    mods = _extra_modules()
+    if kind not in mods:
+        raise ValueError(f"unknown reparam cell kind {kind!r}; known: rate, {', '.join(sorted(mods))}")
+    return mods[kind]
+
+
+def _extra_cells(cfg) -> list[dict]:
+    return [c for M in dict.fromkeys(_extra_modules().values()) for c in M.quick_cells(cfg)]
+
+
+def _extra_verdict(cfg, results) -> list[VerdictRow]:
+    return [r for M in dict.fromkeys(_extra_modules().values()) for r in M.verdict(cfg, results)]
+# --- end of R1 hook ---------------------------------------------------------------------------------
 
 
 EXPERIMENT = register(Experiment(
@@ -286,11 +360,12 @@ EXPERIMENT = register(Experiment(
     run=run,
     verdict=verdict,
     estimate_bytes=estimate_bytes,
-    sweep_fields=("structures", "n", "extra"),
-    count_fields=("n", "replications", "restarts", "adam_steps", "polish_steps", "n_test"),
-    check=lambda cfg: need_distinct("n", cfg.grid(), hint="give several different --n"),
+    sweep_fields=("structures", "n_eff", "extra"),
+    count_fields=("n_eff", "n", "replications", "restarts", "adam_steps", "polish_steps", "n_test"),
+    check=lambda cfg: need_distinct("n_eff", cfg.grid(), hint="give several different --n-eff"),
     examples=(
         "sims run reparam --quick",
-        "sims run reparam --structures shared_linear --structures nonshared --n 1000 --n 10000",
+        "sims run reparam --structures shared_linear --structures nonshared --extra 1 --bound-alt 10",
+        "sims run reparam --no-trade-noise --n-eff 1000 --n-eff 10000 --n-eff 100000",
     ),
 ))

@@ -13,7 +13,10 @@ closed-form Jacobian) or ``polish="lbfgs"`` (``optax.lbfgs`` with its zoom line 
 the default because over-specified fits have quartic (flat) directions in which L-BFGS stalls
 near its starting point (measured: the merged-cell error then tracks the initial jitter), while LM
 reaches the same minimum as MINPACK's ``lm`` (scipy) from every start.  ``restarts``
-initialisations run one after the other (``lax.map``) and the lowest training loss wins.  The
+initialisations run one after the other (``lax.map``) and the lowest training loss wins.
+LM stops on a relative decrease ``ftol`` or, with ``resolution``, when the Gauss-Newton model
+predicts less than ``resolution * sigma_hat^2 / n`` of the loss left (``sigma^2 / n`` is the
+statistical resolution of the loss; an absolute rule that follows quartic valleys to the end).  The
 prompt-independent features of ``X`` (:func:`theory.moe.model.moe_features`) are computed once.
 
 Initialisations (``init``):
@@ -47,7 +50,7 @@ from theory.moe.model import (
     MoEFeatures,
     MoEFrozen,
     Reparam,
-    _features,
+    features_from_arrays,
     check_params,
     check_structure,
     moe_features,
@@ -72,13 +75,18 @@ POLISHERS = ("lm", "lbfgs")
 
 
 class FitResult(NamedTuple):
-    """Best fit over restarts: ``params``, its training ``loss``, every restart's final loss, and
-    the gradient norm at the returned point (a convergence diagnostic)."""
+    """Best fit over restarts: ``params``, its training ``loss``, every restart's final loss, the
+    gradient norm at the returned point, and (LM polish) for the returned restart the number of
+    LM ``iterations`` and the Gauss-Newton ``predicted_decrease`` of the loss still available at
+    the end (both 0 for L-BFGS).  ``predicted_decrease`` below ``resolution * sigma_hat^2 / n``
+    means the fit stopped on the resolution rule, not on ``polish_steps``."""
 
     params: dict
     loss: jax.Array
     restart_losses: jax.Array
     grad_norm: jax.Array
+    iterations: jax.Array | int = 0
+    predicted_decrease: jax.Array | float = 0.0
 
 
 def _dims(frozen: MoEFrozen):
@@ -95,7 +103,7 @@ def sample_regression(frozen: MoEFrozen, true_params, *, structure: str, key, n:
     dt = _v.check_dtype("dtype", dtype if dtype is not None else frozen.B.dtype)
     kx, ke = jax.random.split(key)
     X = jax.random.uniform(kx, (n, frozen.B.shape[0]), dt, -box, box)
-    feats = _features(X, *(jnp.asarray(a, dt) for a in (frozen.A, frozen.c, frozen.H, frozen.B)))
+    feats = features_from_arrays(X, *(jnp.asarray(a, dt) for a in (frozen.A, frozen.c, frozen.H, frozen.B)))
     b, K, V = prompt_keys_values(structure, {k: jnp.asarray(v, dt) for k, v in true_params.items()}, reparam)
     f = regression_from_features(feats, jnp.asarray(frozen.C, dt), b, K, V)
     return X, f + noise * jax.random.normal(ke, f.shape, dt)
@@ -151,34 +159,54 @@ def _select(ok, a, b):
     return jax.tree_util.tree_map(lambda x, y: jnp.where(ok, x, y), a, b)
 
 
-def _levenberg_marquardt(normal_equations, cost, theta0, max_iter, ftol, xtol, project):
+def _gn_predicted_decrease(A, g, th, project):
+    """Decrease of the Gauss-Newton model ``c + g.s + s.A s / 2`` along the projected GN step
+    ``s = project(th - A^+ g) - th``: the part of the cost a converged fit could still remove."""
+    dA = jnp.diag(A)
+    s = project(th - jnp.linalg.solve(A + 1e-12 * jnp.max(dA) * jnp.eye(A.shape[0], dtype=A.dtype), g)) - th
+    return jnp.maximum(-(g @ s + 0.5 * s @ (A @ s)), 0.0)
+
+
+def _levenberg_marquardt(normal_equations, cost, theta0, max_iter, ftol, xtol, project, resolution=None):
     """Minimise a least-squares cost by projected Levenberg-Marquardt (Marquardt's scaling).
 
     ``normal_equations(theta) -> (J^T J, J^T r, cost)`` for residuals ``r`` with Jacobian ``J``.
     Step ``-(J^T J + lam diag(J^T J))^{-1} J^T r``, projected by ``project`` onto the parameter
     set; accepted steps divide ``lam`` by 3, rejected ones multiply it by 4.  Stops after
-    ``max_iter`` iterations, when an accepted step lowers the cost by less than ``ftol``
-    (relative) or moves ``theta`` by less than ``xtol`` (relative), or when ``lam > 1e12``.
-    Returns ``(theta, cost, iterations)``.
+    ``max_iter`` iterations or when ``lam > 1e12``, and otherwise
+
+    - ``resolution=None``: when an accepted step lowers the cost by less than ``ftol`` (relative)
+      or moves ``theta`` by less than ``xtol`` (relative);
+    - ``resolution`` given (a function of the cost, in cost units): when the Gauss-Newton model
+      predicts that less than ``resolution(cost)`` can still be removed
+      (:func:`_gn_predicted_decrease`) -- an absolute rule, so a quartic valley, where relative
+      decreases are tiny long before the statistical resolution, is followed to its end.
+
+    Returns ``(theta, cost, iterations, predicted_decrease)``.
     """
     def body(s):
-        th, lam, _, it, _ = s
+        th, lam, _, it, _, _ = s
         A, g, c = normal_equations(th)
         dA = jnp.diag(A)
+        pred = _gn_predicted_decrease(A, g, th, project)
         step = -jnp.linalg.solve(A + lam * jnp.diag(dA + 1e-12 * jnp.max(dA)), g)
         tn = project(th + step)
         cn = cost(tn)
         ok = jnp.isfinite(cn) & (cn <= c)
-        flat = (c - cn <= ftol * c) | (jnp.linalg.norm(tn - th) <= xtol * (jnp.linalg.norm(th) + xtol))
-        done = (ok & flat) | (lam > 1e12)
+        if resolution is None:
+            flat = ok & ((c - cn <= ftol * c) | (jnp.linalg.norm(tn - th) <= xtol * (jnp.linalg.norm(th) + xtol)))
+        else:
+            flat = pred <= resolution(c)
+        done = flat | (lam > 1e12)
         th, c = jnp.where(ok, tn, th), jnp.where(ok, cn, c)
         lam = jnp.where(ok, jnp.maximum(lam / 3, 1e-15), lam * 4)
-        return th, lam, c, it + 1, done
+        return th, lam, c, it + 1, done, pred
 
     c0 = cost(theta0)
-    init = (theta0, jnp.asarray(1e-3, theta0.dtype), c0, 0, ~jnp.isfinite(c0))
-    th, _, c, it, _ = lax.while_loop(lambda s: (s[3] < max_iter) & ~s[4], body, init)
-    return th, c, it
+    nan = jnp.asarray(jnp.nan, theta0.dtype)
+    init = (theta0, jnp.asarray(1e-3, theta0.dtype), c0, 0, ~jnp.isfinite(c0), nan)
+    th, _, c, it, _, pred = lax.while_loop(lambda s: (s[3] < max_iter) & ~s[4], body, init)
+    return th, c, it, pred
 
 
 def _lbfgs(loss, p, steps, project):
@@ -205,8 +233,9 @@ def _lbfgs(loss, p, steps, project):
     return _select(ok, p, best_p)
 
 
-@functools.partial(jax.jit, static_argnames=("structure", "adam_steps", "polish", "polish_steps"))
-def _fit(inits, features, Y, C, reparam, learning_rate, ftol, bound, structure, adam_steps, polish, polish_steps):
+@functools.partial(jax.jit, static_argnames=("structure", "adam_steps", "polish", "polish_steps", "by_resolution"))
+def _fit(inits, features, Y, C, reparam, learning_rate, ftol, bound, resolution, structure, adam_steps, polish,
+         polish_steps, by_resolution=False):
     loss = functools.partial(least_squares_loss, features=features, Y=Y, C=C, structure=structure, reparam=reparam)
     _, unravel = ravel_pytree(jax.tree_util.tree_map(lambda a: a[0], inits))
     scale = 1.0 / jnp.sqrt(jnp.asarray(Y.shape[0], Y.dtype))
@@ -243,26 +272,32 @@ def _fit(inits, features, Y, C, reparam, learning_rate, ftol, bound, structure, 
             return (project(optax.apply_updates(p, u)), s), None
 
         (p, _), _ = lax.scan(adam_step, (p0, adam.init(p0)), None, length=adam_steps)
+        it, pred = jnp.asarray(0), jnp.zeros((), Y.dtype)
         if polish == "lm":
-            th, _, _ = _levenberg_marquardt(normal_equations, lambda th: loss(unravel(th)), ravel_pytree(p)[0],
-                                             polish_steps, ftol, 1e-12, project_flat)
+            n, d_v = Y.shape
+            # sigma_hat^2 / n with sigma_hat^2 = 2 loss / d_v, the residual variance per entry
+            res = (lambda c: resolution * 2.0 * c / (d_v * n)) if by_resolution else None
+            th, _, it, pred = _levenberg_marquardt(normal_equations, lambda th: loss(unravel(th)),
+                                                   ravel_pytree(p)[0], polish_steps, ftol, 1e-12, project_flat, res)
             p = unravel(th)
         elif polish_steps:
             p = _lbfgs(loss, p, polish_steps, project)
         v = loss(p)
         g = ravel_pytree(jax.grad(loss)(p))[0]
-        return p, jnp.where(jnp.isfinite(v), v, jnp.inf), jnp.linalg.norm(g)
+        return p, jnp.where(jnp.isfinite(v), v, jnp.inf), jnp.linalg.norm(g), it, pred
 
-    params, losses, gnorms = lax.map(one, inits)  # sequential: each restart stops on its own
+    params, losses, gnorms, its, preds = lax.map(one, inits)  # sequential: each restart stops on its own
     best = jnp.argmin(losses)
-    return jax.tree_util.tree_map(lambda a: a[best], params), losses[best], losses, gnorms[best]
+    return (jax.tree_util.tree_map(lambda a: a[best], params), losses[best], losses, gnorms[best], its[best],
+            preds[best])
 
 
 @_v.validate_args(X=2, Y=2, frozen=MoEFrozen, key="key")
 def fit_least_squares(X, Y, frozen: MoEFrozen, *, structure: str, L: int, key, reparam: Reparam | None = None,
                       restarts: int = 4, init: str = "random", true_params=None, jitter: float = 0.1,
                       scale: float = 1.0, adam_steps: int = 200, polish: str = "lm", polish_steps: int = 300,
-                      learning_rate: float = 0.01, ftol: float = 1e-12, bound: float | None = None) -> FitResult:
+                      learning_rate: float = 0.01, ftol: float = 1e-12, bound: float | None = None,
+                      resolution: float | None = None) -> FitResult:
     """Least-squares fit of ``L`` prompts of ``structure`` to ``(X, Y)`` (module docstring).
 
     ``X`` (n, N d), ``Y`` (n, d_v) in float32 or float64 (float64 recommended).  ``init="split"``
@@ -271,6 +306,16 @@ def fit_least_squares(X, Y, frozen: MoEFrozen, *, structure: str, L: int, key, r
     ``bound``: if given, the estimator is restricted to the compact set of locations in
     ``[-bound, bound]`` (every entry of ``pK, pV`` or ``p``; biases stay free), as the rate theory
     assumes; every optimiser step is projected onto it.
+    ``resolution``: if given (> 0), LM stops when the Gauss-Newton model predicts that less than
+    ``resolution * sigma_hat^2 / n`` of the loss can still be removed (``sigma_hat^2 = 2 loss / d_v``,
+    the residual variance; ``sigma^2 / n`` is the statistical resolution of the loss), instead
+    of on the relative ``ftol``; ``polish_steps`` still caps the iterations.
+
+    Returns:
+        :class:`FitResult`; ``params`` as from :func:`init_params` (``b`` (L,), locations (L, q)).
+
+    Raises:
+        InputError: bad shapes, non-finite data, or an option out of range (named).
     """
     check_structure(structure)
     X, Y = jnp.asarray(X), jnp.asarray(Y)
@@ -289,6 +334,7 @@ def fit_least_squares(X, Y, frozen: MoEFrozen, *, structure: str, L: int, key, r
     learning_rate = _v.check_positive("learning_rate", learning_rate)
     ftol = _v.check_positive("ftol", ftol)
     bound = np.inf if bound is None else _v.check_positive("bound", bound)
+    resolution = 0.0 if resolution is None else _v.check_positive("resolution", resolution)
     if polish not in POLISHERS:
         raise _v.InputError(f"polish must be one of {POLISHERS}, got {polish!r}")
     if init not in INITS:
@@ -304,10 +350,10 @@ def fit_least_squares(X, Y, frozen: MoEFrozen, *, structure: str, L: int, key, r
     if reparam is not None:
         reparam = Reparam(*(jnp.asarray(a, dt) for a in reparam))
     feats = moe_features(X, frozen)
-    params, loss, losses, gnorm = _fit(inits, feats, Y, frozen.C, reparam, jnp.asarray(learning_rate, dt),
-                                       jnp.asarray(ftol, dt), jnp.asarray(bound, dt), structure, adam_steps, polish,
-                                       polish_steps)
-    return FitResult(params, loss, losses, gnorm)
+    out = _fit(inits, feats, Y, frozen.C, reparam, jnp.asarray(learning_rate, dt), jnp.asarray(ftol, dt),
+               jnp.asarray(bound, dt), jnp.asarray(resolution, dt), structure, adam_steps, polish, polish_steps,
+               by_resolution=resolution > 0)
+    return FitResult(*out)
 
 
 @functools.partial(jax.jit, static_argnames=("structure",))

@@ -194,7 +194,8 @@ def prompt_keys_values(structure: str, params, reparam: Reparam | None = None):
 
 
 @jax.jit
-def _features(X, A, c, H, B):
+def features_from_arrays(X, A, c, H, B):
+    """:func:`moe_features` from the frozen arrays themselves (unvalidated, jitted; the fit's inner loop)."""
     logits = jnp.einsum("nd,jde,ne->nj", X, A, X) + c  # X^T A_j X + c_j
     s0 = jax.nn.logsumexp(logits, axis=1)
     w = jnp.exp(logits - s0[:, None])
@@ -207,7 +208,7 @@ def moe_features(X, frozen: MoEFrozen) -> MoEFeatures:
     X = jnp.asarray(X)
     _v.check_matrix("X", X, cols=frozen.B.shape[0])
     _v.check_finite("X", X)
-    return _features(X, frozen.A, frozen.c, frozen.H, frozen.B)
+    return features_from_arrays(X, frozen.A, frozen.c, frozen.H, frozen.B)
 
 
 def regression_from_features(features: MoEFeatures, C, b, K, V):
@@ -241,7 +242,7 @@ def regression_jacobian(features: MoEFeatures, C, b, K, V):
 
 @functools.partial(jax.jit, static_argnames=("structure",))
 def _regression(X, frozen, params, reparam, structure):
-    feats = _features(X, frozen.A, frozen.c, frozen.H, frozen.B)
+    feats = features_from_arrays(X, frozen.A, frozen.c, frozen.H, frozen.B)
     b, K, V = prompt_keys_values(structure, params, reparam)
     return regression_from_features(feats, frozen.C, b, K, V)
 

@@ -78,7 +78,7 @@ def atoms(params, *, structure: str) -> tuple[Atoms, tuple[int, ...]]:
 
 
 @functools.partial(jax.jit, static_argnames=("parts", "shared"))
-def _voronoi(w, loc, w_true, loc_true, r, parts, shared):
+def voronoi_unchecked(w, loc, w_true, loc_true, r, parts, shared):
     L, Ls = loc.shape[0], loc_true.shape[0]
     diff = loc[:, None, :] - loc_true[None, :, :]  # (L, L*, q)
     assign = jnp.argmin(jnp.sum(diff * diff, axis=-1), axis=1)  # nearest true atom
@@ -127,7 +127,7 @@ def voronoi_loss_atoms(fitted: Atoms, true: Atoms, *, parts: tuple[int, ...], sh
         raise _v.InputError(f"r must be >= 1, got {r}")
     dt = jnp.result_type(fitted.locations, true.locations, fitted.weights, true.weights)
     cast = [jnp.asarray(a, dt) for a in (*fitted, *true)]
-    return _voronoi(*cast, jnp.asarray(r, dt), parts, bool(shared))
+    return voronoi_unchecked(*cast, jnp.asarray(r, dt), parts, bool(shared))
 
 
 def voronoi_loss(fitted, true, *, structure: str, r: float = 1.0) -> VoronoiLoss:

@@ -1,0 +1,235 @@
+"""Experiment "reparam-identifiability": the modulus and the two-point test (issue 13 items 1, 2, 4).
+
+Where a fixed-truth rate cannot separate shared from non-shared prompts (docs/reparam_model.md,
+section 10), two experiments can, on the fixed problem of :mod:`sims.experiments.reparam`
+(``d = 2``, ``N = 2``, ``L* = 2``, inputs uniform on ``[-1, 1]^4``):
+
+- ``kind = "modulus"`` (deterministic, seconds): ``||f_G - f*||_{L2(mu)} / D(G, G*)``
+  (:mod:`theory.moe.identifiability`) over over-specified ``G`` -- true atom 0 or 1 split
+  symmetrically along a grid of directions, plus random configurations -- in half-decade bins of
+  the location error ``rho`` from 1e-4 to 0.03 (the local regime); per bin the smallest ratio.  Claims: for each
+  shared structure (``shared_linear``, ``shared_tanh``, ``prompt``) it is bounded below: positive
+  in every bin and flat (log-log slope against rho within 0 +- 0.1); for ``nonshared`` it is 0
+  (``||f_G - f*|| <= 1e-12 ||f*||``) in every bin, on the equal-key manifold, and approaching that
+  manifold (key separation -> 0 at a fixed value separation) it falls like the key separation
+  (slope 1 +- 0.1).  Controls: a broken sharing (``shared_linear`` with ``W1 e_2 = 0``: keys blind
+  to ``p'_2``) must fail "bounded below"; ``shared_linear`` must fail the non-shared claim.
+- ``kind = "two_point"`` (statistical): the Neyman-Pearson test of ``G0 = G*`` against ``G1`` =
+  atom 0 split into a pair (:mod:`theory.moe.two_point`), ``reps`` replications per n.  The pair
+  is scaled with n: non-shared keys ``h ~ n^{-1/2}`` apart with values ``t`` apart (fixed, O(1));
+  shared ``p'`` separation ``h ~ n^{-1/4}`` (along the direction of smallest modulus); ``h`` at
+  the smallest n is set so the signal ``Delta = sqrt(n) ||f1 - f0|| / noise`` equals ``signal``.
+  Claim for each: the power stays flat (slope of power against log10 n within +- ``tolerance``
+  per decade, whole 95% bootstrap CI, and power at the largest n below 0.95); undecided when the
+  interval straddles the tolerance.  Controls that must not be flat: the shared pair at a fixed
+  separation, and the non-shared pair with keys ``~ n^{-1/4}`` apart.
+
+The verdict helpers (:func:`modulus_curve`, :func:`approach_curve`, :func:`power_curve`) are what
+``figures/reparam_identifiability.py`` plots, so the figure shows the verdict's numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sims.core.experiment import Experiment, VerdictRow, register
+from sims.experiments.common import option as _f
+from sims.experiments import reparam as _rp
+from theory.moe.identifiability import location_width, modulus, random_configurations, split_configurations
+from theory.moe.model import STRUCTURES, SHARED_STRUCTURES, Reparam
+from theory.moe.two_point import likelihood_ratio_test, separation_for_signal, split_pair
+
+KINDS = ("modulus", "two_point")
+ZERO = 1e-12  # ||f_G - f*|| <= ZERO ||f*||: equal to rounding (float64)
+SLOPE_TOL = 0.1
+QUICK_N, FULL_N = (300, 3000, 30000), (1000, 3162, 10000, 31623, 100000)
+# (structure, scaling, control): least-favourable pairs, then the controls that must be told apart.
+CASES = (("nonshared", "half", False), ("shared_linear", "quarter", False), ("shared_tanh", "quarter", False),
+         ("prompt", "quarter", False), ("shared_linear", "fixed", True), ("nonshared", "quarter", True))
+EXPONENT = {"half": 0.5, "quarter": 0.25, "fixed": 0.0}
+
+
+@dataclasses.dataclass(frozen=True)
+class IdentifiabilityConfig:
+    quick: bool = _f(False, "Quick sizes: two-point n = 300, 3000, 30000 with 200 replications (about a minute).")
+    parts: tuple[str, ...] = _f(KINDS, "Which experiments: modulus (deterministic) and/or two_point.", choices=KINDS)
+    n_mc: int = _f(1024, "Inputs drawn from mu for the L2(mu) norms.")
+    angles: int = _f(60, "Split directions on the half circle (shared; non-shared: a 4 x 4 x 5 grid).")
+    random: int = _f(256, "Random configuration shapes, each tried at 15 scales 10^-4.5 .. 10^-1.")
+    n: tuple[int, ...] = _f((), "Two-point sample sizes; empty = 300, 3e3, 3e4 (quick) or 5 points 1e3..1e5.")
+    reps: int = _f(0, "Two-point replications per n; 0 = 200 (quick) or 1000.", minimum=0)
+    noise: float = _f(0.01, "Noise sd of the two-point data (only n / noise^2 matters: n_eff = n (0.1/noise)^2).", range="(0, inf)")
+    signal: float = _f(2.0, "Signal Delta of each pair at the smallest n (power 0.64 at level 0.05).", range="(0, inf)")
+    value_separation: float = _f(0.5, "Non-shared pair: half the distance of the two values (fixed, O(1)).", range="(0, inf)")
+    alpha: float = _f(0.05, "Level of the two-point test.", range="(0, 1)")
+    tolerance: float = _f(SLOPE_TOL, "Flat power: |slope of power per decade of n| <= tolerance.", range="(0, inf)")
+
+    def __post_init__(self):
+        if not self.parts or any(p not in KINDS for p in self.parts):
+            raise ValueError(f"parts must be a non-empty subset of {KINDS}, got {self.parts}")
+        if any(int(n) < 10 for n in self.n):
+            raise ValueError(f"every n must be >= 10, got {self.n}")
+        if "two_point" in self.parts and len(self.grid()) < 2:
+            raise ValueError(f"the two-point verdict fits a slope in n: give >= 2 distinct n, got {self.n}")
+        for name, low in (("n_mc", 16), ("angles", 2), ("random", 2)):
+            if int(getattr(self, name)) < low:
+                raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
+        for name in ("noise", "signal", "value_separation", "tolerance"):
+            if not (np.isfinite(getattr(self, name)) and getattr(self, name) > 0):
+                raise ValueError(f"{name} must be finite and > 0, got {getattr(self, name)}")
+        if not 0 < self.alpha < 0.5:
+            raise ValueError(f"alpha must lie in (0, 0.5), got {self.alpha}")
+
+    def grid(self):
+        return tuple(sorted({int(n) for n in self.n})) or (QUICK_N if self.quick else FULL_N)
+
+
+def cells(cfg: IdentifiabilityConfig) -> list[dict]:
+    out = []
+    if "modulus" in cfg.parts:
+        common = {"kind": "modulus", "n_mc": cfg.n_mc, "angles": cfg.angles, "random": cfg.random, "seed": 0}
+        out += [{**common, "structure": s, "variant": "standard"} for s in STRUCTURES]
+        out += [{**common, "structure": "shared_linear", "variant": "broken"}]
+    if "two_point" in cfg.parts:
+        ns = cfg.grid()
+        reps = cfg.reps or (200 if cfg.quick else 1000)
+        common = {"kind": "two_point", "n0": ns[0], "reps": reps, "noise": cfg.noise, "signal": cfg.signal,
+                  "t": cfg.value_separation, "alpha": cfg.alpha, "n_mc": cfg.n_mc, "seed": 0}
+        out += [{**common, "structure": s, "scaling": sc, "n": n} for s, sc, _ in CASES for n in ns]
+    return out
+
+
+def quick_cells(cfg) -> list[dict]:
+    """The cells ``sims run reparam --quick`` adds (hook of :mod:`sims.experiments.reparam`)."""
+    return cells(IdentifiabilityConfig(quick=True)) if getattr(cfg, "quick", False) else []
+
+
+def _problem(structure, variant="standard"):
+    frozen, reparam, truth = _rp.problem(structure, jnp.float64)
+    if variant == "broken":  # keys blind to p'_2: W1 e_2 = 0 (a sharing that is shared in name only)
+        reparam = Reparam(reparam.W1.at[:, 1].set(0.0), reparam.W2)
+    return frozen, reparam, truth
+
+
+def _inputs(n_mc):
+    # Fixed inputs (not the cell key): every cell of a structure sees the same mu-sample.
+    return jax.random.uniform(jax.random.key(20261202), (int(n_mc), 2 * _rp.N_TOKENS), jnp.float64, -1.0, 1.0)
+
+
+def _directions(structure, q, angles):
+    if structure != "nonshared":
+        a = np.linspace(0.0, np.pi, int(angles), endpoint=False)
+        return np.stack([np.cos(a), np.sin(a)], axis=1) if q == 2 else np.eye(q)
+    u = np.linspace(0.0, np.pi, 4, endpoint=False)
+    circ = np.stack([np.cos(u), np.sin(u)], axis=1)
+    mix = [(np.cos(p), np.sin(p)) for p in np.linspace(0, np.pi / 2, 5)[:-1]] + [(0.0, 1.0)]
+    return np.array([np.r_[ck * k, cv * v] for ck, cv in mix for k in circ for v in circ])  # (0, 1): equal keys
+
+
+BIN_EDGES = 10.0 ** np.arange(-4.0, -1.4, 0.5)  # half-decade bins of rho: 1e-4 .. 10^-1.5 (the local regime)
+RHO = np.sqrt(BIN_EDGES[:-1] * BIN_EDGES[1:])
+SCALES = 10.0 ** np.arange(-4.5, -0.99, 0.25)  # scales of the random search (the bins' range and beyond)
+APPROACH_EPS = np.logspace(-7, -2, 11)  # key half-separation, at value half-separation 0.1
+
+
+def _run_modulus(cell, key):
+    s = cell["structure"]
+    frozen, reparam, truth = _problem(s, cell["variant"])
+    X = _inputs(cell["n_mc"])
+    q = location_width(s, d=2, reparam=reparam)
+    U = _directions(s, q, cell["angles"])
+    d1 = np.concatenate([r * U for r in RHO])
+    sweep = {f"{atom}": split_configurations(truth, structure=s, atom=atom, delta1=d1, delta2=-d1,
+                                             frac=np.full(len(d1), 0.5), d=2) for atom in (0, 1)}
+    # Random search with common shapes: the same random configurations (scale-free shapes) at every
+    # scale, so the bin minima differ by the function, not by the luck of the draw.
+    k0, k1 = jax.random.split(key)
+    rand = [random_configurations(truth, structure=s, key=k, count=cell["random"] // 2, rho_min=r, rho_max=r, d=2,
+                                  atom=atom) for r in SCALES for atom, k in ((0, k0), (1, k1))]
+    parts = [sweep["0"], sweep["1"], *rand]
+    if s == "nonshared":  # the approach to the equal-key manifold: keys eps apart, values 0.1 apart
+        e1 = np.array([1.0, 0.0])
+        ap = np.array([np.r_[e * e1, 0.1 * e1] for e in APPROACH_EPS])
+        parts.append(split_configurations(truth, structure=s, atom=0, delta1=ap, delta2=-ap,
+                                          frac=np.full(len(ap), 0.5), d=2))
+    configs = {k: jnp.concatenate([p[k] for p in parts]) for k in truth}
+    m = jax.device_get(modulus(frozen, truth, configs, structure=s, X=X, reparam=reparam))
+    n_sweep, n_rand = 2 * len(d1), sum(len(p["b"]) for p in rand)
+    on_manifold = np.zeros(len(m.ratio), bool)
+    if s == "nonshared":
+        key_part = np.linalg.norm(np.concatenate([d1, d1])[:, :2], axis=1)
+        on_manifold[:n_sweep] = key_part == 0
+    return {
+        "ratio": np.asarray(m.ratio), "distance": np.asarray(m.distance), "voronoi": np.asarray(m.voronoi),
+        "location_error": np.asarray(m.location_error), "f_norm": np.asarray(m.f_norm),
+        "source": np.repeat(np.array([0, 1, 2, 3]), [n_sweep // 2, n_sweep // 2, n_rand,
+                                                       len(m.ratio) - n_sweep - n_rand]),
+        "equal_keys": on_manifold,
+        "approach_eps": APPROACH_EPS if s == "nonshared" else np.zeros(0),
+    }
+
+
+def _direction(structure, frozen, reparam, truth, X):
+    """Shared structures: the split direction of smallest modulus (at rho = 1e-2); None for nonshared."""
+    if structure == "nonshared":
+        return None
+    U = _directions(structure, 2, 60)
+    c = split_configurations(truth, structure=structure, atom=0, delta1=1e-2 * U, delta2=-1e-2 * U,
+                             frac=np.full(len(U), 0.5), d=2)
+    return U[int(np.argmin(modulus(frozen, truth, c, structure=structure, X=X, reparam=reparam).ratio))]
+
+
+def _run_two_point(cell, key):
+    s = cell["structure"]
+    frozen, reparam, truth = _problem(s)
+    X = _inputs(cell["n_mc"])
+    u = _direction(s, frozen, reparam, truth, X)
+    h0 = separation_for_signal(frozen, truth, structure=s, reparam=reparam, X=X, n=cell["n0"], noise=cell["noise"],
+                               signal=cell["signal"], t=cell["t"], u=u)
+    h = h0 * (cell["n0"] / cell["n"]) ** EXPONENT[cell["scaling"]]
+    g1 = {k: v[0] for k, v in split_pair(truth, [h], structure=s, d=2, t=cell["t"], u=u).items()}
+    res = jax.device_get(likelihood_ratio_test(frozen, truth, g1, structure=s, reparam=reparam, key=key,
+                                               n=cell["n"], reps=cell["reps"], noise=cell["noise"],
+                                               alpha=cell["alpha"]))
+    return {"reject": np.asarray(res.reject), "reject_null": np.asarray(res.reject_null),
+            "signal": np.asarray(res.signal), "exact_power": np.asarray(res.exact_power), "h": np.asarray(h),
+            "h0": np.asarray(h0)}
+
+
+def run(cell, *, key):
+    if cell["kind"] == "modulus":
+        return _run_modulus(cell, key)
+    if cell["kind"] == "two_point":
+        return _run_two_point(cell, key)
+    raise ValueError(f"unknown cell kind {cell['kind']!r}; known: {KINDS}")
+
+
+def estimate_bytes(cell) -> int:
+    if cell["kind"] == "modulus":
+        return 64 * int(cell["n_mc"]) * 8 * 16 + (64 << 20)
+    return int(cell["n"]) * 8 * 24 + (64 << 20)
+
+
+from sims.experiments.reparam_identifiability_verdict import (  # noqa: E402  (verdict half of this module)
+    approach_curve, modulus_curve, power_curve, verdict)
+
+__all__ = ["KINDS", "CASES", "IdentifiabilityConfig", "cells", "quick_cells", "run", "verdict",
+           "modulus_curve", "approach_curve", "power_curve", "EXPERIMENT"]
+
+EXPERIMENT = register(Experiment(
+    name="reparam-identifiability",
+    summary="Prefix MoE: identifiability modulus and least-favourable two-point test, shared vs non-shared.",
+    config=IdentifiabilityConfig,
+    cells=cells,
+    run=run,
+    verdict=verdict,
+    estimate_bytes=estimate_bytes,
+    sweep_fields=("parts", "n"),
+    count_fields=("n_mc", "angles", "random", "n", "reps"),
+    examples=("sims run reparam-identifiability --quick",
+              "sims run reparam-identifiability --parts modulus"),
+))
