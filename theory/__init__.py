@@ -36,7 +36,18 @@ from theory.validation import validate_args as _validate_args
 
 @_validate_args(X=2, W_Q=2, W_K=2)
 def fold_inputs(X, W_Q, W_K):
-    """``U = X W_Q W_K^T / sqrt(d_k)``: rows ``u = W x`` with ``<p_r, u> = <q, k_r>/sqrt(d_k)`` (spec 2)."""
+    """``U = X W_Q W_K^T / sqrt(d_k)``: rows ``u = W x`` with ``<p_r, u> = <q, k_r>/sqrt(d_k)`` (spec 2).
+
+    Args:
+        X: inputs, (n, d); W_Q, W_K: projections, (d, d_k).
+
+    Returns:
+        ``U``, (n, d).
+
+    Raises:
+        InputError: an argument is not a numeric 2-D array.  Inner dimensions are not
+            cross-checked: a mismatch fails in the matrix product (TypeError from JAX).
+    """
     import jax.numpy as jnp
 
     X, W_Q, W_K = (jnp.asarray(a) for a in (X, W_Q, W_K))

@@ -37,7 +37,22 @@ __all__ = [
 
 @_v.validate_args(X=2, P=2, W_Q=2, W_K=2)
 def attention_logits(X, P, W_Q, W_K):
-    """Prefix and input-block logits ``(Q K_P^T, Q K_X^T) / sqrt(d_k)``, shapes (L, m), (L, L)."""
+    """Prefix and input-block logits ``(Q K_P^T, Q K_X^T) / sqrt(d_k)`` (no causal mask).
+
+    Args:
+        X: input tokens, (L, d).
+        P: prefix rows, (m, d).
+        W_Q: query projection, (d, d_k).
+        W_K: key projection, (d, d_k).
+
+    Returns:
+        ``(z_P, z_X)``: prefix logits (L, m) and input-block logits (L, L).
+
+    Raises:
+        InputError: an argument is not a numeric 2-D array.  Inner dimensions are not
+            cross-checked: a mismatch fails in the matrix product (TypeError for JAX
+            arrays, ValueError for NumPy arrays).
+    """
     Q = X @ W_Q
     scale = 1.0 / jnp.sqrt(jnp.asarray(Q.shape[-1], Q.dtype))
     return (Q @ (P @ W_K).T) * scale, (Q @ (X @ W_K).T) * scale
@@ -88,11 +103,27 @@ def check_attention_args(X, P, W_Q, W_K, W_V, chunk_size):
 
 @_v.validate_args(X=2, P=2, W_Q=2, W_K=2, W_V=2)
 def prefix_attention(X, P, W_Q, W_K, W_V, *, causal: bool = False, chunk_size: int | None = None):
-    """Exact prefix attention ``diag(A 1)^{-1} A V`` for one sequence; returns (L, d_v).
+    """Exact prefix attention ``diag(A 1)^{-1} A V`` for one sequence.
 
-    ``X``: (L, d) input tokens; ``P``: (m, d) prefix rows; ``W_Q``, ``W_K``: (d, d_k);
-    ``W_V``: (d, d_v).  The computation runs in the dtype of the inputs (float32 or float64).
-    ``chunk_size`` streams the prefix in chunks of that many rows (same result, bounded memory).
+    The computation runs in the dtype of the inputs (float32 or float64).
+
+    Args:
+        X: input tokens, (L, d).
+        P: prefix rows, (m, d).
+        W_Q: query projection, (d, d_k).
+        W_K: key projection, (d, d_k).
+        W_V: value projection, (d, d_v).
+        causal: mask the input-token block (query i sees every prefix row and tokens j <= i).
+        chunk_size: stream the prefix in chunks of that many rows (same result, bounded
+            memory); ``None`` computes it in one block.
+
+    Returns:
+        The attention output, (L, d_v).
+
+    Raises:
+        InputError: an array is not numeric 2-D, ``P`` has not d columns, a projection has the
+            wrong shape (``W_K`` unlike ``W_Q``, not d rows), ``X``, ``P`` or a projection holds
+            NaN/inf, or ``chunk_size`` is not an integer >= 1.
     """
     X, P, W_Q, W_K, W_V = (jnp.asarray(a) for a in (X, P, W_Q, W_K, W_V))
     check_attention_args(X, P, W_Q, W_K, W_V, chunk_size)
@@ -102,7 +133,23 @@ def prefix_attention(X, P, W_Q, W_K, W_V, *, causal: bool = False, chunk_size: i
 
 @_v.validate_args(X=3, P=2, W_Q=2, W_K=2, W_V=2)
 def prefix_attention_batch(X, P, W_Q, W_K, W_V, *, causal: bool = False, chunk_size: int | None = None):
-    """:func:`prefix_attention` over a batch ``X`` of shape (B, L, d); returns (B, L, d_v)."""
+    """:func:`prefix_attention` over a batch of sequences (shared prefix and projections).
+
+    Args:
+        X: input tokens, (B, L, d).
+        P: prefix rows, (m, d).
+        W_Q: query projection, (d, d_k).
+        W_K: key projection, (d, d_k).
+        W_V: value projection, (d, d_v).
+        causal: as in :func:`prefix_attention`.
+        chunk_size: as in :func:`prefix_attention`.
+
+    Returns:
+        The attention outputs, (B, L, d_v).
+
+    Raises:
+        InputError: ``X`` is not 3-D, or any check of :func:`prefix_attention` fails.
+    """
     X = jnp.asarray(X)
     if X.ndim != 3:
         raise _v.InputError(f"X must be a 3-D array (batch, tokens, features), got shape {X.shape}")

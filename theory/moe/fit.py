@@ -311,6 +311,11 @@ def fit_least_squares(X, Y, frozen: MoEFrozen, *, structure: str, L: int, key, r
     the residual variance; ``sigma^2 / n`` is the statistical resolution of the loss), instead
     of on the relative ``ftol``; ``polish_steps`` still caps the iterations.
 
+    Args:
+        X, Y: data (n, N d) and (n, d_v); frozen: :class:`MoEFrozen`; structure, L, reparam: the model.
+        key: PRNG key; restarts, init, true_params, jitter, scale: the starts; adam_steps,
+            learning_rate, polish, polish_steps, ftol, bound, resolution: the optimiser (above).
+
     Returns:
         :class:`FitResult`; ``params`` as from :func:`init_params` (``b`` (L,), locations (L, q)).
 

@@ -97,6 +97,21 @@ def moe_from_attention(W_Q, W_K, W_V, *, n_tokens: int, query: int = 0, c=None) 
     ``W_Q, W_K``: (d, d_k); ``W_V``: (d, d_v).  With ``M = W_Q W_K^T / sqrt(d_k)`` (d x d):
     ``A_j`` has the block ``M`` at (query, j), ``H_j = W_V^T E_j``, ``B`` has ``M`` in the rows of
     block ``query``, ``C = W_V^T``, ``c_j = 0`` unless given (docs/reparam_model.md, section 1).
+
+    Args:
+        W_Q, W_K: query/key projections, (d, d_k); W_V: value projection, (d, d_v).
+        n_tokens: number N of input tokens (integer >= 1).
+        query: the output row, an integer in [0, N).
+        c: gate biases, (N,) (default zeros).
+
+    Returns:
+        :class:`MoEFrozen` with ``A`` (N, N d, N d), ``c`` (N,), ``H`` (N, d_v, N d),
+        ``B`` (N d, d), ``C`` (d_v, d).
+
+    Raises:
+        InputError: projections not finite numeric 2-D with d rows (``W_K`` shaped like
+            ``W_Q``), ``n_tokens`` not an integer >= 1, ``query`` not in [0, N), or ``c`` not
+            of shape (N,) or not finite.
     """
     W_Q, W_K, W_V = (jnp.asarray(a) for a in (W_Q, W_K, W_V))
     _v.check_projections(None, W_Q=W_Q, W_K=W_K, W_V=W_V)
@@ -249,7 +264,24 @@ def _regression(X, frozen, params, reparam, structure):
 
 @_v.validate_args(X=2, frozen=MoEFrozen)
 def moe_regression(X, frozen: MoEFrozen, params, *, structure: str, reparam: Reparam | None = None):
-    """The regression function ``f_G(X)`` (n, d_v) for inputs ``X`` (n, N d) and prompts ``params``."""
+    """The regression function ``f_G(X)`` for inputs ``X`` and prompts ``params``.
+
+    Args:
+        X: stacked inputs, (n, N d).
+        frozen: :class:`MoEFrozen` (e.g. from :func:`moe_from_attention`).
+        params: prompt dict for ``structure`` (``b`` (L,) with ``pK, pV`` (L, d), or ``p``
+            (L, d') / (L, d) for prompt), see :func:`check_params`.
+        structure: one of ``STRUCTURES``.
+        reparam: :class:`Reparam` ``W1, W2`` (d, d'), required for shared_linear/shared_tanh.
+
+    Returns:
+        ``f_G(X)``, (n, d_v).
+
+    Raises:
+        InputError: ``X`` not a finite 2-D array with N d columns, ``frozen`` not a
+            :class:`MoEFrozen`, unknown ``structure``, or ``params``/``reparam`` of the wrong
+            keys or shapes or not finite.
+    """
     X = jnp.asarray(X)
     _v.check_matrix("X", X, cols=frozen.B.shape[0])
     _v.check_finite("X", X)

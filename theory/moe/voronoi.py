@@ -136,6 +136,21 @@ def voronoi_loss(fitted, true, *, structure: str, r: float = 1.0) -> VoronoiLoss
     Shared structures (``shared_linear``, ``shared_tanh``, ``prompt``) use power 1 on singleton
     cells and 2 on merged cells (``r`` is ignored); ``nonshared`` uses power ``r >= 1`` on the key
     and the value parts.  ``fitted`` may have more atoms than ``true`` (over-specified fit).
+
+    Args:
+        fitted: prompt dict of L fitted atoms (``b`` (L,) with ``pK, pV`` (L, q) or ``p`` (L, q)).
+        true: prompt dict of L* true atoms, same keys and location widths.
+        structure: one of ``STRUCTURES``.
+        r: power of the non-shared location error (>= 1).
+
+    Returns:
+        :class:`VoronoiLoss`: ``total`` scalar; ``weight_error``, ``location_error``,
+        ``cell_size``, ``param_error`` (L*,); ``assignment`` (L,) (true atom of each fitted atom).
+
+    Raises:
+        InputError: unknown ``structure``; ``r`` not a finite number >= 1; ``fitted``/``true``
+            not dicts with the structure's keys, ``b`` not 1-D of length >= 1, locations not
+            (L, q) with matching q; values not finite.
     """
     check_structure(structure)
     _v.check_positive("r", r)

@@ -92,9 +92,19 @@ def _exact_weight_error(beta: float, g: int) -> float:
 def weight_error(beta, g, *, form: str = "closed") -> float:
     """Relative prefix-weight error of the degree-g Taylor kernel for logits ``|z| <= beta``.
 
-    ``form='closed'``: ``beta^{g+1} e^beta / (g+1)!`` (derived bound); ``'exact'``: the
-    supremum ``rho_g(beta) = int_0^beta e^u u^g / g! du`` (attained at z = -beta);
-    ``'spec'``: the spec's looser ``beta^{g+1} e^{2 beta} / (g+1)!``.
+    Args:
+        beta: bound on the prefix logit magnitude, a finite number >= 0.
+        g: Taylor degree, an integer >= 0.
+        form: ``'closed'``: ``beta^{g+1} e^beta / (g+1)!`` (derived bound); ``'exact'``: the
+            supremum ``rho_g(beta) = int_0^beta e^u u^g / g! du`` (attained at z = -beta);
+            ``'spec'``: the spec's looser ``beta^{g+1} e^{2 beta} / (g+1)!``.
+
+    Returns:
+        The bound as a Python float (0.0 at ``beta = 0``).
+
+    Raises:
+        InputError: ``beta`` is not a finite number >= 0, ``g`` not an integer >= 0, or
+            ``form`` not in ``WEIGHT_ERROR_FORMS``.
     """
     b = _beta(beta)
     g = _v.check_count("g", g, minimum=0)
@@ -112,8 +122,18 @@ def weight_error(beta, g, *, form: str = "closed") -> float:
 def output_error_bound(eps, spread, *, prefix_fraction=1.0):
     """``eps pi / (1 - eps pi) * spread`` (inf where ``eps pi >= 1``); element-wise on arrays.
 
-    ``eps``: relative weight error; ``spread``: ``max_r ||v_r - o||_inf`` (or ``2 ||V||_inf``);
-    ``prefix_fraction`` ``pi`` in [0, 1] (1 gives the spec's ``eps/(1-eps)`` form).
+    Args:
+        eps: relative weight error, scalar or array (broadcast with the others), >= 0.
+        spread: ``max_r ||v_r - o||_inf`` (or ``2 ||V||_inf``), scalar or array, >= 0.
+        prefix_fraction: ``pi`` in [0, 1], scalar or array (1 gives the spec's
+            ``eps/(1-eps)`` form).
+
+    Returns:
+        A float for scalar inputs, else a float64 NumPy array of the broadcast shape.
+
+    Raises:
+        InputError: ``eps`` or ``spread`` is not numeric, not finite or negative, or
+            ``prefix_fraction`` lies outside [0, 1] (or is NaN).
     """
     eps, spread, pi = (np.asarray(a, np.float64) for a in (eps, spread, prefix_fraction))
     if np.any(~np.isfinite(eps)) or np.any(eps < 0):
@@ -196,8 +216,20 @@ def _instance_stats(X, P, W_Q, W_K, W_V, causal):
 def degree_needed(m, *, c, beta, spread=1.0, form: str = "closed", g_max: int = 10_000) -> int:
     """Smallest g with ``eps_g(beta)/(1 - eps_g(beta)) * spread <= m^{-c}`` (eps_g < 1).
 
-    ``spread`` bounds ``max_r ||v_r - o||_inf`` (``2 ||V||_inf`` always works).  Raises if no
-    g <= ``g_max`` suffices.
+    Args:
+        m: prefix length, an integer >= 1.
+        c: target exponent (error ``m^{-c}``), a positive number.
+        beta: bound on the prefix logit magnitude, a finite number >= 0.
+        spread: bound on ``max_r ||v_r - o||_inf`` (``2 ||V||_inf`` always works), > 0.
+        form: weight-error form, as in :func:`weight_error`.
+        g_max: largest degree tried.
+
+    Returns:
+        The degree g, a Python int in ``[0, g_max]``.
+
+    Raises:
+        InputError: ``m`` is not an integer >= 1, ``c`` or ``spread`` not positive, ``beta``
+            not a finite number >= 0, ``form`` unknown, or no g <= ``g_max`` suffices.
     """
     m = _v.check_count("m", m)
     c = _v.check_positive("c", c)

@@ -186,7 +186,16 @@ def _check_points(name, x):
 def taylor_features(x, *, g: int):
     """Symmetric-monomial Taylor features ``phi_alpha(x) = (x/d^{1/4})^alpha / sqrt(alpha!)``.
 
-    ``x``: (..., d); returns (..., C(d+g, g)), degree 0 first, then degree 1, ... .
+    Args:
+        x: points, (..., d) with d >= 1, float32 or float64.
+        g: Taylor degree, an integer >= 0.
+
+    Returns:
+        Features (..., C(d+g, g)) in the dtype of ``x``: degree 0 first, then degree 1, ... .
+
+    Raises:
+        InputError: ``x`` is not numeric, has no last axis of length >= 1, is not
+            float32/float64 (float64 without x64), or holds NaN/inf; ``g`` is not an integer >= 0.
     """
     x = _check_points("x", x)
     g = _v.check_count("g", g, minimum=0)
@@ -200,7 +209,20 @@ def elu_features(x):
 
 @_v.validate_args(x="array")
 def feature_map(x, *, feature: str, g: int | None = None):
-    """``phi(x)`` for ``feature`` in ('taylor', 'elu'); the 'exact' kernel has no finite map."""
+    """``phi(x)`` for ``feature`` in ('taylor', 'elu'); the 'exact' kernel has no finite map.
+
+    Args:
+        x: points, (..., d) with d >= 1, float32 or float64.
+        feature: ``'taylor'`` or ``'elu'``.
+        g: Taylor degree (integer >= 0), required for ``'taylor'``, ignored otherwise.
+
+    Returns:
+        Features (..., r): r = C(d+g, g) for taylor, r = d for elu; dtype of ``x``.
+
+    Raises:
+        InputError: ``feature`` is unknown or ``'exact'``, ``g`` is missing or not an integer
+            >= 0 for taylor, or ``x`` fails the checks of :func:`taylor_features`.
+    """
     feature, g = check_feature(feature, g)
     if feature == "exact":
         raise _v.InputError("feature='exact' has no finite feature map; use exp_kernel or ExactSummary")

@@ -114,10 +114,23 @@ def summary_unchecked(P, W_K, W_V, feature, g, chunk_size):
 def prefix_summary(P, W_K, W_V, *, feature: str, g: int | None = None, chunk_size: int | None = None):
     """Exact summary of the prefix ``P`` (m, d) for ``feature``.
 
-    Returns :class:`Summary` ``(Z, k)`` with ``Z = sum_r phi(W_K^T p_r)(W_V^T p_r)^T`` (r, d_v)
-    and ``k = sum_r phi(W_K^T p_r)`` (r,), summed in chunks of ``chunk_size`` rows (default:
-    :func:`default_chunk`); for ``feature='exact'`` an :class:`ExactSummary` of the prefix keys
-    and values.
+    Args:
+        P: prefix rows, (m, d), float32 or float64.
+        W_K: key projection, (d, d_k).
+        W_V: value projection, (d, d_v).
+        feature: ``'taylor'``, ``'elu'`` or ``'exact'``.
+        g: Taylor degree (integer >= 0), required for ``'taylor'``.
+        chunk_size: rows summed per chunk (default: :func:`default_chunk`).
+
+    Returns:
+        :class:`Summary` ``(Z, k)`` with ``Z = sum_r phi(W_K^T p_r)(W_V^T p_r)^T`` (r, d_v) and
+        ``k = sum_r phi(W_K^T p_r)`` (r,); for ``feature='exact'`` an :class:`ExactSummary` of
+        the prefix keys (m, d_k) and values (m, d_v).
+
+    Raises:
+        InputError: unknown ``feature`` or bad ``g``; ``P`` not a float32/float64 2-D array or
+            not finite; ``W_K``/``W_V`` not finite 2-D with d rows; ``chunk_size`` not an
+            integer >= 1.
     """
     feature, g = check_feature(feature, g)
     P, W_K, W_V = (jnp.asarray(a) for a in (P, W_K, W_V))
@@ -249,12 +262,25 @@ def _check_precision_mode(on_precision_loss):
 @_v.validate_args(X=2, W_Q=2, W_K=2, W_V=2)
 def ntk_attention(X, summary, W_Q, W_K, W_V, *, feature: str, g: int | None = None,
                   causal: bool = False, abs_k: bool = False, on_precision_loss: str = "raise"):
-    """``diag(A_X 1 + phi(Q) k)^{-1} (A_X V_X + phi(Q) Z)`` for one sequence; returns (L, d_v).
+    """``diag(A_X 1 + phi(Q) k)^{-1} (A_X V_X + phi(Q) Z)`` for one sequence.
 
-    ``X``: (L, d); ``summary``: :class:`Summary` (or :class:`ExactSummary` for 'exact');
-    ``W_Q, W_K``: (d, d_k); ``W_V``: (d, d_v).  ``causal`` masks the input block only;
-    ``abs_k`` uses ``|k|`` in the normaliser (reference code).  Stabilised as in the module
-    docstring; runs in the dtype of the inputs.
+    Stabilised as in the module docstring; runs in the dtype of the inputs.
+
+    Args:
+        X: input tokens, (L, d), float32 or float64.
+        summary: :class:`Summary` ``(Z (r, d_v), k (r,))``, or :class:`ExactSummary`
+            ``(K (m, d_k), V (m, d_v))`` for ``feature='exact'``.
+        W_Q: query projection, (d, d_k).
+        W_K: key projection, (d, d_k).
+        W_V: value projection, (d, d_v).
+        feature: ``'taylor'``, ``'elu'`` or ``'exact'``.
+        g: Taylor degree (integer >= 0), required for ``'taylor'``.
+        causal: mask the input block only (entry (i, j) kept iff j <= i).
+        abs_k: use ``|k|`` in the normaliser (reference code).
+        on_precision_loss: ``'raise'``, ``'warn'`` or ``'ignore'`` (below).
+
+    Returns:
+        The output, (L, d_v), in the dtype of ``X``.
 
     For finite features the output comes with the rounding bound of
     :func:`theory.ntk_attn.rounding.ntk_attention_certified` (summary taken as exact data), in
@@ -266,7 +292,11 @@ def ntk_attention(X, summary, W_Q, W_K, W_V, *, feature: str, g: int | None = No
     ``bounds.instance_output_bound + ntk_attention_certified(..., majorant=...).rounding``.
 
     Raises:
-        InputError: bad arrays, summary or options; PrecisionLossError: see above.
+        InputError: unknown ``feature``/``on_precision_loss`` or bad ``g``; ``X`` not a finite
+            float32/float64 2-D array; projections not finite 2-D with d rows (``W_K`` shaped
+            like ``W_Q``); ``summary`` of the wrong type, shape or not finite.
+        PrecisionLossError: ``on_precision_loss='raise'`` and some row has an infinite
+            rounding bound (see above; warns :class:`theory.PrecisionLossWarning` otherwise).
     """
     X, W_Q, W_K, W_V = (jnp.asarray(a) for a in (X, W_Q, W_K, W_V))
     feature, g, summary = check_forward_args(X, summary, W_Q, W_K, W_V, feature, g)
@@ -290,10 +320,19 @@ def _forward_batch(X, summary, W_Q, W_K, W_V, feature, g, causal, abs_k):
 @_v.validate_args(X=3, W_Q=2, W_K=2, W_V=2)
 def ntk_attention_batch(X, summary, W_Q, W_K, W_V, *, feature: str, g: int | None = None,
                         causal: bool = False, abs_k: bool = False, on_precision_loss: str = "raise"):
-    """:func:`ntk_attention` over a batch ``X`` of shape (B, L, d); returns (B, L, d_v).
+    """:func:`ntk_attention` over a batch of sequences (shared summary and projections).
 
-    ``on_precision_loss`` as in :func:`ntk_attention` (the bound is computed per sequence).
-    Raises: InputError (bad arguments), PrecisionLossError.
+    Args:
+        X: input tokens, (B, L, d).
+        summary, W_Q, W_K, W_V, feature, g, causal, abs_k: as in :func:`ntk_attention`.
+        on_precision_loss: as in :func:`ntk_attention` (the bound is computed per sequence).
+
+    Returns:
+        The outputs, (B, L, d_v).
+
+    Raises:
+        InputError: ``X`` is not 3-D, or any argument check of :func:`ntk_attention` fails.
+        PrecisionLossError: as in :func:`ntk_attention`.
     """
     X = jnp.asarray(X)
     if X.ndim != 3:

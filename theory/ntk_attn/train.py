@@ -141,7 +141,7 @@ def train_summary(P, W_Q, W_K, W_V, *, key, feature: str, g: int | None = None, 
                   lr: float = 1e-3, rank: int | None = None, init: dict | None = None,
                   init_std: float = 1.0, x_std: float = 1.0, batch_size: int = 1, scale: float = 1.0,
                   causal: bool = False, abs_k: bool | None = None, chunk_size: int | None = None):
-    """Train ``(Z, k)`` with Adam to match ``PrefixAttn(., P)``; returns ``(params, losses)``.
+    """Train ``(Z, k)`` with Adam to match ``PrefixAttn(., P)``.
 
     ``scale`` reparametrises the summary as ``(Z, k) = scale * (Z', k')`` with ``(Z', k')`` the
     trained parameters (returned as they are: the summary is ``scale * summary_from_params``).
@@ -152,6 +152,29 @@ def train_summary(P, W_Q, W_K, W_V, *, key, feature: str, g: int | None = None, 
     on its fresh batch of ``batch_size`` inputs X (L, d) with ``N(0, x_std^2)`` entries.
     ``init`` overrides the random initialisation (:func:`init_summary_params` with ``key``);
     ``abs_k`` defaults to True for 'elu' (the reference code's ``|k|``) and False for 'taylor'.
+
+    Args:
+        P: prefix rows, (m, d), float32 or float64.
+        W_Q, W_K: query/key projections, (d, d_k); W_V: value projection, (d, d_v).
+        key: JAX PRNG key (initialisation and training inputs).
+        feature: ``'taylor'`` or ``'elu'``; g: Taylor degree (required for taylor).
+        L: tokens per training sequence; steps: Adam steps; lr: learning rate (> 0).
+        rank: factor ``Z = Z_A Z_B`` with inner dimension ``rank`` (None: full ``Z``).
+        init: initial parameters ``{"Z" or "Z_A", "Z_B", "k"}``; init_std: scale of the random one.
+        x_std: input entry std (> 0); batch_size: sequences per step; scale: as above (> 0).
+        causal, abs_k: as in :func:`theory.ntk_attn.ntk_attention.ntk_attention`.
+        chunk_size: prefix rows per chunk of the exact targets.
+
+    Returns:
+        ``(params, losses)``: the trained dict (``Z`` (r, d_v) or ``Z_A`` (r, rank), ``Z_B``
+        (rank, d_v); ``k`` (r,)) and the per-step losses (steps,).
+
+    Raises:
+        InputError: ``feature`` unknown or ``'exact'``, bad ``g``; ``P``/projections fail the
+            shape, dtype or finiteness checks; ``key`` is not a PRNG key; a count (``L``,
+            ``steps``, ``batch_size``, ``chunk_size``, ``rank``) is not an integer >= 1; ``lr``,
+            ``x_std``, ``scale`` (or a nonzero ``init_std``) is not positive; ``init`` has the
+            wrong keys, shapes or is not finite.
     """
     feature, g, L, (P, W_Q, W_K, W_V) = _check_setup(P, W_Q, W_K, W_V, feature, g, L)
     steps = _v.check_count("steps", steps)
