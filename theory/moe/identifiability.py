@@ -63,7 +63,17 @@ class Modulus(NamedTuple):
 
 
 def location_width(structure: str, *, d: int, reparam: Reparam | None = None) -> int:
-    """Dimension ``q`` of an atom's location: ``2 d`` (nonshared), ``d'`` (shared linear/tanh), ``d`` (prompt)."""
+    """Dimension ``q`` of an atom's location: ``2 d`` (nonshared), ``d'`` (shared linear/tanh), ``d`` (prompt).
+
+    Args:
+        structure: one of ``STRUCTURES``; d: embedding dimension (not checked);
+        reparam: :class:`Reparam` ``W1, W2`` (d, d'), required for shared_linear/shared_tanh.
+    Returns:
+        ``q``, a Python int.
+    Raises:
+        InputError: unknown ``structure``, or ``reparam`` missing (or ``W1`` not 2-D) for a
+            shared_linear/shared_tanh structure.
+    """
     check_structure(structure)
     if structure == "nonshared":
         return 2 * d
@@ -159,8 +169,18 @@ def random_configurations(truth, *, structure: str, key, count: int, rho_min: fl
     biases by ``rho^2 N(0, 1)/4`` (``u1, u2`` uniform unit vectors).  Every perturbation that
     enters ``f_G - f*`` at first order is ``O(rho^2)``, like the merged cell's second moment, so a
     shape drawn from the same key has the same leading-order modulus at every ``rho`` (a first-order
-    ``O(rho)`` remainder would only give ratios ``~ 1/rho``, never the infimum).  Returns the dict
-    of :func:`split_configurations` (leading axis ``count``).
+    ``O(rho)`` remainder would only give ratios ``~ 1/rho``, never the infimum).
+
+    Args:
+        truth: prompt parameters of ``G*`` (``L*`` atoms, unbatched); structure: one of ``STRUCTURES``.
+        key: JAX PRNG key; count: number B of configurations (integer >= 1).
+        rho_min, rho_max: range of the scale ``rho``, 0 < rho_min <= rho_max.
+        d: embedding dimension; atom: index of the true atom that is split.
+    Returns:
+        The dict of :func:`split_configurations`: leading axis ``count`` and ``L* + 1`` atoms.
+    Raises:
+        InputError: ``count`` not an integer >= 1, ``rho_min``/``rho_max`` not positive or
+            ``rho_min > rho_max``, and what :func:`split_configurations` refuses.
     """
     count = _v.check_count("count", count)
     rho_min, rho_max = _v.check_positive("rho_min", rho_min), _v.check_positive("rho_max", rho_max)

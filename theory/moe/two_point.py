@@ -56,8 +56,18 @@ def split_pair(truth, h, *, structure: str, d: int, t: float = 0.5, u=None, atom
 
     Non-shared: ``delta = (h e_1, t e_1)`` (keys ``2h`` apart, values ``2t`` apart); shared:
     ``delta = h u`` with ``u`` a unit vector of the location space (``p'`` or ``p``).
-    Returns the batched parameter dict of :func:`theory.moe.identifiability.split_configurations`.
-    Raises InputError for a missing or mis-shaped ``u`` (shared) and what ``split_configurations`` refuses.
+
+    Args:
+        truth: prompt parameters of ``G*`` (``L*`` atoms); h: separations, scalar or (B,).
+        structure: one of ``STRUCTURES``; d: embedding dimension.
+        t: half the value separation (non-shared only); u: unit vector (q,) (shared only).
+        atom: index of the true atom that is split.
+    Returns:
+        The batched parameter dict of :func:`theory.moe.identifiability.split_configurations`
+        (leading axis B, ``L* + 1`` atoms).
+    Raises:
+        InputError: ``u`` missing or not 1-D for a shared structure, and what
+            ``split_configurations`` refuses.
     """
     h = np.atleast_1d(np.asarray(h, float))
     if structure == "nonshared":
@@ -76,7 +86,17 @@ def separation_for_signal(frozen: MoEFrozen, truth, *, structure: str, X, n: int
     """The separation ``h`` of :func:`split_pair` at which ``Delta = sqrt(n) ||f_1 - f_0||_{L2} / noise``
     equals ``signal`` (``L2`` over the inputs ``X``), by log interpolation on ``h = 1e-6 .. 1``.
 
-    Raises InputError when no ``h`` in that range reaches ``signal`` (or already ``h = 1e-6`` exceeds it).
+    Args:
+        frozen: :class:`MoEFrozen`; truth: prompt parameters of ``G0 = G*``; structure: one of
+            ``STRUCTURES``; X: inputs (n_X, N d) for the L2 norm.
+        n: sample size (integer >= 1); noise: noise std (> 0); signal: target ``Delta`` (> 0).
+        reparam, t, u: as in :func:`split_pair` (``reparam`` for shared_linear/shared_tanh).
+    Returns:
+        The separation ``h``, a Python float in (1e-6, 1].
+    Raises:
+        InputError: ``n``, ``noise`` or ``signal`` out of range; no ``h`` in that range reaches
+            ``signal`` (or already ``h = 1e-6`` exceeds it); and what :func:`split_pair` and
+            :func:`theory.moe.identifiability.modulus` refuse.
     """
     hs = np.logspace(-6, 0, 121)
     d = frozen.B.shape[1]

@@ -36,14 +36,28 @@ __all__ = ["prefix_ntk", "relative_change", "Linearised", "linearisation_gap", "
 
 
 def tree_norm(tree):
-    """Frobenius norm of all leaves of a pytree together (a scalar)."""
+    """Frobenius norm of all leaves of a pytree together.
+
+    Args:
+        tree: a pytree of arrays.
+    Returns:
+        A scalar array (0.0 for an empty pytree).
+    Raises:
+        Nothing of its own (non-array leaves fail in ``jnp.sum``).
+    """
     return jnp.sqrt(sum(jnp.sum(a**2) for a in jax.tree_util.tree_leaves(tree)))
 
 
 def relative_change(A, A0):
-    """``||A - A0||_F / ||A0||_F`` over matching pytrees (kernels or parameters); a scalar.
+    """``||A - A0||_F / ||A0||_F`` over matching pytrees (kernels or parameters).
 
-    Raises InputError when the structures differ.
+    Args:
+        A: a pytree of arrays, e.g. ``H(t)`` (n, n, k, k) or ``theta(t)``.
+        A0: the reference, same pytree structure and leaf shapes.
+    Returns:
+        A scalar array (inf or nan when ``A0`` is zero).
+    Raises:
+        InputError: the pytree structures differ.
     """
     if jax.tree_util.tree_structure(A) != jax.tree_util.tree_structure(A0):
         raise _v.InputError("A and A0 must have the same pytree structure")
@@ -67,8 +81,18 @@ def prefix_ntk(net: TunedNetwork, theta, params, tokens, *, scale, memory_budget
     ``vmap(jacrev)``, the same contraction), jitted once per config.  ``scale``: the output
     scale of the parametrisation (``sqrt(m)`` for NTK scaling, 1 for the standard one); the
     constant ``F0`` of :class:`TunedNetwork` does not enter the kernel.
-    Raises InputError for tokens that are not (n, T), MemoryError (before any work) if the
-    Jacobians exceed ``memory_budget`` bytes.
+
+    Args:
+        net: the :class:`TunedNetwork`; theta: its trainable prefix pytree; params: the frozen
+            transformer parameters.
+        tokens: probe sequences, (n, T) int.
+        scale: output scale of the parametrisation.
+        memory_budget: most bytes the Jacobians may take.
+    Returns:
+        The kernel ``H``, (n, n, k, k).
+    Raises:
+        InputError: ``tokens`` is not (n, T).
+        MemoryError: (before any work) the Jacobians exceed ``memory_budget`` bytes.
     """
     tokens = jnp.asarray(tokens)
     if tokens.ndim != 2 or tokens.shape[1] != net.cfg.T:
@@ -100,8 +124,14 @@ class Linearised:
 def linearisation_gap(F, F_lin, F_start):
     """``||F - F_lin||_F / ||F - F_start||_F`` for output arrays of equal shape (any leading axes).
 
-    With a leading time axis (t, n, k) it is computed per step; returns shape F.shape[:-2].
-    Raises InputError for mismatched shapes.
+    Args:
+        F: trained outputs, (..., n, k), e.g. (t, n, k) with a leading time axis.
+        F_lin: linearised outputs, the shape of ``F``.
+        F_start: outputs at initialisation, (..., n, k) broadcasting against ``F``.
+    Returns:
+        The gap per leading index, shape ``F.shape[:-2]`` (a scalar for (n, k)).
+    Raises:
+        InputError: ``F_lin`` is not shaped like ``F`` or ``F_start`` differs in the last two axes.
     """
     F, F_lin, F_start = (jnp.asarray(a) for a in (F, F_lin, F_start))
     if F.shape != F_lin.shape or F.shape[-2:] != F_start.shape[-2:]:
@@ -114,7 +144,13 @@ def linearisation_gap(F, F_lin, F_start):
 def rms_row_movement(theta, theta0):
     """Root-mean-square movement of the prefix rows, ``||theta - theta_0||_F / sqrt(rows)``.
 
-    ``theta`` of the direct form ({"K": (layers, m, d)[, "V": ...]}); rows counted over all leaves.
+    Args:
+        theta: a direct-form prefix ``{"K": (layers, m, d)[, "V": ...]}``; rows counted over all leaves.
+        theta0: the initial prefix, same structure and shapes.
+    Returns:
+        A scalar array.
+    Raises:
+        Nothing of its own (mismatched pytrees fail in ``jax.tree_util.tree_map``).
     """
     rows = sum(a.size // a.shape[-1] for a in jax.tree_util.tree_leaves(theta0))
     diff = jax.tree_util.tree_map(lambda a, b: a - b, theta, theta0)

@@ -80,6 +80,13 @@ def init_params(cfg: TransformerConfig, *, key, dtype=jnp.float64):
 
     Shapes: ``E`` (vocab, d), ``pos`` (T, d), per layer ``W_Q``/``W_K``/``W_V`` (heads, d, d/heads),
     ``W_O`` (d, d), ``W_1`` (d, d_mlp), ``W_2`` (d_mlp, d), layernorm gains/biases (d,); ``W_U`` (d, vocab).
+
+    Args:
+        cfg: the :class:`TransformerConfig`; key: JAX PRNG key; dtype: of every weight.
+    Returns:
+        The parameter dict with the shapes above (``"layers"`` a list of ``cfg.layers`` dicts).
+    Raises:
+        Nothing of its own (``cfg`` is validated when constructed; JAX's errors pass through).
     """
     d, dh = cfg.d, cfg.d // cfg.heads
     keys = iter(jax.random.split(key, 3 + 6 * cfg.layers))
@@ -104,7 +111,16 @@ def init_prefix(cfg: TransformerConfig, m: int, *, key, sigma: float = 1.0, dtyp
 
     Direct: rows i.i.d. N(0, sigma^2 I_d).  Reparam: ``E`` N(0, sigma^2), ``A`` N(0, 1/d_e),
     ``B`` N(0, 1/d_e) per layer and output, biases zero.
-    Raises InputError for m < 1 or sigma <= 0.
+
+    Args:
+        cfg: the :class:`TransformerConfig`; m: prefix length (>= 1); key: JAX PRNG key;
+        sigma: init scale (> 0); dtype: of every array.
+    Returns:
+        Direct: ``{"K": (layers, m, d)[, "V": (layers, m, d)]}``; reparam: ``{"E": (m, d_e),
+        "A": (d_e, d_e), "a": (d_e,), "B": (layers, o, d_e, d), "b": (layers, o, d)}``
+        with o = 1 tied, 2 untied.
+    Raises:
+        InputError: ``m`` is not an integer >= 1 or ``sigma`` not a positive finite number.
     """
     _v.check_count("m", m)
     sigma = _v.check_positive("sigma", sigma)
@@ -125,7 +141,15 @@ def init_prefix(cfg: TransformerConfig, m: int, *, key, sigma: float = 1.0, dtyp
 
 
 def prefixes(cfg: TransformerConfig, theta):
-    """Per-layer ``(P^K, P^V)``, each (layers, m, d), from ``theta`` (P^V is P^K when tied)."""
+    """Per-layer ``(P^K, P^V)`` from ``theta`` (P^V is P^K when tied).
+
+    Args:
+        cfg: the :class:`TransformerConfig`; theta: a prefix as from :func:`init_prefix`.
+    Returns:
+        ``(P^K, P^V)``, each (layers, m, d).
+    Raises:
+        Nothing of its own (unvalidated, traceable; a missing key raises KeyError).
+    """
     if cfg.form == "direct":
         PK = theta["K"]
         return PK, (PK if cfg.tied else theta["V"])
@@ -153,6 +177,14 @@ def attention_heads(cfg: TransformerConfig, X, PK, PV, W_Q, W_K, W_V):
 
     ``X`` (T, d) normalised inputs; ``PK``, ``PV`` (m, d); ``W_Q``/``W_K``/``W_V`` (heads, d, d_h).
     Each head is :func:`theory.prefix_attention` (see the module docstring), a loop over heads.
+
+    Args:
+        cfg: the :class:`TransformerConfig`; X: normalised inputs (T, d); PK, PV: prefix (m, d);
+        W_Q, W_K, W_V: per-head projections (heads, d, d_h).
+    Returns:
+        The head outputs, (heads, T, d_h).
+    Raises:
+        Nothing of its own (unvalidated, traceable; shape errors come from JAX).
     """
     heads = []
     for h in range(W_Q.shape[0]):
@@ -170,7 +202,15 @@ def attention_heads(cfg: TransformerConfig, X, PK, PV, W_Q, W_K, W_V):
 
 
 def attention_layer(cfg: TransformerConfig, X, PK, PV, W_Q, W_K, W_V, W_O):
-    """Multi-head prefix attention of one layer: (T, d) -> (T, d); heads concatenated, then ``W_O`` (d, d)."""
+    """Multi-head prefix attention of one layer: heads concatenated, then ``W_O``.
+
+    Args:
+        cfg, X, PK, PV, W_Q, W_K, W_V: as in :func:`attention_heads`; W_O: output map (d, d).
+    Returns:
+        The layer output, (T, d).
+    Raises:
+        Nothing of its own (unvalidated, traceable).
+    """
     heads = attention_heads(cfg, X, PK, PV, W_Q, W_K, W_V)
     return jnp.concatenate(list(heads), axis=-1) @ W_O
 
@@ -178,7 +218,15 @@ def attention_layer(cfg: TransformerConfig, X, PK, PV, W_Q, W_K, W_V, W_O):
 def forward(cfg: TransformerConfig, params, theta, tokens):
     """Answer logits ``F(x)`` (k,) for one sequence ``tokens`` (T,) of ids in [0, vocab).
 
-    ``theta=None`` runs the base model without a prefix (pre-training).
+    Args:
+        cfg: the :class:`TransformerConfig`; params: as from :func:`init_params`.
+        theta: a prefix as from :func:`init_prefix`, or ``None`` for the base model without a
+            prefix (pre-training).
+        tokens: token ids, (T,) int in [0, vocab).
+    Returns:
+        The answer logits, (k,).
+    Raises:
+        Nothing of its own (unvalidated, traceable).
     """
     X = params["E"][tokens] + params["pos"][: tokens.shape[0]]
     if theta is not None:
@@ -198,5 +246,13 @@ def forward(cfg: TransformerConfig, params, theta, tokens):
 
 
 def n_params(tree) -> int:
-    """Number of scalars in a pytree."""
+    """Number of scalars in a pytree.
+
+    Args:
+        tree: a pytree of arrays.
+    Returns:
+        The total ``size`` of its leaves, a Python int.
+    Raises:
+        Nothing of its own (leaves without ``size`` raise AttributeError).
+    """
     return sum(int(a.size) for a in jax.tree_util.tree_leaves(tree))

@@ -26,7 +26,15 @@ TASKS = ("add", "sub", "first")
 
 
 def operand_positions(T: int) -> tuple[int, int]:
-    """Positions ``(a, b)`` of the two operands in a sequence of length T (T >= 3)."""
+    """Positions ``(a, b)`` of the two operands in a sequence of length T (T >= 3).
+
+    Args:
+        T: sequence length (not checked).
+    Returns:
+        ``(0, T // 2)``, Python ints.
+    Raises:
+        Nothing (``T // 2`` fails with TypeError for non-numbers).
+    """
     return 0, T // 2
 
 
@@ -42,7 +50,17 @@ def _check(task, p, T):
 
 
 def targets(task: str, tokens, p: int):
-    """Answers (n,) int for sequences ``tokens`` (n, T)."""
+    """Answers for sequences ``tokens``.
+
+    Args:
+        task: ``'add'``, ``'sub'``; any other value gives the ``'first'`` answer ``x_a``.
+        tokens: sequences, (n, T) int array.
+        p: the modulus.
+    Returns:
+        Answers, (n,) int.
+    Raises:
+        Nothing of its own (unvalidated; see :func:`sample`).
+    """
     a, b = operand_positions(tokens.shape[1])
     xa, xb = tokens[:, a], tokens[:, b]
     if task == "add":
@@ -53,9 +71,15 @@ def targets(task: str, tokens, p: int):
 
 
 def sample(task: str, n: int, *, key, p: int, T: int):
-    """``(tokens, y)``: n sequences (n, T) int32 ending in the ``=`` token (id p), answers (n,).
+    """n random sequences of ``task`` and their answers.
 
-    Raises InputError for an unknown task, p < 2, T < 3 or n < 1.
+    Args:
+        task: one of ``TASKS``; n: number of sequences; key: JAX PRNG key;
+        p: the modulus (>= 2); T: sequence length (>= 3).
+    Returns:
+        ``(tokens, y)``: sequences (n, T) int32 ending in the ``=`` token (id p), answers (n,).
+    Raises:
+        InputError: unknown task, p or T not an integer, p < 2, T < 3 or n < 1.
     """
     _check(task, p, T)
     _v.check_count("n", n)
@@ -65,10 +89,26 @@ def sample(task: str, n: int, *, key, p: int, T: int):
 
 
 def one_hot_targets(y, k: int, dtype=jnp.float64):
-    """Regression targets for the squared loss: one-hot (n, k) minus 1/k (centred), as in NTK regression."""
+    """Regression targets for the squared loss: one-hot minus 1/k (centred), as in NTK regression.
+
+    Args:
+        y: answers, (n,) int; k: number of classes; dtype: of the result.
+    Returns:
+        Targets, (n, k).
+    Raises:
+        Nothing of its own (``jax.nn.one_hot``'s errors pass through).
+    """
     return jax.nn.one_hot(y, k, dtype=dtype) - 1.0 / k
 
 
 def accuracy(F, y):
-    """Fraction of rows of F (n, k) whose argmax is y (n,)."""
+    """Fraction of rows of F whose argmax is y.
+
+    Args:
+        F: outputs, (n, k); y: answers, (n,) int.
+    Returns:
+        A scalar array in [0, 1].
+    Raises:
+        Nothing of its own (shapes are not checked).
+    """
     return jnp.mean(jnp.argmax(F, axis=-1) == y)

@@ -59,10 +59,20 @@ def _pretrain(params, key, lr, *, cfg, task, p, steps, batch):
 
 def pretrain(cfg: TransformerConfig, params, *, key, task: str = "add", steps: int = 1000, batch: int = 128,
              lr: float = 3e-3):
-    """Adam on fresh batches of ``task``; returns ``(params, loss (steps,), accuracy (steps,))``.
+    """Adam on fresh batches of ``task`` (cross-entropy of the answer logits, no prefix).
 
     The task's modulus is ``p = cfg.k`` and its sequences have ``cfg.T`` tokens (``cfg.vocab``
-    must be at least ``p + 1``).  Raises InputError for bad counts or an unknown task.
+    must be at least ``p + 1``).
+
+    Args:
+        cfg: the :class:`TransformerConfig`; params: initial weights (:func:`init_params`).
+        key: JAX PRNG key; task: one of ``TASKS``; steps: Adam steps; batch: sequences per
+            step; lr: learning rate (> 0).
+    Returns:
+        ``(params, loss, accuracy)``: the trained weights, loss (steps,), accuracy (steps,).
+    Raises:
+        InputError: ``steps`` or ``batch`` not an integer >= 1, ``cfg.vocab < cfg.k + 1``,
+            unknown ``task``, or ``lr`` not a positive finite number.
     """
     _v.check_count("steps", steps)
     _v.check_count("batch", batch)
@@ -75,7 +85,15 @@ def pretrain(cfg: TransformerConfig, params, *, key, task: str = "add", steps: i
 
 
 def output_scale(m: int, parametrization: str):
-    """``sqrt(m)`` for ``"ntk"``, 1 for ``"standard"``."""
+    """``sqrt(m)`` for ``"ntk"``, 1 for ``"standard"``.
+
+    Args:
+        m: prefix length (not checked); parametrization: one of ``PARAMETRIZATIONS``.
+    Returns:
+        The output scale, a Python float.
+    Raises:
+        InputError: unknown ``parametrization``.
+    """
     if parametrization not in PARAMETRIZATIONS:
         raise _v.InputError(f"parametrization must be one of {PARAMETRIZATIONS}, got {parametrization!r}")
     return float(m) ** 0.5 if parametrization == "ntk" else 1.0
@@ -128,13 +146,22 @@ def _fit(outputs, theta0, args, Y, eta, *, optimizer, steps, log_every):
 def fit(outputs, theta0, Y, *, args, optimizer: str = "gd", eta: float, steps: int, log_every: int):
     """Full-batch training of ``1/2 ||outputs(theta) - Y||^2`` from ``theta0``.
 
-    ``outputs``: a hashable function ``(theta, args) -> (n, k)`` (a :class:`TunedNetwork`, or
-    :class:`theory.transformer.lazy.Linearised` of one); ``args``: its array arguments;
-    ``Y`` (n, k): targets; ``optimizer``: ``"gd"`` (step ``eta``) or ``"adam"`` (learning
-    rate ``eta``, the paper's betas and eps).  Returns a dict: ``loss`` (steps + 1,) with
-    ``loss[t]`` the loss at step t, ``F`` (steps + 1, n, k) the outputs at every step, and
-    ``thetas``: ``theta0``'s pytree with a leading axis of steps // log_every + 1 checkpoints
-    (t = 0, log_every, 2 log_every, ...).  Raises InputError for a bad optimizer, step or count.
+    Args:
+        outputs: a hashable function ``(theta, args) -> (n, k)`` (a :class:`TunedNetwork`, or
+            :class:`theory.transformer.lazy.Linearised` of one).
+        theta0: the initial parameter pytree.
+        Y: targets, (n, k).
+        args: the array arguments of ``outputs``.
+        optimizer: ``"gd"`` (step ``eta``) or ``"adam"`` (learning rate ``eta``, the paper's
+            betas and eps).
+        eta: step / learning rate (> 0); steps: number of steps; log_every: checkpoint period.
+    Returns:
+        A dict: ``loss`` (steps + 1,) with ``loss[t]`` the loss at step t, ``F``
+        (steps + 1, n, k) the outputs at every step, and ``thetas``: ``theta0``'s pytree with a
+        leading axis of steps // log_every + 1 checkpoints (t = 0, log_every, 2 log_every, ...).
+    Raises:
+        InputError: unknown ``optimizer``, ``eta`` not positive, ``steps`` or ``log_every`` not
+            an integer >= 1, or ``steps`` not a multiple of ``log_every``.
     """
     if optimizer not in ("gd", "adam"):
         raise _v.InputError(f"optimizer must be 'gd' or 'adam', got {optimizer!r}")
