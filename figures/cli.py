@@ -71,7 +71,7 @@ def check_options(*, venue: str = "acl", width: str | None = None, formats=(), d
 
 def select_run(results: str | Path, experiment: str, *, small: bool = False, precision: str = "float64") -> str | None:
     """The run id a figure of ``experiment`` should read, or None when nothing is stored."""
-    from sims.core.experiment import get
+    from sims.experiments import get
 
     exp = get(experiment)
     cfg = presets.config(experiment, small=small)

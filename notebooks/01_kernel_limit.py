@@ -61,7 +61,7 @@ import numpy as np
 
 import theory as T
 from sims.core import runner
-from sims.core.experiment import get
+from sims.experiments import get
 from theory.kernels import prefix
 from theory.kernels.prefix import readout
 from theory.stats import fit_loglog_slope

@@ -50,7 +50,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from sims.core import runner
-from sims.core.experiment import get
+from sims.experiments import get
 from theory.stats import fit_loglog_slope
 
 # Size switch: small by default (seconds); PREFIX_NTK_FULL=1 runs the README's main job

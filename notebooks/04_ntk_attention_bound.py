@@ -56,7 +56,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from sims.core import runner
-from sims.core.experiment import get
+from sims.experiments import get
 from theory.ntk_attn.feature_maps import taylor_dim
 from theory.ntk_attn.ntk_attention import Summary, ntk_attention, prefix_summary
 from theory.ntk_attn.bounds import degree_needed, instance_output_bound, scale_to_logit_bound

@@ -53,7 +53,7 @@ jax.config.update("jax_enable_x64", True)  # theory never flips global JAX setti
 import matplotlib.pyplot as plt
 
 from sims.core import runner
-from sims.core.experiment import get
+from sims.experiments import get
 
 FULL = os.environ.get("PREFIX_NTK_FULL", "") not in ("", "0")
 RESULTS = Path(os.environ.get("PREFIX_NTK_RESULTS", "results"))

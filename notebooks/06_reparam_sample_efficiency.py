@@ -52,7 +52,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from sims.core import runner
-from sims.core.experiment import get
+from sims.experiments import get
 from sims.experiments.reparam_identifiability import CASES, approach_curve, modulus_curve, power_curve
 
 FULL = os.environ.get("PREFIX_NTK_FULL", "") not in ("", "0")

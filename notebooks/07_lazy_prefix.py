@@ -50,7 +50,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from sims.core import runner
-from sims.core.experiment import get
+from sims.experiments import get
 
 FULL = os.environ.get("PREFIX_NTK_FULL", "") not in ("", "0")
 RESULTS = Path(os.environ.get("PREFIX_NTK_RESULTS", "results"))

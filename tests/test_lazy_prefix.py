@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from sims.core import runner
-from sims.core.experiment import get
+from sims.experiments import get
 from sims.experiments import lazy_prefix as LP
 
 TINY = dict(quick=True, m=(2, 8), seeds=2, p=3, T=4, d=8, layers=1, heads=2, d_mlp=8, n=4, n_test=8, steps=4,

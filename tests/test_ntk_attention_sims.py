@@ -6,7 +6,9 @@ import jax
 import numpy as np
 import pytest
 
-from sims.core.experiment import VerdictRow, get
+from sims.core.experiment import VerdictRow
+
+from sims.experiments import get
 
 
 def _run(name, cfg):

@@ -95,3 +95,18 @@ def test_bad_input(mutate, match):
 def test_bad_chunk_size():
     with pytest.raises(InputError, match="chunk_size"):
         prefix_attention(*draw(6), chunk_size=0)
+
+
+def test_fold_inputs_and_logits_refuse_mismatched_inner_dimensions():
+    import theory
+
+    X, P = np.ones((3, 4)), np.ones((5, 4))
+    W = np.eye(4)
+    with pytest.raises(InputError, match="W_Q must have 4 rows"):
+        theory.fold_inputs(X, np.ones((3, 2)), np.ones((3, 2)))
+    with pytest.raises(InputError, match="W_K must have the shape of W_Q"):
+        theory.fold_inputs(X, W, np.ones((4, 3)))
+    with pytest.raises(InputError, match="P must have the tokens' width 4"):
+        theory.attention_logits(X, np.ones((5, 3)), W, W)
+    z_P, z_X = theory.attention_logits(X, P, W, W)  # matching shapes still work
+    assert z_P.shape == (3, 5) and z_X.shape == (3, 3)

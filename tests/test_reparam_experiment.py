@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from sims.core import runner
-from sims.core.experiment import STATUSES, VerdictRow, get
+from sims.core.experiment import STATUSES, VerdictRow
+from sims.experiments import get
 from sims.experiments import reparam as R
 from sims.experiments import reparam_verdict as V
 

@@ -8,7 +8,7 @@ import pytest
 
 from cli_runner import invoke
 from sims.core import runner
-from sims.core.experiment import get
+from sims.experiments import get
 from sims.experiments import convergence as C
 from sims.experiments import kernel as K
 from sims.core.verdicts import slope_row

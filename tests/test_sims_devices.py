@@ -23,7 +23,7 @@ SCRIPT = textwrap.dedent(r"""
     from cli_runner import invoke
     from sims.core import runner
     from sims.core import store
-    from sims.core.experiment import get
+    from sims.experiments import get
     from sims.experiments import convergence as C, kernel as K
     from theory.scaling.sharding import device_mesh
 

@@ -14,7 +14,8 @@ from sims.cli import render
 from sims.core import runner
 from sims.cli.app import build_app
 from sims.core.execute import verdict_rows
-from sims.core.experiment import VerdictRow, get
+from sims.core.experiment import VerdictRow
+from sims.experiments import get
 
 LONG = "control (mean-field): sup_t ||r(t) - r_lin(t)|| not ~ m^-1/2 over the whole ladder of prefix lengths"
 ROWS = [

@@ -15,7 +15,7 @@ from sims.core import provenance
 from sims.core import runner
 from sims.host import memory
 from sims.core import store
-from sims.core.experiment import get
+from sims.experiments import get
 
 
 # ----------------------------------------------------------------------------- ids

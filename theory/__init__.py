@@ -45,12 +45,15 @@ def fold_inputs(X, W_Q, W_K):
         ``U``, (n, d).
 
     Raises:
-        InputError: an argument is not a numeric 2-D array.  Inner dimensions are not
-            cross-checked: a mismatch fails in the matrix product (TypeError from JAX).
+        InputError: an argument is not a numeric 2-D array, or a projection has not d rows
+            (``W_K`` must be shaped like ``W_Q``).
     """
     import jax.numpy as jnp
 
     X, W_Q, W_K = (jnp.asarray(a) for a in (X, W_Q, W_K))
+    from theory.validation import check_projections
+
+    check_projections(X.shape[1], W_Q=W_Q, W_K=W_K)
     return (X @ W_Q) @ W_K.T / jnp.sqrt(jnp.asarray(W_Q.shape[1], X.dtype))
 
 

@@ -49,10 +49,13 @@ def attention_logits(X, P, W_Q, W_K):
         ``(z_P, z_X)``: prefix logits (L, m) and input-block logits (L, L).
 
     Raises:
-        InputError: an argument is not a numeric 2-D array.  Inner dimensions are not
-            cross-checked: a mismatch fails in the matrix product (TypeError for JAX
-            arrays, ValueError for NumPy arrays).
+        InputError: an argument is not a numeric 2-D array, ``P`` has not the tokens' width d,
+            or a projection has not d rows (``W_K`` must be shaped like ``W_Q``).
     """
+    X, P = jnp.asarray(X), jnp.asarray(P)
+    if P.shape[1] != X.shape[1]:
+        raise _v.InputError(f"P must have the tokens' width {X.shape[1]} (columns of X), got {P.shape}")
+    _v.check_projections(X.shape[1], W_Q=W_Q, W_K=W_K)
     Q = X @ W_Q
     scale = 1.0 / jnp.sqrt(jnp.asarray(Q.shape[-1], Q.dtype))
     return (Q @ (P @ W_K).T) * scale, (Q @ (X @ W_K).T) * scale

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from sims.cli.options import examples, show_value, specs_of
 from sims.cli.render import EXIT_USAGE, fail, verdict_table
-from sims.core import experiment as registry
+import sims.experiments as registry
 from sims.core import store
 
 __all__ = ["list_experiments", "show_run"]

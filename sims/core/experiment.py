@@ -126,13 +126,12 @@ def register(exp: Experiment) -> Experiment:
     return exp
 
 
-def _load_all() -> None:
-    # Importing the package registers every experiment module listed there.
-    import sims.experiments  # noqa: F401
-
-
 def get(name: str) -> Experiment:
-    _load_all()
+    """The registered experiment ``name`` (``sims.experiments.get`` first imports the project's own).
+
+    Raises:
+        KeyError: no experiment of that name is registered.
+    """
     try:
         return REGISTRY[name]
     except KeyError:
@@ -140,5 +139,5 @@ def get(name: str) -> Experiment:
 
 
 def names() -> list[str]:
-    _load_all()
+    """The names of the registered experiments, sorted."""
     return sorted(REGISTRY)

@@ -5,6 +5,7 @@ own is ``sims.experiments.<module>.EXPERIMENT`` (e.g. ``sims run convergence`` r
 :data:`sims.experiments.convergence.EXPERIMENT`).
 """
 
+from sims.core import experiment as registry
 from sims.experiments import (
     convergence,
     kernel,
@@ -27,4 +28,18 @@ ALL = (
     reparam_identifiability.EXPERIMENT,
 )
 
-__all__ = ["ALL"]
+__all__ = ["ALL", "get", "names"]
+
+
+def get(name: str):
+    """The experiment ``name``: one of :data:`ALL`, or any other registered one (a test's toy).
+
+    Raises:
+        KeyError: unknown name (the message lists the known ones).
+    """
+    return registry.get(name)
+
+
+def names() -> list[str]:
+    """Every registered experiment's name, sorted (:data:`ALL` and any other registered one)."""
+    return registry.names()

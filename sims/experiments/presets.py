@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from sims.core.experiment import get
+from sims.experiments import get
 
 __all__ = ["SMALL", "COMPANIONS", "config", "companion_configs", "ensure_results"]
 
