@@ -131,3 +131,13 @@ def test_modulus_experiment_small():
     rows = ri.verdict(ri.IdentifiabilityConfig(), results)
     assert [r.claim.split(":")[0] for r in rows] == ["modulus shared_linear", "modulus nonshared", "control", "control"]
     assert all(r.status == "pass" for r in rows), rows
+
+
+def test_reparam_modulus_command_is_the_modulus_alone():
+    from sims.experiments import get
+
+    exp = get("reparam-modulus")
+    cells = exp.cells(exp.config())
+    assert cells and {c["kind"] for c in cells} == {"modulus"}
+    assert {c["kind"] for c in get("reparam-identifiability").cells(get("reparam-identifiability").config())} \
+        == {"modulus", "two_point"}

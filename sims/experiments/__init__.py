@@ -26,6 +26,7 @@ ALL = (
     ntk_attention_train.EXPERIMENT,
     reparam.EXPERIMENT,
     reparam_identifiability.EXPERIMENT,
+    reparam_identifiability.MODULUS_EXPERIMENT,
 )
 
 __all__ = ["ALL", "get", "names"]

@@ -65,7 +65,7 @@ class IdentifiabilityConfig:
     noise: float = _f(0.01, "Noise sd of the two-point data (only n / noise^2 matters: n_eff = n (0.1/noise)^2).", range="(0, inf)")
     signal: float = _f(2.0, "Signal Delta of each pair at the smallest n (power 0.64 at level 0.05).", range="(0, inf)")
     value_separation: float = _f(0.5, "Non-shared pair: half the distance of the two values (fixed, O(1)).", range="(0, inf)")
-    alpha: float = _f(0.05, "Level of the two-point test.", range="(0, 1)")
+    alpha: float = _f(0.05, "Level of the two-point test.", range="(0, 0.5)")
     tolerance: float = _f(SLOPE_TOL, "Flat power: |slope of power per decade of n| <= tolerance.", range="(0, inf)")
 
     def __post_init__(self):
@@ -232,4 +232,20 @@ EXPERIMENT = register(Experiment(
     count_fields=("n_mc", "angles", "random", "n", "reps"),
     examples=("sims run reparam-identifiability --quick",
               "sims run reparam-identifiability --parts modulus"),
+))
+
+
+@dataclasses.dataclass(frozen=True)
+class ModulusConfig(IdentifiabilityConfig):
+    """:class:`IdentifiabilityConfig` with the deterministic modulus alone (``sims run reparam-modulus``)."""
+
+    parts: tuple[str, ...] = _f(("modulus",), "Which experiments: modulus (deterministic) and/or two_point.",
+                                choices=KINDS)
+
+
+#: ``sims run reparam-modulus``: the identifiability modulus alone, deterministic, in seconds.
+MODULUS_EXPERIMENT = register(dataclasses.replace(
+    EXPERIMENT, name="reparam-modulus", config=ModulusConfig,
+    summary="Prefix MoE: the identifiability modulus ||f_G - f*|| / D(G, G*) alone (deterministic, seconds).",
+    examples=("sims run reparam-modulus", "sims run reparam-modulus --random 1024"),
 ))
