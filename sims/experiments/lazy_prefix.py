@@ -249,8 +249,9 @@ def threshold_row(claim, ms, by_m, key, *, level=THRESHOLD):
     if since is not None:
         measured = f"holds from m = {since} (mean {top_mean:.3g} at m = {top})"
     elif state[top] == "undecided":
-        measured = (f"undecided: at m = {top} the seeds' 95% CI straddles {level:g} (mean {top_mean:.3g}); "
-                    f"more seeds or larger m needed")
+        measured = f"at m = {top} the seeds' 95% CI straddles {level:g} (mean {top_mean:.3g})"
+        return VerdictRow.undecided(claim, f"<= {level:g} from some m", measured,
+                                    "undecided at this size: more seeds or a larger m would decide it")
     else:
         measured = f"not reached up to m = {top} (mean {top_mean:.3g})"
     return VerdictRow(claim, f"<= {level:g} from some m", measured, since is not None)
@@ -293,8 +294,13 @@ def verdict(cfg: LazyPrefixConfig, results) -> list[VerdictRow]:
         top = ams[-1]
         mean, lo, hi = mean_ci([float(a["test_accuracy"]) for a in aby[top]])
         chance = 1.0 / (cfg.size("p"))
-        rows.append(VerdictRow(f"{arm}: downstream test accuracy at m = {top} above chance", f"> {chance:.3g}",
-                               f"{mean:.3f} [{lo:.3f}, {hi:.3f}]", lo > chance, "95% t-interval over seeds"))
+        claim, pred, meas = (f"{arm}: downstream test accuracy at m = {top} above chance", f"> {chance:.3g}",
+                             f"{mean:.3f} [{lo:.3f}, {hi:.3f}]")
+        if lo <= chance < hi:  # the interval straddles chance: more seeds would decide it
+            rows.append(VerdictRow.undecided(claim, pred, meas, "95% t-interval over seeds straddles chance: "
+                                             "undecided at this size, more seeds would decide it"))
+        else:
+            rows.append(VerdictRow(claim, pred, meas, lo > chance, "95% t-interval over seeds"))
     return [dataclasses.replace(r, detail=(r.detail + "; " if r.detail else "") + base_note) for r in rows]
 
 
