@@ -57,7 +57,7 @@ import numpy as np
 
 from sims.core.checks import need_distinct
 from sims.core.experiment import Experiment, VerdictRow, register
-from sims.experiments.common import option as _f
+from sims.experiments.common import check_fields, option as _f
 from theory.moe.model import STRUCTURES, Reparam, moe_from_attention, prompt_keys_values
 from sims.experiments import reparam_verdict as V
 from theory.moe.fit import fit_least_squares, regression_l2_error, sample_regression
@@ -113,14 +113,8 @@ class ReparamConfig:
             raise ValueError(f"every n_eff must be >= 10, got {self.n_eff}")
         if self.n and self.n < 10:
             raise ValueError(f"n must be >= 10 (or 0 for the default), got {self.n}")
-        for name in ("noise", "jitter", "bound", "gate_scale"):
-            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
-                raise ValueError(f"{name} must be finite and > 0, got {getattr(self, name)}")
-        if not (math.isfinite(self.resolution) and self.resolution > 0):
-            raise ValueError(f"resolution must be finite and > 0, got {self.resolution}")
-        for name in ("bound_alt",):
-            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
-                raise ValueError(f"{name} must be finite and >= 0, got {getattr(self, name)}")
+        check_fields(self, positive=("noise", "jitter", "bound", "gate_scale", "resolution"),
+                     nonnegative=("bound_alt",))
         if not (math.isfinite(self.r) and self.r >= 1):
             raise ValueError(f"r must be >= 1, got {self.r}")
 

@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sims.core.experiment import Experiment, VerdictRow, register
-from sims.experiments.common import option as _f
+from sims.experiments.common import check_fields, option as _f
 from sims.experiments import reparam as _rp
 from theory.moe.identifiability import location_width, modulus, random_configurations, split_configurations
 from theory.moe.model import STRUCTURES, SHARED_STRUCTURES, Reparam
@@ -78,9 +78,7 @@ class IdentifiabilityConfig:
         for name, low in (("n_mc", 16), ("angles", 2), ("random", 2)):
             if int(getattr(self, name)) < low:
                 raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
-        for name in ("noise", "signal", "value_separation", "tolerance"):
-            if not (np.isfinite(getattr(self, name)) and getattr(self, name) > 0):
-                raise ValueError(f"{name} must be finite and > 0, got {getattr(self, name)}")
+        check_fields(self, positive=("noise", "signal", "value_separation", "tolerance"))
         if not 0 < self.alpha < 0.5:
             raise ValueError(f"alpha must lie in (0, 0.5), got {self.alpha}")
 
