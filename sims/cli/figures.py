@@ -15,7 +15,8 @@ from typing import List, Optional
 import typer
 
 from sims.cli import process, render
-from sims.cli.render import EXIT_INTERRUPTED, EXIT_USAGE, fail
+from sims.cli.process import EXIT_INTERRUPTED, EXIT_USAGE
+from sims.cli.render import fail
 from sims.host import compile_cache
 
 __all__ = ["HELP", "app"]
@@ -26,6 +27,7 @@ HELP = "Build the figures from saved results (runs missing simulations first)."
 def app() -> typer.Typer:
     """The ``sims figures`` command group."""
     from figures import cli as figures_cli
+    from figures import common as figures_common
     from figures import style
     from figures.registry import FIGURES
 
@@ -36,7 +38,7 @@ def app() -> typer.Typer:
     def build(
         ctx: typer.Context,
         results: Path = typer.Option(Path("results"), "--results", help="Results folder to read (and run into)."),
-        out: Path = typer.Option(Path("figures") / "out", "--out", help="Output folder for the figure files."),
+        out: Path = typer.Option(figures_common.DEFAULT_OUT, "--out", help="Output folder for the figure files."),
         only: Optional[List[str]] = typer.Option(None, "--only", help=f"Only this figure (repeatable): "
                                                  f"{', '.join(FIGURES)}."),
         small: bool = typer.Option(False, "--small", help="Run missing simulations at small sizes (presets.SMALL)."),

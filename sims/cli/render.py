@@ -19,20 +19,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from sims.cli.process import (  # noqa: F401  (re-exported: the CLI's modules read them from here)
-    EXIT_CRASH,
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_MEMORY,
-    EXIT_OK,
-    EXIT_USAGE,
-)
 from sims.core import execute as engine
 from sims.core.plan import short_cell
 from sims.host.memory import format_bytes
 
 __all__ = [
-    "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_MEMORY", "EXIT_CRASH", "EXIT_INTERRUPTED",
     "err_console", "fail", "verdict_table", "print_plan", "Progress",
 ]
 

@@ -18,7 +18,8 @@ from rich.markup import escape
 
 from sims.cli import process, render
 from sims.cli.options import Spec, common_params, examples, specs_of, typer_param
-from sims.cli.render import EXIT_CRASH, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_MEMORY, EXIT_OK, EXIT_USAGE, fail
+from sims.cli.process import EXIT_CRASH, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_MEMORY, EXIT_OK, EXIT_USAGE
+from sims.cli.render import fail
 from sims.core import execute as engine
 from sims.core import plan as planner
 from sims.core import store

@@ -11,7 +11,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from sims.cli.options import examples, show_value, specs_of
-from sims.cli.render import EXIT_USAGE, fail, verdict_table
+from sims.cli.process import EXIT_USAGE
+from sims.cli.render import fail, verdict_table
 import sims.experiments as registry
 from sims.core import store
 
