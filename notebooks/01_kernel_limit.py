@@ -108,7 +108,7 @@ for name in T.model_names():  # every registered model
 # %%
 exp = get("kernel")
 config = exp.config() if FULL else exp.config(m=(500, 2000, 8000), n=5, d=6, seeds=4)
-result = runner.run(exp, config, out=RESULTS, precision="float64", progress=False)
+result = runner.run(exp, config, out=RESULTS, precision="float64")
 for row in result.rows:
     print(f"[{'PASS' if row.passed else 'FAIL'}] {row.claim}: predicted {row.predicted}; measured {row.measured}")
 

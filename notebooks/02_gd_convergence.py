@@ -66,7 +66,7 @@ if FULL:
 else:
     config = exp.config(m=(4000,), ladder=3, n=6, d=8, steps=40, log_every=20, seeds=3)
 print("m ladder:", config.grid(), "| steps:", config.steps, "| seeds:", config.seeds)
-result = runner.run(exp, config, out=RESULTS, precision="float64", progress=False)
+result = runner.run(exp, config, out=RESULTS, precision="float64")
 for row in result.rows:
     print(f"[{'PASS' if row.passed else 'FAIL'}] {row.claim}: predicted {row.predicted}; measured {row.measured}")
 

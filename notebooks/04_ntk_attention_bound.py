@@ -97,7 +97,7 @@ print(f"m = {m}, beta = {beta}: the bound asks for g* = {g_star} to reach m^-{c}
 # %%
 exp = get("ntk-attention-error")
 config = exp.config() if FULL else exp.config(m=(16, 256), beta=(1.0, 2.0), L=4, g_max=6, seeds=2)
-result = runner.run(exp, config, out=RESULTS, precision="float64", progress=False)
+result = runner.run(exp, config, out=RESULTS, precision="float64")
 for row in result.rows:
     print(f"[{'PASS' if row.passed else 'FAIL'}] {row.claim}: predicted {row.predicted}; measured {row.measured}")
 

@@ -68,8 +68,8 @@ else:
 paper = exp.config(**{**{f: getattr(config, f) for f in config.__dataclass_fields__}, "scale_by_m": False})
 print(f"d = {config.d}, L = {config.L}, m = {config.m}, steps = {config.steps}, lr = {config.lr}, "
       f"weights ~ N(0, {config.weight_scale}^2/d)")
-result = runner.run(exp, config, out=RESULTS, precision="float64", progress=False)
-result_paper = runner.run(exp, paper, out=RESULTS, precision="float64", progress=False)
+result = runner.run(exp, config, out=RESULTS, precision="float64")
+result_paper = runner.run(exp, paper, out=RESULTS, precision="float64")
 for title, res in (("scaled by m", result), ("paper's parametrization (scale 1)", result_paper)):
     print(f"--- {title}")
     for row in res.rows:

@@ -65,7 +65,7 @@ if FULL:  # two-point n = 1e3 .. 1e5 (5 points), 1000 replications each
     config = exp.config()
 else:
     config = exp.config(quick=True, reps=100)
-result = runner.run(exp, config, out=RESULTS, precision="float64", progress=False)
+result = runner.run(exp, config, out=RESULTS, precision="float64")
 for row in result.rows:
     print(f"[{row.status.upper()}] {row.claim}: predicted {row.predicted}; measured {row.measured}")
 

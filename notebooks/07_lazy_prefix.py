@@ -63,7 +63,7 @@ if FULL:  # the experiment's default grid m = 1..4096 (hours on 2 CPU cores; a G
 else:
     config = exp.config(quick=True, m=(2, 8, 32), seeds=2, p=3, T=4, d=8, layers=1, heads=2, d_mlp=8, n=6,
                         n_test=16, steps=10, log_every=5, pretrain_steps=100)
-result = runner.run(exp, config, out=RESULTS, precision="float64", progress=False)
+result = runner.run(exp, config, out=RESULTS, precision="float64")
 for row in result.rows:
     print(f"{'PASS' if row.passed else 'FAIL'}  {row.claim}: {row.measured} (predicted {row.predicted})")
 

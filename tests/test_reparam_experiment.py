@@ -60,7 +60,7 @@ def test_config_rejects_bad_values():
 def test_run_is_pure_and_verdict_has_every_claim(tmp_path):
     exp = get("reparam")
     cfg = R.ReparamConfig(**{**TINY, "structures": ("prompt",)})
-    res = runner.run(exp, cfg, out=tmp_path, progress=False)
+    res = runner.run(exp, cfg, out=tmp_path)
     assert len(_rate([c for c, _ in res.results])) == 2 * 2 * 2
     # run() is pure: recomputing a cell with its key gives the stored arrays bit for bit.
     cell, stored = [(c, a) for c, a in res.results if c["kind"] == "rate"][-1]
@@ -78,7 +78,7 @@ def test_run_is_pure_and_verdict_has_every_claim(tmp_path):
     assert sum("L2" in c for c in claims) == 2 and len(claims) == 3 + 7
     assert all(r.detail for r in rows if r.status == "undecided")  # an undecided row says why
     # Resuming reuses every cell and gives the same verdict.
-    resumed = runner.run(exp, cfg, out=tmp_path, progress=False)
+    resumed = runner.run(exp, cfg, out=tmp_path)
     assert not resumed.computed and [r.as_dict() for r in resumed.rows] == [r.as_dict() for r in res.rows]
 
 

@@ -72,7 +72,7 @@ SCRIPT = textwrap.dedent(r"""
     metas = [store.read_cell(p)[1] for p in sorted(store.cells_dir(tmp, "convergence").glob("*.npz"))]
     out["cli"]["two"] = [r.exit_code, [m["provenance"]["device"]["used"] for m in metas]]
     res = runner.run(get("convergence"), C.ConvergenceConfig(model="softmax-sign", m=(800,), ladder=2, seeds=2,
-                     steps=20, log_every=10, control=False), out=tmp, devices=1, progress=False)
+                     steps=20, log_every=10, control=False), out=tmp, devices=1)
     out["cli"]["rerun_one_device"] = [len(res.computed), len(res.reused)]
     r = invoke(*args, "--devices", "3", "--force")
     out["cli"]["three"] = [r.exit_code, r.output]

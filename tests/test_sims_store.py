@@ -177,7 +177,7 @@ def test_plan_groups_by_batch_key_and_splits_to_fit(tmp_path, monkeypatch):
     p = runner.plan(exp, sims_toy.ToyConfig(mem=3000), out=tmp_path)
     assert not p.fits and "2.9 KiB" in p.message and "2.4 KiB" in p.message
     with pytest.raises(runner.WouldNotFit):
-        runner.run(exp, sims_toy.ToyConfig(mem=3000), out=tmp_path, progress=False)
+        runner.run(exp, sims_toy.ToyConfig(mem=3000), out=tmp_path)
     assert not tmp_path.joinpath("toy").exists()
     assert not list(tmp_path.iterdir())
 
@@ -195,7 +195,7 @@ def test_runner_refuses_float64_without_x64(tmp_path):
     jax.config.update("jax_enable_x64", False)
     try:
         with pytest.raises(InputError, match="precision=float64 needs 64-bit JAX"):
-            runner.run(get("toy"), sims_toy.ToyConfig(), out=tmp_path, progress=False)
+            runner.run(get("toy"), sims_toy.ToyConfig(), out=tmp_path)
     finally:
         jax.config.update("jax_enable_x64", True)
     assert not list(tmp_path.iterdir())
@@ -203,11 +203,11 @@ def test_runner_refuses_float64_without_x64(tmp_path):
 
 def test_runner_recomputes_corrupt_cells(tmp_path):
     exp, cfg = get("toy"), sims_toy.ToyConfig(x=(0.5,), seeds=1)
-    first = runner.run(exp, cfg, out=tmp_path, progress=False)
+    first = runner.run(exp, cfg, out=tmp_path)
     path = store.cell_path(tmp_path, "toy", first.computed[0])
     good = store.read_cell(path)[0]["samples"]
     path.write_bytes(b"garbage")
-    again = runner.run(exp, cfg, out=tmp_path, progress=False)
+    again = runner.run(exp, cfg, out=tmp_path)
     assert again.computed == first.computed
     np.testing.assert_array_equal(store.read_cell(path)[0]["samples"], good)
 

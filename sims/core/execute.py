@@ -230,17 +230,15 @@ def run(
     force: bool = False,
     devices: Any = None,
     on_event: Callable[[Event], None] | None = None,
-    progress: bool = False,
 ) -> RunResult:
     """``execute(plan(exp, config, ...), on_event=on_event)``: run ``exp`` at ``config``.
 
-    Finished cells under ``out`` are reused, not recomputed.  ``progress`` is accepted for
-    older callers and ignored (the engine draws nothing; pass ``on_event``).
+    Finished cells under ``out`` are reused, not recomputed.  The engine draws nothing: pass
+    ``on_event`` to follow the run.
 
     Raises:
         WouldNotFit: before any work, if a cell cannot fit in memory.
         InputError: bad input (see :func:`sims.core.plan.plan`).
     """
-    del progress
     p = plan(exp, config, out=out, precision=precision, force=force, devices=devices)
     return execute(p, on_event=on_event)
