@@ -9,8 +9,11 @@ dashed reference (no pass marks: the run's verdict, in its manifest, judges):
 (a) relative kernel movement sup_t ||H(t) - H(0)|| / ||H(0)|| (solid) and relative parameter
     movement ||theta(T) - theta_0|| / ||theta_0|| (dash-dot);
 (b) the linearisation gap ||F(T) - F_lin(T)|| / ||F(T) - F(0)||, with the 10% line;
-(c) downstream test accuracy of the network (solid) and of its linearised model (dashed),
-    with chance 1/p.
+(c) downstream test accuracy of the network (solid; dashed: its linearised model, for the
+    NTK arm) against m, beside paper 2's reparameterised prefix, LoRA of matched parameter
+    count (rank m/2, full rank d above m = 2d) and paper 1's NTK-Attention (trained summary,
+    started at the degree-g summary of the m-row prefix: its size does not depend on m), with
+    chance 1/p.
 """
 
 from __future__ import annotations
@@ -25,8 +28,11 @@ EXPERIMENT = "lazy-prefix"
 NAME = "lazy_prefix"
 DEFAULT_WIDTH = "full"
 
-ARMS = ("ntk-gd", "standard-gd", "standard-adam")
-LABEL = {"ntk-gd": "NTK, GD", "standard-gd": "std, GD (ctrl)", "standard-adam": "std, Adam"}
+ARMS = ("ntk-gd", "standard-gd", "standard-adam", "reparam-adam")  # prefixes of m rows: movements against m
+ACCURACY_ARMS = ARMS + ("lora-adam", "ntk-attention-adam")
+LABEL = {"ntk-gd": "NTK, GD", "standard-gd": "std, GD (ctrl)", "standard-adam": "std, Adam",
+         "reparam-adam": "reparam, Adam", "lora-adam": "LoRA (matched), Adam",
+         "ntk-attention-adam": "NTK-Attention, Adam"}
 SHORT = {"kernel_change": "H", "param_change": r"$\theta$", "lin_gap": "gap"}
 
 
@@ -36,7 +42,8 @@ def _tune(results, arm):
 
 def _style(arm):
     return {"control": arm == "standard-gd",
-            "color": {"ntk-gd": style.PALETTE[0], "standard-adam": style.PALETTE[1]}.get(arm)}
+            "color": {"ntk-gd": style.PALETTE[0], "standard-adam": style.PALETTE[1], "reparam-adam": style.PALETTE[2],
+                      "lora-adam": style.PALETTE[3], "ntk-attention-adam": style.PALETTE[4]}.get(arm)}
 
 
 def _rates(ax, results, keys, ylabel, *, hline=None):
@@ -68,17 +75,19 @@ def _rates(ax, results, keys, ylabel, *, hline=None):
 
 def _accuracy(ax, results, chance):
     xs_all = None
-    for arm in ARMS:
+    for arm in ACCURACY_ARMS:
         res = _tune(results, arm)
         if not res:
             continue
         st = _style(arm)
         color = style.CONTROL if st["control"] else st["color"]
-        for key, ls, tag in (("test_accuracy", "-", "network"), ("test_accuracy_lin", "--", "linearised")):
+        keys = (("test_accuracy", "-", "network"),) + ((("test_accuracy_lin", "--", "linearised"),)
+                                                      if arm == "ntk-gd" else ())
+        for key, ls, tag in keys:
             xs, Y = data.grid(res, "m", lambda c, a: float(a[key]))
             mean = np.nanmean(Y, axis=1)
             ax.plot(xs, mean, color=color, linestyle=ls, marker="o" if ls == "-" else "none",
-                    label=f"{LABEL[arm]}, {tag}" if tag == "network" or arm == "ntk-gd" else None)
+                    label=f"{LABEL[arm]}, {tag}")
             xs_all = xs if xs_all is None else np.union1d(xs_all, xs)
     if xs_all is None:
         return

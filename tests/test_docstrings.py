@@ -32,7 +32,7 @@ def test_public_function_documents_args_and_returns(name):
     assert not missing, f"theory.{name} docstring lacks the section(s) {missing}"
 
 
-MODULES = ("theory.moe.identifiability", "theory.moe.two_point", "theory.transformer.lazy",
+MODULES = ("theory.moe.identifiability", "theory.moe.two_point", "theory.transformer.adapters", "theory.transformer.lazy",
            "theory.transformer.model", "theory.transformer.tasks", "theory.transformer.train")
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import theory as T
+from theory.validation import InputError
 from theory.transformer import lazy as LZ
 from theory.transformer import model as M
 from theory.transformer import tasks
@@ -227,3 +228,75 @@ def test_bad_input_is_refused():
                log_every=1)
     with pytest.raises(T.InputError, match="log_every"):
         TR.fit(TR.TunedNetwork(CFG), theta, jnp.zeros((4, CFG.k)), args=None, eta=0.1, steps=3, log_every=2)
+
+
+# ----------------------------------------------------------------------------- comparison adapters
+
+
+def test_lora_starts_at_the_base_model_and_applies_the_low_rank_update():
+    from theory.transformer import adapters as AD
+
+    params = M.init_params(CFG, key=jax.random.key(0))
+    tok = jnp.arange(CFG.T) % CFG.vocab
+    lora = AD.init_lora(CFG, 3, key=jax.random.key(1))
+    base = M.forward(CFG, params, None, tok)
+    assert jnp.array_equal(AD.adapted_forward(CFG, "lora", params, lora, tok), base)
+    lora = {**lora, "B": jax.random.normal(jax.random.key(2), lora["B"].shape)}
+    new = AD.lora_params(CFG, params, lora)
+    dh = CFG.d // CFG.heads
+    for l, lp in enumerate(params["layers"]):
+        full_Q = jnp.concatenate(list(lp["W_Q"]), axis=1) + lora["A"][l, 0] @ lora["B"][l, 0]
+        np.testing.assert_allclose(np.asarray(new["layers"][l]["W_Q"][1]), np.asarray(full_Q[:, dh:2 * dh]),
+                                   atol=1e-14)
+        assert jnp.array_equal(new["layers"][l]["W_K"], lp["W_K"])
+    assert not jnp.allclose(AD.adapted_forward(CFG, "lora", params, lora, tok), base)
+    assert AD.lora_rank(CFG, 1) == 1 and AD.lora_rank(CFG, 8) == 4 and AD.lora_rank(CFG, 10**6) == CFG.d
+    r = AD.lora_rank(CFG, 8)
+    assert AD.lora_parameter_count(CFG, r) == M.n_params(AD.init_lora(CFG, r, key=jax.random.key(0))) \
+        == M.n_params(M.init_prefix(CFG, 8, key=jax.random.key(0)))
+
+
+def test_ntk_attention_summary_converges_to_the_prefix_model_in_the_taylor_degree():
+    from theory.transformer import adapters as AD
+
+    params = M.init_params(CFG, key=jax.random.key(0))
+    tok = jnp.arange(CFG.T) % CFG.vocab
+    theta = M.init_prefix(CFG, 7, key=jax.random.key(1), sigma=0.3)
+    exact = M.forward(CFG, params, theta, tok)
+    errs = []
+    for g in (1, 2, 4, 6):
+        s = AD.init_ntk_attention(CFG, params, theta, g=g)
+        assert M.n_params(s) == AD.ntk_attention_parameter_count(CFG, g)
+        errs.append(float(jnp.max(jnp.abs(AD.adapted_forward(CFG, "ntk-attention", params, s, tok, g=g, rows=7) - exact))))
+    assert all(b < a / 2 for a, b in zip(errs, errs[1:])) and errs[-1] < 1e-7, errs
+    # negative control: the summary of another prefix does not reproduce this one
+    other = AD.init_ntk_attention(CFG, params, M.init_prefix(CFG, 7, key=jax.random.key(9), sigma=0.3), g=6)
+    assert float(jnp.max(jnp.abs(AD.adapted_forward(CFG, "ntk-attention", params, other, tok, g=6, rows=7) - exact))) > 100 * errs[-1]
+    with pytest.raises(InputError, match="adapter"):
+        AD.adapted_forward(CFG, "adapterless", params, theta, tok)
+
+
+@pytest.mark.parametrize("adapter", ["lora", "ntk-attention"])
+def test_adapter_ntk_equals_autodiff(adapter):
+    from theory.transformer import adapters as AD
+
+    params = M.init_params(CFG, key=jax.random.key(0))
+    tokens = jax.random.randint(jax.random.key(3), (3, CFG.T), 0, CFG.vocab)
+    prefix = M.init_prefix(CFG, 4, key=jax.random.key(1), sigma=0.3)
+    theta = (AD.init_ntk_attention(CFG, params, prefix, g=2) if adapter == "ntk-attention"
+             else {**AD.init_lora(CFG, 2, key=jax.random.key(1)), "B": 0.1 * jnp.ones((CFG.layers, 2, 2, CFG.d))})
+    net = TR.TunedNetwork(CFG, adapter=adapter, g=2, rows=4 if adapter == "ntk-attention" else 1)
+    H = LZ.prefix_ntk(net, theta, params, tokens, scale=1.0)
+    ref = T.autodiff_ntk(lambda th, t: net.single(th, params, t), theta, tokens)
+    np.testing.assert_allclose(np.asarray(H), np.asarray(ref), rtol=1e-12, atol=1e-12 * float(jnp.max(jnp.abs(ref))))
+
+
+def test_prefix_logit_spread_scales_with_sigma():
+    params = M.init_params(CFG, key=jax.random.key(0))
+    tokens = jax.random.randint(jax.random.key(3), (3, CFG.T), 0, CFG.vocab)
+    th = M.init_prefix(CFG, 16, key=jax.random.key(1), sigma=1.0)
+    s1 = float(LZ.prefix_logit_spread(CFG, params, th, tokens))
+    s01 = float(LZ.prefix_logit_spread(CFG, params, jax.tree_util.tree_map(lambda a: 0.1 * a, th), tokens))
+    assert s1 > 0 and abs(s01 / s1 - 0.1) < 1e-12  # logits are linear in the prefix keys
+    with pytest.raises(InputError, match="tokens"):
+        LZ.prefix_logit_spread(CFG, params, th, tokens[0])

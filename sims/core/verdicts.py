@@ -7,7 +7,7 @@ import numpy as np
 from sims.core.experiment import VerdictRow
 from theory.stats import fit_loglog_slope
 
-__all__ = ["SLOPE_TOL", "slope_row", "threshold_m"]
+__all__ = ["SLOPE_TOL", "slope_row", "threshold_m", "welch_interval", "difference_row"]
 
 SLOPE_TOL = 0.05  # allowance for finite-m corrections of a local slope (see theory.stats)
 
@@ -40,3 +40,44 @@ def threshold_m(ms, ok):
             break
         best = m
     return best
+
+
+def welch_interval(a, b, *, level: float = 0.95):
+    """Mean of ``a - b`` for independent samples with its Welch t-interval: ``(diff, low, high)``.
+
+    With fewer than two samples on either side the interval is ``(-inf, inf)``.
+    """
+    from scipy import stats  # noqa: PLC0415  (scipy is slow to import; only verdicts need it)
+
+    a, b = np.asarray(a, float).reshape(-1), np.asarray(b, float).reshape(-1)
+    diff = float(a.mean() - b.mean())
+    if a.size < 2 or b.size < 2:
+        return diff, float("-inf"), float("inf")
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    se = float(np.sqrt(va + vb))
+    if se == 0.0:
+        return diff, diff, diff
+    dof = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
+    half = float(stats.t.ppf(0.5 + level / 2, dof)) * se
+    return diff, diff - half, diff + half
+
+
+def difference_row(claim, a, b, *, at_least: float, strict: bool = False) -> VerdictRow:
+    """Claim ``mean(a) - mean(b) >= at_least`` (``>`` when ``strict``), judged by the Welch interval.
+
+    Pass when the interval lies above ``at_least``, fail when it lies below, undecided when it
+    straddles it; the undecided row says roughly how many samples per side would decide it at
+    the measured difference and spread.
+    """
+    diff, lo, hi = welch_interval(a, b)
+    predicted = f"{'>' if strict else '>='} {at_least:+.3g}"
+    measured = f"{diff:+.3f} [{lo:+.3f}, {hi:+.3f}] ({len(a)} vs {len(b)} seeds)"
+    if lo > at_least or (not strict and lo >= at_least):
+        return VerdictRow(claim, predicted, measured, True, "95% Welch interval of the difference")
+    if hi < at_least or (strict and hi <= at_least):
+        return VerdictRow(claim, predicted, measured, False, "95% Welch interval of the difference")
+    gap = abs(diff - at_least)
+    n_now = min(len(a), len(b))
+    need = (f"about {int(np.ceil(n_now * ((hi - lo) / 2 / gap) ** 2))} seeds per arm would decide it at this "
+            "difference" if gap > 0 else "the difference sits on the threshold: no seed count decides it")
+    return VerdictRow.undecided(claim, predicted, measured, f"the 95% Welch interval straddles {at_least:+.3g}: {need}")

@@ -42,19 +42,28 @@ import numpy as np
 
 import theory as T
 from sims.core.checks import need_distinct
-from sims.core.experiment import Experiment, VerdictRow, register
-from sims.core.verdicts import slope_row
+from sims.core.experiment import Experiment, register
+from sims.experiments import lazy_prefix_verdict as LV
 from sims.experiments.common import check_fields, option as _f
-from theory.stats import mean_ci
+from theory.transformer import adapters as AD
 from theory.transformer import lazy as LZ
 from theory.transformer import model as M
 from theory.transformer import tasks
 from theory.transformer import train as TR
 
-ARMS = ("ntk-gd", "standard-gd", "standard-adam")
+# arm -> (adapter, prefix form, output scaling, optimiser)
+ARM_SPECS = {
+    "ntk-gd": ("prefix", "direct", "ntk", "gd"),
+    "standard-gd": ("prefix", "direct", "standard", "gd"),
+    "standard-adam": ("prefix", "direct", "standard", "adam"),
+    "reparam-adam": ("prefix", "reparam", "standard", "adam"),
+    "lora-adam": ("lora", "direct", "standard", "adam"),
+    "ntk-attention-adam": ("ntk-attention", "direct", "standard", "adam"),
+}
+ARMS = tuple(ARM_SPECS)
+ADAM_ARMS = tuple(a for a, spec in ARM_SPECS.items() if spec[3] == "adam")
 FULL_M = (1, 4, 16, 64, 256, 1024, 4096)
 QUICK_M = (4, 16, 64, 256)
-THRESHOLD = 0.1  # "kernel stable" and "linearised prediction within 10%"
 QUICK = dict(p=5, T=8, d=32, layers=2, heads=2, d_mlp=64, n=16, n_test=128, steps=100, log_every=25,
              pretrain_steps=600)
 FULL = dict(p=7, T=16, d=64, layers=2, heads=4, d_mlp=128, n=32, n_test=256, steps=200, log_every=50,
@@ -68,8 +77,9 @@ class LazyPrefixConfig:
     m: tuple[int, ...] = _f((), "Prefix rows per layer; empty = 1..4096 (x4), or 4..256 with --quick.")
     base: str = _f("pretrained", "Base model: pre-trained on (a+b) mod p, or its random initialisation.",
                    choices=("pretrained", "random"))
-    arms: tuple[str, ...] = _f(ARMS, "Arms: ntk-gd, standard-gd (control), standard-adam (paper optimiser).",
-                               choices=ARMS)
+    arms: tuple[str, ...] = _f(ARMS, "Arms: ntk-gd, standard-gd (control), standard-adam (paper optimiser), "
+                               "reparam-adam (paper 2's MLP form), lora-adam (matched parameter count), "
+                               "ntk-attention-adam (paper 1's trained summary).", choices=ARMS)
     seeds: int = _f(3, "Prefix initialisations per (arm, m).")
     p: int = _f(0, "Modulus of the tasks (answer classes); 0 = 7 (5 with --quick).", minimum=0)
     T: int = _f(0, "Sequence length; 0 = 16 (8 with --quick).", minimum=0)
@@ -83,7 +93,9 @@ class LazyPrefixConfig:
     log_every: int = _f(0, "Steps between kernel measurements; 0 = 50 (25 with --quick).", minimum=0)
     pretrain_steps: int = _f(0, "Adam steps of pre-training (batch 128, lr 3e-3); 0 = 2000 (600 with --quick).",
                              minimum=0)
-    sigma: float = _f(1.0, "Prefix initialisation scale (rows N(0, sigma^2 I_d)).", range="(0, inf)")
+    sigma: float = _f(0.1, "Prefix initialisation scale (rows N(0, sigma^2 I_d)); 1 = the token scale, where "
+                      "pre-trained attention concentrates on a few rows (docs/lazy_prefix.md).", range="(0, inf)")
+    ntk_g: int = _f(2, "Taylor degree of NTK-Attention's features.", minimum=1)
     eta_fraction: float = _f(0.5, "GD step as a fraction of 1/lambda_max(H(0)).", range="(0, 2)")
     adam_lr: float = _f(1e-3, "Adam learning rate (paper: 1e-3).", range="(0, inf)")
     data_seed: int = _f(0, "Seed of the base model, its pre-training and the downstream data.")
@@ -109,7 +121,7 @@ class LazyPrefixConfig:
 def cells(cfg: LazyPrefixConfig) -> list[dict]:
     common = {name: cfg.size(name) for name in SIZE_FIELDS}
     common.update(base=cfg.base, sigma=cfg.sigma, eta_fraction=cfg.eta_fraction, adam_lr=cfg.adam_lr,
-                  data_seed=cfg.data_seed)
+                  data_seed=cfg.data_seed, ntk_g=cfg.ntk_g)
     base = {**common, "role": "base", "arm": "", "m": 0, "seed": 0}
     return [base] + [{**common, "role": "tune", "arm": a, "m": m, "seed": s}
                      for a in cfg.arms for m in cfg.grid() for s in range(cfg.seeds)]
@@ -161,13 +173,21 @@ def run(cell, *, key):
     if cell["role"] == "base":
         return _run_base(cell, mcfg, params, loss, acc)
     m = int(cell["m"])
-    parametrization, optimizer = cell["arm"].split("-")
+    adapter, form, parametrization, optimizer = ARM_SPECS[cell["arm"]]
     (tok, y), (te_tok, te_y) = _data(cell, "sub")
     Y = tasks.one_hot_targets(y, mcfg.k, dtype=jnp.dtype(dtype))
-    theta0 = M.init_prefix(mcfg, m, key=key, sigma=cell["sigma"], dtype=jnp.dtype(dtype))
-    net = TR.TunedNetwork(mcfg)
+    pcfg = dataclasses.replace(mcfg, form=form)
+    prefix0 = M.init_prefix(pcfg, m, key=key, sigma=cell["sigma"], dtype=jnp.dtype(dtype))
+    if adapter == "lora":
+        theta0 = AD.init_lora(mcfg, AD.lora_rank(mcfg, m), key=key, dtype=jnp.dtype(dtype))
+    elif adapter == "ntk-attention":
+        theta0 = AD.init_ntk_attention(mcfg, params, prefix0, g=cell["ntk_g"])
+    else:
+        theta0 = prefix0
+    net = TR.TunedNetwork(pcfg, adapter=adapter, g=cell["ntk_g"], rows=m if adapter == "ntk-attention" else 1)
     scale = TR.output_scale(m, parametrization)
-    F0, F0_te = _outputs(mcfg, params, theta0, tok), _outputs(mcfg, params, theta0, te_tok)
+    F0 = jax.vmap(lambda t: net.single(theta0, params, t))(tok)
+    F0_te = jax.vmap(lambda t: net.single(theta0, params, t))(te_tok)
     args = (params, tok, F0, jnp.asarray(scale, F0.dtype))
     H0 = LZ.prefix_ntk(net, theta0, params, tok, scale=scale)
     lam_max = float(np.linalg.eigvalsh(np.asarray(T.kernel_matrix(H0), np.float64))[-1])
@@ -183,7 +203,7 @@ def run(cell, *, key):
         H = H0 if i == 0 else LZ.prefix_ntk(net, theta, params, tok, scale=scale)
         kernel_change.append(float(LZ.relative_change(H, H0)))
         param_change.append(float(LZ.relative_change(theta, theta0)))
-        rms.append(float(LZ.rms_row_movement(theta, theta0)) if mcfg.form == "direct" else np.nan)
+        rms.append(float(LZ.rms_row_movement(theta, theta0)) if (adapter, form) == ("prefix", "direct") else np.nan)
     thetaT, theta_linT = at(out["thetas"], -1), at(lin["thetas"], -1)
     te_args = (params, te_tok, F0_te, jnp.asarray(scale, F0.dtype))
     F_te, F_lin_te = net(thetaT, te_args), LZ.Linearised(net)(theta_linT, (te_args, theta0))
@@ -202,7 +222,9 @@ def run(cell, *, key):
         "test_accuracy": np.asarray(tasks.accuracy(F_te, te_y)),
         "test_accuracy_lin": np.asarray(tasks.accuracy(F_lin_te, te_y)),
         "test_loss": np.asarray(0.5 * jnp.mean(jnp.sum((F_te - Y_te) ** 2, axis=1))),
-        "eta": np.asarray(eta), "lambda_max_H0": np.asarray(lam_max), "n_prefix_params": np.asarray(M.n_params(theta0)),
+        "eta": np.asarray(eta), "lambda_max_H0": np.asarray(lam_max), "n_params": np.asarray(M.n_params(theta0)),
+        "n_direct_prefix_params": np.asarray(2 * mcfg.layers * m * mcfg.d),
+        "prefix_logit_spread": np.asarray(LZ.prefix_logit_spread(pcfg, params, prefix0, tok)),
     }
 
 
@@ -212,96 +234,14 @@ def estimate_bytes(cell, devices: int = 1) -> int:
     item = 4 if cell.get("dtype") == "float32" else 8
     if cell["role"] == "base":
         return 256 << 20
-    P = 2 * cell["layers"] * cell["m"] * cell["d"]
+    mcfg = model_config(cell)
+    reparam = cell["m"] * mcfg.d_reparam + mcfg.d_reparam ** 2 + 2 * cell["layers"] * mcfg.d_reparam * cell["d"]
+    P = max(2 * cell["layers"] * cell["m"] * cell["d"], reparam,
+            AD.ntk_attention_parameter_count(mcfg, cell.get("ntk_g", 2)))  # the largest adapter of the cell
     jac = cell["n"] * cell["p"] * P * 2  # Jacobian and its contraction operands
     acts = cell["n"] * cell["layers"] * cell["heads"] * cell["T"] * (cell["m"] + cell["T"]) * 8
     ckpt = (cell["steps"] // cell["log_every"] + 1) * P * 2  # network and linearised model
     return item * (jac + acts + ckpt) + (256 << 20)
-
-
-# ----------------------------------------------------------------------------- verdict
-
-
-def _by_arm(results, arm):
-    rows = [(c, a) for c, a in results if c.get("role") == "tune" and c["arm"] == arm]
-    ms = sorted({c["m"] for c, _ in rows})
-    return ms, {m: [a for c, a in rows if c["m"] == m] for m in ms}
-
-
-def threshold_row(claim, ms, by_m, key, *, level=THRESHOLD):
-    """Smallest m from which ``key`` <= level holds (95% CI over seeds below it) at every larger m.
-
-    At each m: holds if the upper CI end is <= level, fails if the lower end is > level,
-    undecided otherwise.  Pass iff it holds at the largest m.
-    """
-    state = {}
-    for m in ms:
-        v = [float(a[key]) for a in by_m[m]]
-        mean, lo, hi = mean_ci(v)
-        state[m] = "holds" if hi <= level else ("fails" if lo > level else "undecided")
-    top = ms[-1]
-    top_mean = float(np.mean([float(a[key]) for a in by_m[top]]))
-    since = None
-    for m in reversed(ms):
-        if state[m] != "holds":
-            break
-        since = m
-    if since is not None:
-        measured = f"holds from m = {since} (mean {top_mean:.3g} at m = {top})"
-    elif state[top] == "undecided":
-        measured = f"at m = {top} the seeds' 95% CI straddles {level:g} (mean {top_mean:.3g})"
-        return VerdictRow.undecided(claim, f"<= {level:g} from some m", measured,
-                                    "undecided at this size: more seeds or a larger m would decide it")
-    else:
-        measured = f"not reached up to m = {top} (mean {top_mean:.3g})"
-    return VerdictRow(claim, f"<= {level:g} from some m", measured, since is not None)
-
-
-def verdict(cfg: LazyPrefixConfig, results) -> list[VerdictRow]:
-    base = [a for c, a in results if c.get("role") == "base"]
-    base_note = f"base: {cfg.base}"
-    if base and cfg.base == "pretrained":
-        base_note += (f" (pre-train test accuracy {float(base[0]['pretrain_test_accuracy']):.2f}, "
-                      f"zero-shot downstream {float(base[0]['zero_shot_downstream_accuracy']):.2f})")
-    rows = []
-    claims = [("relative kernel movement sup_t ||H(t)-H(0)||/||H(0)||", "kernel_change"),
-              ("relative parameter movement ||theta(T)-theta_0||/||theta_0||", "param_change"),
-              ("linearisation gap ||F(T)-F_lin(T)||/||F(T)-F(0)||", "lin_gap")]
-    ms, by_m = _by_arm(results, "ntk-gd")
-    if ms:
-        for claim, key in claims:
-            rows.append(slope_row(f"ntk-gd: {claim} ~ m^-1/2", ms, [[float(a[key]) for a in by_m[m]] for m in ms]))
-        for claim, key in claims[:2]:  # per unit of function-space progress (training budget confound removed)
-            rows.append(slope_row(f"ntk-gd: {claim.split(' ||')[0]} / output change ~ m^-1/2", ms,
-                                  [[float(a[key]) / float(a["output_change"]) for a in by_m[m]] for m in ms]))
-        rows.append(threshold_row("ntk-gd: kernel stable (movement <= 0.1)", ms, by_m, "kernel_change"))
-        rows.append(threshold_row("ntk-gd: linearised prediction within 10%", ms, by_m, "lin_gap"))
-    cms, cby = _by_arm(results, "standard-gd")
-    if cms:
-        for claim, key in claims[:2]:
-            rows.append(slope_row(f"control standard-gd: {claim} not ~ m^-1/2", cms,
-                                  [[float(a[key]) for a in cby[m]] for m in cms], control=True))
-    ams, aby = _by_arm(results, "standard-adam")
-    if ams:
-        for claim, key in claims:
-            rows.append(slope_row(f"standard-adam (paper optimiser): {claim} ~ m^-1/2", ams,
-                                  [[float(a[key]) for a in aby[m]] for m in ams]))
-        rows.append(threshold_row("standard-adam: linearised prediction within 10%", ams, aby, "lin_gap"))
-    for arm in cfg.arms:
-        ams, aby = _by_arm(results, arm)
-        if not ams:
-            continue
-        top = ams[-1]
-        mean, lo, hi = mean_ci([float(a["test_accuracy"]) for a in aby[top]])
-        chance = 1.0 / (cfg.size("p"))
-        claim, pred, meas = (f"{arm}: downstream test accuracy at m = {top} above chance", f"> {chance:.3g}",
-                             f"{mean:.3f} [{lo:.3f}, {hi:.3f}]")
-        if lo <= chance < hi:  # the interval straddles chance: more seeds would decide it
-            rows.append(VerdictRow.undecided(claim, pred, meas, "95% t-interval over seeds straddles chance: "
-                                             "undecided at this size, more seeds would decide it"))
-        else:
-            rows.append(VerdictRow(claim, pred, meas, lo > chance, "95% t-interval over seeds"))
-    return [dataclasses.replace(r, detail=(r.detail + "; " if r.detail else "") + base_note) for r in rows]
 
 
 EXPERIMENT = register(Experiment(
@@ -311,7 +251,7 @@ EXPERIMENT = register(Experiment(
     config=LazyPrefixConfig,
     cells=cells,
     run=run,
-    verdict=verdict,
+    verdict=LV.verdict,
     estimate_bytes=estimate_bytes,
     sweep_fields=("m", "arms"),
     count_fields=("m", "seeds"),

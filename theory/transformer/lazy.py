@@ -3,7 +3,8 @@
 For the prefix-tuned network ``F(theta; x)`` (:class:`theory.transformer.train.TunedNetwork`)
 on a fixed probe set ``x_1..x_n``:
 
-- :func:`prefix_ntk`: the empirical NTK w.r.t. the trainable prefix ``theta`` only,
+- :func:`prefix_ntk`: the empirical NTK w.r.t. the trainable ``theta`` only (the prefix, or
+  the comparison adapter's parameters),
   ``H[i, j, l, l'] = <dF_l(x_i)/dtheta, dF_l'(x_j)/dtheta>``, shape (n, n, k, k), by
   the autodiff reference (per-example Jacobians, exact; tested against :func:`theory.autodiff_ntk`).
 - :func:`relative_change`: ``||A - A_0|| / ||A_0||`` over a pytree (kernel movement with
@@ -16,6 +17,7 @@ on a fixed probe set ``x_1..x_n``:
 - :func:`linearisation_gap`: ``||F(t) - F_lin(t)|| / ||F(t) - F(0)||``, the distance of the
   trained outputs to the linearised prediction relative to how far training moved them.
 - :func:`rms_row_movement`: ``||theta(t) - theta_0||_F / sqrt(rows)`` for a direct prefix.
+- :func:`prefix_logit_spread`: the spread of the first layer's prefix logits, the regime diagnostic.
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ import jax.numpy as jnp
 from theory import validation as _v
 from theory.kernels.ntk_empirical import DEFAULT_MEMORY_BUDGET, autodiff_ntk_bytes
 from theory.kernels.ntk_empirical import contract_jacobians
-from theory.transformer.model import forward
+from theory.transformer import model as M
 from theory.transformer.train import TunedNetwork
 
-__all__ = ["prefix_ntk", "relative_change", "Linearised", "linearisation_gap", "rms_row_movement", "tree_norm"]
+__all__ = ["prefix_ntk", "relative_change", "Linearised", "linearisation_gap", "rms_row_movement", "tree_norm",
+           "prefix_logit_spread"]
 
 
 def tree_norm(tree):
@@ -68,7 +71,7 @@ def relative_change(A, A0):
 @functools.partial(jax.jit, static_argnums=(0,))
 def _prefix_ntk(net, theta, params, tokens, scale):
     def f(th, t):
-        return scale * forward(net.cfg, params, th, t)
+        return scale * net.single(th, params, t)
 
     J = jax.vmap(jax.jacrev(f), in_axes=(None, 0))(theta, tokens)
     return contract_jacobians(J, J)
@@ -155,3 +158,34 @@ def rms_row_movement(theta, theta0):
     rows = sum(a.size // a.shape[-1] for a in jax.tree_util.tree_leaves(theta0))
     diff = jax.tree_util.tree_map(lambda a, b: a - b, theta, theta0)
     return tree_norm(diff) / jnp.sqrt(jnp.asarray(rows, jax.tree_util.tree_leaves(theta0)[0].dtype))
+
+
+def prefix_logit_spread(cfg, params, theta, tokens):
+    """How spread the first layer's prefix logits are at ``theta``: the regime diagnostic.
+
+    For layer 0, each head ``h``, sequence and position ``i``: the standard deviation over the
+    prefix rows ``r`` of ``z_ir = <q_i, k_r> / sqrt(d_h)`` (``q_i`` from the layernormed input,
+    ``k_r = P^K_r W_K^h``); averaged over sequences and positions, maximum over heads.  The
+    stylized models average the rows by a law of large numbers, which needs ``m`` well above
+    ``exp(s^2)`` for a spread ``s`` (spec section 2's Gaussian-row caveat); a spread of order 1
+    or less puts moderate m in that regime.
+
+    Args:
+        cfg: the :class:`~theory.transformer.model.TransformerConfig`; params: base weights;
+        theta: a prefix (direct or reparam); tokens: (n, T) int.
+    Returns:
+        The spread ``s``, a scalar array (0 for a one-row prefix).
+    Raises:
+        InputError: ``tokens`` is not (n, T).
+    """
+    tokens = jnp.asarray(tokens)
+    if tokens.ndim != 2 or tokens.shape[1] != cfg.T:
+        raise _v.InputError(f"tokens must have shape (n, {cfg.T}), got {tokens.shape}")
+    lp = params["layers"][0]
+    PK = M.prefixes(cfg, theta)[0][0]
+    X = params["E"][tokens] + params["pos"][: cfg.T]
+    h = M.layernorm(X, lp["g1"], lp["c1"], cfg.layernorm)
+    q = jnp.einsum("ntd,hde->hnte", h, lp["W_Q"])
+    kP = jnp.einsum("md,hde->hme", PK, lp["W_K"])
+    z = jnp.einsum("hnte,hme->hntm", q, kP) / jnp.sqrt(jnp.asarray(q.shape[-1], q.dtype))
+    return jnp.max(jnp.mean(jnp.std(z, axis=-1), axis=(1, 2)))

@@ -36,7 +36,8 @@ from theory import validation as _v
 from theory.prefix_attention import prefix_attention_jit
 
 __all__ = ["TransformerConfig", "init_params", "init_prefix", "prefixes", "forward", "attention_heads",
-           "attention_layer", "n_params"]
+           "attention_layer", "forward_with", "layernorm",
+           "n_params"]
 
 LN_EPS = 1e-5
 
@@ -109,8 +110,9 @@ def init_params(cfg: TransformerConfig, *, key, dtype=jnp.float64):
 def init_prefix(cfg: TransformerConfig, m: int, *, key, sigma: float = 1.0, dtype=jnp.float64):
     """Trainable prefix ``theta`` at initialisation (see the module docstring for its layout).
 
-    Direct: rows i.i.d. N(0, sigma^2 I_d).  Reparam: ``E`` N(0, sigma^2), ``A`` N(0, 1/d_e),
-    ``B`` N(0, 1/d_e) per layer and output, biases zero.
+    Direct: rows i.i.d. N(0, sigma^2 I_d).  Reparam: ``E`` N(0, 1), ``A`` N(0, 1/d_e),
+    ``B`` N(0, sigma^2/d_e) per layer and output, biases zero (so the rows of ``P`` have entries
+    of size about sigma, as in the direct form).
 
     Args:
         cfg: the :class:`TransformerConfig`; m: prefix length (>= 1); key: JAX PRNG key;
@@ -133,7 +135,7 @@ def init_prefix(cfg: TransformerConfig, m: int, *, key, sigma: float = 1.0, dtyp
         return theta
     h = cfg.d_reparam
     outs = 1 if cfg.tied else 2
-    return {"E": sigma * jax.random.normal(k1, (m, h), dtype),
+    return {"E": jax.random.normal(k1, (m, h), dtype),
             "A": jax.random.normal(k3, (h, h), dtype) / jnp.sqrt(jnp.asarray(h, dtype)),
             "a": jnp.zeros(h, dtype),
             "B": jax.random.normal(k4, (Lyr, outs, h, d), dtype) / jnp.sqrt(jnp.asarray(h, dtype)) * sigma,
@@ -158,7 +160,16 @@ def prefixes(cfg: TransformerConfig, theta):
     return P[:, 0], P[:, -1]
 
 
-def _layernorm(x, g, c, on):
+def layernorm(x, g, c, on):
+    """Layernorm over the last axis with gain ``g`` and bias ``c`` (the identity when ``on`` is False).
+
+    Args:
+        x: activations (..., d); g, c: gain and bias (d,); on: whether to normalise.
+    Returns:
+        The normalised activations, the shape of ``x``.
+    Raises:
+        Nothing of its own (unvalidated, traceable).
+    """
     if not on:
         return x
     mu = jnp.mean(x, axis=-1, keepdims=True)
@@ -215,6 +226,31 @@ def attention_layer(cfg: TransformerConfig, X, PK, PV, W_Q, W_K, W_V, W_O):
     return jnp.concatenate(list(heads), axis=-1) @ W_O
 
 
+def forward_with(cfg: TransformerConfig, params, tokens, attend):
+    """Answer logits (k,) of one sequence with the attention of each layer supplied by ``attend``.
+
+    The residual stream, layernorms, MLPs and read-out of :func:`forward`; ``attend(l, lp, h)``
+    returns layer ``l``'s attention output (T, d) for its normalised input ``h`` (T, d) and
+    its weights ``lp`` (how :mod:`theory.transformer.adapters` swaps in LoRA or NTK-Attention).
+
+    Args:
+        cfg: the :class:`TransformerConfig`; params: as from :func:`init_params`;
+        tokens: token ids, (T,) int; attend: a traceable function ``(l, lp, h) -> (T, d)``.
+    Returns:
+        The answer logits, (k,).
+    Raises:
+        Nothing of its own (unvalidated, traceable).
+    """
+    X = params["E"][tokens] + params["pos"][: tokens.shape[0]]
+    for l, lp in enumerate(params["layers"]):
+        X = X + attend(l, lp, layernorm(X, lp["g1"], lp["c1"], cfg.layernorm))
+        if cfg.mlp:
+            h = layernorm(X, lp["g2"], lp["c2"], cfg.layernorm)
+            X = X + jax.nn.gelu(h @ lp["W_1"] + lp["b_1"]) @ lp["W_2"]
+    out = layernorm(X[-1], params["g_f"], params["c_f"], cfg.layernorm)
+    return out @ params["W_U"][:, : cfg.k]
+
+
 def forward(cfg: TransformerConfig, params, theta, tokens):
     """Answer logits ``F(x)`` (k,) for one sequence ``tokens`` (T,) of ids in [0, vocab).
 
@@ -228,21 +264,16 @@ def forward(cfg: TransformerConfig, params, theta, tokens):
     Raises:
         Nothing of its own (unvalidated, traceable).
     """
-    X = params["E"][tokens] + params["pos"][: tokens.shape[0]]
-    if theta is not None:
+    if theta is None:
+        empty = jnp.zeros((0, cfg.d), params["E"].dtype)
+        PKs = PVs = [empty] * cfg.layers
+    else:
         PKs, PVs = prefixes(cfg, theta)
-    for l, lp in enumerate(params["layers"]):
-        h = _layernorm(X, lp["g1"], lp["c1"], cfg.layernorm)
-        if theta is None:
-            PK = PV = jnp.zeros((0, cfg.d), X.dtype)
-        else:
-            PK, PV = PKs[l], PVs[l]
-        X = X + attention_layer(cfg, h, PK, PV, lp["W_Q"], lp["W_K"], lp["W_V"], lp["W_O"])
-        if cfg.mlp:
-            h = _layernorm(X, lp["g2"], lp["c2"], cfg.layernorm)
-            X = X + jax.nn.gelu(h @ lp["W_1"] + lp["b_1"]) @ lp["W_2"]
-    out = _layernorm(X[-1], params["g_f"], params["c_f"], cfg.layernorm)
-    return out @ params["W_U"][:, : cfg.k]
+
+    def attend(l, lp, h):
+        return attention_layer(cfg, h, PKs[l], PVs[l], lp["W_Q"], lp["W_K"], lp["W_V"], lp["W_O"])
+
+    return forward_with(cfg, params, tokens, attend)
 
 
 def n_params(tree) -> int:

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import optax
 
 from theory import validation as _v
+from theory.transformer import adapters as _adapters
 from theory.transformer import tasks as _tasks
 from theory.transformer.model import TransformerConfig, forward
 
@@ -101,18 +102,28 @@ def output_scale(m: int, parametrization: str):
 
 @dataclasses.dataclass(frozen=True)
 class TunedNetwork:
-    """The prefix-tuned network's outputs as a hashable function ``(theta, args) -> (n, k)``.
+    """The adapted network's outputs as a hashable function ``(theta, args) -> (n, k)``.
 
     ``args = (params, tokens, F0, scale)``: frozen base weights, sequences (n, T), ``F0``
-    (n, k) = ``f(theta_0)`` on those tokens, and ``scale`` = :func:`output_scale`.  Equal
-    configs give equal (hash-equal) objects, so jitted training compiles once per shape.
+    (n, k) = ``f(theta_0)`` on those tokens, and ``scale`` = :func:`output_scale`.  ``adapter``
+    says what ``theta`` is (:data:`theory.transformer.adapters.ADAPTERS`: a prefix, LoRA
+    factors or NTK-Attention summaries; ``g`` is NTK-Attention's Taylor degree and ``rows`` the
+    prefix length its per-row-mean summaries stand for).  Equal configs
+    give equal (hash-equal) objects, so jitted training compiles once per shape.
     """
 
     cfg: TransformerConfig
+    adapter: str = "prefix"
+    g: int = 2
+    rows: int = 1
+
+    def single(self, theta, params, tokens):
+        """Uncentred, unscaled logits ``f(theta; x)`` (k,) of one sequence ``tokens`` (T,)."""
+        return _adapters.adapted_forward(self.cfg, self.adapter, params, theta, tokens, g=self.g, rows=self.rows)
 
     def __call__(self, theta, args):
         params, tokens, F0, scale = args
-        f = jax.vmap(lambda t: forward(self.cfg, params, theta, t))(tokens)
+        f = jax.vmap(lambda t: self.single(theta, params, t))(tokens)
         return scale * (f - F0)
 
 
