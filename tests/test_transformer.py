@@ -143,6 +143,28 @@ def test_stylized_prefix_model_is_a_special_case():
     np.testing.assert_allclose(np.asarray(H), np.asarray(H_ref), rtol=1e-11, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype, tol", [(jnp.float64, 1e-13), (jnp.float32, 2e-6)])
+@pytest.mark.parametrize("tied", [True, False])
+def test_prefix_only_attention_runs_through_prefix_attention_and_drops_the_tokens(dtype, tol, tied):
+    """``input_block=False`` is theory.prefix_attention with the input-token weights underflowing
+    to exactly 0: it equals a softmax over the prefix rows written out by hand."""
+    cfg = dataclasses.replace(CFG, input_block=False, tied=tied)
+    ks = jax.random.split(jax.random.key(5), 5)
+    X = jax.random.normal(ks[0], (CFG.T, CFG.d), dtype)
+    PK, PV = (jax.random.normal(k, (7, CFG.d), dtype) for k in ks[1:3])
+    PV = PK if tied else PV
+    W_Q, W_K, W_V = (jax.random.normal(k, (CFG.heads, CFG.d, CFG.d // CFG.heads), dtype) for k in
+                     jax.random.split(ks[3], 3))
+    got = M.attention_heads(cfg, X, PK, PV, W_Q, W_K, W_V)
+    for h in range(CFG.heads):
+        z = (X @ W_Q[h]) @ (PK @ W_K[h]).T / np.sqrt(W_Q.shape[-1])
+        want = jax.nn.softmax(z, axis=-1) @ (PV @ W_V[h])
+        np.testing.assert_allclose(np.asarray(got[h]), np.asarray(want), rtol=tol, atol=tol)
+    # negative control: with the input block the same heads differ
+    assert not np.allclose(np.asarray(M.attention_heads(dataclasses.replace(cfg, input_block=True), X, PK, PV,
+                                                        W_Q, W_K, W_V)), np.asarray(got), atol=1e-3)
+
+
 def test_with_the_input_block_the_stylized_kernel_no_longer_fits():
     """Negative control of the special case: keeping the input-token keys changes the kernel."""
     cfg, params, theta, tokens, U, frozen = _stylized_case(input_block=True)

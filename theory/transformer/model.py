@@ -21,7 +21,9 @@ Prefix parametrisations (the trainable ``theta``):
   shared two-layer MLP, ``[P^K_l, P^V_l] = tanh(E A + a) B_l + b_l``; all of it is trainable.
 
 ``cfg.input_block = False`` drops the input tokens from the keys (attention over the prefix
-only, spec section 2: "one query; the prefix dominates"); with one layer, no MLP, no
+only, spec section 2: "one query; the prefix dominates"), still through
+:func:`theory.prefix_attention`: a constant feature column and an extra key coordinate shift
+the input-token logits by -4000, so their weights are exactly 0; with one layer, no MLP, no
 layernorm, tied prefixes and identity value/output maps this is the stylized ``prefix`` model.
 """
 
@@ -177,10 +179,27 @@ def layernorm(x, g, c, on):
     return (x - mu) / jnp.sqrt(var + LN_EPS) * g + c
 
 
-def _prefix_only(X, PK, PV, W_Q, W_K, W_V):
-    """Softmax attention over the prefix rows only (no input-token keys), (T, d_h)."""
-    z = (X @ W_Q) @ (PK @ W_K).T / jnp.sqrt(jnp.asarray(W_Q.shape[-1], X.dtype))
-    return jax.nn.softmax(z, axis=-1) @ (PV @ W_V)
+INPUT_LOGIT_SHIFT = 4000.0  # input-token logits pushed this far below: exp(-4000) is exactly 0 in float32/64
+
+
+def _prefix_only(X, PK, PV, W_Q, W_K, W_V, causal):
+    """Softmax attention over the prefix rows only (no input-token keys), (T, d_h), computed by
+    :func:`theory.prefix_attention` itself: a constant feature column (1 on the tokens, 0 on
+    the prefix rows) and one extra key coordinate subtract ``INPUT_LOGIT_SHIFT`` from every
+    input-token logit and leave the prefix logits unchanged (``W_Q`` is rescaled for the
+    kernel's 1/sqrt(d_k + 1)), so the input block's weights underflow to exactly 0."""
+    T, d = X.shape
+    dk = W_Q.shape[1]
+    zq, zv = jnp.zeros((d, 1), X.dtype), jnp.zeros_like(W_V)
+    a = jnp.sqrt(jnp.asarray(INPUT_LOGIT_SHIFT, X.dtype) * jnp.sqrt(jnp.asarray(dk, X.dtype)))
+    c = jnp.sqrt(jnp.asarray((dk + 1) / dk, X.dtype))
+    e = jnp.zeros((1, dk + 1), X.dtype).at[0, -1].set(1.0)
+    W_Q2 = c * jnp.concatenate([jnp.concatenate([W_Q, zq], 1), jnp.zeros((d, dk + 1), X.dtype), a * e])
+    W_K2 = jnp.concatenate([jnp.concatenate([W_K, zq], 1), jnp.zeros((d, dk + 1), X.dtype), -a * e])
+    W_V2 = jnp.concatenate([zv, W_V, jnp.zeros((1, W_V.shape[1]), X.dtype)])
+    X2 = jnp.concatenate([X, X, jnp.ones((T, 1), X.dtype)], axis=1)
+    P2 = jnp.concatenate([PK, PV, jnp.zeros((PK.shape[0], 1), X.dtype)], axis=1)
+    return prefix_attention_jit(X2, P2, W_Q2, W_K2, W_V2, causal, None)
 
 
 def attention_heads(cfg: TransformerConfig, X, PK, PV, W_Q, W_K, W_V):
@@ -201,7 +220,7 @@ def attention_heads(cfg: TransformerConfig, X, PK, PV, W_Q, W_K, W_V):
     for h in range(W_Q.shape[0]):
         q, kk, v = W_Q[h], W_K[h], W_V[h]
         if not cfg.input_block:
-            heads.append(_prefix_only(X, PK, PV, q, kk, v))
+            heads.append(_prefix_only(X, PK, PV, q, kk, v, cfg.causal))
         elif cfg.tied:
             heads.append(prefix_attention_jit(X, PK, q, kk, v, cfg.causal, None))
         else:
