@@ -5,14 +5,21 @@ position embeddings, ``layers`` x (multi-head exact prefix attention + MLP), res
 pre-trained with Adam on ``(x_a + x_b) mod p`` (fresh batches; base ``"pretrained"``) or left
 at its random initialisation (base ``"random"``), then frozen.  A per-layer prefix of m rows
 (keys and values, embedding space) is tuned on the downstream task ``(x_a - x_b) mod p`` from
-``n`` examples with the squared loss on centred one-hot targets.  Three arms:
+``n`` examples with the squared loss on centred one-hot targets.  Prefix rows start at
+N(0, sigma^2 I_d), sigma = 0.1 by default (at sigma = 1 the pre-trained attention
+concentrates on a few rows; docs/lazy_prefix.md).  Arms (``ARM_SPECS``):
 
 - ``ntk-gd``: the NTK (lazy) scaling ``F = sqrt(m) (f(theta) - f(theta_0))``, plain gradient
   descent at the NTK-scaled step ``eta = eta_fraction / lambda_max(H(0))``;
 - ``standard-gd`` (the negative control): ``F = f(theta) - f(theta_0)``, the same rule for eta (so the same
   function-space step; its kernel is H/m, its rows move sqrt(m) times further);
 - ``standard-adam``: ``F = f(theta) - f(theta_0)`` with the paper's optimiser, Adam lr 1e-3 (betas 0.9,
-  0.999, eps 1e-8), full batch.
+  0.999, eps 1e-8), full batch;
+- ``reparam-adam``: paper 2's MLP-reparameterised prefix, the same Adam;
+- ``lora-adam``: LoRA on W_Q and W_V of matched parameter count (rank m/2, clipped to [1, d]);
+- ``ntk-attention-adam``: paper 1's NTK-Attention (degree-``ntk_g`` Taylor summary per head,
+  started at the exact summary of the m-row prefix, trained), both with the same Adam
+  (:mod:`theory.transformer.adapters`).
 
 Measured per cell (arm, m, seed), on the n training inputs (the probe set of the kernel):
 ``kernel_change`` sup over checkpoints of ``||H(t) - H(0)||_F / ||H(0)||_F``;
@@ -23,11 +30,12 @@ of it, since at a fixed step budget the function moves less at larger m); ``lin_
 kernel regression with H(0)); downstream test loss and accuracy of the network and of the
 linearised model on ``n_test`` held-out sequences.
 
-Verdict: fitted log-log slopes in m (95% CI over seeds) against the stylized prediction
--1/2; the smallest m from which the kernel is stable (movement <= 0.1) and the linearised
-prediction is within 10% (or "not reached up to m = ..."; "undecided" when the seeds' CI
-straddles the threshold at the largest m); the standard-scaling control must NOT show the
--1/2 slope.  The pre-trained base is its own result cell (role "base": its weights and
+Verdict (:mod:`sims.experiments.lazy_prefix_verdict`): fitted log-log slopes in m (95% CI
+over seeds) against the stylized prediction -1/2; the smallest m from which the kernel is
+stable (movement <= 0.1) and the linearised prediction is within 10% (or "not reached up to
+m = ..."; "undecided" when the seeds' CI straddles the threshold at the largest m); the
+standard-scaling control must NOT show the -1/2 slope; the papers' downstream claims by Welch
+intervals of accuracy differences.  The pre-trained base is its own result cell (role "base": its weights and
 pre-training curve); tuning cells recompute it from the same config (deterministic, cached).
 """
 
@@ -259,6 +267,7 @@ EXPERIMENT = register(Experiment(
     examples=(
         "sims run lazy-prefix --quick",
         "sims run lazy-prefix --base random --quick",
+        "sims run lazy-prefix --quick --sigma 1",
         "sims run lazy-prefix --m 16 --m 256 --m 4096 --arms ntk-gd --arms standard-gd",
     ),
 ))
