@@ -36,6 +36,13 @@ LABEL = {"ntk-gd": "NTK, GD", "standard-gd": "std, GD (ctrl)", "standard-adam": 
 SHORT = {"kernel_change": "H", "param_change": r"$\theta$", "lin_gap": "gap"}
 
 
+def _xticks(ax, xs):
+    """The grid's ticks, every other one labelled when there are more than five (m = 1 ... 4096)."""
+    style.xticks_from(ax, xs)
+    if len(xs) > 5:
+        ax.set_xticklabels([style.compact_number(v) if i % 2 == 0 else "" for i, v in enumerate(xs)])
+
+
 def _tune(results, arm):
     return [(c, a) for c, a in results if c.get("role") == "tune" and c.get("arm") == arm]
 
@@ -67,7 +74,7 @@ def _rates(ax, results, keys, ylabel, *, hline=None):
     style.reference_slope(ax, xs_all, -0.5, through=(xs_all[0], y0 or 1.0), label="stylized $m^{-1/2}$")
     if hline is not None:
         ax.axhline(hline, color=style.REFERENCE, linewidth=0.6, linestyle=":", label=f"{hline:g}")
-    style.xticks_from(ax, xs_all)
+    _xticks(ax, xs_all)
     ax.set_xlabel("prefix rows per layer m")
     ax.set_ylabel(ylabel)
     style.legend(ax, below=True, fontsize=5)
@@ -93,7 +100,7 @@ def _accuracy(ax, results, chance):
         return
     ax.axhline(chance, color=style.REFERENCE, linewidth=0.6, linestyle=":", label=f"chance 1/p = {chance:.2g}")
     ax.set_xscale("log")
-    style.xticks_from(ax, xs_all)
+    _xticks(ax, xs_all)
     ax.set_xlabel("prefix rows per layer m")
     ax.set_ylabel("downstream test accuracy")
     style.legend(ax, below=True, fontsize=5)
