@@ -141,9 +141,7 @@ def test_paper_rows_judge_ntk_attention_and_reparam_on_synthetic_accuracies():
     cfg = LP.LazyPrefixConfig(quick=True, arms=("standard-adam", "reparam-adam", "lora-adam", "ntk-attention-adam"))
     res = acc("standard-adam", 0.40) + acc("reparam-adam", 0.50) + acc("lora-adam", 0.60) + \
         acc("ntk-attention-adam", 0.38)
-    rows = {r.claim.split(":")[0] + ":" + r.claim.split(":")[1]: r for r in LV.verdict(cfg, res)
-            if r.claim.startswith("paper")}
-    by = {k.split(": ", 1)[1]: r for k, r in rows.items()}
+    by = {r.claim.split(": ")[1]: r for r in LV.verdict(cfg, res) if r.claim.startswith("paper")}
     assert by["NTK-Attention (trained summary) competitive with P-Tuning v2 (prefix, Adam)"].passed  # -0.02
     assert by["NTK-Attention competitive with LoRA of matched parameter count"].failed  # -0.22
     assert by["the reparameterised prefix beats the direct one (Adam)"].passed  # +0.10

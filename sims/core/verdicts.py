@@ -72,10 +72,10 @@ def difference_row(claim, a, b, *, at_least: float, strict: bool = False) -> Ver
     diff, lo, hi = welch_interval(a, b)
     predicted = f"{'>' if strict else '>='} {at_least:+.3g}"
     measured = f"{diff:+.3f} [{lo:+.3f}, {hi:+.3f}] ({len(a)} vs {len(b)} seeds)"
-    if lo > at_least or (not strict and lo >= at_least):
-        return VerdictRow(claim, predicted, measured, True, "95% Welch interval of the difference")
-    if hi < at_least or (strict and hi <= at_least):
-        return VerdictRow(claim, predicted, measured, False, "95% Welch interval of the difference")
+    above = lo > at_least if strict else lo >= at_least
+    below = hi <= at_least if strict else hi < at_least
+    if above or below:
+        return VerdictRow(claim, predicted, measured, above, "95% Welch interval of the difference")
     gap = abs(diff - at_least)
     n_now = min(len(a), len(b))
     need = (f"about {int(np.ceil(n_now * ((hi - lo) / 2 / gap) ** 2))} seeds per arm would decide it at this "

@@ -53,6 +53,7 @@ from sims.core.checks import need_distinct
 from sims.core.experiment import Experiment, register
 from sims.experiments import lazy_prefix_verdict as LV
 from sims.experiments.common import check_fields, option as _f
+from theory.ntk_attn.bounds import prefix_parameter_count
 from theory.transformer import adapters as AD
 from theory.transformer import lazy as LZ
 from theory.transformer import model as M
@@ -69,7 +70,6 @@ ARM_SPECS = {
     "ntk-attention-adam": ("ntk-attention", "direct", "standard", "adam"),
 }
 ARMS = tuple(ARM_SPECS)
-ADAM_ARMS = tuple(a for a, spec in ARM_SPECS.items() if spec[3] == "adam")
 FULL_M = (1, 4, 16, 64, 256, 1024, 4096)
 QUICK_M = (4, 16, 64, 256)
 QUICK = dict(p=5, T=8, d=32, layers=2, heads=2, d_mlp=64, n=16, n_test=128, steps=100, log_every=25,
@@ -194,8 +194,7 @@ def run(cell, *, key):
         theta0 = prefix0
     net = TR.TunedNetwork(pcfg, adapter=adapter, g=cell["ntk_g"], rows=m if adapter == "ntk-attention" else 1)
     scale = TR.output_scale(m, parametrization)
-    F0 = jax.vmap(lambda t: net.single(theta0, params, t))(tok)
-    F0_te = jax.vmap(lambda t: net.single(theta0, params, t))(te_tok)
+    F0, F0_te = (jax.vmap(lambda t: net.single(theta0, params, t))(x) for x in (tok, te_tok))
     args = (params, tok, F0, jnp.asarray(scale, F0.dtype))
     H0 = LZ.prefix_ntk(net, theta0, params, tok, scale=scale)
     lam_max = float(np.linalg.eigvalsh(np.asarray(T.kernel_matrix(H0), np.float64))[-1])
@@ -231,9 +230,14 @@ def run(cell, *, key):
         "test_accuracy_lin": np.asarray(tasks.accuracy(F_lin_te, te_y)),
         "test_loss": np.asarray(0.5 * jnp.mean(jnp.sum((F_te - Y_te) ** 2, axis=1))),
         "eta": np.asarray(eta), "lambda_max_H0": np.asarray(lam_max), "n_params": np.asarray(M.n_params(theta0)),
-        "n_direct_prefix_params": np.asarray(2 * mcfg.layers * m * mcfg.d),
+        "n_direct_prefix_params": np.asarray(_direct_prefix_count(mcfg, m)),
         "prefix_logit_spread": np.asarray(LZ.prefix_logit_spread(pcfg, params, prefix0, tok)),
     }
+
+
+def _direct_prefix_count(mcfg, m) -> int:
+    """Scalars of the direct untied prefix: m key and m value rows of width d in every layer."""
+    return mcfg.layers * prefix_parameter_count(m, mcfg.d)
 
 
 def estimate_bytes(cell, devices: int = 1) -> int:
@@ -242,9 +246,10 @@ def estimate_bytes(cell, devices: int = 1) -> int:
     item = 4 if cell.get("dtype") == "float32" else 8
     if cell["role"] == "base":
         return 256 << 20
-    mcfg = model_config(cell)
-    reparam = cell["m"] * mcfg.d_reparam + mcfg.d_reparam ** 2 + 2 * cell["layers"] * mcfg.d_reparam * cell["d"]
-    P = max(2 * cell["layers"] * cell["m"] * cell["d"], reparam,
+    mcfg, m = model_config(cell), cell["m"]
+    reparam = jax.eval_shape(lambda: M.init_prefix(dataclasses.replace(mcfg, form="reparam"), m,
+                                                   key=jax.random.key(0)))
+    P = max(_direct_prefix_count(mcfg, m), M.n_params(reparam),
             AD.ntk_attention_parameter_count(mcfg, cell.get("ntk_g", 2)))  # the largest adapter of the cell
     jac = cell["n"] * cell["p"] * P * 2  # Jacobian and its contraction operands
     acts = cell["n"] * cell["layers"] * cell["heads"] * cell["T"] * (cell["m"] + cell["T"]) * 8

@@ -97,11 +97,6 @@ def _lazy_rows(results):
     return rows
 
 
-def _accuracy_at(results, arm, m):
-    return [float(a["test_accuracy"]) for c, a in results
-            if c.get("role") == "tune" and c["arm"] == arm and c["m"] == m]
-
-
 def _paper_rows(results):
     rows = []
     comparisons = [
@@ -113,15 +108,15 @@ def _paper_rows(results):
          "paper 2: the reparameterised prefix beats the direct one (Adam)"),
     ]
     for a, b, at_least, strict, claim in comparisons:
-        ma, _ = _by_arm(results, a)
-        mb, _ = _by_arm(results, b)
+        ma, by_a = _by_arm(results, a)
+        mb, by_b = _by_arm(results, b)
         common = sorted(set(ma) & set(mb))
         if not common:
             continue
         top = common[-1]
-        row = difference_row(f"{claim}: test accuracy difference at m = {top}", _accuracy_at(results, a, top),
-                             _accuracy_at(results, b, top), at_least=at_least, strict=strict)
-        rows.append(row)
+        rows.append(difference_row(f"{claim}: test accuracy difference at m = {top}",
+                                   [float(x["test_accuracy"]) for x in by_a[top]],
+                                   [float(x["test_accuracy"]) for x in by_b[top]], at_least=at_least, strict=strict))
     return rows
 
 

@@ -12,7 +12,8 @@ task as the prefix, so that downstream loss and accuracy can be compared at equa
   rank and has fewer parameters than the prefix (:func:`lora_parameter_count` says how many).
 - **NTK-Attention** (paper 1, the trained-summary form): each head's prefix block is replaced
   by a summary ``(Z, k)`` of Taylor features (:mod:`theory.ntk_attn.ntk_attention`, its
-  ``forward_unchecked``; the input-token block stays exact).  :func:`init_ntk_attention`
+  ``forward_unchecked``, on the head's operands from
+  :func:`~theory.transformer.model.head_operands`; the input-token block stays exact).  :func:`init_ntk_attention`
   starts it at the exact degree-g summary of a given prefix (``Z = sum_r phi(k_r) v_r^T``,
   ``k = sum_r phi(k_r)``, computed by :func:`theory.ntk_attn.ntk_attention.summary_unchecked`), so the
   adapted model starts at (the degree-g approximation of) the prefix-tuned model at init; all
@@ -112,19 +113,6 @@ def lora_params(cfg: M.TransformerConfig, params, lora):
     return {**params, "layers": layers}
 
 
-def _stacked(cfg, h, W_Q, W_K, W_V):
-    """Inputs and projections of one head in the form the prefix kernel sees (see ``model``)."""
-    if cfg.tied:
-        return h, W_Q, W_K, W_V
-    Z = jnp.zeros_like(W_Q)
-    return (jnp.concatenate([h, h], axis=1), jnp.concatenate([W_Q, Z]), jnp.concatenate([W_K, Z]),
-            jnp.concatenate([Z, W_V]))
-
-
-def _prefix_rows(cfg, PK, PV):
-    return PK if cfg.tied else jnp.concatenate([PK, PV], axis=1)
-
-
 def ntk_attention_parameter_count(cfg: M.TransformerConfig, g: int) -> int:
     """Trainable scalars of NTK-Attention with degree-``g`` Taylor features: ``L heads r (d_h + 1)``.
 
@@ -156,12 +144,13 @@ def init_ntk_attention(cfg: M.TransformerConfig, params, theta, *, g: int = 2):
     PKs, PVs = M.prefixes(cfg, theta)
     m = PKs.shape[1]
     Zs, ks = [], []
+    no_tokens = jnp.zeros((0, cfg.d), PKs.dtype)
     for l, lp in enumerate(params["layers"]):
-        P = _prefix_rows(cfg, PKs[l], PVs[l])
         Zl, kl = [], []
         for h in range(cfg.heads):
-            _, _, W_K, W_V = _stacked(cfg, jnp.zeros((1, cfg.d), P.dtype), lp["W_Q"][h], lp["W_K"][h], lp["W_V"][h])
-            s = summary_unchecked(P, W_K, W_V, "taylor", g, min(P.shape[0], 4096))
+            _, P, _, W_K, W_V = M.head_operands(cfg, no_tokens, PKs[l], PVs[l], lp["W_Q"][h], lp["W_K"][h],
+                                                lp["W_V"][h])
+            s = summary_unchecked(P, W_K, W_V, "taylor", g, min(m, 4096))
             Zl.append(s.Z)
             kl.append(s.k)
         Zs.append(jnp.stack(Zl))
@@ -170,9 +159,11 @@ def init_ntk_attention(cfg: M.TransformerConfig, params, theta, *, g: int = 2):
 
 
 def _ntk_attention_layer(cfg, g, rows, summaries, l, lp, h):
+    no_prefix = jnp.zeros((0, cfg.d), h.dtype)
     heads = []
     for hd in range(cfg.heads):
-        X, W_Q, W_K, W_V = _stacked(cfg, h, lp["W_Q"][hd], lp["W_K"][hd], lp["W_V"][hd])
+        X, _, W_Q, W_K, W_V = M.head_operands(cfg, h, no_prefix, no_prefix, lp["W_Q"][hd], lp["W_K"][hd],
+                                              lp["W_V"][hd])
         s = Summary(rows * summaries["Z"][l, hd], rows * summaries["k"][l, hd])
         heads.append(forward_unchecked(X, s, W_Q, W_K, W_V, "taylor", g, cfg.causal, False))
     return jnp.concatenate(heads, axis=-1) @ lp["W_O"]

@@ -38,8 +38,8 @@ from theory import validation as _v
 from theory.prefix_attention import prefix_attention_jit
 
 __all__ = ["TransformerConfig", "init_params", "init_prefix", "prefixes", "forward", "attention_heads",
-           "attention_layer", "forward_with", "layernorm",
-           "n_params"]
+           "attention_layer", "forward_with", "head_operands",
+           "layernorm", "n_params"]
 
 LN_EPS = 1e-5
 
@@ -182,24 +182,53 @@ def layernorm(x, g, c, on):
 INPUT_LOGIT_SHIFT = 4000.0  # input-token logits pushed this far below: exp(-4000) is exactly 0 in float32/64
 
 
+def _stacked(X, PK, PV, W_Q, W_K, W_V):
+    """The untied head as one prefix-attention call: features ``[X, X]``, prefix ``[P^K, P^V]``,
+    projections ``[W_Q; 0]``, ``[W_K; 0]``, ``[0; W_V]`` (the zero blocks add exact zeros)."""
+    Z = jnp.zeros_like(W_Q)
+    return (jnp.concatenate([X, X], axis=1), jnp.concatenate([PK, PV], axis=1), jnp.concatenate([W_Q, Z]),
+            jnp.concatenate([W_K, Z]), jnp.concatenate([jnp.zeros_like(W_V), W_V]))
+
+
+def head_operands(cfg: TransformerConfig, X, PK, PV, W_Q, W_K, W_V):
+    """``(X, P, W_Q, W_K, W_V)`` of one head in the form :func:`theory.prefix_attention` takes them.
+
+    Tied prefixes as they are; untied ones stacked (see the module docstring).  The one place
+    the stacking is defined: the prefix-only head and NTK-Attention's summaries
+    (:mod:`theory.transformer.adapters`) build on it.
+
+    Args:
+        cfg: the :class:`TransformerConfig`; X: normalised inputs (T, d); PK, PV: prefix
+        (m, d); W_Q, W_K, W_V: one head's projections (d, d_h).
+    Returns:
+        The five operands of the prefix-attention call.
+    Raises:
+        Nothing of its own (unvalidated, traceable).
+    """
+    if cfg.tied:
+        return X, PK, W_Q, W_K, W_V
+    return _stacked(X, PK, PV, W_Q, W_K, W_V)
+
+
 def _prefix_only(X, PK, PV, W_Q, W_K, W_V, causal):
     """Softmax attention over the prefix rows only (no input-token keys), (T, d_h), computed by
-    :func:`theory.prefix_attention` itself: a constant feature column (1 on the tokens, 0 on
-    the prefix rows) and one extra key coordinate subtract ``INPUT_LOGIT_SHIFT`` from every
-    input-token logit and leave the prefix logits unchanged (``W_Q`` is rescaled for the
-    kernel's 1/sqrt(d_k + 1)), so the input block's weights underflow to exactly 0."""
-    T, d = X.shape
-    dk = W_Q.shape[1]
-    zq, zv = jnp.zeros((d, 1), X.dtype), jnp.zeros_like(W_V)
-    a = jnp.sqrt(jnp.asarray(INPUT_LOGIT_SHIFT, X.dtype) * jnp.sqrt(jnp.asarray(dk, X.dtype)))
-    c = jnp.sqrt(jnp.asarray((dk + 1) / dk, X.dtype))
-    e = jnp.zeros((1, dk + 1), X.dtype).at[0, -1].set(1.0)
-    W_Q2 = c * jnp.concatenate([jnp.concatenate([W_Q, zq], 1), jnp.zeros((d, dk + 1), X.dtype), a * e])
-    W_K2 = jnp.concatenate([jnp.concatenate([W_K, zq], 1), jnp.zeros((d, dk + 1), X.dtype), -a * e])
-    W_V2 = jnp.concatenate([zv, W_V, jnp.zeros((1, W_V.shape[1]), X.dtype)])
-    X2 = jnp.concatenate([X, X, jnp.ones((T, 1), X.dtype)], axis=1)
-    P2 = jnp.concatenate([PK, PV, jnp.zeros((PK.shape[0], 1), X.dtype)], axis=1)
-    return prefix_attention_jit(X2, P2, W_Q2, W_K2, W_V2, causal, None)
+    :func:`theory.prefix_attention` itself: on the stacked operands, a constant feature column
+    (1 on the tokens, 0 on the prefix rows) and one extra key coordinate subtract
+    ``INPUT_LOGIT_SHIFT`` from every input-token logit and leave the prefix logits unchanged
+    (``W_Q`` is rescaled for the kernel's 1/sqrt(d_k + 1)), so the input block's weights
+    underflow to exactly 0."""
+    X2, P2, W_Q2, W_K2, W_V2 = _stacked(X, PK, PV, W_Q, W_K, W_V)
+    dt, dk = X.dtype, W_Q.shape[1]
+    a = jnp.sqrt(jnp.asarray(INPUT_LOGIT_SHIFT, dt) * jnp.sqrt(jnp.asarray(dk, dt)))
+    c = jnp.sqrt(jnp.asarray((dk + 1) / dk, dt))
+    e = jnp.zeros((1, dk + 1), dt).at[0, -1].set(1.0)
+    col = jnp.zeros((W_Q2.shape[0], 1), dt)
+    W_Q3 = c * jnp.concatenate([jnp.concatenate([W_Q2, col], 1), a * e])
+    W_K3 = jnp.concatenate([jnp.concatenate([W_K2, col], 1), -a * e])
+    W_V3 = jnp.concatenate([W_V2, jnp.zeros((1, W_V2.shape[1]), dt)])
+    X3 = jnp.concatenate([X2, jnp.ones((X.shape[0], 1), dt)], axis=1)
+    P3 = jnp.concatenate([P2, jnp.zeros((P2.shape[0], 1), dt)], axis=1)
+    return prefix_attention_jit(X3, P3, W_Q3, W_K3, W_V3, causal, None)
 
 
 def attention_heads(cfg: TransformerConfig, X, PK, PV, W_Q, W_K, W_V):
@@ -218,16 +247,10 @@ def attention_heads(cfg: TransformerConfig, X, PK, PV, W_Q, W_K, W_V):
     """
     heads = []
     for h in range(W_Q.shape[0]):
-        q, kk, v = W_Q[h], W_K[h], W_V[h]
-        if not cfg.input_block:
-            heads.append(_prefix_only(X, PK, PV, q, kk, v, cfg.causal))
-        elif cfg.tied:
-            heads.append(prefix_attention_jit(X, PK, q, kk, v, cfg.causal, None))
+        if cfg.input_block:
+            heads.append(prefix_attention_jit(*head_operands(cfg, X, PK, PV, W_Q[h], W_K[h], W_V[h]), cfg.causal, None))
         else:
-            Z = jnp.zeros_like(q)
-            heads.append(prefix_attention_jit(jnp.concatenate([X, X], axis=1), jnp.concatenate([PK, PV], axis=1),
-                                              jnp.concatenate([q, Z]), jnp.concatenate([kk, Z]),
-                                              jnp.concatenate([Z, v]), cfg.causal, None))
+            heads.append(_prefix_only(X, PK, PV, W_Q[h], W_K[h], W_V[h], cfg.causal))
     return jnp.stack(heads)
 
 
