@@ -322,3 +322,37 @@ def test_prefix_logit_spread_scales_with_sigma():
     assert s1 > 0 and abs(s01 / s1 - 0.1) < 1e-12  # logits are linear in the prefix keys
     with pytest.raises(InputError, match="tokens"):
         LZ.prefix_logit_spread(CFG, params, th, tokens[0])
+
+
+def _share_by_hand(cfg, params, theta, tokens):
+    """The prefix's attention share in layer 0, written out with numpy loops (causal, untied)."""
+    lp = {k: np.asarray(v) for k, v in params["layers"][0].items()}
+    PK = np.asarray(M.prefixes(cfg, theta)[0][0])
+    E, pos = np.asarray(params["E"]), np.asarray(params["pos"])
+    shares = []
+    for seq in np.asarray(tokens):
+        X = E[seq] + pos[: cfg.T]
+        mu, var = X.mean(-1, keepdims=True), X.var(-1, keepdims=True)
+        h = (X - mu) / np.sqrt(var + M.LN_EPS) * lp["g1"] + lp["c1"]
+        for hd in range(cfg.heads):
+            q, kX, kP = h @ lp["W_Q"][hd], h @ lp["W_K"][hd], PK @ lp["W_K"][hd]
+            dh = q.shape[1]
+            for i in range(cfg.T):
+                z = np.concatenate([kP @ q[i], kX[: i + 1] @ q[i]]) / np.sqrt(dh)
+                w = np.exp(z - z.max())
+                shares.append(w[: len(kP)].sum() / w.sum())
+    return float(np.mean(shares))
+
+
+def test_prefix_attention_share_matches_a_hand_softmax_and_grows_with_m():
+    params = M.init_params(CFG, key=jax.random.key(0))
+    tokens = jax.random.randint(jax.random.key(3), (3, CFG.T), 0, CFG.vocab)
+    shares = []
+    for m in (1, 16, 256):
+        th = M.init_prefix(CFG, m, key=jax.random.key(1), sigma=0.1)
+        s = float(LZ.prefix_attention_share(CFG, params, th, tokens))
+        np.testing.assert_allclose(s, _share_by_hand(CFG, params, th, tokens), rtol=1e-12)
+        shares.append(s)
+    assert 0 < shares[0] < 0.5 < shares[2] < 1 and shares[0] < shares[1] < shares[2]
+    with pytest.raises(InputError, match="tokens"):
+        LZ.prefix_attention_share(CFG, params, th, tokens[0])

@@ -232,6 +232,7 @@ def run(cell, *, key):
         "eta": np.asarray(eta), "lambda_max_H0": np.asarray(lam_max), "n_params": np.asarray(M.n_params(theta0)),
         "n_direct_prefix_params": np.asarray(_direct_prefix_count(mcfg, m)),
         "prefix_logit_spread": np.asarray(LZ.prefix_logit_spread(pcfg, params, prefix0, tok)),
+        "prefix_attention_share": np.asarray(LZ.prefix_attention_share(pcfg, params, prefix0, tok)),
     }
 
 

@@ -18,6 +18,8 @@ on a fixed probe set ``x_1..x_n``:
   trained outputs to the linearised prediction relative to how far training moved them.
 - :func:`rms_row_movement`: ``||theta(t) - theta_0||_F / sqrt(rows)`` for a direct prefix.
 - :func:`prefix_logit_spread`: the spread of the first layer's prefix logits, the regime diagnostic.
+- :func:`prefix_attention_share`: the share of the first layer's attention that the prefix holds,
+  the long-prefix regime criterion (docs/verdicts.md).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from theory.transformer import model as M
 from theory.transformer.train import TunedNetwork
 
 __all__ = ["prefix_ntk", "relative_change", "Linearised", "linearisation_gap", "rms_row_movement", "tree_norm",
-           "prefix_logit_spread"]
+           "prefix_logit_spread", "prefix_attention_share"]
 
 
 def tree_norm(tree):
@@ -189,3 +191,42 @@ def prefix_logit_spread(cfg, params, theta, tokens):
     kP = jnp.einsum("md,hde->hme", PK, lp["W_K"])
     z = jnp.einsum("hnte,hme->hntm", q, kP) / jnp.sqrt(jnp.asarray(q.shape[-1], q.dtype))
     return jnp.max(jnp.mean(jnp.std(z, axis=-1), axis=(1, 2)))
+
+
+def prefix_attention_share(cfg, params, theta, tokens):
+    """The share of the first layer's softmax attention that falls on the prefix rows.
+
+    For layer 0, each head ``h``, sequence and position ``i``: ``sum_r a_ir`` over the prefix rows
+    ``r`` of the attention weights, the rest going to the (causally visible) input tokens;
+    averaged over heads, sequences and positions.  The stylized models describe a prefix that
+    dominates the softmax (no input-token keys at all); a share above 1/2 is the regime
+    criterion of the lazy-prefix verdict.  1 when the model has no input-token keys.
+
+    Args:
+        cfg: the :class:`~theory.transformer.model.TransformerConfig`; params: base weights;
+        theta: a prefix (direct or reparam); tokens: (n, T) int.
+    Returns:
+        The mean share in [0, 1], a scalar array.
+    Raises:
+        InputError: ``tokens`` is not (n, T).
+    """
+    tokens = jnp.asarray(tokens)
+    if tokens.ndim != 2 or tokens.shape[1] != cfg.T:
+        raise _v.InputError(f"tokens must have shape (n, {cfg.T}), got {tokens.shape}")
+    lp = params["layers"][0]
+    PK = M.prefixes(cfg, theta)[0][0]
+    X = params["E"][tokens] + params["pos"][: cfg.T]
+    h = M.layernorm(X, lp["g1"], lp["c1"], cfg.layernorm)
+    q = jnp.einsum("ntd,hde->hnte", h, lp["W_Q"])
+    scale = jnp.sqrt(jnp.asarray(q.shape[-1], q.dtype))
+    zP = jnp.einsum("hnte,md,hde->hntm", q, PK, lp["W_K"]) / scale
+    if not cfg.input_block:
+        return jnp.ones((), q.dtype)
+    kX = jnp.einsum("ntd,hde->hnte", h, lp["W_K"])
+    zX = jnp.einsum("hnte,hnse->hnts", q, kX) / scale
+    if cfg.causal:
+        visible = jnp.tril(jnp.ones((cfg.T, cfg.T), bool))
+        zX = jnp.where(visible, zX, -jnp.inf)
+    lse_P = jax.nn.logsumexp(zP, axis=-1)
+    lse_X = jax.nn.logsumexp(zX, axis=-1)
+    return jnp.mean(jnp.exp(lse_P - jnp.logaddexp(lse_P, lse_X)))
