@@ -118,16 +118,18 @@ def test_threshold_row_holds_fails_and_undecided():
 
 
 def test_difference_row_pass_fail_undecided_and_the_n_it_needs():
-    from sims.core.verdicts import difference_row, welch_interval
+    from sims.core.verdicts import difference_row
+    from theory.stats import welch_ci
 
-    diff, lo, hi = welch_interval([0.5, 0.52, 0.51], [0.3, 0.31, 0.29])
+    diff, lo, hi = welch_ci([0.5, 0.52, 0.51], [0.3, 0.31, 0.29])
     assert lo < diff < hi and abs(diff - 0.21) < 1e-12
-    assert difference_row("c", [0.5, 0.52, 0.51], [0.3, 0.31, 0.29], at_least=-0.05).passed
-    assert difference_row("c", [0.2, 0.21, 0.22], [0.5, 0.51, 0.49], at_least=-0.05).failed
-    row = difference_row("c", [0.2, 0.5, 0.35], [0.3, 0.4, 0.35], at_least=0.0, strict=True)
+    q = "accuracy difference"
+    assert difference_row("c", "c", [0.5, 0.52, 0.51], [0.3, 0.31, 0.29], at_least=-0.05, quantity=q).passed
+    assert difference_row("c", "c", [0.2, 0.21, 0.22], [0.5, 0.51, 0.49], at_least=-0.05, quantity=q).failed
+    row = difference_row("c", "c", [0.2, 0.5, 0.35], [0.3, 0.4, 0.35], at_least=0.0, strict=True, quantity=q)
     assert row.status == "undecided" and "straddles" in row.detail
-    row = difference_row("c", [0.30, 0.45, 0.40], [0.30, 0.32, 0.31], at_least=0.0, strict=True)
-    assert row.status == "undecided" and "seeds per arm would decide it" in row.detail
+    row = difference_row("c", "c", [0.30, 0.45, 0.40], [0.30, 0.32, 0.31], at_least=0.0, strict=True, quantity=q)
+    assert row.status == "undecided" and "samples per side would decide it" in row.detail and row.n_needed > 3
 
 
 def test_paper_rows_judge_ntk_attention_and_reparam_on_synthetic_accuracies():

@@ -11,7 +11,7 @@ from sims.core import runner
 from sims.experiments import get
 from sims.experiments import convergence as C
 from sims.experiments import kernel as K
-from sims.core.verdicts import slope_row
+from sims.core.verdicts import rate_row
 
 TINY = dict(m=(4000,), ladder=3, n=6, d=8, steps=40, log_every=20, seeds=3)
 
@@ -70,14 +70,14 @@ def test_wrong_scaling_fails_the_rate_check():
     by_m = {m: [a for c, a in res if c["m"] == m and c["parametrization"] == "ntk"] for m in ms}
     # Multiply the measured kernel drift by sqrt(m): a deliberately wrong (m^0) scaling.
     wrong = [[float(np.max(a["kernel_change"])) * np.sqrt(m) for a in by_m[m]] for m in ms]
-    assert not slope_row("wrong", ms, wrong).passed
+    assert rate_row("w", "wrong", ms, wrong, predicted=-0.5, quantity="q").status in ("fail", "undecided")
 
 
 def test_single_m_cannot_fit_a_rate():
     cfg = C.ConvergenceConfig(**{**TINY, "ladder": 1, "control": False})
     rows = C.verdict(cfg, run_cells(get("convergence"), cfg))
-    slope_rows = [r for r in rows if "needs >= 2" in r.measured]
-    assert slope_rows and not any(r.passed for r in slope_rows)
+    slope_rows = [r for r in rows if "needs >= 2" in r.detail]
+    assert slope_rows and all(r.status == "undecided" for r in slope_rows)
 
 
 def test_convergence_bad_config():

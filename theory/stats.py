@@ -1,19 +1,37 @@
-"""Statistics for rate claims: log-log slopes with confidence intervals over seeds.
+"""The project's statistics, in one place: thin layers over :mod:`scipy.stats`.
 
-A claim "X decays like m^{-1/2}" passes when the confidence interval of the fitted log-log
-slope contains -1/2, up to a stated tolerance for finite-m corrections
-(:meth:`SlopeFit.consistent_with`).  Every rate test in the project also fits a deliberately wrong prediction
-and checks that it fails the same way.
+Every interval a verdict prints comes from here:
+
+- :func:`fit_loglog_slope`: log-log OLS slope over (x, seed) points, ``linregress`` and its
+  t-interval (a rate claim "X decays like m^-1/2");
+- :func:`mean_ci`, :func:`t_half_width`: the t-interval of a mean (``t.interval``);
+- :func:`welch_ci`: the Welch interval of a difference of means
+  (``ttest_ind(equal_var=False).confidence_interval()``);
+- :func:`wilson_ci`: the Wilson interval of a proportion (``binomtest(...).proportion_ci``);
+- :func:`bootstrap_ci`: a percentile bootstrap interval of a statistic (``bootstrap``), seeded.
+
+Each returns numbers only; how a verdict decides from them is :mod:`sims.core.verdicts`.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 from scipy import stats as _st
 
-__all__ = ["SlopeFit", "fit_loglog_slope", "mean_ci", "t_half_width"]
+from theory import validation as _v
+
+__all__ = ["Interval", "SlopeFit", "fit_loglog_slope", "mean_ci", "t_half_width", "welch_ci", "wilson_ci",
+           "bootstrap_ci"]
+
+
+class Interval(NamedTuple):
+    """An estimate with its two-sided confidence interval (at the level the caller asked for)."""
+
+    estimate: float
+    low: float
+    high: float
 
 
 class SlopeFit(NamedTuple):
@@ -27,44 +45,64 @@ class SlopeFit(NamedTuple):
         return self.low <= value <= self.high
 
     def consistent_with(self, value: float, tol: float = 0.0) -> bool:
-        """The interval meets ``[value - tol, value + tol]``.
-
-        ``tol`` allows for the systematic finite-m corrections of a local slope (an O(1/m)
-        bias can be resolved by a very tight interval over seeds), as convergence-order tests
-        allow for higher-order terms; a wrong scaling is still far outside.
-        """
+        """The interval meets ``[value - tol, value + tol]`` (a weaker test than the verdicts'
+        equivalence rule, :func:`sims.core.verdicts.decide_band`)."""
         return self.low <= value + tol and self.high >= value - tol
 
 
-def fit_loglog_slope(x, y, *, level: float = 0.95) -> SlopeFit:
-    """OLS fit of ``log y = a + b log x`` over every (x, seed) point.
+def _check_level(level) -> float:
+    try:
+        level = float(level)
+    except (TypeError, ValueError):
+        raise _v.InputError(f"level must be a number in (0, 1), got {level!r}") from None
+    if not 0.0 < level < 1.0:
+        raise _v.InputError(f"level must be in (0, 1), got {level!r}")
+    return level
 
-    ``x``: (q,) grid; ``y``: (q,) or (q, seeds) positive measurements.  The interval is the
-    t-interval of the OLS slope with the residual variance of all points, so it widens with the
-    scatter over seeds.
+
+def _real(name: str, a) -> np.ndarray:
+    a = np.asarray(a)
+    if a.dtype.kind not in "biuf":
+        raise _v.InputError(f"{name} must be a real numeric array, got dtype {a.dtype}")
+    return a.astype(float)
+
+
+def fit_loglog_slope(x, y, *, level: float = 0.95) -> SlopeFit:
+    """OLS fit of ``log y = a + b log x`` over every (x, seed) point (``scipy.stats.linregress``).
+
+    Args:
+        x: (q,) grid of positive values, at least two distinct.
+        y: (q,) or (q, seeds) positive finite measurements.
+        level: confidence level in (0, 1).
+    Returns:
+        :class:`SlopeFit` with the t-interval of the slope on ``n - 2`` degrees of freedom (the
+        residual variance of all points, so it widens with the scatter over seeds); with only two
+        points the interval is ``(-inf, inf)``.
+    Raises:
+        InputError: mismatched shapes, fewer than two distinct x, non-positive or non-finite
+            values, complex input, or a level outside (0, 1).
     """
-    x = np.asarray(x, float)
-    y = np.asarray(y, float)
+    level = _check_level(level)
+    x, y = _real("x", x), _real("y", y)
     if y.ndim == 1:
         y = y[:, None]
-    if y.shape[0] != x.shape[0] or x.shape[0] < 2:
-        raise ValueError(f"need at least two grid points with matching y; got x {x.shape}, y {y.shape}")
-    if np.any(~np.isfinite(y)) or np.any(y <= 0) or np.any(x <= 0):
-        raise ValueError("fit_loglog_slope needs positive finite x and y")
+    if x.ndim != 1 or y.ndim != 2 or y.shape[0] != x.shape[0] or x.shape[0] < 2 or y.shape[1] < 1:
+        raise _v.InputError(f"need at least two grid points x (q,) with y (q,) or (q, seeds); "
+                            f"got x {x.shape}, y {y.shape}")
+    if not (np.all(np.isfinite(x)) and np.all(x > 0)):
+        raise _v.InputError("x must be positive and finite")
+    if not (np.all(np.isfinite(y)) and np.all(y > 0)):
+        raise _v.InputError("y must be positive and finite")
+    if np.unique(x).size < 2:
+        raise _v.InputError("x must hold at least two distinct values")
     lx = np.repeat(np.log(x), y.shape[1])
     ly = np.log(y).reshape(-1)
-    n = lx.size
-    xm = lx.mean()
-    sxx = np.sum((lx - xm) ** 2)
-    b = np.sum((lx - xm) * (ly - ly.mean())) / sxx
-    a = ly.mean() - b * xm
-    dof = n - 2
+    fit = _st.linregress(lx, ly)
+    dof = lx.size - 2
     if dof < 1:
-        return SlopeFit(float(b), float("-inf"), float("inf"), float(a), level)
-    resid = ly - (a + b * lx)
-    se = np.sqrt(np.sum(resid**2) / dof / sxx)
-    t = _st.t.ppf(0.5 + level / 2, dof)
-    return SlopeFit(float(b), float(b - t * se), float(b + t * se), float(a), level)
+        return SlopeFit(float(fit.slope), float("-inf"), float("inf"), float(fit.intercept), level)
+    low, high = _st.t.interval(level, dof, loc=fit.slope, scale=fit.stderr)
+    return SlopeFit(float(fit.slope), float(low), float(high), float(fit.intercept), level)
 
 
 def t_half_width(samples, *, level: float = 0.95) -> float:
@@ -73,27 +111,112 @@ def t_half_width(samples, *, level: float = 0.95) -> float:
     Args:
         samples: array-like of finite values, flattened.
         level: confidence level in (0, 1).
-
     Returns:
         ``t_{(1+level)/2, n-1} s / sqrt(n)`` with s the sample standard deviation (ddof 1).
-
     Raises:
-        ValueError: fewer than two samples.
+        InputError: fewer than two samples, or a bad level.
     """
-    s = np.asarray(samples, float).reshape(-1)
-    if s.size < 2:
-        raise ValueError(f"a t-interval needs at least two samples, got {s.size}")
-    return float(_st.t.ppf(0.5 + level / 2, s.size - 1) * s.std(ddof=1) / np.sqrt(s.size))
+    est, low, high = mean_ci(samples, level=level)
+    if not np.isfinite(low):
+        raise _v.InputError(f"a t-interval needs at least two samples, got {np.asarray(samples).size}")
+    return float(high - est)
 
 
-def mean_ci(samples, *, level: float = 0.95):
-    """Mean of ``samples`` and its t-interval: ``(mean, low, high)``.
+def mean_ci(samples, *, level: float = 0.95) -> Interval:
+    """Mean of ``samples`` and its t-interval (``scipy.stats.t.interval``).
 
-    With fewer than two samples the interval is ``(-inf, inf)``.
+    Args:
+        samples: array-like of finite values, flattened (at least one).
+        level: confidence level in (0, 1).
+    Returns:
+        :class:`Interval`; ``(-inf, inf)`` with fewer than two samples, a point when all are equal.
+    Raises:
+        InputError: no samples, non-finite or complex values, or a bad level.
     """
-    s = np.asarray(samples, float).reshape(-1)
+    level = _check_level(level)
+    s = _real("samples", samples).reshape(-1)
+    if s.size == 0 or not np.all(np.isfinite(s)):
+        raise _v.InputError("samples must be a non-empty array of finite values")
     mean = float(s.mean())
     if s.size < 2:
-        return mean, float("-inf"), float("inf")
-    half = t_half_width(s, level=level)
-    return mean, mean - half, mean + half
+        return Interval(mean, float("-inf"), float("inf"))
+    se = float(_st.sem(s))
+    if se == 0.0:
+        return Interval(mean, mean, mean)
+    low, high = _st.t.interval(level, s.size - 1, loc=mean, scale=se)
+    return Interval(mean, float(low), float(high))
+
+
+def welch_ci(a, b, *, level: float = 0.95) -> Interval:
+    """``mean(a) - mean(b)`` for independent samples with its Welch t-interval.
+
+    ``scipy.stats.ttest_ind(a, b, equal_var=False).confidence_interval(level)``.
+
+    Args:
+        a, b: array-likes of finite values, flattened.
+        level: confidence level in (0, 1).
+    Returns:
+        :class:`Interval`; ``(-inf, inf)`` with fewer than two samples on either side, a point when
+        both sides are constant.
+    Raises:
+        InputError: empty, non-finite or complex samples, or a bad level.
+    """
+    level = _check_level(level)
+    a, b = _real("a", a).reshape(-1), _real("b", b).reshape(-1)
+    for name, s in (("a", a), ("b", b)):
+        if s.size == 0 or not np.all(np.isfinite(s)):
+            raise _v.InputError(f"{name} must be a non-empty array of finite values")
+    diff = float(a.mean() - b.mean())
+    if a.size < 2 or b.size < 2:
+        return Interval(diff, float("-inf"), float("inf"))
+    if a.var() == 0.0 and b.var() == 0.0:
+        return Interval(diff, diff, diff)
+    ci = _st.ttest_ind(a, b, equal_var=False).confidence_interval(confidence_level=level)
+    return Interval(diff, float(ci.low), float(ci.high))
+
+
+def wilson_ci(k: int, n: int, *, level: float = 0.95) -> Interval:
+    """The proportion ``k / n`` with its Wilson score interval (``binomtest(k, n).proportion_ci``).
+
+    Args:
+        k: successes, 0 <= k <= n; n: trials, n >= 1.
+        level: confidence level in (0, 1).
+    Returns:
+        :class:`Interval` of the proportion.
+    Raises:
+        InputError: counts out of range, or a bad level.
+    """
+    level = _check_level(level)
+    k, n = _v.check_count("k", k, minimum=0), _v.check_count("n", n)
+    if k > n:
+        raise _v.InputError(f"k ({k}) must be <= n ({n})")
+    ci = _st.binomtest(k, n).proportion_ci(confidence_level=level, method="wilson")
+    return Interval(k / n, float(ci.low), float(ci.high))
+
+
+def bootstrap_ci(data, statistic: Callable, *, level: float = 0.95, resamples: int = 2000, seed: int = 0,
+                 axis: int = 0) -> Interval:
+    """A percentile bootstrap interval of ``statistic`` over ``axis`` of ``data`` (``scipy.stats.bootstrap``).
+
+    Args:
+        data: an array, or a tuple of arrays resampled together (paired) along ``axis``.
+        statistic: ``statistic(*samples, axis=-1)`` vectorised over the last axis, as scipy wants.
+        level: confidence level in (0, 1); resamples: bootstrap resamples; seed: its generator seed
+            (same seed, same interval).
+    Returns:
+        :class:`Interval` with ``estimate = statistic(data)``.
+    Raises:
+        InputError: a bad level or fewer than two observations.
+    """
+    level = _check_level(level)
+    arrays = tuple(_real("data", d) for d in (data if isinstance(data, tuple) else (data,)))
+    if arrays[0].shape[axis] < 2:
+        raise _v.InputError(f"a bootstrap needs at least two observations along axis {axis}")
+    moved = tuple(np.moveaxis(a, axis, -1) for a in arrays)
+    est = np.asarray(statistic(*moved, axis=-1))
+    res = _st.bootstrap(moved, statistic, confidence_level=level, n_resamples=resamples, method="percentile",
+                        paired=len(moved) > 1, vectorized=True, axis=-1, rng=np.random.default_rng(seed))
+    low, high = np.asarray(res.confidence_interval.low), np.asarray(res.confidence_interval.high)
+    if est.ndim == 0:
+        return Interval(float(est), float(low), float(high))
+    return Interval(est, low, high)

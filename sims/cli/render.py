@@ -21,6 +21,7 @@ from rich.table import Table
 
 from sims.core import execute as engine
 from sims.core.plan import short_cell
+from sims.core.verdicts import measured_text, predicted_text
 from sims.host.memory import format_bytes
 
 __all__ = [
@@ -60,8 +61,8 @@ def verdict_table(rows: list[dict] | list[Any], title: str = "verdict", *, full:
         claim = str(d.get("claim", "")) if full else str(d.get("short") or d.get("claim", ""))
         cols["id"].append(escape(str(d.get("id") or i + 1)))
         cols["claim"].append(escape(claim))
-        cols["predicted"].append(escape(str(d.get("predicted", ""))))
-        cols["measured"].append(escape(str(d.get("measured", ""))))
+        cols["predicted"].append(escape(predicted_text(d)))
+        cols["measured"].append(escape(measured_text(d)))
         cols["result"].append(_RESULT.get(status, "[yellow]UNDECIDED[/yellow]"))
         cols["detail"].append(escape(str(d.get("detail") or "")))
     keep = [c for c, v in cols.items() if c in ("claim", "result") or any(v)]

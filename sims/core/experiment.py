@@ -47,34 +47,61 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Mapping
 
-__all__ = ["STATUSES", "Experiment", "VerdictRow", "register", "get", "names", "REGISTRY"]
+__all__ = ["STATUSES", "RELATIONS", "Experiment", "VerdictRow", "register", "get", "names", "REGISTRY"]
 
 
 STATUSES = ("pass", "fail", "undecided")
 
 
+RELATIONS = ("within", "outside", "<=", ">=", "<", ">")
+
+
 @dataclasses.dataclass(frozen=True)
 class VerdictRow:
-    """One line of a verdict table.
+    """One claim's verdict, as numbers; its text is written from them by :mod:`sims.cli.render`.
 
     ``claim`` is the full statement (kept in the manifest, shown by ``sims show RUN --full``);
     ``id`` is a short claim id (``"1"``, ``"4b"``; the runner numbers rows that have none) and
-    ``short`` a short name for the table at 80 columns (default: the claim, cut to fit).
+    ``short`` a short name for the table (default: the claim, cut to fit).
+
+    The numbers: ``estimate`` with its interval ``[low, high]`` at confidence ``level`` (a
+    deterministic value has ``low == high == estimate`` and no level); the prediction ``target``
+    with ``relation`` (one of :data:`RELATIONS`: ``"within"`` means ``|estimate - target| <= tol``)
+    and ``tol``; ``tol_why`` says why the tolerance or level is what it is; ``quantity`` what the
+    estimate is.  ``control`` links a claim to its negative-control row (on a control row,
+    ``is_control`` is set and ``control`` names the claim it controls); ``cells`` are the ids of
+    the cells it was computed from; ``n_needed`` the size that would decide an undecided row.
 
     ``status`` is ``"pass"``, ``"fail"`` or ``"undecided"`` (the data at this size cannot decide
     the claim; ``detail`` then says why and what size would decide it).  Left empty it is
     derived from ``passed``; an undecided row has ``passed=False``.  A run fails only on a
-    ``"fail"`` row (see :attr:`failed`).
+    ``"fail"`` row (see :attr:`failed`).  A control row's ``pass`` means the control was caught.
+
+    ``predicted`` and ``measured`` may be left empty when the numbers are given; they remain for
+    rows whose prediction is not a number (they are then the text shown).
     """
 
     claim: str
-    predicted: str
-    measured: str
-    passed: bool
+    predicted: str = ""
+    measured: str = ""
+    passed: bool = False
     detail: str = ""
     status: str = ""
     id: str = ""
     short: str = ""
+    estimate: float | None = None
+    low: float | None = None
+    high: float | None = None
+    level: float | None = None
+    target: float | None = None
+    tol: float | None = None
+    relation: str = ""
+    quantity: str = ""
+    tol_why: str = ""
+    control: str = ""
+    is_control: bool = False
+    cells: tuple[str, ...] = ()
+    n_needed: float | None = None
 
     def __post_init__(self):
         status = self.status or ("pass" if self.passed else "fail")
@@ -82,19 +109,37 @@ class VerdictRow:
             raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
         if (status == "pass") != bool(self.passed):
             raise ValueError(f"status {status!r} contradicts passed={self.passed!r}")
+        if self.relation and self.relation not in RELATIONS:
+            raise ValueError(f"relation must be one of {RELATIONS}, got {self.relation!r}")
         object.__setattr__(self, "status", status)
+        object.__setattr__(self, "cells", tuple(str(c) for c in self.cells))
+        for name in ("estimate", "low", "high", "level", "target", "tol", "n_needed"):
+            v = getattr(self, name)
+            if v is not None:
+                object.__setattr__(self, name, float(v))
 
     @classmethod
-    def undecided(cls, claim: str, predicted: str, measured: str, reason: str) -> "VerdictRow":
+    def undecided(cls, claim: str, predicted: str, measured: str, reason: str, **numbers) -> "VerdictRow":
         """A claim the data cannot decide at this size; ``reason`` says why and what would decide it."""
-        return cls(claim, predicted, measured, False, detail=reason, status="undecided")
+        return cls(claim, predicted, measured, False, detail=reason, status="undecided", **numbers)
 
     @property
     def failed(self) -> bool:
         return self.status == "fail"
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        d["cells"] = list(self.cells)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "VerdictRow":
+        """The row stored by :meth:`as_dict` (unknown keys, from a newer version, are ignored)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names}
+        kw["cells"] = tuple(kw.get("cells") or ())
+        kw.setdefault("passed", kw.get("status") == "pass")
+        return cls(**kw)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,35 +1,171 @@
-"""Verdict rows shared by the experiments: rate claims judged by a log-log slope over seeds."""
+"""How a verdict is decided, and written: the row builders every experiment uses.
+
+One rule per kind of claim (``docs/verdicts.md`` says why each is what it is):
+
+- a **rate** ("X ~ m^p"): the log-log OLS slope over every (m, seed) point with its 95%
+  t-interval (:func:`theory.stats.fit_loglog_slope`) is judged by the equivalence rule
+  :func:`decide_band` against ``p +- SLOPE_TOL``: pass when the interval lies inside the band,
+  fail when it is disjoint from it, undecided otherwise (with the seeds that would decide it).
+  A negative control is "caught" (its row passes) when its interval is disjoint from the band.
+- a **one-sided** claim ("difference >= a", "error <= bound"): pass when the whole interval is on
+  the claimed side, fail when the whole interval is on the other, else undecided
+  (:func:`decide_side`).
+- an **exact** (deterministic) number against its prediction within a stated tolerance.
+
+Rows carry the numbers (:class:`sims.core.experiment.VerdictRow`); their text is written from the
+numbers by :func:`predicted_text` and :func:`measured_text`, the one place (the terminal table,
+``sims show`` and the report all call them).
+"""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from sims.core import store
 from sims.core.experiment import VerdictRow
-from theory.stats import fit_loglog_slope
+from theory import stats
 
-__all__ = ["SLOPE_TOL", "slope_row", "threshold_m", "welch_interval", "difference_row"]
+__all__ = ["SLOPE_TOL", "LEVEL", "decide_band", "decide_side", "rate_row", "difference_row", "bound_row",
+           "exact_row", "cell_ids", "threshold_m", "seeds_to_decide", "predicted_text", "measured_text"]
 
-SLOPE_TOL = 0.05  # allowance for finite-m corrections of a local slope (see theory.stats)
+SLOPE_TOL = 0.1  # half-width of the band around a predicted exponent (docs/verdicts.md, "rates")
+LEVEL = 0.95  # confidence level of every interval
 
 
-def slope_row(claim, ms, values, *, predicted=-0.5, control=False, tol=SLOPE_TOL) -> VerdictRow:
-    """Fit ``log values ~ slope log m`` over seeds (``values``: one list per m).
+def decide_band(low: float, high: float, target: float, tol: float) -> str:
+    """Equivalence rule: ``[low, high]`` inside ``[target - tol, target + tol]`` -> "pass",
+    disjoint from it -> "fail", else "undecided"."""
+    lo_b, hi_b = target - tol, target + tol
+    if low >= lo_b and high <= hi_b:
+        return "pass"
+    if high < lo_b or low > hi_b:
+        return "fail"
+    return "undecided"
 
-    A claim passes when the slope's 95% interval meets ``predicted +- tol``; a negative
-    control passes when it does not (or when the control diverged).
+
+def decide_side(low: float, high: float, bound: float, relation: str) -> str:
+    """One-sided rule: the whole interval on the claimed side of ``bound`` -> "pass", the whole
+    interval on the other side -> "fail", else "undecided".  ``relation``: ``<=, <, >=, >``."""
+    if relation in ("<=", "<"):
+        ok = high <= bound if relation == "<=" else high < bound
+        bad = low > bound if relation == "<=" else low >= bound
+    elif relation in (">=", ">"):
+        ok = low >= bound if relation == ">=" else low > bound
+        bad = high < bound if relation == ">=" else high <= bound
+    else:
+        raise ValueError(f"relation must be one of <=, <, >=, >; got {relation!r}")
+    return "pass" if ok else "fail" if bad else "undecided"
+
+
+def seeds_to_decide(n_now: int, half_width: float, margin: float) -> float | None:
+    """Samples that would shrink an interval of ``half_width`` (at ``n_now`` samples) below
+    ``margin`` (distance from the estimate to the decision edge), by the 1/sqrt(n) law; None when
+    the estimate sits on the edge (no size decides it)."""
+    if not margin > 0 or not math.isfinite(half_width):
+        return None
+    return float(max(n_now + 1, math.ceil(n_now * (half_width / margin) ** 2)))
+
+
+def _status_row(status: str, **kw) -> VerdictRow:
+    return VerdictRow(passed=status == "pass", status=status, **kw)
+
+
+def rate_row(id: str, claim: str, x, y, *, predicted: float, quantity: str, control_of: str = "",
+             control: str = "", cells=(), tol: float = SLOPE_TOL, short: str = "",
+             tol_why: str = "") -> VerdictRow:
+    """A rate claim ``y ~ x^predicted`` (``y``: one list of seeds per x), or its negative control.
+
+    With ``control_of`` set the row is the control of that claim: it passes (the control is
+    caught) when the slope's interval is disjoint from ``predicted +- tol``, fails when inside,
+    and is undecided otherwise.  Non-finite values make a claim fail ("diverged") and a control
+    pass.  Fewer than two x make the row undecided.
     """
-    target = f"{predicted:.3g} +- {tol:g}"
-    if len(ms) < 2:
-        return VerdictRow(claim, f"slope {target}", "needs >= 2 values of m", False, "run a sweep or --ladder >= 2")
-    y = np.array(values, float)
-    if not np.all(np.isfinite(y)):
-        return VerdictRow(claim, f"slope {'outside ' if control else ''}{target}", "diverged (non-finite values)", control)
-    fit = fit_loglog_slope(ms, np.maximum(y, 1e-300))
-    measured = f"{fit.slope:.3f} [{fit.low:.3f}, {fit.high:.3f}]"
-    ok = fit.consistent_with(predicted, tol)
-    if control:
-        return VerdictRow(claim, f"slope outside {target}", measured, not ok)
-    return VerdictRow(claim, f"slope {target}", measured, ok)
+    base = dict(claim=claim, id=id, short=short, target=predicted, tol=tol, relation="outside" if control_of else "within",
+                quantity=quantity, control=control_of or control, is_control=bool(control_of), cells=tuple(cells),
+                level=LEVEL, tol_why=tol_why or "band for finite-m corrections, narrower than half the gap to "
+                                                 "the nearest competing exponent (docs/verdicts.md)")
+    x = np.asarray(x, float)
+    if x.size < 2 or np.unique(x).size < 2:
+        return _status_row("undecided", detail="needs >= 2 values of the rate variable: run a sweep", **base)
+    yy = np.array([np.asarray(v, float).reshape(-1) for v in y], dtype=float)
+    if not np.all(np.isfinite(yy)) or np.any(yy <= 0):
+        what = "diverged (non-finite values)" if not np.all(np.isfinite(yy)) else "non-positive values"
+        return _status_row("pass" if control_of else "fail", measured=what, detail=what, **base)
+    fit = stats.fit_loglog_slope(x, yy, level=LEVEL)
+    status = decide_band(fit.low, fit.high, predicted, tol)
+    if control_of:
+        status = {"pass": "fail", "fail": "pass", "undecided": "undecided"}[status]
+    row = dict(estimate=fit.slope, low=fit.low, high=fit.high, **base)
+    if status != "undecided":
+        return _status_row(status, **row)
+    half = (fit.high - fit.low) / 2
+    gap = abs(fit.slope - predicted)
+    margin = tol - gap if gap < tol else gap - tol
+    seeds = yy.shape[1]
+    need = seeds_to_decide(seeds, half, margin) if math.isfinite(half) else None
+    if need is None:
+        why = ("the interval is unbounded (too few points)" if not math.isfinite(half)
+               else "the slope sits on the band's edge: no seed count decides it")
+    else:
+        why = f"the 95% interval straddles the band's edge: about {int(need)} seeds per point would decide it"
+    return _status_row("undecided", detail=why, n_needed=need, **row)
+
+
+def difference_row(id: str, claim: str, a, b, *, at_least: float, quantity: str, strict: bool = False,
+                   cells=(), short: str = "", tol_why: str = "") -> VerdictRow:
+    """Claim ``mean(a) - mean(b) >= at_least`` (``>`` when ``strict``), by the 95% Welch interval;
+    undecided when it straddles ``at_least``, saying how many samples per side would decide it."""
+    ci = stats.welch_ci(a, b, level=LEVEL)
+    relation = ">" if strict else ">="
+    status = decide_side(ci.low, ci.high, at_least, relation)
+    n_now = min(np.asarray(a).size, np.asarray(b).size)
+    row = dict(claim=claim, id=id, short=short, estimate=ci.estimate, low=ci.low, high=ci.high, level=LEVEL,
+               target=at_least, relation=relation, quantity=quantity, cells=tuple(cells),
+               tol_why=tol_why or "95% Welch interval of the difference of means")
+    if status != "undecided":
+        return _status_row(status, **row)
+    need = seeds_to_decide(n_now, (ci.high - ci.low) / 2, abs(ci.estimate - at_least))
+    why = (f"the 95% Welch interval straddles {at_least:+.3g}: about {int(need)} samples per side would decide it"
+           if need is not None else "the difference sits on the threshold: no sample count decides it")
+    return _status_row("undecided", detail=why, n_needed=need, **row)
+
+
+def bound_row(id: str, claim: str, estimate: float, low: float, high: float, *, bound: float, relation: str,
+              quantity: str, tol_why: str, level: float | None = LEVEL, n_now: int | None = None, cells=(),
+              short: str = "", control_of: str = "") -> VerdictRow:
+    """A one-sided claim ``estimate <relation> bound`` judged on its interval ``[low, high]``
+    (:func:`decide_side`); a deterministic value passes ``low == high == estimate``, level None.
+    ``n_now`` (samples behind the interval) lets an undecided row say what size would decide it."""
+    status = decide_side(low, high, bound, relation)
+    row = dict(claim=claim, id=id, short=short, estimate=estimate, low=low, high=high, level=level, target=bound,
+               relation=relation, quantity=quantity, tol_why=tol_why, cells=tuple(cells), control=control_of,
+               is_control=bool(control_of))
+    if status != "undecided":
+        return _status_row(status, **row)
+    need = seeds_to_decide(n_now, (high - low) / 2, abs(estimate - bound)) if n_now else None
+    why = f"the interval straddles {bound:.4g}" + (f": about {int(need)} samples would decide it" if need else "")
+    return _status_row("undecided", detail=why, n_needed=need, **row)
+
+
+def exact_row(id: str, claim: str, value: float, *, target: float, relation: str, quantity: str, tol_why: str,
+              tol: float = 0.0, cells=(), short: str = "", control_of: str = "") -> VerdictRow:
+    """A deterministic number against its prediction: ``relation`` "within" (``|value - target| <=
+    tol``, relative to nothing: give ``tol`` in the value's units), "outside", or one-sided."""
+    if relation in ("within", "outside"):
+        inside = math.isfinite(value) and abs(value - target) <= tol
+        ok = inside if relation == "within" else not inside
+    else:
+        ok = decide_side(value, value, target, relation) == "pass"
+    return _status_row("pass" if ok else "fail", claim=claim, id=id, short=short, estimate=value, low=value,
+                       high=value, level=None, target=target, tol=tol, relation=relation, quantity=quantity,
+                       tol_why=tol_why, cells=tuple(cells), control=control_of, is_control=bool(control_of))
+
+
+def cell_ids(results) -> tuple[str, ...]:
+    """The store ids of the cells of ``results`` (``(cell, arrays)`` pairs), for a row's ``cells``."""
+    return tuple(store.cell_id(c) for c, _ in results)
 
 
 def threshold_m(ms, ok):
@@ -42,42 +178,40 @@ def threshold_m(ms, ok):
     return best
 
 
-def welch_interval(a, b, *, level: float = 0.95):
-    """Mean of ``a - b`` for independent samples with its Welch t-interval: ``(diff, low, high)``.
+# ----------------------------------------------------------------------------- text, from the numbers
 
-    With fewer than two samples on either side the interval is ``(-inf, inf)``.
-    """
-    from scipy import stats  # noqa: PLC0415  (scipy is slow to import; only verdicts need it)
-
-    a, b = np.asarray(a, float).reshape(-1), np.asarray(b, float).reshape(-1)
-    diff = float(a.mean() - b.mean())
-    if a.size < 2 or b.size < 2:
-        return diff, float("-inf"), float("inf")
-    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
-    se = float(np.sqrt(va + vb))
-    if se == 0.0:
-        return diff, diff, diff
-    dof = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
-    half = float(stats.t.ppf(0.5 + level / 2, dof)) * se
-    return diff, diff - half, diff + half
+_REL = {"within": "", "outside": "outside ", "<=": "<= ", ">=": ">= ", "<": "< ", ">": "> "}
 
 
-def difference_row(claim, a, b, *, at_least: float, strict: bool = False) -> VerdictRow:
-    """Claim ``mean(a) - mean(b) >= at_least`` (``>`` when ``strict``), judged by the Welch interval.
+def _num(v: float | None) -> str:
+    if v is None:
+        return "?"
+    if not math.isfinite(v):
+        return "inf" if v > 0 else "-inf" if v < 0 else "nan"
+    return f"{v:.3g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2e}"
 
-    Pass when the interval lies above ``at_least``, fail when it lies below, undecided when it
-    straddles it; the undecided row says roughly how many samples per side would decide it at
-    the measured difference and spread.
-    """
-    diff, lo, hi = welch_interval(a, b)
-    predicted = f"{'>' if strict else '>='} {at_least:+.3g}"
-    measured = f"{diff:+.3f} [{lo:+.3f}, {hi:+.3f}] ({len(a)} vs {len(b)} seeds)"
-    above = lo > at_least if strict else lo >= at_least
-    below = hi <= at_least if strict else hi < at_least
-    if above or below:
-        return VerdictRow(claim, predicted, measured, above, "95% Welch interval of the difference")
-    gap = abs(diff - at_least)
-    n_now = min(len(a), len(b))
-    need = (f"about {int(np.ceil(n_now * ((hi - lo) / 2 / gap) ** 2))} seeds per arm would decide it at this "
-            "difference" if gap > 0 else "the difference sits on the threshold: no seed count decides it")
-    return VerdictRow.undecided(claim, predicted, measured, f"the 95% Welch interval straddles {at_least:+.3g}: {need}")
+
+def predicted_text(row) -> str:
+    """The prediction as text: the row's own ``predicted`` when given, else from its numbers."""
+    d = row if isinstance(row, dict) else row.as_dict()
+    if d.get("predicted"):
+        return str(d["predicted"])
+    if d.get("target") is None:
+        return ""
+    rel = d.get("relation") or "within"
+    tol = d.get("tol")
+    band = f" ± {_num(tol)}" if rel in ("within", "outside") and tol else ""
+    return f"{_REL.get(rel, rel + ' ')}{_num(d['target'])}{band}"
+
+
+def measured_text(row) -> str:
+    """The measurement as text: the row's own ``measured`` when given, else estimate [low, high]."""
+    d = row if isinstance(row, dict) else row.as_dict()
+    if d.get("measured"):
+        return str(d["measured"])
+    if d.get("estimate") is None:
+        return ""
+    est, lo, hi = d["estimate"], d.get("low"), d.get("high")
+    if lo is None or hi is None or (lo == est == hi):
+        return _num(est)
+    return f"{_num(est)} [{_num(lo)}, {_num(hi)}]"

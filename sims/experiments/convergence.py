@@ -44,7 +44,7 @@ import numpy as np
 import theory as T
 from sims.core.checks import need_distinct
 from sims.core.experiment import Experiment, VerdictRow, register
-from sims.core.verdicts import slope_row, threshold_m
+from sims.core.verdicts import cell_ids, rate_row, threshold_m
 from sims.experiments.common import check_fields, option as _f, sphere_inputs
 from theory.kernels import prefix
 from theory.scaling.sharding import constrain_rows, row_reducers
@@ -230,12 +230,16 @@ def _by(results, parametrization):
 
 def verdict(cfg: ConvergenceConfig, results) -> list[VerdictRow]:
     ms, by_m = _by(results, "ntk")
+    cms, cby = _by(results, "mean-field")
     rows = []
     if not ms:
         return rows
     lam = float(by_m[ms[0]][0]["lambda_star"])
     exact = T.get_model(cfg.model).fluctuation is not None  # the model has an exact constant C
-    rows.append(slope_row("1. ||H(0) - H*|| ~ m^-1/2", ms, [[float(a["H0_err"]) for a in by_m[m]] for m in ms]))
+    cell_ids = cell_ids(results)
+    rows.append(rate_row("1", "||H(0) - H*|| ~ m^-1/2", ms, [[float(a["H0_err"]) for a in by_m[m]] for m in ms],
+                         predicted=-0.5, quantity="log-log slope of ||H(0) - H*||_F in m", control="c1",
+                         cells=cell_ids))
     if exact:
         C = float(by_m[ms[0]][0]["C_exact"])
         samples = [m * float(a["H0_err"]) ** 2 for m in ms for a in by_m[m]]
@@ -258,17 +262,23 @@ def verdict(cfg: ConvergenceConfig, results) -> list[VerdictRow]:
                ("5. sup_t ||H(t) - H(0)|| ~ m^-1/2", "kernel_change"),
                ("6. sup_t ||r(t) - r_lin(t)|| ~ m^-1/2", "lin_dist")]
     for claim, key in metrics:
-        rows.append(slope_row(claim, ms, [[float(np.max(a[key])) for a in by_m[m]] for m in ms]))
+        cid = claim.split(".")[0]
+        rows.append(rate_row(cid, claim.split(". ", 1)[1], ms, [[float(np.max(a[key])) for a in by_m[m]] for m in ms],
+                             predicted=-0.5, quantity=f"log-log slope of sup_t {key} in m",
+                             control=f"c{cid}" if cms else "", cells=cell_ids))
     if len(ms) >= 2:
         ev = np.array([-0.5 * np.log(m) + cfg.sigma * cfg.input_norm * np.sqrt(2 * np.log(m)) for m in ms])
         pred4 = float(np.polyfit(np.log(ms), ev, 1)[0])
-        rows.insert(-2, slope_row("4b. max_r ||p_r(t) - p_r(0)|| ~ m^-1/2 e^{sigma|u|sqrt(2 log m)}", ms,
-                                   [[float(np.max(a["movement"])) for a in by_m[m]] for m in ms], predicted=pred4))
-    cms, cby = _by(results, "mean-field")
+        rows.insert(-2, rate_row("4b", "max_r ||p_r(t) - p_r(0)|| ~ m^-1/2 e^{sigma|u|sqrt(2 log m)}", ms,
+                                 [[float(np.max(a["movement"])) for a in by_m[m]] for m in ms], predicted=pred4,
+                                 quantity="log-log slope of the largest row movement in m", cells=cell_ids))
     if cms:
         for claim, key in metrics:
-            rows.append(slope_row("control (mean-field): " + claim.split(". ", 1)[1].split(" ~")[0] + " not ~ m^-1/2",
-                                   cms, [[float(np.max(a[key])) for a in cby[m]] for m in cms], control=True))
+            cid = claim.split(".")[0]
+            rows.append(rate_row(f"c{cid}", "control (mean-field): " + claim.split(". ", 1)[1].split(" ~")[0]
+                                 + " not ~ m^-1/2", cms, [[float(np.max(a[key])) for a in cby[m]] for m in cms],
+                                 predicted=-0.5, quantity=f"log-log slope of sup_t {key} in m (mean-field)",
+                                 control_of=cid, cells=cell_ids))
     return rows
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 import theory as T
 from sims.core.experiment import Experiment, VerdictRow, register
-from sims.core.verdicts import slope_row
+from sims.core.verdicts import cell_ids, rate_row
 from sims.experiments.common import check_choices, check_fields, option as _f, sphere_inputs
 from theory.kernels import prefix
 from theory.scaling.sharding import sharded_structured_ntk
@@ -101,9 +101,13 @@ def verdict(cfg: KernelConfig, results) -> list[VerdictRow]:
         res = [(c, a) for c, a in results if c["model"] == name]
         ms = sorted({c["m"] for c, _ in res})
         err = [[float(a["err"]) for c, a in res if c["m"] == m] for m in ms]
-        rows.append(slope_row(f"{name}: ||H(0) - H*|| ~ m^-1/2", ms, err))
+        ids = cell_ids(res)
+        rows.append(rate_row(f"{name}-1", f"{name}: ||H(0) - H*|| ~ m^-1/2", ms, err, predicted=-0.5,
+                             quantity="log-log slope of ||H(0) - H*||_F in m", control=f"{name}-c1", cells=ids))
         wrong = [[float(a["err_wrong"]) for c, a in res if c["m"] == m] for m in ms]
-        rows.append(slope_row(f"{name}: control, wrong H* (sigma*sqrt 2) does not converge", ms, wrong, control=True))
+        rows.append(rate_row(f"{name}-c1", f"{name}: control, wrong H* (sigma*sqrt 2) does not converge", ms, wrong,
+                             predicted=-0.5, quantity="log-log slope of ||H(0) - H*_wrong||_F in m",
+                             control_of=f"{name}-1", cells=ids))
         lam = float(res[0][1]["lambda_star"])
         top = [float(a["lambda_min_H0"]) for c, a in res if c["m"] == ms[-1]]
         rows.append(VerdictRow(f"{name}: lambda_min(H(0)) >= lambda/2 at m = {ms[-1]}", f">= {lam / 2:.4g}",

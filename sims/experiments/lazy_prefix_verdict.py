@@ -23,7 +23,7 @@ import dataclasses
 import numpy as np
 
 from sims.core.experiment import VerdictRow
-from sims.core.verdicts import difference_row, slope_row
+from sims.core.verdicts import difference_row, rate_row
 from theory.stats import mean_ci
 
 __all__ = ["THRESHOLD", "MARGIN", "threshold_row", "verdict"]
@@ -75,24 +75,28 @@ def _lazy_rows(results):
     ms, by_m = _by_arm(results, "ntk-gd")
     if ms:
         for claim, key in CLAIMS:
-            rows.append(slope_row(f"ntk-gd: {claim} ~ m^-1/2", ms, [[float(a[key]) for a in by_m[m]] for m in ms]))
+            rows.append(rate_row("", f"ntk-gd: {claim} ~ m^-1/2", ms, [[float(a[key]) for a in by_m[m]] for m in ms],
+                                 predicted=-0.5, quantity=f"log-log slope of {key} in m"))
         for claim, key in CLAIMS[:2]:  # per unit of function-space progress (training budget confound removed)
-            rows.append(slope_row(f"ntk-gd: {claim.split(' ||')[0]} / output change ~ m^-1/2", ms,
-                                  [[float(a[key]) / float(a["output_change"]) for a in by_m[m]] for m in ms]))
+            rows.append(rate_row("", f"ntk-gd: {claim.split(' ||')[0]} / output change ~ m^-1/2", ms,
+                                 [[float(a[key]) / float(a["output_change"]) for a in by_m[m]] for m in ms],
+                                 predicted=-0.5, quantity=f"log-log slope of {key} / output_change in m"))
         rows.append(threshold_row("ntk-gd: kernel stable (movement <= 0.1)", ms, by_m, "kernel_change"))
         rows.append(threshold_row("ntk-gd: linearised prediction within 10%", ms, by_m, "lin_gap"))
     cms, cby = _by_arm(results, "standard-gd")
     if cms:
         for claim, key in CLAIMS[:2]:
-            rows.append(slope_row(f"control standard-gd: {claim} not ~ m^-1/2", cms,
-                                  [[float(a[key]) for a in cby[m]] for m in cms], control=True))
+            rows.append(rate_row("", f"control standard-gd: {claim} not ~ m^-1/2", cms,
+                                 [[float(a[key]) for a in cby[m]] for m in cms], predicted=-0.5,
+                                 quantity=f"log-log slope of {key} in m (standard scaling)", control_of="ntk-gd"))
     for arm, what in (("standard-adam", "paper 1's optimiser"), ("reparam-adam", "paper 2's MLP form")):
         ams, aby = _by_arm(results, arm)
         if not ams:
             continue
         for claim, key in CLAIMS:
-            rows.append(slope_row(f"{arm} ({what}): {claim} ~ m^-1/2", ams,
-                                  [[float(a[key]) for a in aby[m]] for m in ams]))
+            rows.append(rate_row("", f"{arm} ({what}): {claim} ~ m^-1/2", ams,
+                                 [[float(a[key]) for a in aby[m]] for m in ams], predicted=-0.5,
+                                 quantity=f"log-log slope of {key} in m"))
         rows.append(threshold_row(f"{arm}: linearised prediction within 10%", ams, aby, "lin_gap"))
     return rows
 
@@ -114,9 +118,10 @@ def _paper_rows(results):
         if not common:
             continue
         top = common[-1]
-        rows.append(difference_row(f"{claim}: test accuracy difference at m = {top}",
+        rows.append(difference_row("", f"{claim}: test accuracy difference at m = {top}",
                                    [float(x["test_accuracy"]) for x in by_a[top]],
-                                   [float(x["test_accuracy"]) for x in by_b[top]], at_least=at_least, strict=strict))
+                                   [float(x["test_accuracy"]) for x in by_b[top]], at_least=at_least, strict=strict,
+                                   quantity="difference of mean test accuracies"))
     return rows
 
 
