@@ -236,10 +236,10 @@ def verdict(cfg: ConvergenceConfig, results) -> list[VerdictRow]:
         return rows
     lam = float(by_m[ms[0]][0]["lambda_star"])
     exact = T.get_model(cfg.model).fluctuation is not None  # the model has an exact constant C
-    cell_ids = cell_ids(results)
+    ids = cell_ids(results)
     rows.append(rate_row("1", "||H(0) - H*|| ~ m^-1/2", ms, [[float(a["H0_err"]) for a in by_m[m]] for m in ms],
                          predicted=-0.5, quantity="log-log slope of ||H(0) - H*||_F in m", control="c1",
-                         cells=cell_ids))
+                         cells=ids))
     if exact:
         C = float(by_m[ms[0]][0]["C_exact"])
         samples = [m * float(a["H0_err"]) ** 2 for m in ms for a in by_m[m]]
@@ -265,20 +265,20 @@ def verdict(cfg: ConvergenceConfig, results) -> list[VerdictRow]:
         cid = claim.split(".")[0]
         rows.append(rate_row(cid, claim.split(". ", 1)[1], ms, [[float(np.max(a[key])) for a in by_m[m]] for m in ms],
                              predicted=-0.5, quantity=f"log-log slope of sup_t {key} in m",
-                             control=f"c{cid}" if cms else "", cells=cell_ids))
+                             control=f"c{cid}" if cms else "", cells=ids))
     if len(ms) >= 2:
         ev = np.array([-0.5 * np.log(m) + cfg.sigma * cfg.input_norm * np.sqrt(2 * np.log(m)) for m in ms])
         pred4 = float(np.polyfit(np.log(ms), ev, 1)[0])
         rows.insert(-2, rate_row("4b", "max_r ||p_r(t) - p_r(0)|| ~ m^-1/2 e^{sigma|u|sqrt(2 log m)}", ms,
                                  [[float(np.max(a["movement"])) for a in by_m[m]] for m in ms], predicted=pred4,
-                                 quantity="log-log slope of the largest row movement in m", cells=cell_ids))
+                                 quantity="log-log slope of the largest row movement in m", cells=ids))
     if cms:
         for claim, key in metrics:
             cid = claim.split(".")[0]
             rows.append(rate_row(f"c{cid}", "control (mean-field): " + claim.split(". ", 1)[1].split(" ~")[0]
                                  + " not ~ m^-1/2", cms, [[float(np.max(a[key])) for a in cby[m]] for m in cms],
                                  predicted=-0.5, quantity=f"log-log slope of sup_t {key} in m (mean-field)",
-                                 control_of=cid, cells=cell_ids))
+                                 control_of=cid, cells=ids))
     return rows
 
 
