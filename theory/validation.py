@@ -25,7 +25,10 @@ __all__ = [
     "LogitOverflowError",
     "PrecisionLossError",
     "PrecisionLossWarning",
+    "INT32_MAX",
     "check_count",
+    "check_seed",
+    "show_number",
     "check_positive",
     "check_nonnegative",
     "check_probability",
@@ -57,31 +60,62 @@ class PrecisionLossWarning(UserWarning):
     """The certified rounding error is at least the size of the result it bounds."""
 
 
-def check_count(name: str, value, *, minimum: int = 1) -> int:
+#: Largest int32: counts JAX keeps in an int32 (shapes, loop counters) and seeds stay at or below it.
+INT32_MAX = 2**31 - 1
+
+
+def show_number(value) -> str:
+    """``value`` for an error message: short text as typed, big numbers in scientific notation.
+
+    A 300-digit integer or a 300-character string never reaches a message whole.
+    """
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 24 else repr(value[:20] + "...")
+    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
+        if abs(int(value)) < 10**6:
+            return str(int(value))
+        try:
+            return f"{float(value):.3g}"
+        except OverflowError:
+            return f"about 1e+{len(str(abs(int(value)))) - 1}"
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+        return f"{float(value):.6g}"
+    return type(value).__name__
+
+
+def check_count(name: str, value, *, minimum: int = 1, maximum: int | None = None) -> int:
     """Return ``value`` as a Python ``int`` or raise.
 
-    Accepts ints and integral floats (``1e5`` -> ``100000``); rejects bools, ``1.5``, NaN, inf
-    and anything below ``minimum``.
+    Accepts ints and integral floats (``1e5`` -> ``100000``); rejects bools, ``1.5``, NaN, inf,
+    anything below ``minimum`` and (when given) above ``maximum``.  The message shows big
+    numbers in scientific notation.
     """
+    what = f"an integer >= {minimum}" + (f" and <= {show_number(maximum)}" if maximum is not None else "")
     if isinstance(value, (bool, np.bool_)):
-        raise InputError(f"{name} must be an integer >= {minimum}, got the boolean {value!r}")
+        raise InputError(f"{name} must be {what}, got the boolean {value!r}")
     if isinstance(value, str):
+        text = value.strip()
         try:
-            value = float(value) if any(c in value for c in ".eE") else int(value)
+            value = float(text) if any(c in text for c in ".eEnN") else int(text)
         except ValueError:
-            raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}") from None
+            raise InputError(f"{name} must be {what}, got {show_number(value)}") from None
     if isinstance(value, numbers.Integral):
         out = int(value)
     elif isinstance(value, numbers.Real):
         f = float(value)
         if not math.isfinite(f) or f != math.floor(f):
-            raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+            raise InputError(f"{name} must be {what}, got {show_number(value)}")
         out = int(f)
     else:
-        raise InputError(f"{name} must be an integer >= {minimum}, got {type(value).__name__}")
-    if out < minimum:
-        raise InputError(f"{name} must be an integer >= {minimum}, got {out}")
+        raise InputError(f"{name} must be {what}, got {type(value).__name__}")
+    if out < minimum or (maximum is not None and out > maximum):
+        raise InputError(f"{name} must be {what}, got {show_number(out)}")
     return out
+
+
+def check_seed(name: str, value) -> int:
+    """A seed: an integer in ``[0, 2^31 - 1]`` (the one rule for every seed; any JAX key accepts it)."""
+    return check_count(name, value, minimum=0, maximum=INT32_MAX)
 
 
 def _real(name: str, value, what: str, ok: Callable[[float], bool]) -> float:

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Annotated, Callable
 
 import typer
+import typer.core
+from typer._click import exceptions as _click_errors  # typer vendors click; its usage errors
 
 from sims.cli import process
 from sims.cli.process import (  # noqa: F401  (the exit codes are part of this module's interface)
@@ -60,6 +62,31 @@ _MAIN_EXIT_CODES = (
 )
 
 
+class OneLineErrors(typer.core.TyperGroup):
+    """The ``sims`` group: a usage error (a bad option, a value click cannot parse, an unknown
+    choice) is one line, ``error: ... (see sims run NAME --help)``, exit 2, instead of a boxed panel."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):  # type: ignore[override]
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        from sims.cli.render import fail
+
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except _click_errors.NoArgsIsHelpError as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except _click_errors.ClickException as e:
+            ctx = getattr(e, "ctx", None)
+            hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+            fail(e.format_message() + hint, e.exit_code)
+            sys.exit(e.exit_code)
+        except _click_errors.Abort:
+            sys.stderr.write("Aborted!\n")
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
 def build_app(groups: dict[str, Group] | None = None) -> typer.Typer:
     """A fresh ``sims`` app for the experiments registered right now.
 
@@ -82,6 +109,7 @@ def build_app(groups: dict[str, Group] | None = None) -> typer.Typer:
         no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_show_locals=False,
+        cls=OneLineErrors,
     )
     run_app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False)
 

@@ -3,8 +3,11 @@
 Each config field becomes one option: int, float and str fields take a value of that type (str
 with ``metadata["choices"]`` or a ``Literal`` lists its choices), bools become ``--x/--no-x``,
 fields in ``sweep_fields`` may be repeated, fields in ``count_fields`` (plus ``seeds``) go
-through :func:`theory.validation.check_count`, so ``1e5`` works and ``1.5`` is refused, and float
-fields through :func:`sims.core.checks.check_float` (finite, inside the field's ``"range"``).
+through :func:`theory.validation.check_count`, so ``1e5`` works and ``1.5`` is refused, inside the
+range :func:`sims.core.checks.count_bounds` gives (seeds: ``[0, 2^31 - 1]``, ``--seeds``: at most
+:data:`sims.core.checks.MAX_SEEDS`, other counts ``[metadata["minimum"], metadata["maximum"]]``, at
+most ``2^31 - 1``), and float fields through :func:`sims.core.checks.check_float` (finite, inside
+the field's ``"range"``).  Every check runs before JAX compiles anything.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ import enum
 import inspect
 import types
 import typing
-from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
 
 import typer
@@ -26,7 +28,8 @@ from sims.core import experiment as registry
 __all__ = ["Precision", "Spec", "specs_of", "show_value", "typer_param", "common_params", "examples", "epilog"]
 from theory.validation import check_count
 
-_COMMON = {"--out", "--precision", "--dry-run", "--quiet", "--force", "--devices", "--compile-cache", "--help", "-q"}
+_COMMON = {"--out", "--precision", "--dry-run", "--quiet", "--force", "--devices", "--compile-cache", "--debug",
+           "--help", "-q"}
 
 
 class Precision(str, enum.Enum):
@@ -45,7 +48,7 @@ class Spec:
     default: Any
     help: str
     choices: tuple[str, ...] | None = None
-    interval: checks.Interval | None = None  # float options: the declared range (finite values only)
+    interval: checks.Interval | None = None  # float and count options: the declared range
 
 
 def _unwrap_optional(t: Any) -> Any:
@@ -87,7 +90,7 @@ def specs_of(exp: registry.Experiment) -> list[Spec]:
         else:
             raise TypeError(f"{where}: every config field needs a default")
         sweep = f.name in exp.sweep_fields
-        count = f.name in exp.count_fields or f.name == "seeds"
+        bounds = checks.count_bounds(exp, f, is_int=_element_type(hints[f.name], sweep, where) is int)
         t = _element_type(hints[f.name], sweep, where)
         choices = f.metadata.get("choices")
         if typing.get_origin(t) is typing.Literal:
@@ -97,10 +100,10 @@ def specs_of(exp: registry.Experiment) -> list[Spec]:
         if opt in _COMMON:
             raise TypeError(f"{where}: option {opt} clashes with a common option of `sims run`")
         help_ = str(f.metadata.get("help", ""))
-        minimum = int(f.metadata.get("minimum", 1))
-        if count:
-            kind = "count"
-            convert = (lambda opt, minimum: lambda v: check_count(opt, v, minimum=minimum))(opt, minimum)
+        interval = None
+        if bounds is not None:
+            kind, interval = "count", checks.Interval(bounds[0], bounds[1], True, True)
+            convert = (lambda opt, lo, hi: lambda v: check_count(opt, v, minimum=lo, maximum=hi))(opt, *bounds)
         elif choices:
             kind = "choice"
             convert = (lambda t: lambda v: t(v.value if isinstance(v, enum.Enum) else v))(t)
@@ -117,7 +120,7 @@ def specs_of(exp: registry.Experiment) -> list[Spec]:
             raise TypeError(f"{where}: unsupported option type {t!r} (int, float, str, bool or Literal)")
         choices = tuple(str(c) for c in choices) if choices else None
         specs.append(Spec(f.name, f"cfg_{f.name}", opt, convert, kind, sweep, default, help_, choices,
-                          interval if kind == "float" else None))
+                          interval if kind in ("float", "count") else None))
     return specs
 
 
@@ -140,8 +143,8 @@ def typer_param(exp: registry.Experiment, spec: Spec) -> inspect.Parameter:
         base = kinds[spec.kind]
     help_ = spec.help
     if spec.kind == "count":
-        help_ += " [dim](count: 1e5 and 100000 both work)[/dim]"
-    if spec.interval is not None and spec.interval != checks.REALS:
+        help_ += f" [dim](count in {spec.interval}: 1e5 and 100000 both work)[/dim]"
+    elif spec.interval is not None and spec.interval != checks.REALS:
         help_ += f" [dim](in {spec.interval})[/dim]"
     if spec.sweep:
         help_ += f" [dim]Repeat to sweep: {spec.opt} A {spec.opt} B.[/dim]"
@@ -174,8 +177,9 @@ def common_params() -> list[inspect.Parameter]:
         return typer.Option(*decls, help=help, rich_help_panel="Run options")
 
     return [
-        _param("sims_out", Path("results"), Path, opt(
-            "--out", help="Results folder: OUT/<experiment>/cells and OUT/<experiment>/runs.")),
+        _param("sims_out", "results", str, typer.Option(
+            "--out", metavar="DIR", rich_help_panel="Run options",
+            help="Results folder: OUT/<experiment>/cells and OUT/<experiment>/runs.")),
         _param("sims_precision", Precision.float64, Precision, opt(
             "--precision", help="Working dtype (float64 turns on jax_enable_x64).")),
         _param("sims_dry_run", False, bool, opt(
@@ -190,6 +194,8 @@ def common_params() -> list[inspect.Parameter]:
             "$PREFIX_NTK_COMPILE_CACHE, else ~/.cache/prefix-ntk/jax).")),
         _param("sims_quiet", False, bool, opt(
             "--quiet", "-q", help="No progress bar or plan; only the verdict table and errors.")),
+        _param("sims_debug", False, bool, opt(
+            "--debug", help="On an error while writing results, also print the traceback.")),
     ]
 
 

@@ -35,8 +35,9 @@ def err_console() -> Console:
 
 
 def fail(message: str, code: int) -> typer.Exit:
-    """Print ``error: message`` to stderr; return the ``typer.Exit(code)`` to raise."""
-    err_console().print(f"[bold red]error:[/bold red] {escape(message)}")
+    """Print ``error: message`` to stderr as one line (never folded); return the ``typer.Exit(code)`` to raise."""
+    one_line = " ".join(str(message).split())
+    err_console().print(f"[bold red]error:[/bold red] {escape(one_line)}", soft_wrap=True)
     return typer.Exit(code)
 
 

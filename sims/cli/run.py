@@ -8,8 +8,10 @@ the verdict table.  See :mod:`sims.cli.render` for the exit codes.
 
 from __future__ import annotations
 
+import errno
 import inspect
 import traceback
+from pathlib import Path
 from typing import Any, Callable
 
 import typer
@@ -25,7 +27,7 @@ from sims.core import plan as planner
 from sims.core import store
 from sims.core.experiment import Experiment
 from sims.host import compile_cache
-from theory.validation import InputError
+from theory.validation import InputError, show_number
 
 __all__ = ["make_run_command"]
 
@@ -45,9 +47,35 @@ def make_run_command(exp: Experiment) -> Callable[..., Any]:
     return command
 
 
+def _folder(opt: str, value: Any, *, off: bool = False) -> Path | None:
+    """``--out``/``--compile-cache`` as a path; refuse an empty value or a bare number (``0``, ``nan``, ``1e300``).
+
+    A bare number is almost always a misplaced value; ``./0`` names a folder called ``0``.
+    """
+    if value is None:
+        return None
+    text = str(value)
+    if not text.strip():
+        raise fail(f"{opt} must name a folder, got an empty value", EXIT_USAGE)
+    if off and text.strip().lower() == compile_cache.OFF:
+        return None
+    try:
+        float(text)
+    except ValueError:
+        pass
+    else:
+        raise fail(f"{opt} {show_number(text)} looks like a number, not a folder (write ./{text} for a folder of "
+                   "that name)", EXIT_USAGE)
+    if "\0" in text:
+        raise fail(f"{opt} must name a folder, got a value with a NUL byte", EXIT_USAGE)
+    return Path(text)
+
+
 def _run(exp: Experiment, specs: list[Spec], kw: dict[str, Any]) -> None:
     import jax
 
+    kw["sims_out"] = _folder("--out", kw["sims_out"])
+    _folder("--compile-cache", kw["sims_compile_cache"], off=True)
     precision = kw["sims_precision"].value
     prev_x64 = bool(jax.config.jax_enable_x64)
     jax.config.update("jax_enable_x64", precision == "float64")  # before any array exists
@@ -88,11 +116,29 @@ def _config(exp: Experiment, specs: list[Spec], kw: dict[str, Any]) -> Any:
         try:
             values[s.field] = tuple(s.convert(v) for v in raw) if s.sweep else s.convert(raw)
         except (InputError, ValueError, TypeError) as e:
-            raise typer.BadParameter(str(e), param_hint=s.opt) from None
+            msg = str(e) if s.opt in str(e) else f"{s.opt}: {e}"
+            raise fail(msg, EXIT_USAGE) from None
     try:
         return exp.config(**values)
     except (InputError, TypeError, ValueError) as e:
         raise fail(f"bad {exp.name} config: {e}", EXIT_USAGE) from None
+
+
+_REMEDY = {
+    errno.ENOSPC: "free some space there or give another --out",
+    errno.EDQUOT: "free some of your quota there or give another --out",
+    errno.EROFS: "the filesystem is read-only: give another --out",
+    errno.EACCES: "make the folder writable or give another --out",
+    errno.EPERM: "make the folder writable or give another --out",
+}
+
+
+def _os_error_message(e: OSError, out: Any) -> str:
+    """One line for an OS error while the run writes: the path, the reason, the remedy, how to resume."""
+    path = e.filename or out
+    remedy = _REMEDY.get(e.errno, "check that folder or give another --out")
+    return (f"cannot write {path}: {e.strerror or e}; {remedy}, then rerun the same command to resume "
+            "(finished cells are saved; --debug shows the traceback)")
 
 
 def _run_inner(exp: Experiment, specs: list[Spec], kw: dict[str, Any], precision: str) -> None:
@@ -121,6 +167,10 @@ def _run_inner(exp: Experiment, specs: list[Spec], kw: dict[str, Any], precision
         raise fail(f"would not fit in memory: {e}", EXIT_MEMORY) from None
     except InputError as e:
         raise fail(str(e), EXIT_USAGE) from None
+    except OSError as e:  # a full disk, a read-only or vanished folder while writing results
+        if kw.get("sims_debug"):
+            render.err_console().print(escape("".join(traceback.format_exception(e))))
+        raise fail(_os_error_message(e, out), EXIT_CRASH) from None
     except Exception as e:  # noqa: BLE001
         render.err_console().print(escape("".join(traceback.format_exception(e))))
         raise fail(f"{exp.name} crashed: {type(e).__name__}: {e}", EXIT_CRASH) from None

@@ -25,9 +25,13 @@ import types
 import typing
 from typing import Any
 
-from theory.validation import InputError
+from theory.validation import INT32_MAX, InputError, check_count, show_number
 
-__all__ = ["Interval", "parse_range", "check_float", "float_fields", "need_distinct", "check_config"]
+__all__ = ["Interval", "parse_range", "check_float", "float_fields", "need_distinct", "check_config",
+           "MAX_SEEDS", "is_seed", "count_bounds", "count_fields"]
+
+#: Most ``--seeds`` (draws per grid point): every cell is listed in memory and writes one file.
+MAX_SEEDS = 10_000
 
 _RANGE = re.compile(r"^\s*([\[(])\s*([^,\s]+)\s*,\s*([^,\s]+)\s*([\])])\s*$")
 
@@ -100,23 +104,55 @@ def check_float(name: str, value: Any, range_: Interval | str | None = None) -> 
     try:
         x = float(value)
     except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number, got {value!r}") from None
+        raise InputError(f"{name} must be a number, got {show_number(value)}") from None
     if not math.isfinite(x):
-        raise InputError(f"{name} must be a finite number, got {value!r}")
+        raise InputError(f"{name} must be a finite number, got {show_number(value)}")
     if x not in interval:
-        raise InputError(f"{name} must lie in {interval}, got {value!r}")
+        raise InputError(f"{name} must lie in {interval}, got {show_number(x)}")
     return x
 
 
-def _is_float_type(t: Any) -> bool:
+def is_seed(name: str) -> bool:
+    """Whether a config field is a seed (``seed``, ``data_seed``, ...): one rule, :func:`theory.validation.check_seed`."""
+    return name == "seed" or name.endswith("_seed")
+
+
+def count_bounds(exp: Any, field: dataclasses.Field, *, is_int: bool = False) -> tuple[int, int] | None:
+    """``(minimum, maximum)`` of an integer config field, or None when it is not a count or a seed.
+
+    A seed lies in ``[0, 2^31 - 1]``; a count (``exp.count_fields``, ``seeds``, or any field typed
+    ``int``/``tuple[int, ...]``: ``is_int``) in ``[metadata["minimum"] (default 1),
+    metadata["maximum"]]``, the maximum defaulting to :data:`MAX_SEEDS` for ``seeds`` and to
+    ``2^31 - 1`` otherwise (sizes JAX holds in an int32).
+    """
+    if is_seed(field.name):
+        return 0, INT32_MAX
+    if is_int or field.name in tuple(getattr(exp, "count_fields", ()) or ()) or field.name == "seeds":
+        top = MAX_SEEDS if field.name == "seeds" else INT32_MAX
+        return int(field.metadata.get("minimum", 1)), int(field.metadata.get("maximum", top))
+    return None
+
+
+def count_fields(exp: Any) -> list[tuple[str, int, int]]:
+    """``[(field name, minimum, maximum)]`` for every count or seed field of ``exp.config``."""
+    out = []
+    hints = typing.get_type_hints(exp.config)
+    for f in dataclasses.fields(exp.config):
+        bounds = count_bounds(exp, f, is_int=_is_float_type(hints[f.name], int)) if f.init else None
+        if bounds is not None:
+            out.append((f.name, *bounds))
+    return out
+
+
+def _is_float_type(t: Any, cls: type = float) -> bool:
     origin = typing.get_origin(t)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(t) if a is not type(None)]
-        return len(args) == 1 and _is_float_type(args[0])
+        return len(args) == 1 and _is_float_type(args[0], cls)
     if origin in (tuple, list):
         args = [a for a in typing.get_args(t) if a is not Ellipsis]
-        return len(args) == 1 and _is_float_type(args[0])
-    return t is float
+        return len(args) == 1 and _is_float_type(args[0], cls)
+    return t is cls
 
 
 def float_fields(config_cls: type) -> list[tuple[str, Interval]]:
@@ -150,7 +186,8 @@ def check_config(exp: Any, config: Any) -> None:
         config: an instance of ``exp.config``.
 
     Raises:
-        InputError: a float field non-finite or out of range, a sweep with fewer distinct
+        InputError: a float field non-finite or out of range, a count or seed out of its
+            range (:func:`count_bounds`), a sweep with fewer distinct
             values than ``exp.min_distinct`` asks, or ``exp.check(config)`` refusing it
             (its ``ValueError`` message is kept).
     """
@@ -158,6 +195,14 @@ def check_config(exp: Any, config: Any) -> None:
         value = getattr(config, name)
         for v in value if isinstance(value, (tuple, list)) else (value,):
             check_float(name, v, interval)
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        bounds = count_bounds(exp, f, is_int=_is_float_type(hints[f.name], int)) if f.init else None
+        if bounds is None:
+            continue
+        value = getattr(config, f.name)
+        for v in value if isinstance(value, (tuple, list)) else (value,):
+            check_count(f.name, v, minimum=bounds[0], maximum=bounds[1])
     for name, need in (getattr(exp, "min_distinct", None) or {}).items():
         opt = "--" + name.replace("_", "-")
         need_distinct(name, getattr(config, name), need, hint=f"give several different {opt} ({opt} A {opt} B)")

@@ -54,7 +54,7 @@ def check_fields(cfg, *, positive: Iterable[str] = (), nonnegative: Iterable[str
         positive: fields that must be finite and > 0 (:func:`theory.validation.check_positive`).
         nonnegative: fields that must be finite and >= 0.
         counts: integer fields >= 1 (:func:`theory.validation.check_count`).
-        seeds: integer fields >= 0.
+        seeds: seed fields (:func:`theory.validation.check_seed`: integers in [0, 2^31 - 1]).
 
     Raises:
         InputError: the first field that fails, named in the message.
@@ -66,4 +66,4 @@ def check_fields(cfg, *, positive: Iterable[str] = (), nonnegative: Iterable[str
     for name in counts:
         _v.check_count(name, getattr(cfg, name))
     for name in seeds:
-        _v.check_count(name, getattr(cfg, name), minimum=0)
+        _v.check_seed(name, getattr(cfg, name))

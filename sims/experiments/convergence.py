@@ -60,13 +60,14 @@ DEFAULT_MODEL = prefix.MODEL
 class ConvergenceConfig:
     model: str = _f(DEFAULT_MODEL.name, "Stylized model.", choices=tuple(T.model_names()))
     m: tuple[int, ...] = _f((100_000,), "Prefix length(s); one value runs the ladder below it.")
-    ladder: int = _f(4, "With one m, also run m/4, m/16, ... (this many values) so rates can be fitted.")
+    ladder: int = _f(4, "With one m, also run m/4, m/16, ... (this many values) so rates can be fitted.",
+                     maximum=16)  # m <= 2^31 < 4^16: later rungs would all be m = 1
     n: int = _f(8, "Training inputs.")
     d: int = _f(16, "Feature dimension.")
     k: int = _f(1, "Output dimension (models that fix it, exp-sign: 1).")
-    sigma: float = _f(1.0, "Prefix initialisation scale.", range="(0, inf)")
-    input_norm: float = _f(1.0, "Norm of each input u = W x.", range="(0, inf)")
-    eta: float = _f(0.0, "Learning rate; 0 means 1/||H*||_2.", range="[0, inf)")
+    sigma: float = _f(1.0, "Prefix initialisation scale.", range="(0, 1e3]")
+    input_norm: float = _f(1.0, "Norm of each input u = W x.", range="(0, 1e3]")
+    eta: float = _f(0.0, "Learning rate; 0 means 1/||H*||_2.", range="[0, 1e3]")
     steps: int = _f(100, "Gradient-descent steps.")
     log_every: int = _f(20, "Steps between kernel measurements.")
     seeds: int = _f(3, "Independent initialisations per m.")

@@ -35,8 +35,8 @@ class KernelConfig:
     n: int = _f(8, "Inputs.")
     d: int = _f(16, "Feature dimension.")
     k: int = _f(2, "Output dimension (exp-sign always uses 1).")
-    sigma: float = _f(0.7, "Prefix initialisation scale.", range="(0, inf)")
-    input_norm: float = _f(0.5, "Norm of each input u.", range="(0, inf)")
+    sigma: float = _f(0.7, "Prefix initialisation scale.", range="(0, 1e3]")
+    input_norm: float = _f(0.5, "Norm of each input u.", range="(0, 1e3]")
     seeds: int = _f(6, "Draws per (model, m).")
     data_seed: int = _f(0, "Seed of inputs and readout.")
 

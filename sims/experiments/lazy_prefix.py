@@ -102,10 +102,10 @@ class LazyPrefixConfig:
     pretrain_steps: int = _f(0, "Adam steps of pre-training (batch 128, lr 3e-3); 0 = 2000 (600 with --quick).",
                              minimum=0)
     sigma: float = _f(0.1, "Prefix initialisation scale (rows N(0, sigma^2 I_d)); 1 = the token scale, where "
-                      "pre-trained attention concentrates on a few rows (docs/lazy_prefix.md).", range="(0, inf)")
+                      "pre-trained attention concentrates on a few rows (docs/lazy_prefix.md).", range="(0, 1e3]")
     ntk_g: int = _f(2, "Taylor degree of NTK-Attention's features.", minimum=1)
     eta_fraction: float = _f(0.5, "GD step as a fraction of 1/lambda_max(H(0)).", range="(0, 2)")
-    adam_lr: float = _f(1e-3, "Adam learning rate (paper: 1e-3).", range="(0, inf)")
+    adam_lr: float = _f(1e-3, "Adam learning rate (paper: 1e-3).", range="(0, 10]")
     data_seed: int = _f(0, "Seed of the base model, its pre-training and the downstream data.")
 
     def __post_init__(self):

@@ -45,7 +45,7 @@ class NTKAttentionCostConfig:
     d: int = _f(64, "Token dimension d = d_k = d_v.")
     L: int = _f(128, "Input tokens.")
     repeats: int = _f(5, "Timed calls per measurement (best kept).")
-    chunk_size: int = _f(0, "Stream prefix attention in chunks of this many rows (0: dense).")
+    chunk_size: int = _f(0, "Stream prefix attention in chunks of this many rows (0: dense).", minimum=0)
     seeds: int = _f(1, "Draws per cell.")
 
 

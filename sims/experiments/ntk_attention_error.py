@@ -52,12 +52,12 @@ PATTERNS = ("random", "adversarial")
 class NTKAttentionErrorConfig:
     m: tuple[int, ...] = _f((16, 256, 4096, 65536), "Prefix lengths.")
     beta: tuple[float, ...] = _f((0.5, 1.0, 2.0, 3.0), "Logit bounds: max |<q,k_r>|/sqrt(d) over the prefix.",
-                                 range="(0, inf)")
+                                 range="(0, 80]")  # exp(beta) finite in float32 (limit 88.7)
     pattern: tuple[str, ...] = _f(PATTERNS, "Input construction.", choices=PATTERNS)
     d: int = _f(4, "Token dimension (random: d_k = d_v = d; adversarial: d_k = 1, d_v = d - 2).", minimum=3)
     L: int = _f(16, "Input tokens.")
-    g_max: int = _f(8, "Largest Taylor degree measured (all of 0..g_max).")
-    c: float = _f(0.5, "Target error m^-c for the degree choice.", range="(0, inf)")
+    g_max: int = _f(8, "Largest Taylor degree measured (all of 0..g_max).", maximum=60)  # degree_needed's cap
+    c: float = _f(0.5, "Target error m^-c for the degree choice.", range="(0, 10]")
     causal: bool = _f(False, "Causal mask on the input block.")
     seeds: int = _f(3, "Draws per (m, beta, pattern).")
 

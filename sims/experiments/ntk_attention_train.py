@@ -63,13 +63,13 @@ class NTKAttentionTrainConfig:
     L: int = _f(128, "Input tokens.")
     steps: int = _f(40_000, "Adam steps (paper: 40000), one fresh X each.")
     val_size: int = _f(8_000, "Validation inputs (paper: 8000).")
-    lr: float = _f(1e-3, "Adam learning rate.", range="(0, inf)")
+    lr: float = _f(1e-3, "Adam learning rate.", range="(0, 10]")
     weight_scale: float = _f(1.0, "Frozen weights ~ N(0, weight_scale^2/d): logit std ~ weight_scale^2.",
-                             range="(0, inf)")
-    init_std: float = _f(1.0, "elu: initial Z, k ~ N(0, init_std^2) (paper: 1).", range="[0, inf)")
+                             range="(0, 100]")
+    init_std: float = _f(1.0, "elu: initial Z, k ~ N(0, init_std^2) (paper: 1).", range="[0, 1e3]")
     init_std_taylor: float = _f(0.0, "taylor: initial Z, k ~ N(0, init_std_taylor^2) (0: the empty summary).",
-                                range="[0, inf)")
-    scale: float = _f(1.0, "Train (Z, k) = scale * params (1 = paper).", range="(0, inf)")
+                                range="[0, 1e3]")
+    scale: float = _f(1.0, "Train (Z, k) = scale * params (1 = paper).", range="(0, 1e3]")
     scale_by_m: bool = _f(False, "Multiply scale by m (the exact summary grows like m).")
     batch_size: int = _f(1, "Inputs X per Adam step (paper: 1).")
     data_seed: int = _f(0, "Seed of the frozen weights, shared by all m.")

@@ -86,22 +86,23 @@ class ReparamConfig:
     n: int = _f(0, "Real sample size per fit (noise traded for n_eff); 0 = 400 (quick) or 1000.", minimum=0)
     trade_noise: bool = _f(True, "Reach n_eff by lowering the noise at fixed n; --no-trade-noise: n = n_eff.")
     replications: int = _f(0, "Replications per (structure, L, n_eff); 0 = 8 (quick) or 16.", minimum=0)
-    extra: tuple[int, ...] = _f((0, 1), "Fit L = L* + extra prompts (L* = 2); 0 = exact, 1 = over-specified.")
-    noise: float = _f(0.1, "Reference noise sigma0: a cell's noise is sigma0 sqrt(n / n_eff).", range="(0, inf)")
+    extra: tuple[int, ...] = _f((0, 1), "Fit L = L* + extra prompts (L* = 2); 0 = exact, 1 = over-specified.",
+                                 minimum=0)
+    noise: float = _f(0.1, "Reference noise sigma0: a cell's noise is sigma0 sqrt(n / n_eff).", range="(0, 1e3]")
     restarts: int = _f(0, "Starts per fit (split atom k mod L* in start k); 0 = 1 (quick) or 2.", minimum=0)
     adam_steps: int = _f(50, "Adam steps before the Levenberg-Marquardt polish.", minimum=0)
     polish_steps: int = _f(0, "Maximum LM iterations; 0 = 1500 (quick) or 200000.", minimum=0)
     resolution: float = _f(1e-2, "LM stops when the Gauss-Newton model leaves < resolution * sigma_hat^2/n of the "
-                                 "loss (sigma^2/n: the loss's statistical resolution).", range="(0, inf)")
+                                 "loss (sigma^2/n: the loss's statistical resolution).", range="(0, 1]")
     bound: float = _f(5.0, "Compact parameter set of the estimator: every p^K, p^V, p' entry in [-bound, bound].",
-                      range="(0, inf)")
+                      range="(0, 1e3]")
     bound_alt: float = _f(0.0, "If > 0, also fit over-specified cells with this bound (sensitivity row).",
-                          range="[0, inf)")
+                          range="[0, 1e3]")
     gate_scale: float = _f(1.0, "Multiplies W_Q, i.e. the range of the gating logits (1 = the fixed problem).",
-                           range="(0, inf)")
-    jitter: float = _f(0.1, "Standard deviation of the start's perturbation of the true locations.", range="(0, inf)")
+                           range="(0, 1e3]")
+    jitter: float = _f(0.1, "Standard deviation of the start's perturbation of the true locations.", range="(0, 1e3]")
     n_test: int = _f(4000, "Test inputs for the L2 error of the regression function.")
-    r: float = _f(1.0, "Power of the non-shared Voronoi loss (>= 1).", range="[1, inf)")
+    r: float = _f(1.0, "Power of the non-shared Voronoi loss (>= 1).", range="[1, 100]")
 
     def __post_init__(self):
         bad = [s for s in self.structures if s not in STRUCTURES]

@@ -62,11 +62,11 @@ class IdentifiabilityConfig:
     random: int = _f(256, "Random configuration shapes, each tried at 15 scales 10^-4.5 .. 10^-1.")
     n: tuple[int, ...] = _f((), "Two-point sample sizes; empty = 300, 3e3, 3e4 (quick) or 5 points 1e3..1e5.")
     reps: int = _f(0, "Two-point replications per n; 0 = 200 (quick) or 1000.", minimum=0)
-    noise: float = _f(0.01, "Noise sd of the two-point data (only n / noise^2 matters: n_eff = n (0.1/noise)^2).", range="(0, inf)")
-    signal: float = _f(2.0, "Signal Delta of each pair at the smallest n (power 0.64 at level 0.05).", range="(0, inf)")
-    value_separation: float = _f(0.5, "Non-shared pair: half the distance of the two values (fixed, O(1)).", range="(0, inf)")
+    noise: float = _f(0.01, "Noise sd of the two-point data (only n / noise^2 matters: n_eff = n (0.1/noise)^2).", range="(0, 1e3]")
+    signal: float = _f(2.0, "Signal Delta of each pair at the smallest n (power 0.64 at level 0.05).", range="(0, 1e3]")
+    value_separation: float = _f(0.5, "Non-shared pair: half the distance of the two values (fixed, O(1)).", range="(0, 1e3]")
     alpha: float = _f(0.05, "Level of the two-point test.", range="(0, 0.5)")
-    tolerance: float = _f(SLOPE_TOL, "Flat power: |slope of power per decade of n| <= tolerance.", range="(0, inf)")
+    tolerance: float = _f(SLOPE_TOL, "Flat power: |slope of power per decade of n| <= tolerance.", range="(0, 10]")
 
     def __post_init__(self):
         if not self.parts or any(p not in KINDS for p in self.parts):

@@ -19,7 +19,7 @@ from typing import Any
 
 import jax
 
-from theory.validation import InputError, check_count
+from theory.validation import InputError, check_count, show_number
 
 __all__ = ["run_mesh", "mesh_size"]
 
@@ -38,9 +38,9 @@ def run_mesh(requested: Any, *, experiment: str, shardable: bool):
         if count > available:
             kinds = sorted({f"{d.platform} {getattr(d, 'device_kind', '')}".strip() for d in jax.local_devices()})
             raise InputError(
-                f"--devices {count} but only {available} local device(s) are visible ({', '.join(kinds)}); "
+                f"--devices {show_number(count)} but only {available} local device(s) are visible ({', '.join(kinds)}); "
                 f"use --devices {available} or fewer (CPU devices can be faked with "
-                f"XLA_FLAGS=--xla_force_host_platform_device_count={count}, set before JAX starts)"
+                f"XLA_FLAGS=--xla_force_host_platform_device_count={count if count <= 4096 else 'N'}, set before JAX starts)"
             )
         if count > 1 and not shardable:
             raise InputError(f"{experiment} does not split its rows over devices; use --devices 1 (or leave it out)")
