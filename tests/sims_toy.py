@@ -28,7 +28,8 @@ class ToyConfig:
     mode: str = dataclasses.field(default="mean", metadata={"help": "Summary statistic.", "choices": ("mean", "sum")})
     noisy: bool = dataclasses.field(default=True, metadata={"help": "Add the noise."})
     tol: float = dataclasses.field(default=10.0, metadata={"help": "Allowed |mean - x|."})
-    mem: int = dataclasses.field(default=1000, metadata={"help": "Claimed bytes per cell."})
+    mem: int = dataclasses.field(default=1000, metadata={"help": "Claimed bytes per cell.",
+                                                                 "maximum": 10**30})
 
     def __post_init__(self):
         if self.scale < 0:

@@ -34,6 +34,39 @@ def test_every_float_option_declares_a_range():
     assert FLOAT_OPTIONS, "no float options found"
     for name, s in FLOAT_OPTIONS:
         assert s.interval is not None and s.interval != checks.REALS, f"{name} {s.opt}: declare metadata['range']"
+        assert math.isfinite(s.interval.high), f"{name} {s.opt}: declare a finite upper bound (1e300 must be refused)"
+
+
+def test_every_count_option_has_a_finite_range():
+    counts = [(exp.name, s) for exp in sims.experiments.ALL for s in specs_of(exp) if s.kind == "count"]
+    assert counts
+    for name, s in counts:
+        assert s.interval is not None and s.interval.high <= 2**31 - 1, f"{name} {s.opt}"
+        default = s.default if not s.sweep else (s.default or (s.interval.low,))
+        for v in (default if isinstance(default, tuple) else (default,)):
+            assert s.interval.low <= v <= s.interval.high, f"{name} {s.opt}: default {v} outside {s.interval}"
+
+
+@pytest.mark.parametrize("opt, value, message", [
+    ("--seeds", "1e300", "--seeds must be an integer >= 1 and <= 10000, got 1e+300"),
+    ("--m", "1" + "0" * 300, "--m must be an integer >= 1 and <= 2.15e+09, got"),
+    ("--data-seed", "-1", "--data-seed must be an integer >= 0 and <= 2.15e+09, got -1"),
+    ("--sigma", "1e300", "--sigma must lie in (0, 1000], got 1e+300"),
+])
+def test_huge_values_are_refused_in_one_short_line(tmp_path, opt, value, message):
+    r = invoke("run", "kernel", "--out", tmp_path / "out", opt, value)
+    assert r.exit_code == 2, r.output
+    assert r.output.count("\n") == 1 and message in r.output and len(r.output) < 200, r.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_seeds_follow_one_rule_everywhere():
+    from theory.validation import INT32_MAX
+
+    seeds = [(exp.name, s) for exp in sims.experiments.ALL for s in specs_of(exp) if checks.is_seed(s.field)]
+    assert {name for name, _ in seeds} >= {"convergence", "kernel", "lazy-prefix", "ntk-attention-train"}
+    for name, s in seeds:
+        assert (s.kind, s.interval.low, s.interval.high) == ("count", 0, INT32_MAX), (name, s.opt)
 
 
 @pytest.mark.parametrize(("experiment", "opt", "value", "why"), CASES, ids=[f"{c[0]}{c[1]}={c[2]}" for c in CASES])

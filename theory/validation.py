@@ -70,6 +70,8 @@ def show_number(value) -> str:
     A 300-digit integer or a 300-character string never reaches a message whole.
     """
     if isinstance(value, str):
+        if value and len(value) <= 24 and not any(c.isspace() for c in value):
+            return value
         return repr(value) if len(value) <= 24 else repr(value[:20] + "...")
     if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
         if abs(int(value)) < 10**6:
@@ -93,18 +95,19 @@ def check_count(name: str, value, *, minimum: int = 1, maximum: int | None = Non
     what = f"an integer >= {minimum}" + (f" and <= {show_number(maximum)}" if maximum is not None else "")
     if isinstance(value, (bool, np.bool_)):
         raise InputError(f"{name} must be {what}, got the boolean {value!r}")
+    raw = value
     if isinstance(value, str):
         text = value.strip()
         try:
             value = float(text) if any(c in text for c in ".eEnN") else int(text)
         except ValueError:
-            raise InputError(f"{name} must be {what}, got {show_number(value)}") from None
+            raise InputError(f"{name} must be {what}, got {show_number(raw)}") from None
     if isinstance(value, numbers.Integral):
         out = int(value)
     elif isinstance(value, numbers.Real):
         f = float(value)
         if not math.isfinite(f) or f != math.floor(f):
-            raise InputError(f"{name} must be {what}, got {show_number(value)}")
+            raise InputError(f"{name} must be {what}, got {show_number(raw)}")
         out = int(f)
     else:
         raise InputError(f"{name} must be {what}, got {type(value).__name__}")
