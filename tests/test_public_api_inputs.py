@@ -199,3 +199,98 @@ def test_limit_kernel_without_frozen(model):
         theory.limit_kernel(model, _a(3, 2), sigma=0.5)
     with pytest.raises(InputError, match="frozen"):
         theory.limit_kernel(model, _a(3, 2), sigma=0.5, frozen={})
+
+
+# ----------------------------------------------------------------------------- hostile values (issue 23)
+
+
+def _array_args(name):
+    """``(parameter name, example value)`` for every real floating array the valid example passes."""
+    fn = getattr(theory, name)
+    args, kwargs = _example(name)
+    pos = [p.name for p in inspect.signature(fn).parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    named = list(zip(pos, args)) + list(kwargs.items())
+    return [(p, v) for p, v in named if hasattr(v, "dtype") and hasattr(v, "shape") and np.ndim(v) >= 1
+            and jnp.issubdtype(v.dtype, jnp.floating)]
+
+
+def _hostile(value, variant):
+    if variant == "complex":
+        return jnp.asarray(value) + 0j
+    if variant == "nan":
+        return jnp.asarray(value).reshape(-1).at[0].set(jnp.nan).reshape(np.shape(value))
+    if np.ndim(value) < 2:
+        return None
+    return jnp.zeros((0,) + tuple(np.shape(value)[1:]), value.dtype)  # empty
+
+
+def _hostile_cases():
+    for name in sorted(EXAMPLES):
+        for pname, _ in _array_args(name):
+            for variant in ("complex", "nan", "empty"):
+                yield pytest.param(name, pname, variant, id=f"{name}-{pname}-{variant}",
+                                   marks=[pytest.mark.slow] if name in HEAVY else [])
+
+
+def _call_with(name, pname, bad):
+    fn = getattr(theory, name)
+    args, kwargs = _example(name)
+    pos = [p.name for p in inspect.signature(fn).parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if pname in pos and pos.index(pname) < len(args):
+        args[pos.index(pname)] = bad
+    else:
+        kwargs[pname] = bad
+    return fn(*args, **kwargs)
+
+
+@pytest.mark.parametrize("name,pname,variant", list(_hostile_cases()))
+def test_hostile_array_raises_input_error_naming_it(name, pname, variant):
+    value = dict(_array_args(name))[pname]
+    bad = _hostile(value, variant)
+    if bad is None:
+        pytest.skip(f"{name}({pname}=...) is a vector: no empty matrix variant")
+    with pytest.raises(InputError) as info:
+        _call_with(name, pname, bad)
+    assert pname in str(info.value), f"message does not name {pname!r}: {info.value}"
+
+
+def test_every_function_with_arrays_gets_hostile_cases():
+    covered = {c.values[0] for c in _hostile_cases()}
+    assert len(covered) >= 25, sorted(set(EXAMPLES) - covered)
+
+
+@pytest.mark.parametrize("call, arg", [
+    (lambda: theory.lambda_min(jnp.zeros((0, 0))), "H"),
+    (lambda: theory.lambda_min(jnp.eye(2), jitter=float("nan")), "jitter"),
+    (lambda: theory.lambda_min(jnp.eye(2) + 0j), "H"),
+    (lambda: theory.limit_kernel("prefix", _a(4, 3), sigma=0.5, frozen={"V": _a(2, 5)}), "frozen['V']"),
+    (lambda: theory.prefix_attention(_a(3, 5), _a(4, 3), _a(3, 2), _a(3, 2), _a(3, 2)), "X"),
+    (lambda: theory.chebyshev_width(1.0, t=0.1, delta=1.5), "delta"),
+    (lambda: theory.chebyshev_width(1.0, t=0.1, delta=float("nan")), "delta"),
+    (lambda: theory.structured_ntk("prefix", *_prefix(), _a(2, 3) + 0j), "U"),
+    (lambda: theory.model_outputs("prefix", *_prefix(), np.array([["a", "b", "c"]])), "U"),
+])
+def test_library_hostile_cases(call, arg):
+    with pytest.raises(InputError) as info:
+        call()
+    assert arg in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("x, y, kw, arg", [
+    ([1.0, 1.0, 1.0], [1.0, 2.0, 3.0], {}, "x"),  # all-equal x: no slope (was a +-3e15 interval)
+    ([1.0, 2.0, np.nan], [1.0, 2.0, 3.0], {}, "x"),  # was a NaN slope
+    ([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], {"level": 1.5}, "level"),  # was NaN bounds
+    ([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], {"level": float("nan")}, "level"),
+    ([1.0, 2.0, 3.0], np.array([1.0, 2.0, 3.0]) + 0j, {}, "y"),  # the imaginary part was dropped
+    (np.array([1.0, 2.0, 3.0]) + 1j, [1.0, 2.0, 3.0], {}, "x"),
+    (["a", "b"], [1.0, 2.0], {}, "x"),
+    ([1.0, 2.0, 3.0], [1.0, 2.0], {}, "need at least two grid points"),
+    ([], [], {}, "need at least two grid points"),
+])
+def test_fit_loglog_slope_refuses_hostile_input(x, y, kw, arg):
+    from theory.stats import fit_loglog_slope
+
+    with pytest.raises(InputError) as info:
+        fit_loglog_slope(x, y, **kw)
+    assert str(info.value).startswith(arg), str(info.value)
+    assert fit_loglog_slope([1.0, 2.0, 4.0], [1.0, 0.5, 0.25]).slope == pytest.approx(-1.0)

@@ -21,6 +21,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from theory import validation as _v
 from theory.scaling.streaming import merge_softmax_stats, online_softmax
@@ -96,6 +97,9 @@ def prefix_attention_jit(X, P, W_Q, W_K, W_V, causal, chunk_size):
 def check_attention_args(X, P, W_Q, W_K, W_V, chunk_size):
     """Shape, finiteness and chunk-size checks of :func:`prefix_attention` (raises InputError)."""
     _v.check_matrix("X", X)
+    if np.ndim(W_Q) == 2 and np.ndim(P) == 2 and X.shape[1] != np.shape(W_Q)[0] == np.shape(P)[1]:
+        raise _v.InputError(f"X must have {np.shape(W_Q)[0]} columns (the rows of W_Q and the columns of P), "
+                            f"got shape {X.shape}")
     _v.check_matrix("P", P, cols=X.shape[1])
     _v.check_projections(X.shape[1], W_Q=W_Q, W_K=W_K, W_V=W_V)
     _v.check_finite("X", X)

@@ -263,14 +263,29 @@ def _numeric_array(name: str, value, what: str):
             raise InputError(f"{name} must be {what}, got {_describe(value)}") from None
     if not (jnp.issubdtype(value.dtype, jnp.number) or jnp.issubdtype(value.dtype, jnp.bool_)):
         raise InputError(f"{name} must be {what}, got dtype {value.dtype}")
+    if jnp.issubdtype(value.dtype, jnp.complexfloating):
+        raise InputError(f"{name} must be {what} with real entries, got dtype {value.dtype} (the imaginary "
+                         "part would be dropped or carried silently)")
     return value
+
+
+def _no_nan(name: str, value) -> None:
+    """Raise if a concrete floating array holds NaN (on the array's device; skipped for tracers)."""
+    if not hasattr(value, "dtype") or not jnp.issubdtype(value.dtype, jnp.inexact) or np.size(value) == 0:
+        return
+    try:
+        bad = bool(jnp.any(jnp.isnan(jnp.asarray(value))))
+    except (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConversionError):
+        return
+    if bad:
+        raise InputError(f"{name} contains NaN")
 
 
 def check_arg(name: str, value, spec) -> None:
     """Check one argument against ``spec`` (raise :class:`InputError` naming it).
 
-    ``spec``: ``"array"`` (numeric array-like of any rank), an int or tuple of ints (allowed
-    ranks), ``"number"`` (a real number, not a bool), ``"key"`` (a JAX PRNG key: a typed key
+    ``spec``: ``"array"`` (numeric array-like of any rank: real, no NaN when concrete; a matrix
+    or higher rank also not empty), an int or tuple of ints (allowed ranks, the same checks), ``"number"`` (a real number, not a bool), ``"key"`` (a JAX PRNG key: a typed key
     array or a raw ``uint32`` key of shape (2,)), ``"callable"``, ``"mapping"``, ``"pytree"``
     (a non-empty pytree of numeric arrays), or a class (``isinstance``).
     """
@@ -280,6 +295,8 @@ def check_arg(name: str, value, spec) -> None:
     elif spec == "number":
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
             raise InputError(f"{name} must be a real number, got {_describe(value)}")
+        if math.isnan(float(value)):
+            raise InputError(f"{name} must be a real number, got NaN")
     elif spec == "callable":
         if not callable(value):
             raise InputError(f"{name} must be callable, got {_describe(value)}")
@@ -291,7 +308,10 @@ def check_arg(name: str, value, spec) -> None:
         if not leaves:
             raise InputError(f"{name} must be a non-empty pytree of arrays, got {_describe(value)}")
         for leaf in leaves:
-            _numeric_array(name, leaf, "a pytree of numeric arrays")
+            arr = _numeric_array(name, leaf, "a pytree of numeric arrays")
+            if np.size(arr) == 0:
+                raise InputError(f"{name} must not hold empty arrays, got a leaf of shape {tuple(np.shape(arr))}")
+            _no_nan(name, arr)
     elif spec == "key":
         if value is None or isinstance(value, (str, bytes)) or not hasattr(value, "dtype"):
             raise InputError(f"{name} must be a JAX PRNG key (jax.random.key / PRNGKey), got {_describe(value)}")
@@ -305,6 +325,9 @@ def check_arg(name: str, value, spec) -> None:
         arr = _numeric_array(name, value, what)
         if ranks is not None and arr.ndim not in ranks:
             raise InputError(f"{name} must be {what}, got shape {tuple(arr.shape)}")
+        if arr.ndim >= 2 and 0 in tuple(arr.shape):
+            raise InputError(f"{name} must not be empty, got shape {tuple(arr.shape)}")
+        _no_nan(name, arr)
 
 
 def validate_args(**specs):

@@ -353,8 +353,7 @@ def lambda_min(H, *, jitter: float = 0.0) -> LambdaMin:
     if K.ndim != 2 or K.shape[0] != K.shape[1]:
         raise _v.InputError(f"H must be a square kernel, got shape {K.shape}")
     _v.check_finite("H", K)
-    if jitter < 0:
-        raise _v.InputError(f"jitter must be >= 0, got {jitter}")
+    jitter = _v.check_nonnegative("jitter", jitter)
     norm = float(jnp.linalg.norm(K))
     asym = float(jnp.linalg.norm(K - K.T)) / norm if norm > 0 else 0.0
     Ks = (K + K.T) / 2 + jitter * jnp.eye(K.shape[0], dtype=K.dtype)

@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from theory import validation as _v
 from theory.kernels.exp_sign import exp_sign_fluctuation  # noqa: F401  (re-exported; defined with its model)
@@ -69,6 +70,11 @@ def limit_kernel(model, U1, U2=None, *, sigma: float, frozen=None):
         if not isinstance(frozen, collections.abc.Mapping):
             raise _v.InputError(f"frozen (a dict of the m-independent frozen arrays) is required for the "
                                 f"limit of model {model.name!r}, got {frozen!r}")
+    for name, value in (frozen or {}).items() if isinstance(frozen, collections.abc.Mapping) else ():
+        _v.check_arg(f"frozen[{name!r}]", value, "array")
+        if name == "V" and (np.ndim(value) != 2 or np.shape(value)[1] != U1.shape[1]):
+            raise _v.InputError(f"frozen['V'] must be a (k, {U1.shape[1]}) readout (d = the columns of U1), "
+                                f"got shape {np.shape(value)}")
     try:
         return model.limit_kernel(U1, U2, sigma=sigma, frozen=frozen)
     except KeyError as e:
