@@ -274,11 +274,11 @@ def _no_nan(name: str, value) -> None:
     if not hasattr(value, "dtype") or not jnp.issubdtype(value.dtype, jnp.inexact) or np.size(value) == 0:
         return
     try:
-        bad = bool(jnp.any(jnp.isnan(jnp.asarray(value))))
-    except (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConversionError):
+        bad = int(jnp.sum(jnp.isnan(jnp.asarray(value))))
+    except (jax.errors.ConcretizationTypeError, jax.errors.TracerIntegerConversionError):
         return
     if bad:
-        raise InputError(f"{name} contains NaN")
+        raise InputError(f"{name} contains {bad} NaN value(s)")
 
 
 def check_arg(name: str, value, spec) -> None:
