@@ -239,7 +239,8 @@ def check_logits_fit(name: str, max_logit, dtype, *, multiple: float = 1.0) -> N
     if multiple * value > limit:
         raise LogitOverflowError(
             f"{name} give a logit of {value:.4g}; exp of {multiple:g} x that overflows "
-            f"{jnp.dtype(dtype).name} (limit {limit:.4g}): lower sigma or the input norm, or use float64"
+            f"{jnp.dtype(dtype).name} (limit {limit:.4g}): lower sigma or the input norm"
+            + (", or use float64" if jnp.dtype(dtype) != jnp.float64 else "")
         )
 
 
