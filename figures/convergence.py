@@ -18,6 +18,7 @@ import sys
 import numpy as np
 
 from figures import common, data, style
+from theory import max_movement_slope
 
 EXPERIMENT = "convergence"
 BLOWUP = 1e3  # a control whose loss grows this much (or is non-finite) has diverged
@@ -122,8 +123,7 @@ def _verdict_panel(ax, results):
     if xs is not None and xs.size >= 2:
         # Claim 4b: the maximum over rows carries the extreme softmax weight (see sims/experiments/convergence.py).
         c0 = data.select(results, parametrization="ntk")[0][0]
-        ev = -0.5 * np.log(xs) + c0["sigma"] * c0["input_norm"] * np.sqrt(2 * np.log(xs))
-        pred4 = float(np.polyfit(np.log(xs), ev, 1)[0])
+        pred4 = max_movement_slope(xs, sigma=c0["sigma"], input_norm=c0["input_norm"])
         rows.insert(3, {"label": "4b. row movement (max)", "fit": style.slope_fit(xs, Y),
                         "predicted": pred4})
     for key, _, label, _, claim in SERIES[1:]:

@@ -287,3 +287,38 @@ def test_output_bound_and_counts():
     assert prefix_parameter_count(10, 4, key_value=False) == 40
     f = flop_counts(128, 10**6, 64, 64, r)
     assert f["prefix"] > f["ntk"] > 0
+
+
+@pytest.mark.parametrize("form", ["closed", "exact", "spec"])
+def test_bounds_beyond_the_float_range_are_inf_not_overflow(form):
+    """issue 25: weight_error(800, 3) raised a bare OverflowError; beyond the float range it is inf."""
+    assert weight_error(800, 3, form=form) == math.inf
+    assert weight_error(1e8, 0, form=form) == math.inf
+    assert math.isfinite(weight_error(300, 3, form=form))  # spec: e^{2 beta} overflows from beta ~ 355
+    # Just below the edge the exact series still agrees with the closed form's ordering.
+    assert weight_error(650, 2, form="exact") <= weight_error(650, 2, form="closed")
+    assert output_error_bound(math.inf, 1.0) == math.inf
+    assert output_error_bound(math.inf, 1.0, prefix_fraction=0.0) == 0.0
+    with pytest.raises(InputError, match="eps"):
+        output_error_bound(np.nan, 1.0)
+    with pytest.raises(InputError, match="degree"):
+        degree_needed(16, c=0.5, beta=800, g_max=20)
+
+
+@given(norm=st.floats(1e-3, 1e4), seed=st.integers(0, 2**16), g=st.integers(0, 12),
+       form=st.sampled_from(["closed", "exact", "spec"]), refined=st.booleans())
+@settings(max_examples=40, deadline=None)
+def test_instance_bound_never_raises_for_large_token_norms(norm, seed, g, form, refined):
+    """Token norms up to 1e4 (prefix logits up to ~1e8): the bound is finite, inf, or InputError, never OverflowError."""
+    rng = np.random.default_rng(seed)
+    d = 3
+    X, P = rng.standard_normal((2, d)), rng.standard_normal((5, d))
+    X, P = norm * X / np.linalg.norm(X, axis=1, keepdims=True), norm * P / np.linalg.norm(P, axis=1, keepdims=True)
+    W_Q, W_K, W_V = (rng.standard_normal((d, d)) / math.sqrt(d) for _ in range(3))
+    try:
+        b = instance_output_bound(X, P, W_Q, W_K, W_V, g=g, form=form, refined=refined)
+    except InputError:
+        return
+    assert b.shape == (2,) and np.all((b >= 0) & ~np.isnan(b))
+    beta = float(prefix_logit_max(X, P, W_Q, W_K))
+    assert np.isfinite(weight_error(beta, g, form=form)) or np.all(np.isinf(b) | (b == 0))

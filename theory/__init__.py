@@ -23,7 +23,8 @@ from theory.kernels.ntk_empirical import (
     model_outputs,
     structured_ntk,
 )
-from theory.kernels.ntk_limit import MonteCarloKernel, chebyshev_width, exp_sign_fluctuation, limit_kernel, monte_carlo_kernel
+from theory.kernels.ntk_limit import (MonteCarloKernel, chebyshev_width, exp_sign_fluctuation, limit_kernel,
+                                      max_movement_slope, monte_carlo_kernel)
 from theory.ntk_attn.feature_maps import feature_map, taylor_features
 from theory.ntk_attn.ntk_attention import ntk_attention, ntk_attention_batch, prefix_summary
 from theory.ntk_attn.bounds import degree_needed, output_error_bound, weight_error
@@ -69,6 +70,7 @@ __all__ = [
     "autodiff_model_ntk",
     "autodiff_ntk",
     "chebyshev_width",
+    "max_movement_slope",
     "default_learning_rate",
     "degree_needed",
     "empirical_ntk",

@@ -4,6 +4,7 @@ Every interval a verdict prints comes from here:
 
 - :func:`fit_loglog_slope`: log-log OLS slope over (x, seed) points, ``linregress`` and its
   t-interval (a rate claim "X decays like m^-1/2");
+- :func:`fit_line`: the same OLS slope on linear axes (e.g. log10 error against a degree);
 - :func:`mean_ci`, :func:`t_half_width`: the t-interval of a mean (``t.interval``);
 - :func:`welch_ci`: the Welch interval of a difference of means
   (``ttest_ind(equal_var=False).confidence_interval()``);
@@ -22,7 +23,7 @@ from scipy import stats as _st
 
 from theory import validation as _v
 
-__all__ = ["Interval", "SlopeFit", "fit_loglog_slope", "mean_ci", "t_half_width", "welch_ci", "wilson_ci",
+__all__ = ["Interval", "SlopeFit", "fit_loglog_slope", "fit_line", "mean_ci", "t_half_width", "welch_ci", "wilson_ci",
            "bootstrap_ci"]
 
 
@@ -95,10 +96,42 @@ def fit_loglog_slope(x, y, *, level: float = 0.95) -> SlopeFit:
         raise _v.InputError("y must be positive and finite")
     if np.unique(x).size < 2:
         raise _v.InputError("x must hold at least two distinct values")
-    lx = np.repeat(np.log(x), y.shape[1])
-    ly = np.log(y).reshape(-1)
-    fit = _st.linregress(lx, ly)
-    dof = lx.size - 2
+    return _ols(np.log(x), np.log(y), level)
+
+
+def fit_line(x, y, *, level: float = 0.95) -> SlopeFit:
+    """OLS fit of ``y = a + b x`` over every (x, seed) point (``scipy.stats.linregress``), e.g. the
+    slope of log10 error in the Taylor degree.
+
+    Args:
+        x: (q,) grid of finite values, at least two distinct.
+        y: (q,) or (q, seeds) finite measurements.
+        level: confidence level in (0, 1).
+    Returns:
+        :class:`SlopeFit` with the t-interval of the slope on ``n - 2`` degrees of freedom;
+        ``(-inf, inf)`` with only two points.
+    Raises:
+        InputError: mismatched shapes, fewer than two distinct x, non-finite values, complex
+            input, or a level outside (0, 1).
+    """
+    level = _check_level(level)
+    x, y = _real("x", x), _real("y", y)
+    if y.ndim == 1:
+        y = y[:, None]
+    if x.ndim != 1 or y.ndim != 2 or y.shape[0] != x.shape[0] or x.shape[0] < 2 or y.shape[1] < 1:
+        raise _v.InputError(f"need at least two grid points x (q,) with y (q,) or (q, seeds); "
+                            f"got x {x.shape}, y {y.shape}")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise _v.InputError("x and y must be finite")
+    if np.unique(x).size < 2:
+        raise _v.InputError("x must hold at least two distinct values")
+    return _ols(x, y, level)
+
+
+def _ols(x: np.ndarray, y: np.ndarray, level: float) -> SlopeFit:
+    """linregress over the (x_i, y_ij) points of x (q,) and y (q, seeds), with the slope's t-interval."""
+    fit = _st.linregress(np.repeat(x, y.shape[1]), y.reshape(-1))
+    dof = y.size - 2
     if dof < 1:
         return SlopeFit(float(fit.slope), float("-inf"), float("inf"), float(fit.intercept), level)
     low, high = _st.t.interval(level, dof, loc=fit.slope, scale=fit.stderr)

@@ -27,11 +27,13 @@ from sims.core import store
 from sims.core.experiment import VerdictRow
 from theory import stats
 
-__all__ = ["SLOPE_TOL", "LEVEL", "decide_band", "decide_side", "rate_row", "difference_row", "bound_row",
-           "exact_row", "cell_ids", "threshold_m", "seeds_to_decide", "predicted_text", "measured_text"]
+__all__ = ["SLOPE_TOL", "LEVEL", "CONSTANT_RTOL", "decide_band", "decide_side", "rate_row", "difference_row",
+           "bound_row", "band_row", "constant_row", "exact_row", "threshold_row", "cell_ids", "threshold_m",
+           "seeds_to_decide", "predicted_text", "measured_text"]
 
 SLOPE_TOL = 0.1  # half-width of the band around a predicted exponent (docs/verdicts.md, "rates")
 LEVEL = 0.95  # confidence level of every interval
+CONSTANT_RTOL = 0.2  # relative band around an exact constant, e.g. E m||H(0) - H*||^2 = C (docs/verdicts.md)
 
 
 def decide_band(low: float, high: float, target: float, tol: float) -> str:
@@ -149,8 +151,41 @@ def bound_row(id: str, claim: str, estimate: float, low: float, high: float, *, 
     return _status_row("undecided", detail=why, n_needed=need, **row)
 
 
+def band_row(id: str, claim: str, estimate: float, low: float, high: float, *, target: float, tol: float,
+             quantity: str, tol_why: str, level: float | None = LEVEL, n_now: int | None = None, cells=(),
+             short: str = "", detail: str = "") -> VerdictRow:
+    """A two-sided claim ``estimate = target`` within ``tol``, judged on its interval ``[low, high]``
+    by the equivalence rule :func:`decide_band` (an exact constant against its mean's t-interval, a
+    crossover bracketed by grid points); undecided says what size would decide it when ``n_now``
+    (samples behind the interval) is given."""
+    row = dict(claim=claim, id=id, short=short, estimate=estimate, low=low, high=high, level=level, target=target,
+               tol=tol, relation="within", quantity=quantity, tol_why=tol_why, cells=tuple(cells))
+    status = decide_band(low, high, target, tol) if math.isfinite(estimate) else "fail"
+    if status != "undecided":
+        return _status_row(status, detail=detail, **row)
+    gap = abs(estimate - target)
+    margin = tol - gap if gap < tol else gap - tol
+    need = seeds_to_decide(n_now, (high - low) / 2, margin) if n_now else None
+    why = f"the interval straddles the band {target:.4g} ± {tol:.3g}" + (
+        f": about {int(need)} samples would decide it" if need else "")
+    return _status_row("undecided", detail="; ".join(x for x in (why, detail) if x), n_needed=need, **row)
+
+
+def constant_row(id: str, claim: str, samples, *, constant: float, quantity: str, rtol: float = CONSTANT_RTOL,
+                 cells=(), short: str = "") -> VerdictRow:
+    """An exact expectation ``E[sample] = constant``: the samples' mean and its 95% t-interval
+    (:func:`theory.stats.mean_ci`) against ``constant (1 +- rtol)`` by the equivalence rule."""
+    samples = np.asarray(samples, float).reshape(-1)
+    est, low, high = stats.mean_ci(samples, level=LEVEL)
+    return band_row(id, claim, est, low, high, target=constant, tol=rtol * abs(constant), quantity=quantity,
+                    n_now=samples.size, cells=cells, short=short,
+                    tol_why=f"±{rtol:.0%} of the exact constant: it has no finite-m bias, so the band only sets the "
+                            f"precision asked for; a constant off by {2 * rtol:.0%} is rejected (docs/verdicts.md)")
+
+
 def exact_row(id: str, claim: str, value: float, *, target: float, relation: str, quantity: str, tol_why: str,
-              tol: float = 0.0, cells=(), short: str = "", control_of: str = "") -> VerdictRow:
+              tol: float = 0.0, cells=(), short: str = "", control_of: str = "", control: str = "",
+              detail: str = "") -> VerdictRow:
     """A deterministic number against its prediction: ``relation`` "within" (``|value - target| <=
     tol``, relative to nothing: give ``tol`` in the value's units), "outside", or one-sided."""
     if relation in ("within", "outside"):
@@ -160,7 +195,30 @@ def exact_row(id: str, claim: str, value: float, *, target: float, relation: str
         ok = decide_side(value, value, target, relation) == "pass"
     return _status_row("pass" if ok else "fail", claim=claim, id=id, short=short, estimate=value, low=value,
                        high=value, level=None, target=target, tol=tol, relation=relation, quantity=quantity,
-                       tol_why=tol_why, cells=tuple(cells), control=control_of, is_control=bool(control_of))
+                       tol_why=tol_why, cells=tuple(cells), control=control_of or control,
+                       is_control=bool(control_of), detail=detail)
+
+
+def threshold_row(id: str, claim: str, worst: float, *, target: float, relation: str, m_top: int,
+                  holds_from: int | None, quantity: str, tol_why: str, m_theory: float | None = None, cells=(),
+                  short: str = "", detail: str = "") -> VerdictRow:
+    """A claim that holds for m beyond a threshold ("lambda_min(H(0)) >= lambda/2 for m large"),
+    checked on every seed at the grid's largest m: ``worst`` (the worst seed there) against
+    ``target`` by ``relation``.  Pass when every seed holds; fail only when the grid's largest m
+    reaches ``m_theory`` (the threshold the theory states, e.g. a Chebyshev width), else undecided
+    (a larger m would decide it: ``n_needed`` is ``m_theory`` when known)."""
+    row = dict(claim=claim, id=id, short=short, estimate=worst, low=worst, high=worst, level=None, target=target,
+               relation=relation, quantity=quantity, tol_why=tol_why, cells=tuple(cells))
+    where = f"holds on every seed from m = {holds_from}" if holds_from is not None else "fails at the largest m"
+    detail = "; ".join(x for x in (where, detail) if x)
+    if decide_side(worst, worst, target, relation) == "pass":
+        return _status_row("pass", detail=detail, **row)
+    if m_theory is not None and m_top >= m_theory:
+        return _status_row("fail", detail=f"{detail}; the grid reaches the theory's m = {m_theory:.4g}", **row)
+    why = (f"the largest m ({m_top}) is below the theory's threshold m = {m_theory:.4g}" if m_theory is not None
+           else f"the claim is for m beyond a threshold the theory does not state for this model; a grid beyond "
+                f"m = {m_top} would decide it")
+    return _status_row("undecided", detail=f"{detail}; {why}", n_needed=m_theory, **row)
 
 
 def cell_ids(results) -> tuple[str, ...]:

@@ -75,18 +75,33 @@ def _beta(beta) -> float:
     return b
 
 
+#: ``log`` of the largest float64: a bound whose logarithm exceeds it is returned as ``inf``.
+_LOG_MAX = math.log(np.finfo(np.float64).max)
+
+
+def _exp_or_inf(log_value: float) -> float:
+    return math.inf if log_value > _LOG_MAX else math.exp(log_value)
+
+
 def _exact_weight_error(beta: float, g: int) -> float:
-    """``rho_g(beta) = sum_k beta^{g+1+k} / (g! k! (g+1+k))``, all terms positive (no cancellation)."""
+    """``rho_g(beta) = sum_k beta^{g+1+k} / (g! k! (g+1+k))``, all terms positive (no cancellation),
+    summed relative to the largest term so that only the result can overflow (then ``inf``)."""
     if beta == 0.0:
         return 0.0
-    log_pre = (g + 1) * math.log(beta) - math.lgamma(g + 1)
-    total, k = 0.0, 0
+    log_b = math.log(beta)
+    # rho_g >= int_{beta-1}^{beta} e^u u^g / g! du >= e^{beta-1} (beta-1)^g / g!: beyond the float
+    # range already (this also keeps the series below ~720 + g terms).
+    if beta > 1 and beta - 1 + g * math.log(beta - 1) - math.lgamma(g + 1) > _LOG_MAX:
+        return math.inf
+    log_pre = (g + 1) * log_b - math.lgamma(g + 1)
+    logs, k = [], 0
     while True:
-        term = math.exp(log_pre + k * math.log(beta) - math.lgamma(k + 1)) / (g + 1 + k)
-        total += term
-        if k > beta and term <= 1e-17 * total:
-            return total
+        logs.append(log_pre + k * log_b - math.lgamma(k + 1) - math.log(g + 1 + k))
+        top = max(logs)
+        if k > beta and logs[-1] <= top + math.log(1e-17):
+            break
         k += 1
+    return _exp_or_inf(top + math.log(math.fsum(math.exp(v - top) for v in logs)))
 
 
 def weight_error(beta, g, *, form: str = "closed") -> float:
@@ -100,7 +115,8 @@ def weight_error(beta, g, *, form: str = "closed") -> float:
             ``'spec'``: the spec's looser ``beta^{g+1} e^{2 beta} / (g+1)!``.
 
     Returns:
-        The bound as a Python float (0.0 at ``beta = 0``).
+        The bound as a Python float (0.0 at ``beta = 0``); ``inf`` when it exceeds the float64
+        range (``beta`` beyond about 700: the bound is then vacuous, never an ``OverflowError``).
 
     Raises:
         InputError: ``beta`` is not a finite number >= 0, ``g`` not an integer >= 0, or
@@ -115,7 +131,7 @@ def weight_error(beta, g, *, form: str = "closed") -> float:
     if b == 0.0:
         return 0.0
     growth = b if form == "closed" else 2.0 * b
-    return math.exp((g + 1) * math.log(b) + growth - math.lgamma(g + 2))
+    return _exp_or_inf((g + 1) * math.log(b) + growth - math.lgamma(g + 2))
 
 
 @_v.validate_args(eps="array", spread="array")
@@ -123,7 +139,9 @@ def output_error_bound(eps, spread, *, prefix_fraction=1.0):
     """``eps pi / (1 - eps pi) * spread`` (inf where ``eps pi >= 1``); element-wise on arrays.
 
     Args:
-        eps: relative weight error, scalar or array (broadcast with the others), >= 0.
+        eps: relative weight error, scalar or array (broadcast with the others), >= 0; ``inf``
+            (a :func:`weight_error` beyond the float range) gives ``inf`` where ``pi > 0``, 0 where
+            the prefix holds no mass.
         spread: ``max_r ||v_r - o||_inf`` (or ``2 ||V||_inf``), scalar or array, >= 0.
         prefix_fraction: ``pi`` in [0, 1], scalar or array (1 gives the spec's
             ``eps/(1-eps)`` form).
@@ -132,17 +150,19 @@ def output_error_bound(eps, spread, *, prefix_fraction=1.0):
         A float for scalar inputs, else a float64 NumPy array of the broadcast shape.
 
     Raises:
-        InputError: ``eps`` or ``spread`` is not numeric, not finite or negative, or
+        InputError: ``eps`` is not numeric, NaN or negative, ``spread`` not numeric, not finite
+            or negative, or
             ``prefix_fraction`` lies outside [0, 1] (or is NaN).
     """
     eps, spread, pi = (np.asarray(a, np.float64) for a in (eps, spread, prefix_fraction))
-    if np.any(~np.isfinite(eps)) or np.any(eps < 0):
-        raise _v.InputError("eps must be finite and >= 0")
+    if np.any(np.isnan(eps)) or np.any(eps < 0):
+        raise _v.InputError("eps must be >= 0 (inf allowed), not NaN")
     if np.any(~np.isfinite(spread)) or np.any(spread < 0):
         raise _v.InputError("spread must be finite and >= 0")
     if np.any(~(pi >= 0)) or np.any(pi > 1):
         raise _v.InputError("prefix_fraction must lie in [0, 1]")
-    x = eps * pi
+    with np.errstate(invalid="ignore"):
+        x = np.where(pi == 0, 0.0, eps * pi)  # an infinite eps on a prefix without mass: no error
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.where(x < 1, x / np.where(x < 1, 1 - x, 1) * spread, np.inf)
     return out if out.ndim else float(out)
