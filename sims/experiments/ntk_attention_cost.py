@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sims.core.experiment import Experiment, VerdictRow, register
+from sims.core.verdicts import band_row, cell_ids, exact_row
 from sims.experiments.common import option as _f
 from theory.ntk_attn.feature_maps import feature_dim
 from theory.ntk_attn.ntk_attention import forward_unchecked_jit, summary_unchecked, default_chunk, ntk_attention, prefix_summary
@@ -133,40 +134,92 @@ def _crossover(ms, slower):
     return None
 
 
+#: Tolerance of the time crossover against the multiply-add prediction, in log2 m: a factor of
+#: four either way (docs/verdicts.md).
+CROSSOVER_LOG2_TOL = 2.0
+
+
+def _crossing(ms, f):
+    """m from which ``f > 0`` for good, interpolated linearly in log m between grid points; 0 when
+    ``f > 0`` on the whole grid (below it), inf when not for good at the largest m (above it)."""
+    top = _crossover(ms, list(f > 0))
+    if top is None:
+        return math.inf
+    i = ms.index(top)
+    if i == 0:
+        return 0.0
+    x0, x1 = math.log(ms[i - 1]), math.log(ms[i])
+    return math.exp(x0 - f[i - 1] * (x1 - x0) / (f[i] - f[i - 1]))
+
+
+def measured_crossover(ms, t_prefix, t_ntk):
+    """The m from which prefix attention is slower for good, with a bracket for timing noise.
+
+    The estimate is the crossing of ``log(t_prefix / t_ntk)`` through 0, interpolated in log m
+    between grid points (clipped to the grid's ends when it lies outside).  NTK-Attention's time
+    has no m axis, so the spread ``delta = log(max t_ntk / min t_ntk)`` over the grid measures the
+    timing noise; the bracket is the crossing through ``-delta`` (low) and ``+delta`` (high), 0 or
+    inf when it lies outside the grid.  Returns ``(estimate, low, high, delta)``.
+    """
+    log_ratio = np.log(np.asarray(t_prefix, float) / np.asarray(t_ntk, float))
+    delta = float(np.log(np.max(t_ntk) / np.min(t_ntk)))
+    est = min(max(_crossing(ms, log_ratio), ms[0]), ms[-1])
+    low, high = _crossing(ms, log_ratio + delta), _crossing(ms, log_ratio - delta)
+    return est, min(low, est), max(high, est), delta
+
+
 def verdict(cfg: NTKAttentionCostConfig, results) -> list[VerdictRow]:
+    """Per feature: ``F-1`` time crossover against the multiply-add count, ``F-2`` forward-pass
+    memory, ``F-3`` stored state and ``F-4`` parameter break-even (two checks of the count formulas)."""
     rows = []
     for feature in cfg.feature:
         res = sorted(((c, a) for c, a in results if c["feature"] == feature), key=lambda ca: ca[0]["m"])
         if not res:
             continue
+        ids = cell_ids(res)
         ms = [c["m"] for c, _ in res]
         r = int(res[0][1]["r"])
         t_p = [float(a["t_prefix"]) for _, a in res]
         t_n = [float(a["t_ntk"]) for _, a in res]
-        pred = _crossover(ms, [float(a["flops_prefix"]) > float(a["flops_ntk"]) for _, a in res])
-        meas = _crossover(ms, [p > n for p, n in zip(t_p, t_n)])
+        # Multiply-adds: L(m + L)(d_k + d_v) > L L (d_k + d_v) + L r (d_v + 2)  <=>  m > r (d + 2) / (2 d).
+        m_pred = r * (cfg.d + 2) / (2 * cfg.d)
+        est, lo, hi, delta = measured_crossover(ms, t_p, t_n)
         timings = "; ".join(f"m={m}: {p * 1e3:.3g} ms vs {n * 1e3:.3g} ms" for m, p, n in zip(ms, t_p, t_n))
-        rows.append(VerdictRow(f"{feature} (r={r}): time crossover m (prefix attention slower from there on)",
-                               f"~{pred} on the grid (multiply-add count)", f"{meas}",
-                               meas is not None, detail="timings (prefix vs NTK): " + timings))
+        log2 = lambda v: math.log2(v) if v > 0 else -math.inf  # noqa: E731
+        rows.append(band_row(
+            f"{feature}-1", f"{feature} (r={r}): time crossover m (prefix attention slower from there on), log2",
+            log2(est), log2(lo), log2(hi), target=math.log2(m_pred), tol=CROSSOVER_LOG2_TOL, level=None,
+            quantity="log2 of the measured crossover m (interpolated in log m); bracket: crossings with the "
+                     "timing ratio shifted by the NTK time's spread over m (its noise), open outside the grid",
+            tol_why="a factor of four either way: multiply-add counts ignore per-call overhead, memory traffic "
+                    "and vector widths, which move the time crossover by a constant factor",
+            cells=ids, detail=f"predicted m = r (d + 2)/(2 d) = {m_pred:.4g}; timing noise (NTK time's spread) "
+                              f"x{math.exp(delta):.3g}; timings (prefix vs NTK): {timings}"))
+        x_p, x_n = [float(a["xla_bytes_prefix"]) for _, a in res], [float(a["xla_bytes_ntk"]) for _, a in res]
+        growth = x_n[-1] / x_n[0] - 1
+        rows.append(exact_row(
+            f"{feature}-2", f"{feature}: forward-pass memory (XLA) constant in m for NTK-Attention", growth,
+            target=0.0, relation="<=", cells=ids, quantity="NTK-Attention's XLA bytes at the largest m / smallest m - 1",
+            tol_why="exact: no array of the NTK forward pass has an m axis",
+            detail=f"prefix {x_p[0]:.3g} -> {x_p[-1]:.3g} B (grows with m); NTK {x_n[0]:.3g} -> {x_n[-1]:.3g} B"))
         big = res[-1][1]
         state_ratio = float(big["state_bytes_prefix"]) / float(big["state_bytes_ntk"])
-        flat = [float(a["state_bytes_ntk"]) for _, a in res]
-        rows.append(VerdictRow(f"{feature}: stored state, 2 m d -> r d + r (constant in m)",
-                               f"prefix/summary = {2 * ms[-1] * cfg.d / (r * cfg.d + r):.4g} at m = {ms[-1]}",
-                               f"{state_ratio:.4g}; summary bytes constant: {len(set(flat)) == 1}",
-                               len(set(flat)) == 1 and math.isclose(state_ratio, 2 * ms[-1] * cfg.d / (r * cfg.d + r))))
-        x_p, x_n = [float(a["xla_bytes_prefix"]) for _, a in res], [float(a["xla_bytes_ntk"]) for _, a in res]
-        rows.append(VerdictRow(f"{feature}: forward-pass memory (XLA) grows with m only for prefix attention",
-                               "prefix grows, NTK constant",
-                               f"prefix {x_p[0]:.3g} -> {x_p[-1]:.3g} B; NTK {x_n[0]:.3g} -> {x_n[-1]:.3g} B",
-                               bool(x_p[-1] > x_p[0] and len(set(x_n)) == 1)))
+        want = 2 * ms[-1] * cfg.d / (r * cfg.d + r)
+        rows.append(exact_row(
+            f"{feature}-3", f"{feature}: stored state 2 m d vs r d + r (count formulas, not a measurement)",
+            state_ratio, target=want, tol=1e-9 * want, relation="within", cells=ids,
+            quantity=f"prefix / summary stored numbers at m = {ms[-1]}",
+            tol_why="an identity of the count functions: a check of the formulas, no evidence beyond them"))
         m_star = break_even_length(r, cfg.d)
-        lo = prefix_parameter_count(max(1, math.floor(m_star)), cfg.d)
-        hi = prefix_parameter_count(math.ceil(m_star), cfg.d)
+        lo_n = prefix_parameter_count(max(1, math.floor(m_star)), cfg.d)
+        hi_n = prefix_parameter_count(math.ceil(m_star), cfg.d)
         n_sum = ntk_parameter_count(r, cfg.d)
-        rows.append(VerdictRow(f"{feature}: parameter break-even m = (r d + r)/(2 d)", f"{m_star:.4g}",
-                               f"2 m d at floor/ceil: {lo} / {hi} vs r d + r = {n_sum}", lo <= n_sum <= hi))
+        rows.append(exact_row(
+            f"{feature}-4", f"{feature}: parameter break-even m = (r d + r)/(2 d) (count formulas)",
+            float(n_sum), target=(lo_n + hi_n) / 2, tol=(hi_n - lo_n) / 2, relation="within", cells=ids,
+            quantity="r d + r, against 2 m d at floor/ceil of the break-even m",
+            tol_why="an identity of the count functions: a check of the formulas, no evidence beyond them",
+            detail=f"m* = {m_star:.4g}; 2 m d at floor/ceil: {lo_n} / {hi_n}"))
     return rows
 
 

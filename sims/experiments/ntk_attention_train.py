@@ -45,10 +45,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from sims.core.experiment import Experiment, VerdictRow, register
+from sims.core.verdicts import cell_ids, exact_row
 from sims.experiments.common import check_choices, check_fields, option as _f
 from theory.ntk_attn.feature_maps import features_unchecked, feature_dim
 from theory.ntk_attn.ntk_attention import prefix_summary
 from theory.ntk_attn.bounds import prefix_logit_max
+from theory import stats
 from theory.ntk_attn.train import init_summary_params, params_from_summary, train_summary, validation_mse
 
 FEATURES = ("elu", "taylor")
@@ -151,36 +153,73 @@ def estimate_bytes(cell) -> int:
     return 8 * (3 * m * d + 6 * r * d + cell["steps"]) + 4 * per_x + 8 * min(m + L, 4224) ** 2 + (64 << 20)
 
 
+def _still_falling(losses) -> tuple[bool, str]:
+    """Whether the training loss still falls at the end: the 95% Welch interval of (mean of the
+    third quarter - mean of the last quarter) of the per-step losses lies above 0."""
+    q = len(losses) // 4
+    if q < 2:
+        return True, "too few steps to tell whether training converged"
+    ci = stats.welch_ci(losses[2 * q:3 * q], losses[3 * q:])
+    return ci.low > 0, f"loss drop over the last quarter {ci.estimate:.3g} [{ci.low:.3g}, {ci.high:.3g}]"
+
+
 def verdict(cfg: NTKAttentionTrainConfig, results) -> list[VerdictRow]:
+    """Rows: 1/1b the public script's double counting, 2 logits bounded, F-1 training lowers the
+    validation MSE, taylor-2 the trained summary reaches the exact one's MSE."""
     rows = []
     pub = [(c, a) for c, a in results if "public_loss_zero" in a]
     if pub:
         zero = max(float(a["public_loss_zero"]) / float(a["target_power"]) for _, a in pub)
         at_exact = min(float(a["public_loss_exact"]) / float(a["target_power"]) for _, a in pub)
-        rows.append(VerdictRow("public script double-counts the prefix: its loss is 0 at Z = k = 0",
-                               "relative loss ~ rounding at 0, > 0 at the exact summary",
-                               f"{zero:.2g} at 0; {at_exact:.2g} at the exact summary",
-                               zero < 1e-8 and at_exact > 100 * zero))
+        rows.append(exact_row("1", "public script double-counts the prefix: its loss is 0 at Z = k = 0", zero,
+                              target=1e-8, relation="<=", cells=cell_ids(pub),
+                              quantity="largest public loss at Z = k = 0 / target power",
+                              tol_why="zero up to float64 rounding of softmax sums over m + L rows"))
+        rows.append(exact_row("1b", "public script: its loss at the exact summary is not 0", at_exact,
+                              target=100 * max(zero, 1e-300), relation=">", cells=cell_ids(pub),
+                              quantity="smallest public loss at the exact summary / target power",
+                              tol_why="two decades above its value at Z = k = 0 (row 1): distinct from rounding"))
     mx = max((float(a["max_logit"]) for _, a in results), default=float("nan"))
-    rows.append(VerdictRow(f"logits bounded with W ~ N(0, {cfg.weight_scale:g}^2/d)", "max |z| <= 10",
-                           f"{mx:.2f}", mx <= 10))
+    rows.append(exact_row("2", f"logits bounded with W ~ N(0, {cfg.weight_scale:g}^2/d)", mx, target=10.0,
+                          relation="<=", cells=cell_ids(results), quantity="largest prefix logit |z| over the cells",
+                          tol_why="a design check, not a theorem: beyond |z| ~ 10 (e^10 ~ 2e4) the softmax is near "
+                                  "one-hot and no bounded feature map follows it"))
     for feature in cfg.feature:
         res = sorted(((c, a) for c, a in results if c["feature"] == feature), key=lambda ca: ca[0]["m"])
         if not res:
             continue
-        better = [float(a["val_mse"]) < float(a["val_mse_init"]) for _, a in res]
+        ids = cell_ids(res)
         series = "; ".join(f"m={c['m']}: {float(a['val_mse']):.3g} (init {float(a['val_mse_init']):.3g}, exact "
                            f"summary {float(a['val_mse_exact']):.3g}, target power {float(a['target_power']):.3g})"
                            for c, a in res)
-        rows.append(VerdictRow(f"{feature}: training lowers the validation MSE", f"all {len(res)} cells",
-                               f"{sum(better)} do", all(better), detail=series))
+        worst = max(float(a["val_mse"]) / float(a["val_mse_init"]) for _, a in res)
+        rows.append(exact_row(f"{feature}-1", f"{feature}: training lowers the validation MSE", worst, target=1.0,
+                              relation="<", cells=ids, quantity="largest trained / initial validation MSE",
+                              tol_why="same validation draws before and after training (paired): no allowance",
+                              detail=series))
         if feature == "taylor":  # elu carries no approximation claim: its numbers are in the detail above
-            wins = [float(a["val_mse"]) <= float(a["val_mse_exact"]) for _, a in res]
-            rows.append(VerdictRow("taylor: trained MSE <= exact-summary MSE (the exact summary is a feasible point)",
-                                   "holds once training has converged", f"{sum(wins)}/{len(res)} cells",
-                                   all(wins),
-                                   detail="fails when steps x lr is too small to reach a summary of size ~m"))
+            rows.append(_reaches_exact(res, ids))
     return rows
+
+
+def _reaches_exact(res, ids) -> VerdictRow:
+    """The exact summary is a feasible point, so a converged optimiser's MSE is at most its MSE.
+    A shortfall while the loss still falls is undecided (more steps would decide), never failed."""
+    worst = max(float(a["val_mse"]) / float(a["val_mse_exact"]) for _, a in res)
+    row = exact_row("taylor-2", "taylor: trained MSE <= exact-summary MSE (the exact summary is a feasible point)",
+                    worst, target=1.0, relation="<=", cells=ids,
+                    quantity="largest trained / exact-summary validation MSE",
+                    tol_why="same validation draws (paired); fails only where training has stopped improving")
+    if row.passed:
+        return row
+    falling = [(c["m"], *_still_falling(np.asarray(a["losses"], float))) for c, a in res
+               if float(a["val_mse"]) > float(a["val_mse_exact"])]
+    detail = "; ".join(f"m={m}: {why}" for m, _, why in falling)
+    if any(f for _, f, _ in falling):
+        return dataclasses.replace(row, status="undecided", passed=False,
+                                   detail=f"the loss still falls where the trained summary is behind (more steps "
+                                          f"or a larger lr would decide it): {detail}")
+    return dataclasses.replace(row, detail=f"training stopped improving short of the exact summary: {detail}")
 
 
 EXPERIMENT = register(Experiment(
