@@ -61,6 +61,7 @@ import numpy as np
 
 import theory as T
 from sims.core import runner
+from sims.core.verdicts import measured_text, predicted_text
 from sims.experiments import get
 from theory.kernels import prefix
 from theory.kernels.prefix import readout
@@ -110,7 +111,7 @@ exp = get("kernel")
 config = exp.config() if FULL else exp.config(m=(500, 2000, 8000), n=5, d=6, seeds=4)
 result = runner.run(exp, config, out=RESULTS, precision="float64")
 for row in result.rows:
-    print(f"[{'PASS' if row.passed else 'FAIL'}] {row.claim}: predicted {row.predicted}; measured {row.measured}")
+    print(f"[{row.status.upper()}] {row.id} {row.claim}: predicted {predicted_text(row)}; measured {measured_text(row)}")
 
 
 # %%
@@ -153,9 +154,10 @@ plt.show()
 # ## Verdict
 #
 # The claim holds at the sizes used when every Monte-Carlo mean sits within 4 standard errors
-# of its closed form and every row of the `kernel` verdict passes (the slope CIs contain −1/2,
-# the exact `exp-sign` constant lies in the 99% interval, `λ_min(H(0)) ≥ λ/2`, and the wrong
-# limit is not approached).
+# of its closed form and no row of the `kernel` verdict fails: a slope passes when its 95%
+# interval lies inside −1/2 ± 0.1, the exact `exp-sign` constant when the mean's 95% interval
+# lies inside C ± 20%, `λ_min(H(0)) ≥ λ/2` on every seed, and the wrong limit is not approached
+# (`docs/verdicts.md`).  At this small size (4 seeds) several rows are undecided, never failed.
 
 # %%
 assert all(ratio < 4 for *_, ratio in mc_rows), mc_rows

@@ -56,6 +56,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from sims.core import runner
+from sims.core.verdicts import measured_text, predicted_text
 from sims.experiments import get
 from theory.ntk_attn.feature_maps import taylor_dim
 from theory.ntk_attn.ntk_attention import Summary, ntk_attention, prefix_summary
@@ -99,7 +100,7 @@ exp = get("ntk-attention-error")
 config = exp.config() if FULL else exp.config(m=(16, 256), beta=(1.0, 2.0), L=4, g_max=6, seeds=2)
 result = runner.run(exp, config, out=RESULTS, precision="float64")
 for row in result.rows:
-    print(f"[{'PASS' if row.passed else 'FAIL'}] {row.claim}: predicted {row.predicted}; measured {row.measured}")
+    print(f"[{row.status.upper()}] {row.id} {row.claim}: predicted {predicted_text(row)}; measured {measured_text(row)}")
 
 # %%
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))

@@ -53,6 +53,7 @@ jax.config.update("jax_enable_x64", True)  # theory never flips global JAX setti
 import matplotlib.pyplot as plt
 
 from sims.core import runner
+from sims.core.verdicts import measured_text, predicted_text
 from sims.experiments import get
 
 FULL = os.environ.get("PREFIX_NTK_FULL", "") not in ("", "0")
@@ -73,7 +74,7 @@ result_paper = runner.run(exp, paper, out=RESULTS, precision="float64")
 for title, res in (("scaled by m", result), ("paper's parametrization (scale 1)", result_paper)):
     print(f"--- {title}")
     for row in res.rows:
-        print(f"[{'PASS' if row.passed else 'FAIL'}] {row.claim}: predicted {row.predicted}; measured {row.measured}")
+        print(f"[{row.status.upper()}] {row.id} {row.claim}: predicted {predicted_text(row)}; measured {measured_text(row)}")
 
 # %%
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
