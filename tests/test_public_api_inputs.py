@@ -61,6 +61,7 @@ EXAMPLES = {
     "autodiff_model_ntk": lambda: (("prefix", *_prefix(), _a(2, 3)), {}),
     "autodiff_ntk": lambda: ((lambda p, u: jnp.tanh(p @ u)[:2], _a(2, 3), _a(2, 3)), {}),
     "chebyshev_width": lambda: ((1.0,), {"t": 0.1, "delta": 0.1}),
+    "max_movement_slope": lambda: (([250, 1000, 4000],), {"sigma": 1.0, "input_norm": 1.0}),
     "default_learning_rate": lambda: ((_H(),), {}),
     "degree_needed": lambda: ((100,), {"c": 1.0, "beta": 1.0}),
     "empirical_ntk": lambda: (("prefix", *_prefix(), _a(2, 3)), {}),

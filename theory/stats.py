@@ -84,12 +84,7 @@ def fit_loglog_slope(x, y, *, level: float = 0.95) -> SlopeFit:
             values, complex input, or a level outside (0, 1).
     """
     level = _check_level(level)
-    x, y = _real("x", x), _real("y", y)
-    if y.ndim == 1:
-        y = y[:, None]
-    if x.ndim != 1 or y.ndim != 2 or y.shape[0] != x.shape[0] or x.shape[0] < 2 or y.shape[1] < 1:
-        raise _v.InputError(f"need at least two grid points x (q,) with y (q,) or (q, seeds); "
-                            f"got x {x.shape}, y {y.shape}")
+    x, y = _grid(x, y)
     if not (np.all(np.isfinite(x)) and np.all(x > 0)):
         raise _v.InputError("x must be positive and finite")
     if not (np.all(np.isfinite(y)) and np.all(y > 0)):
@@ -115,17 +110,23 @@ def fit_line(x, y, *, level: float = 0.95) -> SlopeFit:
             input, or a level outside (0, 1).
     """
     level = _check_level(level)
+    x, y = _grid(x, y)
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise _v.InputError("x and y must be finite")
+    if np.unique(x).size < 2:
+        raise _v.InputError("x must hold at least two distinct values")
+    return _ols(x, y, level)
+
+
+def _grid(x, y) -> tuple[np.ndarray, np.ndarray]:
+    """x as (q,) and y as (q, seeds) float arrays, refusing other shapes."""
     x, y = _real("x", x), _real("y", y)
     if y.ndim == 1:
         y = y[:, None]
     if x.ndim != 1 or y.ndim != 2 or y.shape[0] != x.shape[0] or x.shape[0] < 2 or y.shape[1] < 1:
         raise _v.InputError(f"need at least two grid points x (q,) with y (q,) or (q, seeds); "
                             f"got x {x.shape}, y {y.shape}")
-    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
-        raise _v.InputError("x and y must be finite")
-    if np.unique(x).size < 2:
-        raise _v.InputError("x must hold at least two distinct values")
-    return _ols(x, y, level)
+    return x, y
 
 
 def _ols(x: np.ndarray, y: np.ndarray, level: float) -> SlopeFit:

@@ -203,7 +203,10 @@ def max_movement_slope(ms, *, sigma: float, input_norm: float) -> float:
     Raises:
         InputError: fewer than two distinct m, an m <= 1, or a non-positive scale.
     """
-    ms = np.asarray(ms, np.float64).reshape(-1)
+    ms = np.asarray(ms)
+    if ms.dtype.kind not in "iuf":
+        raise _v.InputError(f"ms must be a real numeric array of prefix lengths, got dtype {ms.dtype}")
+    ms = ms.astype(np.float64).reshape(-1)
     if ms.size < 2 or np.unique(ms).size < 2 or not np.all(ms > 1):
         raise _v.InputError(f"ms must hold at least two distinct prefix lengths > 1, got {ms.tolist()}")
     sigma, input_norm = _v.check_positive("sigma", sigma), _v.check_positive("input_norm", input_norm)
