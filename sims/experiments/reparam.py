@@ -60,7 +60,8 @@ from sims.core.experiment import Experiment, VerdictRow, register
 from sims.experiments.common import check_fields, option as _f
 from theory.moe.model import STRUCTURES, Reparam, moe_from_attention, prompt_keys_values
 from sims.experiments import reparam_verdict as V
-from theory.moe.fit import fit_least_squares, regression_l2_error, sample_regression
+from theory.moe.fit import regression_l2_error, sample_regression
+from theory.moe.multistart import fit_multistart
 from theory.moe.voronoi import atoms, voronoi_loss
 
 # The fixed problem (d = 2, N = 2 tokens, query 0, L* = 2).
@@ -79,8 +80,8 @@ CONVERGED_SHARE = 0.9  # a merged-cell row with fewer converged fits (per n_eff)
 
 @dataclasses.dataclass(frozen=True)
 class ReparamConfig:
-    quick: bool = _f(False, "Quick size: n = 400, 8 replications, 1 restart, at most 1500 LM steps (about 2 "
-                            "minutes on 2 CPU cores); merged-cell rows are then mostly undecided.")
+    quick: bool = _f(False, "Quick size: n = 400, 8 replications, 2 split + 2 random starts, at most 2000 LM steps "
+                            "per start.")
     structures: tuple[str, ...] = _f(STRUCTURES, "Prompt structures to fit.", choices=STRUCTURES)
     n_eff: tuple[int, ...] = _f((), "Effective sample sizes n (sigma0/sigma)^2; empty = 1e4..1e8 (5 points).")
     n: int = _f(0, "Real sample size per fit (noise traded for n_eff); 0 = 400 (quick) or 1000.", minimum=0)
@@ -89,9 +90,14 @@ class ReparamConfig:
     extra: tuple[int, ...] = _f((0, 1), "Fit L = L* + extra prompts (L* = 2); 0 = exact, 1 = over-specified.",
                                  minimum=0)
     noise: float = _f(0.1, "Reference noise sigma0: a cell's noise is sigma0 sqrt(n / n_eff).", range="(0, 1e3]")
-    restarts: int = _f(0, "Starts per fit (split atom k mod L* in start k); 0 = 1 (quick) or 2.", minimum=0)
+    split_starts: int = _f(0, "Split starts per fit (an atom of the L-1 pilot fit split in two; the first with "
+                              "--jitter, the others with --wide-jitter); 0 = 2 (quick) or 3.", minimum=0)
+    random_starts: int = _f(0, "Random starts per fit; 0 = 2 (quick) or 3.", minimum=0)
+    oracle_start: bool = _f(True, "Also fit one start near the truth, as a diagnostic only (never the estimate).")
+    basin_tol: float = _f(0.1, "A start reached the best basin when its loss is within basin_tol * sigma_hat^2/n "
+                               "of the best.", range="(0, 1e3]")
     adam_steps: int = _f(50, "Adam steps before the Levenberg-Marquardt polish.", minimum=0)
-    polish_steps: int = _f(0, "Maximum LM iterations; 0 = 1500 (quick) or 200000.", minimum=0)
+    polish_steps: int = _f(0, "Maximum LM iterations per start; 0 = 2000 (quick) or 20000.", minimum=0)
     resolution: float = _f(1e-2, "LM stops when the Gauss-Newton model leaves < resolution * sigma_hat^2/n of the "
                                  "loss (sigma^2/n: the loss's statistical resolution).", range="(0, 1]")
     bound: float = _f(5.0, "Compact parameter set of the estimator: every p^K, p^V, p' entry in [-bound, bound].",
@@ -100,7 +106,9 @@ class ReparamConfig:
                           range="[0, 1e3]")
     gate_scale: float = _f(1.0, "Multiplies W_Q, i.e. the range of the gating logits (1 = the fixed problem).",
                            range="(0, 1e3]")
-    jitter: float = _f(0.1, "Standard deviation of the start's perturbation of the true locations.", range="(0, 1e3]")
+    jitter: float = _f(0.1, "Jitter (standard deviation) of the first split start's locations (and of the oracle "
+                            "start's).", range="(0, 1e3]")
+    wide_jitter: float = _f(0.5, "Jitter of the other split starts.", range="(0, 1e3]")
     n_test: int = _f(4000, "Test inputs for the L2 error of the regression function.")
     r: float = _f(1.0, "Power of the non-shared Voronoi loss (>= 1).", range="[1, 100]")
 
@@ -114,7 +122,8 @@ class ReparamConfig:
             raise ValueError(f"every n_eff must be >= 10, got {self.n_eff}")
         if self.n and self.n < 10:
             raise ValueError(f"n must be >= 10 (or 0 for the default), got {self.n}")
-        check_fields(self, positive=("noise", "jitter", "bound", "gate_scale", "resolution"),
+        check_fields(self, positive=("noise", "jitter", "wide_jitter", "bound", "gate_scale", "resolution",
+                                     "basin_tol"),
                      nonnegative=("bound_alt",))
         if not (math.isfinite(self.r) and self.r >= 1):
             raise ValueError(f"r must be >= 1, got {self.r}")
@@ -128,20 +137,24 @@ class ReparamConfig:
     def reps(self) -> int:
         return self.replications or (8 if self.quick else 16)
 
-    def starts(self) -> int:
-        return self.restarts or (1 if self.quick else 2)
+    def starts(self) -> tuple[int, int]:
+        """``(split starts, random starts)`` per fit."""
+        default = 2 if self.quick else 3
+        return self.split_starts or default, self.random_starts or default
 
     def steps(self) -> int:
-        return self.polish_steps or (1500 if self.quick else 200000)
+        return self.polish_steps or (2000 if self.quick else 20000)
 
     def tol(self) -> float:
         return self.resolution
 
 
 def cells(cfg: ReparamConfig) -> list[dict]:
-    common = {"kind": "rate", "restarts": cfg.starts(), "adam_steps": cfg.adam_steps, "polish_steps": cfg.steps(),
-              "resolution": cfg.tol(), "jitter": cfg.jitter, "n_test": cfg.n_test, "r": cfg.r,
-              "gate_scale": cfg.gate_scale, "L_star": L_STAR}
+    splits, randoms = cfg.starts()
+    common = {"kind": "rate", "split_starts": splits, "random_starts": randoms, "oracle_start": cfg.oracle_start,
+              "basin_tol": cfg.basin_tol, "adam_steps": cfg.adam_steps, "polish_steps": cfg.steps(),
+              "resolution": cfg.tol(), "jitter": cfg.jitter, "wide_jitter": cfg.wide_jitter, "n_test": cfg.n_test,
+              "r": cfg.r, "gate_scale": cfg.gate_scale, "L_star": L_STAR}
     out = []
     bounds = [(cfg.bound, False)] + ([(cfg.bound_alt, True)] if cfg.bound_alt > 0 else [])
     for s in cfg.structures:
@@ -186,30 +199,17 @@ def _merged_shape(params, truth, structure, vl):
     return np.asarray(np.sum((w * sq)[merged])), np.asarray(np.min(w[merged]))
 
 
-def run(cell, *, key):
-    if cell.get("kind", "rate") != "rate":
-        return _extra_module(cell["kind"]).run(cell, key=key)
-    dtype = jnp.dtype(cell.get("dtype", "float64"))
-    s = cell["structure"]
-    frozen, reparam, truth = problem(s, dtype, cell["gate_scale"])
-    k_data, k_fit, k_test = jax.random.split(key, 3)
-    X, Y = sample_regression(frozen, truth, structure=s, reparam=reparam, key=k_data, n=cell["n"], noise=cell["noise"])
-    fit = fit_least_squares(X, Y, frozen, structure=s, L=cell["L"], key=k_fit, reparam=reparam,
-                            restarts=cell["restarts"], init="split", true_params=truth, jitter=cell["jitter"],
-                            adam_steps=cell["adam_steps"], polish_steps=cell["polish_steps"], bound=cell["bound"],
-                            resolution=cell["resolution"])
-    vl = jax.device_get(voronoi_loss(fit.params, truth, structure=s, r=cell["r"]))
-    X_test = jax.random.uniform(k_test, (cell["n_test"], X.shape[1]), dtype, -1.0, 1.0)
-    l2 = regression_l2_error(frozen, fit.params, truth, structure=s, X=X_test, reparam=reparam)
+def _metrics(params, truth, s, reparam, frozen, X_test, cell) -> dict:
+    """Voronoi loss, per-cell errors, merged-cell shape and L2 error of one fitted configuration."""
+    vl = jax.device_get(voronoi_loss(params, truth, structure=s, r=cell["r"]))
+    l2 = regression_l2_error(frozen, params, truth, structure=s, X=X_test, reparam=reparam)
     # The same atoms in the common (p^K, p^V) space of every structure: comparable across them.
     kv = lambda p: dict(zip(("b", "pK", "pV"), prompt_keys_values(s, p, reparam)))  # noqa: E731
-    vkv = jax.device_get(voronoi_loss(kv(fit.params), kv(truth), structure="nonshared", r=cell["r"]))
+    vkv = jax.device_get(voronoi_loss(kv(params), kv(truth), structure="nonshared", r=cell["r"]))
     size, perr = np.asarray(vl.cell_size), np.asarray(vl.param_error)
-    m2, w_min = _merged_shape(fit.params, truth, s, vl)
-    kv_m2, _ = _merged_shape(kv(fit.params), kv(truth), "nonshared", vkv)
-    locs = np.concatenate([np.abs(np.asarray(v)).ravel() for k, v in fit.params.items() if k != "b"])
-    unit = 2.0 * float(fit.loss) / (Y.shape[1] * cell["n"])  # sigma_hat^2 / n
-    stop = float(fit.predicted_decrease) / unit if unit > 0 else 0.0
+    m2, w_min = _merged_shape(params, truth, s, vl)
+    kv_m2, _ = _merged_shape(kv(params), kv(truth), "nonshared", vkv)
+    locs = np.concatenate([np.abs(np.asarray(v)).ravel() for k, v in params.items() if k != "b"])
     return {
         "voronoi": np.asarray(vl.total),
         "weight_error": np.asarray(vl.weight_error),
@@ -225,12 +225,46 @@ def run(cell, *, key):
         "kv_merged_error": _cell_mean(np.asarray(vkv.param_error), np.asarray(vkv.cell_size) > 1),
         "kv_merged_m2": kv_m2,
         "l2_error": np.asarray(l2),
+    }
+
+
+ORACLE_METRICS = ("voronoi", "singleton_error", "merged_error", "merged_m2", "l2_error")
+
+
+def run(cell, *, key):
+    if cell.get("kind", "rate") != "rate":
+        return _extra_module(cell["kind"]).run(cell, key=key)
+    dtype = jnp.dtype(cell.get("dtype", "float64"))
+    s = cell["structure"]
+    frozen, reparam, truth = problem(s, dtype, cell["gate_scale"])
+    k_data, k_fit, k_test = jax.random.split(key, 3)
+    X, Y = sample_regression(frozen, truth, structure=s, reparam=reparam, key=k_data, n=cell["n"], noise=cell["noise"])
+    splits = cell["split_starts"]
+    jitters = ((cell["jitter"],) + (cell["wide_jitter"],) * (splits - 1)) if splits else ()
+    fit = fit_multistart(X, Y, frozen, structure=s, L=cell["L"], key=k_fit, reparam=reparam, split_jitters=jitters,
+                         random_starts=cell["random_starts"], oracle=truth if cell["oracle_start"] else None,
+                         oracle_jitter=cell["jitter"], basin_tol=cell["basin_tol"], adam_steps=cell["adam_steps"],
+                         polish_steps=cell["polish_steps"], bound=cell["bound"], resolution=cell["resolution"])
+    X_test = jax.random.uniform(k_test, (cell["n_test"], X.shape[1]), dtype, -1.0, 1.0)
+    out = _metrics(fit.params, truth, s, reparam, frozen, X_test, cell)
+    if fit.oracle_params is not None:  # the diagnostic start's own fit, judged by the same measures
+        oracle = _metrics(fit.oracle_params, truth, s, reparam, frozen, X_test, cell)
+        out.update({f"oracle_{k}": oracle[k] for k in ORACLE_METRICS})
+    stop = fit.predicted_decrease / fit.unit
+    return {
+        **out,
         "train_loss": np.asarray(fit.loss),
-        "restart_losses": np.asarray(fit.restart_losses),
         "grad_norm": np.asarray(fit.grad_norm),
         "iterations": np.asarray(fit.iterations),
         "stop_ratio": np.asarray(stop),
-        "converged": np.asarray(float(stop <= cell["resolution"])),
+        "converged": np.asarray(float(stop <= cell["resolution"] and fit.iterations < cell["polish_steps"])),
+        "start_losses": np.asarray(fit.start_losses),
+        "start_family": np.asarray(fit.start_family),
+        "start_gaps": np.asarray(fit.gaps),
+        "start_iterations": np.asarray(fit.start_iterations),
+        "n_best": np.asarray(fit.n_best),
+        "oracle_gap": np.asarray(fit.oracle_gap),
+        "pilot_loss": np.asarray(fit.pilot_loss),
         **{f"fit_{k}": np.asarray(v) for k, v in fit.params.items()},
     }
 
@@ -356,7 +390,8 @@ EXPERIMENT = register(Experiment(
     verdict=verdict,
     estimate_bytes=estimate_bytes,
     sweep_fields=("structures", "n_eff", "extra"),
-    count_fields=("n_eff", "n", "replications", "restarts", "adam_steps", "polish_steps", "n_test"),
+    count_fields=("n_eff", "n", "replications", "split_starts", "random_starts", "adam_steps", "polish_steps",
+                  "n_test"),
     check=lambda cfg: need_distinct("n_eff", cfg.grid(), hint="give several different --n-eff"),
     examples=(
         "sims run reparam --quick",
