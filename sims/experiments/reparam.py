@@ -75,7 +75,7 @@ N_TOKENS, QUERY, L_STAR = 2, 0, 2
 
 QUICK_N_EFF = (10_000, 100_000, 1_000_000, 10_000_000, 100_000_000)
 FULL_N_EFF = QUICK_N_EFF
-CONVERGED_SHARE = 0.9  # a merged-cell row with fewer converged fits (per n_eff) is undecided
+AGREED_SHARE = 0.9  # a row is undecided unless, at every n_eff, >= 90% of fits had their best loss reached twice
 
 
 @dataclasses.dataclass(frozen=True)
@@ -299,13 +299,14 @@ def verdict(cfg: ReparamConfig, results) -> list[VerdictRow]:
         for L in sorted(L for st, L in present if st == s):
             tag = f"{s} L={L} ({'exact' if L == L_STAR else 'over-specified'})"
 
-            # Every over-specified row is undecided when too few fits reached the resolution rule.
-            shape, blocker = V.fit_shape(rate, s, L, cfg.bound, CONVERGED_SHARE) if L > L_STAR else ("", "")
+            # Every row is undecided when the lowest loss is not established as the least-squares minimum.
+            shape, blocker = V.fit_shape(rate, s, L, cfg.bound, AGREED_SHARE, cfg.basin_tol)
 
-            def add(claim, metric, predicted, stat="geometric", kind="equals", **kw):
+            def add(claim, metric, predicted, stat="geometric", kind="equals", extra=""):
                 xs, y = V.table(rate, s, L, metric, bound=cfg.bound)
                 rows.append(V.slope_row(f"{tag}: {claim}", xs, y, predicted, stat=stat, kind=kind, blocker=blocker,
-                                        **kw))
+                                        extra="; ".join(filter(None, (_oracle_note(rate, s, L, metric, stat, cfg),
+                                                                      extra)))))
 
             if L == L_STAR:
                 add("Voronoi loss ~ n^-1/2", "voronoi", -0.5)
@@ -324,6 +325,14 @@ def verdict(cfg: ReparamConfig, results) -> list[VerdictRow]:
     for L in sorted(L for st, L in present if st == "shared_linear" and ("nonshared", L) in present and L > L_STAR):
         rows.append(_efficiency_row(rate, L, cfg.bound))
     return rows + _extra_verdict(cfg, results)
+
+
+def _oracle_note(rate, s, L, metric, stat, cfg):
+    """The same slope from the diagnostic start near the truth alone (the estimator before multi-start)."""
+    if not cfg.oracle_start:
+        return ""
+    fit = V.slope(*V.table(rate, s, L, f"oracle_{metric}", bound=cfg.bound), stat)
+    return f"start near the truth alone: {V.measured(fit)}" if fit is not None else ""
 
 
 def _bound_row(results, s, L, bound, alt, tag):

@@ -232,22 +232,34 @@ def band(y, stat, *, level=0.95, draws=2000, seed=0):
     return np.array(lo), np.array(hi)
 
 
-def fit_shape(results, s, L, bound, share_needed):
-    """``(line, blocker)`` for the over-specified fits of one structure: one line on their shape
-    and convergence per n_eff (converged share, share at the box edge, median lightest merged
-    weight, median final gradient norm, largest LM iteration count), and a blocker (non-empty
-    when fewer than ``share_needed`` of the fits reached the resolution rule at some n_eff)."""
-    xs, conv = table(results, s, L, "converged", bound=bound, positive=False)
+def fit_shape(results, s, L, bound, share_needed, basin_tol=0.1):
+    """``(line, blocker)`` for the fits of one structure and L: one line on the optimiser's outcome
+    and the fit shape per n_eff, and a blocker, non-empty when at some n_eff the lowest loss is not
+    trusted to be the least-squares minimum: fewer than ``share_needed`` of the fits had their best
+    loss reached by two or more truth-free starts (within ``basin_tol`` sigma_hat^2/n), or more than
+    ``1 - share_needed`` of them lie more than ``basin_tol`` above the diagnostic start near the truth.
+
+    The line gives per n_eff: the share of fits whose best was reached twice, the share the oracle
+    start beat, the share whose best start reached the resolution rule, the share at the box edge,
+    the median lightest merged weight and the largest LM iteration count of a returned start."""
+    xs, nb = table(results, s, L, "n_best", bound=bound, positive=False)
     if not xs:
         return "", ""
-    edge, w, g, it = (table(results, s, L, m, bound=bound, positive=m != "at_edge")[1]
-                      for m in ("at_edge", "extra_weight", "grad_norm", "iterations"))
-    share = np.nanmean(conv, axis=1)
+    _, og = table(results, s, L, "oracle_gap", bound=bound, positive=False)
+    conv, edge, w, it = (table(results, s, L, m, bound=bound, positive=m == "extra_weight")[1]
+                         for m in ("converged", "at_edge", "extra_weight", "iterations"))
+    twice = np.nanmean(np.where(np.isfinite(nb), nb >= 2, np.nan), axis=1)
+    has_oracle = np.isfinite(og)
+    beaten = np.array([np.mean(row[ok] > basin_tol) if ok.any() else np.nan for row, ok in zip(og, has_oracle)])
     fmt = lambda vals, f: ", ".join(format(v, f) for v in vals)  # noqa: E731
-    line = (f"fit shape per n_eff: converged {fmt(share, '.0%')}; at box edge {fmt(np.nanmean(edge, axis=1), '.0%')}; "
-            f"median lightest merged weight {fmt(np.nanmedian(w, axis=1), '.2g')}; median grad norm "
-            f"{fmt(np.nanmedian(g, axis=1), '.1g')}; max LM iterations {fmt(np.nanmax(it, axis=1), '.0f')}")
-    bad = [x for x, v in zip(xs, share) if v < share_needed]
-    blocker = (f"fewer than {share_needed:.0%} of the fits reached the resolution rule at n_eff = "
-               f"{', '.join(f'{x:.0e}' for x in bad)} (raise --polish-steps)") if bad else ""
+    with np.errstate(all="ignore"):
+        line = (f"per n_eff: best loss reached by >= 2 starts {fmt(twice, '.0%')}; oracle start lower by > "
+                f"{basin_tol:g} sigma^2/n {fmt(beaten, '.0%')}; best start converged {fmt(np.nanmean(conv, axis=1), '.0%')}"
+                f"; at box edge {fmt(np.nanmean(edge, axis=1), '.0%')}; median lightest merged weight "
+                f"{fmt(np.nanmedian(w, axis=1), '.2g')}; max LM iterations {fmt(np.nanmax(it, axis=1), '.0f')}")
+    bad = [x for x, t, b in zip(xs, twice, beaten) if not t >= share_needed or b > 1 - share_needed]
+    blocker = (f"the least-squares minimum is not established at n_eff = {', '.join(f'{x:.0e}' for x in bad)}: "
+               f"fewer than {share_needed:.0%} of the fits had their best loss reached by two starts, or the start "
+               f"near the truth found a lower loss in more than {1 - share_needed:.0%} (more --split-starts, "
+               f"--random-starts or --polish-steps)") if bad else ""
     return line, blocker
