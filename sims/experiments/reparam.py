@@ -302,11 +302,13 @@ def verdict(cfg: ReparamConfig, results) -> list[VerdictRow]:
             # Every row is undecided when the lowest loss is not established as the least-squares minimum.
             shape, blocker = V.fit_shape(rate, s, L, cfg.bound, AGREED_SHARE, cfg.basin_tol)
 
-            def add(claim, metric, predicted, stat="geometric", kind="equals", extra=""):
+            def add(claim, metric, predicted, stat="geometric", kind="equals", extra="", control=""):
                 xs, y = V.table(rate, s, L, metric, bound=cfg.bound)
                 rows.append(V.slope_row(f"{tag}: {claim}", xs, y, predicted, stat=stat, kind=kind, blocker=blocker,
                                         extra="; ".join(filter(None, (_oracle_note(rate, s, L, metric, stat, cfg),
-                                                                      extra)))))
+                                                                      extra))), id=f"{s}-L{L}-{metric}"))
+                if control:
+                    rows[-1] = dataclasses.replace(rows[-1], control=control)
 
             if L == L_STAR:
                 add("Voronoi loss ~ n^-1/2", "voronoi", -0.5)
@@ -316,9 +318,11 @@ def verdict(cfg: ReparamConfig, results) -> list[VerdictRow]:
                     add("E Voronoi loss ~ n^-1/2", "voronoi", -0.5, stat="mean")
                     add("singleton-cell error ~ n^-1/2", "singleton_error", -0.5)
                 for claim, metric, stat, pred, kind, wrong in (NONSHARED_MERGED if s == "nonshared" else SHARED_MERGED):
-                    add(claim, metric, pred, stat=stat, kind=kind, extra=shape)
+                    cid = f"{s}-L{L}-{metric}"
+                    add(claim, metric, pred, stat=stat, kind=kind, extra=shape, control=f"{cid}-control")
                     xs, y = V.table(rate, s, L, metric, bound=cfg.bound)
-                    rows.append(V.control_row(f"{tag}: {claim}", xs, y, pred, stat=stat, kind=kind, wrong=wrong))
+                    rows.append(V.control_row(f"{tag}: {claim}", xs, y, pred, stat=stat, kind=kind, wrong=wrong,
+                                              id=f"{cid}-control", control_of=cid))
                 if cfg.bound_alt > 0:
                     rows.append(_bound_row(rate, s, L, cfg.bound, cfg.bound_alt, tag))
             add("||f_hat - f*||_L2 ~ n^-1/2", "l2_error", -0.5)
@@ -345,7 +349,10 @@ def _bound_row(results, s, L, bound, alt, tag):
     a, b = fits
     gap, half = abs(a.slope - b.slope), (a.high - a.low) / 2 + (b.high - b.low) / 2
     measured = f"{a.slope:.3f} [{a.low:.3f}, {a.high:.3f}] vs {b.slope:.3f} [{b.low:.3f}, {b.high:.3f}]"
-    return VerdictRow(claim, pred, measured, bool(gap <= half), f"difference {gap:.3f}, allowed {half:.3f}")
+    return VerdictRow(claim, pred, measured, bool(gap <= half), f"difference {gap:.3f}, allowed {half:.3f}",
+                      id=f"{s}-L{L}-bound", estimate=gap, low=gap, high=gap, target=0.0, tol=half, relation="within",
+                      quantity="|slope at bound - slope at bound_alt| of the mean merged_m2",
+                      tol_why="the two slopes' 95% half-widths combined (independent data at the two bounds)")
 
 
 def _efficiency_row(results, L, bound):
@@ -356,7 +363,7 @@ def _efficiency_row(results, L, bound):
     if xs != xs2 or not xs:
         return VerdictRow.undecided(claim, "RMS ratio nonshared/shared > 1", "no ratio",
                                     "needs both structures on the same n_eff grid")
-    return V.ratio_row(claim, y_ns[-1], y_sh[-1], where=f" at n_eff={xs[-1]:.3g}")
+    return V.ratio_row(claim, y_ns[-1], y_sh[-1], where=f" at n_eff={xs[-1]:.3g}", id=f"efficiency-L{L}")
 
 
 # --- R1 hook: identifiability-modulus and two-point cells -------------------------------------------
