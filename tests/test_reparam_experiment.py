@@ -155,7 +155,8 @@ def test_decide_rules():
     assert V.decide(s(-0.26, -0.3, -0.2), -0.25, "equals")[0] == "pass"
     assert V.decide(s(-0.45, -0.5, -0.4), -0.25, "equals")[0] == "fail"
     assert V.decide(s(-0.32, -0.37, -0.31), -0.25, "equals")[0] == "undecided"  # straddles -1/4 - 0.1
-    assert V.decide(s(-0.48, -0.50, -0.46), -0.5, "equals", tol=0.0)[0] == "fail"
+    assert V.decide(s(-0.47, -0.49, -0.45), -0.5, "equals", tol=0.0)[0] == "fail"
+    assert V.decide(s(-0.48, -0.50, -0.46), -0.5, "equals", tol=0.0)[0] == "undecided"
     status, margin = V.decide(s(-0.2, -0.5, 0.1), -0.25, "equals")
     assert status == "undecided" and abs(margin - 0.05) < 1e-12
     assert V.decide(s(-0.1, -0.2, 0.0), -0.25, "above")[0] == "pass"
