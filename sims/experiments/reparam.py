@@ -3,10 +3,10 @@
 One attention row (``N = 2`` tokens of dimension ``d = 2``, query token 0) is the MoE of
 :mod:`theory.moe.model` with ``L* = 2`` true prompts.  Data ``Y = f_{G*}(X) + eps``, ``X`` uniform on
 ``[-1, 1]^{N d}``, ``eps ~ N(0, sigma^2 I)``.  The least-squares estimator
-(:func:`theory.moe.fit.fit_least_squares`: float64, Adam then Levenberg-Marquardt, locations
-restricted to ``[-bound, bound]``, ``restarts`` starts near the truth with one atom split so that
-over-specified fits start in the regime the theory describes) is fitted with ``L = L* + extra``
-prompts for each structure.  See ``docs/reparam_model.md`` for the derivations.
+(:func:`theory.moe.multistart.fit_multistart`: float64, Adam then Levenberg-Marquardt, locations
+restricted to ``[-bound, bound]``, the lowest loss over split starts of an ``L - 1`` pilot fit and
+random starts; none uses the truth) is fitted with ``L = L* + extra`` prompts for each structure.
+A start near the truth (``oracle_start``) is fitted beside it as a diagnostic only.  See ``docs/reparam_model.md`` for the derivations.
 
 The truth is fixed (module constants, chosen before any measurement): frozen ``W_Q, W_K, W_V``,
 reparameterisation ``W1, W2``, shared embeddings ``p'*`` and biases ``b* = 0``.
@@ -21,8 +21,10 @@ through ``sigma^2 / n`` (the loss's statistical resolution): a cell of sample si
 covers ``n_eff = 1e4 .. 1e8``.  ``--no-trade-noise`` instead uses ``n = n_eff`` at ``sigma0``.
 The LM polish stops when the Gauss-Newton model predicts less than ``resolution * sigma_hat^2/n``
 of the loss left (:func:`theory.moe.fit.fit_least_squares`), so every fit is resolved to the same
-fraction of its own statistical resolution; a fit that hits ``polish_steps`` first is counted as
-not converged, and a rate row with more than 10% of such fits is undecided.
+fraction of its own statistical resolution.  A row is undecided unless, at every n_eff, at least
+90% of the fits had their lowest loss reached by two or more truth-free starts (within
+``basin_tol * sigma_hat^2/n``) and at most 10% lie more than that above the oracle start: the
+least-squares minimum, not a local stop, is what the rates are about.
 
 Measured per cell: the Voronoi loss (power ``r`` for non-shared) and its per-cell parts, the
 parameter error of singleton and of merged cells (weighted RMS distance of a cell's atoms to its

@@ -22,9 +22,13 @@ prompt-independent features of ``X`` (:func:`theory.moe.model.moe_features`) are
 Initialisations (``init``):
 
 - ``"random"``: ``b = -log L``, locations i.i.d. ``N(0, scale^2)``;
-- ``"split"``: near the truth.  Restart ``k`` splits true atom ``s = k mod L*`` into
-  ``L - L* + 1`` copies of weight ``exp(b*_s) / (L - L* + 1)`` (so the measure is unchanged);
-  every location gets ``N(0, jitter^2)`` noise.  With ``L = L*`` this is a jittered truth.
+- ``"split"``: near a reference configuration ``true_params`` with ``L0 <= L`` atoms (the truth,
+  for an oracle start, or a pilot fit, :mod:`theory.moe.multistart`).  Restart ``k`` splits atom
+  ``s = k mod L0`` into ``L - L0 + 1`` copies of weight ``exp(b_s) / (L - L0 + 1)`` (so the
+  measure is unchanged); every location gets ``N(0, jitter^2)`` noise.
+
+A single start ends at a local minimum; the least-squares estimator over many starts, with the
+diagnostics that say whether its lowest loss was reached twice, is :func:`theory.moe.multistart.fit_multistart`.
 
 Parameter set: with ``bound`` the locations are restricted to ``[-bound, bound]`` (the compact
 set the rate theory assumes; biases stay free) and every step is projected onto it.  Without it
