@@ -3,10 +3,10 @@
 One attention row (``N = 2`` tokens of dimension ``d = 2``, query token 0) is the MoE of
 :mod:`theory.moe.model` with ``L* = 2`` true prompts.  Data ``Y = f_{G*}(X) + eps``, ``X`` uniform on
 ``[-1, 1]^{N d}``, ``eps ~ N(0, sigma^2 I)``.  The least-squares estimator
-(:func:`theory.moe.fit.fit_least_squares`: float64, Adam then Levenberg-Marquardt, locations
-restricted to ``[-bound, bound]``, ``restarts`` starts near the truth with one atom split so that
-over-specified fits start in the regime the theory describes) is fitted with ``L = L* + extra``
-prompts for each structure.  See ``docs/reparam_model.md`` for the derivations.
+(:func:`theory.moe.multistart.fit_multistart`: float64, Adam then Levenberg-Marquardt, locations
+restricted to ``[-bound, bound]``, the lowest loss over split starts of an ``L - 1`` pilot fit and
+random starts; none uses the truth) is fitted with ``L = L* + extra`` prompts for each structure.
+A start near the truth (``oracle_start``) is fitted beside it as a diagnostic only.  See ``docs/reparam_model.md`` for the derivations.
 
 The truth is fixed (module constants, chosen before any measurement): frozen ``W_Q, W_K, W_V``,
 reparameterisation ``W1, W2``, shared embeddings ``p'*`` and biases ``b* = 0``.
@@ -21,8 +21,10 @@ through ``sigma^2 / n`` (the loss's statistical resolution): a cell of sample si
 covers ``n_eff = 1e4 .. 1e8``.  ``--no-trade-noise`` instead uses ``n = n_eff`` at ``sigma0``.
 The LM polish stops when the Gauss-Newton model predicts less than ``resolution * sigma_hat^2/n``
 of the loss left (:func:`theory.moe.fit.fit_least_squares`), so every fit is resolved to the same
-fraction of its own statistical resolution; a fit that hits ``polish_steps`` first is counted as
-not converged, and a rate row with more than 10% of such fits is undecided.
+fraction of its own statistical resolution.  A row is undecided unless, at every n_eff, at least
+90% of the fits had their lowest loss reached by two or more truth-free starts (within
+``basin_tol * sigma_hat^2/n``) and at most 10% lie more than that above the oracle start: the
+least-squares minimum, not a local stop, is what the rates are about.
 
 Measured per cell: the Voronoi loss (power ``r`` for non-shared) and its per-cell parts, the
 parameter error of singleton and of merged cells (weighted RMS distance of a cell's atoms to its
@@ -60,7 +62,8 @@ from sims.core.experiment import Experiment, VerdictRow, register
 from sims.experiments.common import check_fields, option as _f
 from theory.moe.model import STRUCTURES, Reparam, moe_from_attention, prompt_keys_values
 from sims.experiments import reparam_verdict as V
-from theory.moe.fit import fit_least_squares, regression_l2_error, sample_regression
+from theory.moe.fit import regression_l2_error, sample_regression
+from theory.moe.multistart import fit_multistart
 from theory.moe.voronoi import atoms, voronoi_loss
 
 # The fixed problem (d = 2, N = 2 tokens, query 0, L* = 2).
@@ -74,13 +77,13 @@ N_TOKENS, QUERY, L_STAR = 2, 0, 2
 
 QUICK_N_EFF = (10_000, 100_000, 1_000_000, 10_000_000, 100_000_000)
 FULL_N_EFF = QUICK_N_EFF
-CONVERGED_SHARE = 0.9  # a merged-cell row with fewer converged fits (per n_eff) is undecided
+AGREED_SHARE = 0.9  # a row is undecided unless, at every n_eff, >= 90% of fits had their best loss reached twice
 
 
 @dataclasses.dataclass(frozen=True)
 class ReparamConfig:
-    quick: bool = _f(False, "Quick size: n = 400, 8 replications, 1 restart, at most 1500 LM steps (about 2 "
-                            "minutes on 2 CPU cores); merged-cell rows are then mostly undecided.")
+    quick: bool = _f(False, "Quick size: n = 400, 8 replications, 2 split + 2 random starts, at most 2000 LM steps "
+                            "per start.")
     structures: tuple[str, ...] = _f(STRUCTURES, "Prompt structures to fit.", choices=STRUCTURES)
     n_eff: tuple[int, ...] = _f((), "Effective sample sizes n (sigma0/sigma)^2; empty = 1e4..1e8 (5 points).")
     n: int = _f(0, "Real sample size per fit (noise traded for n_eff); 0 = 400 (quick) or 1000.", minimum=0)
@@ -89,9 +92,14 @@ class ReparamConfig:
     extra: tuple[int, ...] = _f((0, 1), "Fit L = L* + extra prompts (L* = 2); 0 = exact, 1 = over-specified.",
                                  minimum=0)
     noise: float = _f(0.1, "Reference noise sigma0: a cell's noise is sigma0 sqrt(n / n_eff).", range="(0, 1e3]")
-    restarts: int = _f(0, "Starts per fit (split atom k mod L* in start k); 0 = 1 (quick) or 2.", minimum=0)
+    split_starts: int = _f(0, "Split starts per fit (an atom of the L-1 pilot fit split in two; the first with "
+                              "--jitter, the others with --wide-jitter); 0 = 2 (quick) or 3.", minimum=0)
+    random_starts: int = _f(0, "Random starts per fit; 0 = 2 (quick) or 3.", minimum=0)
+    oracle_start: bool = _f(True, "Also fit one start near the truth, as a diagnostic only (never the estimate).")
+    basin_tol: float = _f(0.1, "A start reached the best basin when its loss is within basin_tol * sigma_hat^2/n "
+                               "of the best.", range="(0, 1e3]")
     adam_steps: int = _f(50, "Adam steps before the Levenberg-Marquardt polish.", minimum=0)
-    polish_steps: int = _f(0, "Maximum LM iterations; 0 = 1500 (quick) or 200000.", minimum=0)
+    polish_steps: int = _f(0, "Maximum LM iterations per start; 0 = 2000 (quick) or 20000.", minimum=0)
     resolution: float = _f(1e-2, "LM stops when the Gauss-Newton model leaves < resolution * sigma_hat^2/n of the "
                                  "loss (sigma^2/n: the loss's statistical resolution).", range="(0, 1]")
     bound: float = _f(5.0, "Compact parameter set of the estimator: every p^K, p^V, p' entry in [-bound, bound].",
@@ -100,7 +108,9 @@ class ReparamConfig:
                           range="[0, 1e3]")
     gate_scale: float = _f(1.0, "Multiplies W_Q, i.e. the range of the gating logits (1 = the fixed problem).",
                            range="(0, 1e3]")
-    jitter: float = _f(0.1, "Standard deviation of the start's perturbation of the true locations.", range="(0, 1e3]")
+    jitter: float = _f(0.1, "Jitter (standard deviation) of the first split start's locations (and of the oracle "
+                            "start's).", range="(0, 1e3]")
+    wide_jitter: float = _f(0.5, "Jitter of the other split starts.", range="(0, 1e3]")
     n_test: int = _f(4000, "Test inputs for the L2 error of the regression function.")
     r: float = _f(1.0, "Power of the non-shared Voronoi loss (>= 1).", range="[1, 100]")
 
@@ -114,7 +124,8 @@ class ReparamConfig:
             raise ValueError(f"every n_eff must be >= 10, got {self.n_eff}")
         if self.n and self.n < 10:
             raise ValueError(f"n must be >= 10 (or 0 for the default), got {self.n}")
-        check_fields(self, positive=("noise", "jitter", "bound", "gate_scale", "resolution"),
+        check_fields(self, positive=("noise", "jitter", "wide_jitter", "bound", "gate_scale", "resolution",
+                                     "basin_tol"),
                      nonnegative=("bound_alt",))
         if not (math.isfinite(self.r) and self.r >= 1):
             raise ValueError(f"r must be >= 1, got {self.r}")
@@ -128,20 +139,24 @@ class ReparamConfig:
     def reps(self) -> int:
         return self.replications or (8 if self.quick else 16)
 
-    def starts(self) -> int:
-        return self.restarts or (1 if self.quick else 2)
+    def starts(self) -> tuple[int, int]:
+        """``(split starts, random starts)`` per fit."""
+        default = 2 if self.quick else 3
+        return self.split_starts or default, self.random_starts or default
 
     def steps(self) -> int:
-        return self.polish_steps or (1500 if self.quick else 200000)
+        return self.polish_steps or (2000 if self.quick else 20000)
 
     def tol(self) -> float:
         return self.resolution
 
 
 def cells(cfg: ReparamConfig) -> list[dict]:
-    common = {"kind": "rate", "restarts": cfg.starts(), "adam_steps": cfg.adam_steps, "polish_steps": cfg.steps(),
-              "resolution": cfg.tol(), "jitter": cfg.jitter, "n_test": cfg.n_test, "r": cfg.r,
-              "gate_scale": cfg.gate_scale, "L_star": L_STAR}
+    splits, randoms = cfg.starts()
+    common = {"kind": "rate", "split_starts": splits, "random_starts": randoms, "oracle_start": cfg.oracle_start,
+              "basin_tol": cfg.basin_tol, "adam_steps": cfg.adam_steps, "polish_steps": cfg.steps(),
+              "resolution": cfg.tol(), "jitter": cfg.jitter, "wide_jitter": cfg.wide_jitter, "n_test": cfg.n_test,
+              "r": cfg.r, "gate_scale": cfg.gate_scale, "L_star": L_STAR}
     out = []
     bounds = [(cfg.bound, False)] + ([(cfg.bound_alt, True)] if cfg.bound_alt > 0 else [])
     for s in cfg.structures:
@@ -186,30 +201,17 @@ def _merged_shape(params, truth, structure, vl):
     return np.asarray(np.sum((w * sq)[merged])), np.asarray(np.min(w[merged]))
 
 
-def run(cell, *, key):
-    if cell.get("kind", "rate") != "rate":
-        return _extra_module(cell["kind"]).run(cell, key=key)
-    dtype = jnp.dtype(cell.get("dtype", "float64"))
-    s = cell["structure"]
-    frozen, reparam, truth = problem(s, dtype, cell["gate_scale"])
-    k_data, k_fit, k_test = jax.random.split(key, 3)
-    X, Y = sample_regression(frozen, truth, structure=s, reparam=reparam, key=k_data, n=cell["n"], noise=cell["noise"])
-    fit = fit_least_squares(X, Y, frozen, structure=s, L=cell["L"], key=k_fit, reparam=reparam,
-                            restarts=cell["restarts"], init="split", true_params=truth, jitter=cell["jitter"],
-                            adam_steps=cell["adam_steps"], polish_steps=cell["polish_steps"], bound=cell["bound"],
-                            resolution=cell["resolution"])
-    vl = jax.device_get(voronoi_loss(fit.params, truth, structure=s, r=cell["r"]))
-    X_test = jax.random.uniform(k_test, (cell["n_test"], X.shape[1]), dtype, -1.0, 1.0)
-    l2 = regression_l2_error(frozen, fit.params, truth, structure=s, X=X_test, reparam=reparam)
+def _metrics(params, truth, s, reparam, frozen, X_test, cell) -> dict:
+    """Voronoi loss, per-cell errors, merged-cell shape and L2 error of one fitted configuration."""
+    vl = jax.device_get(voronoi_loss(params, truth, structure=s, r=cell["r"]))
+    l2 = regression_l2_error(frozen, params, truth, structure=s, X=X_test, reparam=reparam)
     # The same atoms in the common (p^K, p^V) space of every structure: comparable across them.
     kv = lambda p: dict(zip(("b", "pK", "pV"), prompt_keys_values(s, p, reparam)))  # noqa: E731
-    vkv = jax.device_get(voronoi_loss(kv(fit.params), kv(truth), structure="nonshared", r=cell["r"]))
+    vkv = jax.device_get(voronoi_loss(kv(params), kv(truth), structure="nonshared", r=cell["r"]))
     size, perr = np.asarray(vl.cell_size), np.asarray(vl.param_error)
-    m2, w_min = _merged_shape(fit.params, truth, s, vl)
-    kv_m2, _ = _merged_shape(kv(fit.params), kv(truth), "nonshared", vkv)
-    locs = np.concatenate([np.abs(np.asarray(v)).ravel() for k, v in fit.params.items() if k != "b"])
-    unit = 2.0 * float(fit.loss) / (Y.shape[1] * cell["n"])  # sigma_hat^2 / n
-    stop = float(fit.predicted_decrease) / unit if unit > 0 else 0.0
+    m2, w_min = _merged_shape(params, truth, s, vl)
+    kv_m2, _ = _merged_shape(kv(params), kv(truth), "nonshared", vkv)
+    locs = np.concatenate([np.abs(np.asarray(v)).ravel() for k, v in params.items() if k != "b"])
     return {
         "voronoi": np.asarray(vl.total),
         "weight_error": np.asarray(vl.weight_error),
@@ -225,12 +227,46 @@ def run(cell, *, key):
         "kv_merged_error": _cell_mean(np.asarray(vkv.param_error), np.asarray(vkv.cell_size) > 1),
         "kv_merged_m2": kv_m2,
         "l2_error": np.asarray(l2),
+    }
+
+
+ORACLE_METRICS = ("voronoi", "singleton_error", "merged_error", "merged_m2", "l2_error")
+
+
+def run(cell, *, key):
+    if cell.get("kind", "rate") != "rate":
+        return _extra_module(cell["kind"]).run(cell, key=key)
+    dtype = jnp.dtype(cell.get("dtype", "float64"))
+    s = cell["structure"]
+    frozen, reparam, truth = problem(s, dtype, cell["gate_scale"])
+    k_data, k_fit, k_test = jax.random.split(key, 3)
+    X, Y = sample_regression(frozen, truth, structure=s, reparam=reparam, key=k_data, n=cell["n"], noise=cell["noise"])
+    splits = cell["split_starts"]
+    jitters = ((cell["jitter"],) + (cell["wide_jitter"],) * (splits - 1)) if splits else ()
+    fit = fit_multistart(X, Y, frozen, structure=s, L=cell["L"], key=k_fit, reparam=reparam, split_jitters=jitters,
+                         random_starts=cell["random_starts"], oracle=truth if cell["oracle_start"] else None,
+                         oracle_jitter=cell["jitter"], basin_tol=cell["basin_tol"], adam_steps=cell["adam_steps"],
+                         polish_steps=cell["polish_steps"], bound=cell["bound"], resolution=cell["resolution"])
+    X_test = jax.random.uniform(k_test, (cell["n_test"], X.shape[1]), dtype, -1.0, 1.0)
+    out = _metrics(fit.params, truth, s, reparam, frozen, X_test, cell)
+    if fit.oracle_params is not None:  # the diagnostic start's own fit, judged by the same measures
+        oracle = _metrics(fit.oracle_params, truth, s, reparam, frozen, X_test, cell)
+        out.update({f"oracle_{k}": oracle[k] for k in ORACLE_METRICS})
+    stop = fit.predicted_decrease / fit.unit
+    return {
+        **out,
         "train_loss": np.asarray(fit.loss),
-        "restart_losses": np.asarray(fit.restart_losses),
         "grad_norm": np.asarray(fit.grad_norm),
         "iterations": np.asarray(fit.iterations),
         "stop_ratio": np.asarray(stop),
-        "converged": np.asarray(float(stop <= cell["resolution"])),
+        "converged": np.asarray(float(stop <= cell["resolution"] and fit.iterations < cell["polish_steps"])),
+        "start_losses": np.asarray(fit.start_losses),
+        "start_family": np.asarray(fit.start_family),
+        "start_gaps": np.asarray(fit.gaps),
+        "start_iterations": np.asarray(fit.start_iterations),
+        "n_best": np.asarray(fit.n_best),
+        "oracle_gap": np.asarray(fit.oracle_gap),
+        "pilot_loss": np.asarray(fit.pilot_loss),
         **{f"fit_{k}": np.asarray(v) for k, v in fit.params.items()},
     }
 
@@ -265,13 +301,16 @@ def verdict(cfg: ReparamConfig, results) -> list[VerdictRow]:
         for L in sorted(L for st, L in present if st == s):
             tag = f"{s} L={L} ({'exact' if L == L_STAR else 'over-specified'})"
 
-            # Every over-specified row is undecided when too few fits reached the resolution rule.
-            shape, blocker = V.fit_shape(rate, s, L, cfg.bound, CONVERGED_SHARE) if L > L_STAR else ("", "")
+            # Every row is undecided when the lowest loss is not established as the least-squares minimum.
+            shape, blocker = V.fit_shape(rate, s, L, cfg.bound, AGREED_SHARE, cfg.basin_tol)
 
-            def add(claim, metric, predicted, stat="geometric", kind="equals", **kw):
+            def add(claim, metric, predicted, stat="geometric", kind="equals", extra="", control=""):
                 xs, y = V.table(rate, s, L, metric, bound=cfg.bound)
                 rows.append(V.slope_row(f"{tag}: {claim}", xs, y, predicted, stat=stat, kind=kind, blocker=blocker,
-                                        **kw))
+                                        extra="; ".join(filter(None, (_oracle_note(rate, s, L, metric, stat, cfg),
+                                                                      extra))), id=f"{s}-L{L}-{metric}"))
+                if control:
+                    rows[-1] = dataclasses.replace(rows[-1], control=control)
 
             if L == L_STAR:
                 add("Voronoi loss ~ n^-1/2", "voronoi", -0.5)
@@ -281,15 +320,25 @@ def verdict(cfg: ReparamConfig, results) -> list[VerdictRow]:
                     add("E Voronoi loss ~ n^-1/2", "voronoi", -0.5, stat="mean")
                     add("singleton-cell error ~ n^-1/2", "singleton_error", -0.5)
                 for claim, metric, stat, pred, kind, wrong in (NONSHARED_MERGED if s == "nonshared" else SHARED_MERGED):
-                    add(claim, metric, pred, stat=stat, kind=kind, extra=shape)
+                    cid = f"{s}-L{L}-{metric}"
+                    add(claim, metric, pred, stat=stat, kind=kind, extra=shape, control=f"{cid}-control")
                     xs, y = V.table(rate, s, L, metric, bound=cfg.bound)
-                    rows.append(V.control_row(f"{tag}: {claim}", xs, y, pred, stat=stat, kind=kind, wrong=wrong))
+                    rows.append(V.control_row(f"{tag}: {claim}", xs, y, pred, stat=stat, kind=kind, wrong=wrong,
+                                              id=f"{cid}-control", control_of=cid))
                 if cfg.bound_alt > 0:
                     rows.append(_bound_row(rate, s, L, cfg.bound, cfg.bound_alt, tag))
             add("||f_hat - f*||_L2 ~ n^-1/2", "l2_error", -0.5)
     for L in sorted(L for st, L in present if st == "shared_linear" and ("nonshared", L) in present and L > L_STAR):
         rows.append(_efficiency_row(rate, L, cfg.bound))
     return rows + _extra_verdict(cfg, results)
+
+
+def _oracle_note(rate, s, L, metric, stat, cfg):
+    """The same slope from the diagnostic start near the truth alone (the estimator before multi-start)."""
+    if not cfg.oracle_start:
+        return ""
+    fit = V.slope(*V.table(rate, s, L, f"oracle_{metric}", bound=cfg.bound), stat)
+    return f"start near the truth alone: {V.measured(fit)}" if fit is not None else ""
 
 
 def _bound_row(results, s, L, bound, alt, tag):
@@ -302,7 +351,10 @@ def _bound_row(results, s, L, bound, alt, tag):
     a, b = fits
     gap, half = abs(a.slope - b.slope), (a.high - a.low) / 2 + (b.high - b.low) / 2
     measured = f"{a.slope:.3f} [{a.low:.3f}, {a.high:.3f}] vs {b.slope:.3f} [{b.low:.3f}, {b.high:.3f}]"
-    return VerdictRow(claim, pred, measured, bool(gap <= half), f"difference {gap:.3f}, allowed {half:.3f}")
+    return VerdictRow(claim, pred, measured, bool(gap <= half), f"difference {gap:.3f}, allowed {half:.3f}",
+                      id=f"{s}-L{L}-bound", estimate=gap, low=gap, high=gap, target=0.0, tol=half, relation="within",
+                      quantity="|slope at bound - slope at bound_alt| of the mean merged_m2",
+                      tol_why="the two slopes' 95% half-widths combined (independent data at the two bounds)")
 
 
 def _efficiency_row(results, L, bound):
@@ -313,7 +365,7 @@ def _efficiency_row(results, L, bound):
     if xs != xs2 or not xs:
         return VerdictRow.undecided(claim, "RMS ratio nonshared/shared > 1", "no ratio",
                                     "needs both structures on the same n_eff grid")
-    return V.ratio_row(claim, y_ns[-1], y_sh[-1], where=f" at n_eff={xs[-1]:.3g}")
+    return V.ratio_row(claim, y_ns[-1], y_sh[-1], where=f" at n_eff={xs[-1]:.3g}", id=f"efficiency-L{L}")
 
 
 # --- R1 hook: identifiability-modulus and two-point cells -------------------------------------------
@@ -356,7 +408,8 @@ EXPERIMENT = register(Experiment(
     verdict=verdict,
     estimate_bytes=estimate_bytes,
     sweep_fields=("structures", "n_eff", "extra"),
-    count_fields=("n_eff", "n", "replications", "restarts", "adam_steps", "polish_steps", "n_test"),
+    count_fields=("n_eff", "n", "replications", "split_starts", "random_starts", "adam_steps", "polish_steps",
+                  "n_test"),
     check=lambda cfg: need_distinct("n_eff", cfg.grid(), hint="give several different --n-eff"),
     examples=(
         "sims run reparam --quick",

@@ -12,31 +12,28 @@ Slopes are of ``log stat`` against ``log n_eff`` (``n_eff = n (sigma0 / sigma)^2
 - ``"mean"``, ``"rms"``: the mean or root mean square; a percentile bootstrap interval,
   resampling the replications at each n_eff independently (seeded, so deterministic).
 
-Decisions (:func:`decide`), at 95%:
+Decisions (:func:`decide`), at 95%, by the project's shared rules (:mod:`sims.core.verdicts`;
+a geometric-mean row is :func:`sims.core.verdicts.rate_row` itself):
 
-- ``"equals"`` (a rate claim ``slope = p``): pass when the interval meets ``p +- SLOPE_TOL``
-  (the project's allowance for finite-size corrections of a local slope,
-  :data:`sims.core.verdicts.SLOPE_TOL`) and lies below ``p / 2`` (so it also rules out the slower
-  rate ``p / 2``, halfway to no decay); fail when the interval misses ``p +- SLOPE_TOL``;
-  otherwise undecided;
-- ``"above"`` (a flattening claim ``slope > p``): pass when the whole interval lies above ``p``;
-  fail when it lies below ``p``; otherwise undecided.
+- ``"equals"`` (a rate claim ``slope = p``): the equivalence rule ``decide_band``: pass when the
+  interval lies inside ``p +- SLOPE_TOL``, fail when it is disjoint from it, else undecided;
+- ``"above"`` (a flattening claim ``slope > p``): ``decide_side``: pass when the whole interval
+  lies above ``p``, fail when it lies below ``p``; otherwise undecided.
 
-An undecided row says how wide the interval is and the number of replications (at this n_eff
-grid) or the n_eff range (at these replications) that would shrink it enough to decide, from
-half-width ~ 1 / (sqrt(replications) * decades of n_eff).
+An undecided row says how many replications per n_eff would shrink the interval enough to decide
+(:func:`sims.core.verdicts.seeds_to_decide`, the 1/sqrt(n) law).
 """
 
 from __future__ import annotations
 
-import math
+import dataclasses
 from typing import NamedTuple
 
 import numpy as np
 from scipy import stats as _st
 
 from sims.core.experiment import VerdictRow
-from sims.core.verdicts import SLOPE_TOL
+from sims.core.verdicts import SLOPE_TOL, bound_row, rate_row, decide_band, decide_side, seeds_to_decide
 from theory.stats import fit_loglog_slope
 
 __all__ = ["Slope", "STATS", "table", "fit_shape", "slope", "band", "measured", "decide", "slope_row", "control_row",
@@ -122,31 +119,15 @@ def measured(s: Slope) -> str:
     return f"{s.slope:.3f} [{s.low:.3f}, {s.high:.3f}]"
 
 
-def decide(s: Slope, predicted: float, kind: str, *, tol: float = SLOPE_TOL) -> tuple[str, str]:
-    """``(status, reason)`` of a slope claim (module docstring); ``reason`` is empty unless undecided."""
+def decide(s: Slope, predicted: float, kind: str, *, tol: float = SLOPE_TOL) -> tuple[str, float | None]:
+    """``(status, margin)`` of a slope claim by the shared rules (module docstring); ``margin`` is
+    the distance from the estimate to the nearest decision edge (for an undecided row's size)."""
     if kind == "equals":
-        if s.high < predicted - tol or s.low > predicted + tol:
-            return "fail", ""
-        if s.high < predicted / 2:
-            return "pass", ""
-        need = abs(predicted / 2 - s.slope)  # the half-width that would exclude predicted / 2
-    elif kind == "above":
-        if s.low > predicted:
-            return "pass", ""
-        if s.high < predicted:
-            return "fail", ""
-        need = abs(s.slope - predicted)
-    else:
-        raise ValueError(f"kind must be 'equals' or 'above', got {kind!r}")
-    half = (s.high - s.low) / 2
-    decades = math.log10(s.x[-1] / s.x[0])
-    if need < 0.02:
-        return "undecided", (f"interval half-width {half:.2f}; the estimate {s.slope:.2f} sits at the decision "
-                             f"boundary, no affordable size decides it")
-    factor = (half / need) ** 2
-    return "undecided", (f"interval too wide at this size (half-width {half:.2f}, needs < {need:.2f}): about "
-                         f"{math.ceil(s.reps * factor)} replications on this n_eff grid, or n_eff over "
-                         f"{decades * math.sqrt(factor):.1f} decades (now {decades:.1f}) would decide it")
+        gap = abs(s.slope - predicted)
+        return decide_band(s.low, s.high, predicted, tol), (tol - gap if gap < tol else gap - tol)
+    if kind == "above":
+        return decide_side(s.low, s.high, predicted, ">"), abs(s.slope - predicted)
+    raise ValueError(f"kind must be 'equals' or 'above', got {kind!r}")
 
 
 def _describe(s: Slope, stat):
@@ -154,61 +135,79 @@ def _describe(s: Slope, stat):
             f"{s.centre[0]:.3g} at n_eff={s.x[0]:.3g} -> {s.centre[-1]:.3g} at n_eff={s.x[-1]:.3g}")
 
 
-def _predicted(stat, predicted, kind):
-    if kind == "above":
-        return f"{_LABEL[stat]} > {predicted:g} (whole CI)"
-    return f"{_LABEL[stat]} {predicted:g} +- {SLOPE_TOL:g}"
+_TOL_WHY = {"equals": "the project's band for a local slope (SLOPE_TOL, docs/verdicts.md); merged-cell rates: "
+                      "RMS or mean over replications, bootstrap interval (docs/reparam_model.md section 4)",
+            "above": "flattening claim: the whole 95% interval above the shared exponent"}
 
 
-def slope_row(claim, xs, y, predicted, *, stat="geometric", kind="equals", extra="", blocker="") -> VerdictRow:
+def slope_row(claim, xs, y, predicted, *, stat="geometric", kind="equals", extra="", blocker="", id="",
+              control_of="", quantity="") -> VerdictRow:
     """One rate claim as a row (module docstring).  ``blocker``: a reason the data cannot decide the
-    claim whatever the interval (fits that stopped before the statistical resolution): the row is
-    then undecided, even when the interval alone would pass or fail it."""
-    pred = _predicted(stat, predicted, kind)
+    claim whatever the interval (the least-squares minimum not established): the row is then
+    undecided, even when the interval alone would pass or fail it.  With ``control_of`` the row is
+    the negative control of that claim: it passes (the control is caught) when the test fails."""
+    quantity = quantity or f"log-log {_LABEL[stat]} against n_eff"
+    base = dict(claim=claim, id=id, target=predicted, tol=SLOPE_TOL if kind == "equals" else None,
+                relation=("outside" if kind == "equals" else "<=") if control_of else ("within" if kind == "equals"
+                                                                                        else ">"),
+                quantity=quantity, tol_why=_TOL_WHY[kind], control=control_of, is_control=bool(control_of),
+                level=0.95)
+    if stat == "geometric" and kind == "equals":
+        z = y[:, np.all(np.isfinite(y), axis=0)] if np.size(y) else y
+        if len(xs) >= 2 and z.shape[1] >= 2:
+            row = rate_row(id, claim, xs, z, predicted=predicted, quantity=quantity, control_of=control_of,
+                           tol_why=_TOL_WHY[kind])
+            fit = slope(xs, y, stat)
+            extra = "; ".join(filter(None, (row.detail, _describe(fit, stat), extra)))
+            if blocker and not control_of:
+                extra = f"{blocker}; {extra}"
+                row = dataclasses.replace(row, status="undecided", passed=False)
+            return dataclasses.replace(row, measured=measured(fit), detail=extra)
     s = slope(xs, y, stat)
     if s is None:
         usable = int(np.sum(np.all(np.isfinite(y), axis=0))) if np.size(y) else 0
-        return VerdictRow.undecided(claim, pred, "no slope", f"needs >= 2 n_eff values and >= 2 usable "
-                                    f"replications at each; have {len(xs)} n_eff, {usable} complete replications")
-    text = measured(s)
+        return VerdictRow(passed=False, status="undecided", measured="no slope", detail=(
+            f"needs >= 2 n_eff values and >= 2 usable replications at each; have {len(xs)} n_eff, {usable} "
+            f"complete replications"), **base)
+    status, margin = decide(s, predicted, kind)
+    if control_of:
+        status = {"pass": "fail", "fail": "pass", "undecided": "undecided"}[status]
     detail = _describe(s, stat) + (f"; {extra}" if extra else "")
-    status, reason = decide(s, predicted, kind)
-    if blocker:  # the optimiser, not the statistics, would decide: neither pass nor fail
-        status, reason = "undecided", blocker
-    if status == "undecided":
-        return VerdictRow.undecided(claim, pred, text, f"{reason}; {detail}")
-    return VerdictRow(claim, pred, text, status == "pass", detail)
+    need = None
+    if blocker and not control_of:  # the optimiser, not the statistics, would decide: neither pass nor fail
+        status, detail = "undecided", f"{blocker}; {detail}"
+    elif status == "undecided":
+        half = (s.high - s.low) / 2
+        need = seeds_to_decide(s.reps, half, margin)
+        why = (f"the 95% interval (half-width {half:.2f}) straddles a decision edge: about {int(need)} replications "
+               f"per n_eff would decide it" if need else "the slope sits on a decision edge: no size decides it")
+        detail = f"{why}; {detail}"
+    return VerdictRow(passed=status == "pass", status=status, measured=measured(s), estimate=s.slope, low=s.low,
+                      high=s.high, detail=detail, n_needed=need, **base)
 
 
-def control_row(claim, xs, y, predicted, *, stat, kind, wrong) -> VerdictRow:
+def control_row(claim, xs, y, predicted, *, stat, kind, wrong, id="", control_of="") -> VerdictRow:
     """Negative control: the claim's own test on its data times ``n_eff^wrong`` (a wrong rate)
     must fail.  The control passes when the test fails, fails when it passes, and is undecided
     (too little power at this size) when the test is undecided."""
     scaled = y * (np.asarray(xs, float) ** wrong)[:, None] if len(xs) else y
-    inner = slope_row(claim, xs, scaled, predicted, stat=stat, kind=kind)
-    pred = f"test '{inner.predicted}' fails on data x n_eff^{wrong:g}"
-    if inner.status == "undecided":
-        return VerdictRow.undecided(f"control: {claim}", pred, inner.measured, inner.detail)
-    return VerdictRow(f"control: {claim}", pred, inner.measured, inner.status == "fail", inner.detail)
+    return slope_row(f"control: {claim} (data x n_eff^{wrong:g})", xs, scaled, predicted, stat=stat, kind=kind,
+                     id=id, control_of=control_of or "claim")
 
 
-def ratio_row(claim, a, b, *, level=0.95, draws=2000, seed=0, where="") -> VerdictRow:
-    """RMS(a) / RMS(b) > 1 with a bootstrap interval: pass above 1, fail below, else undecided."""
-    pred = "RMS ratio > 1 (whole CI)"
+def ratio_row(claim, a, b, *, level=0.95, draws=2000, seed=0, where="", id="") -> VerdictRow:
+    """RMS(a) / RMS(b) > 1 with a bootstrap interval (:func:`sims.core.verdicts.bound_row`)."""
     a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    kw = dict(bound=1.0, relation=">", quantity=f"RMS ratio non-shared / shared{where}",
+              tol_why="one-sided: the whole 95% bootstrap interval above 1")
     if len(a) < 2 or len(b) < 2:
-        return VerdictRow.undecided(claim, pred, "no ratio", f"needs >= 2 values of each; have {len(a)}, {len(b)}")
+        return VerdictRow(claim, passed=False, status="undecided", id=id, target=1.0, relation=">",
+                          detail=f"needs >= 2 values of each; have {len(a)}, {len(b)}")
     rms = _agg("rms")
     rng = np.random.default_rng(seed)
     boot = rms(a[rng.integers(0, len(a), (draws, len(a)))]) / rms(b[rng.integers(0, len(b), (draws, len(b)))])
     lo, hi = np.quantile(boot, [0.5 - level / 2, 0.5 + level / 2])
-    r = rms(a) / rms(b)
-    measured = f"{r:.3g} [{lo:.3g}, {hi:.3g}]{where}"
-    if lo > 1 or hi < 1:
-        return VerdictRow(claim, pred, measured, bool(lo > 1), "95% bootstrap CI")
-    need = math.ceil(min(len(a), len(b)) * (np.log(hi / lo) / 2 / max(abs(np.log(r)), 1e-3)) ** 2)
-    return VerdictRow.undecided(claim, pred, measured,
-                                f"interval contains 1; about {need} replications would decide it")
+    return bound_row(id, claim, float(rms(a) / rms(b)), float(lo), float(hi), n_now=min(len(a), len(b)), **kw)
 
 
 def band(y, stat, *, level=0.95, draws=2000, seed=0):
@@ -232,22 +231,35 @@ def band(y, stat, *, level=0.95, draws=2000, seed=0):
     return np.array(lo), np.array(hi)
 
 
-def fit_shape(results, s, L, bound, share_needed):
-    """``(line, blocker)`` for the over-specified fits of one structure: one line on their shape
-    and convergence per n_eff (converged share, share at the box edge, median lightest merged
-    weight, median final gradient norm, largest LM iteration count), and a blocker (non-empty
-    when fewer than ``share_needed`` of the fits reached the resolution rule at some n_eff)."""
-    xs, conv = table(results, s, L, "converged", bound=bound, positive=False)
+def fit_shape(results, s, L, bound, share_needed, basin_tol=0.1):
+    """``(line, blocker)`` for the fits of one structure and L: one line on the optimiser's outcome
+    and the fit shape per n_eff, and a blocker, non-empty when at some n_eff the lowest loss is not
+    trusted to be the least-squares minimum: fewer than ``share_needed`` of the fits had their best
+    loss reached by two or more truth-free starts (within ``basin_tol`` sigma_hat^2/n), or more than
+    ``1 - share_needed`` of them lie more than ``basin_tol`` above the diagnostic start near the truth.
+
+    The line gives per n_eff: the share of fits whose best was reached twice, the share the oracle
+    start beat, the share whose best start reached the resolution rule, the share at the box edge,
+    the median lightest merged weight and the largest LM iteration count of a returned start."""
+    xs, nb = table(results, s, L, "n_best", bound=bound, positive=False)
     if not xs:
         return "", ""
-    edge, w, g, it = (table(results, s, L, m, bound=bound, positive=m != "at_edge")[1]
-                      for m in ("at_edge", "extra_weight", "grad_norm", "iterations"))
-    share = np.nanmean(conv, axis=1)
+    _, og = table(results, s, L, "oracle_gap", bound=bound, positive=False)
+    conv, edge, w, it = (table(results, s, L, m, bound=bound, positive=m == "extra_weight")[1]
+                         for m in ("converged", "at_edge", "extra_weight", "iterations"))
+    w_med = [np.median(row[np.isfinite(row)]) if np.isfinite(row).any() else np.nan for row in w]
+    twice = np.nanmean(np.where(np.isfinite(nb), nb >= 2, np.nan), axis=1)
+    has_oracle = np.isfinite(og)
+    beaten = np.array([np.mean(row[ok] > basin_tol) if ok.any() else np.nan for row, ok in zip(og, has_oracle)])
     fmt = lambda vals, f: ", ".join(format(v, f) for v in vals)  # noqa: E731
-    line = (f"fit shape per n_eff: converged {fmt(share, '.0%')}; at box edge {fmt(np.nanmean(edge, axis=1), '.0%')}; "
-            f"median lightest merged weight {fmt(np.nanmedian(w, axis=1), '.2g')}; median grad norm "
-            f"{fmt(np.nanmedian(g, axis=1), '.1g')}; max LM iterations {fmt(np.nanmax(it, axis=1), '.0f')}")
-    bad = [x for x, v in zip(xs, share) if v < share_needed]
-    blocker = (f"fewer than {share_needed:.0%} of the fits reached the resolution rule at n_eff = "
-               f"{', '.join(f'{x:.0e}' for x in bad)} (raise --polish-steps)") if bad else ""
+    with np.errstate(all="ignore"):
+        line = (f"per n_eff: best loss reached by >= 2 starts {fmt(twice, '.0%')}; oracle start lower by > "
+                f"{basin_tol:g} sigma^2/n {fmt(beaten, '.0%')}; best start converged {fmt(np.nanmean(conv, axis=1), '.0%')}"
+                f"; at box edge {fmt(np.nanmean(edge, axis=1), '.0%')}; median lightest merged weight "
+                f"{fmt(w_med, '.2g')}; max LM iterations {fmt(np.nanmax(it, axis=1), '.0f')}")
+    bad = [x for x, t, b in zip(xs, twice, beaten) if not t >= share_needed or b > 1 - share_needed]
+    blocker = (f"the least-squares minimum is not established at n_eff = {', '.join(f'{x:.0e}' for x in bad)}: "
+               f"fewer than {share_needed:.0%} of the fits had their best loss reached by two starts, or the start "
+               f"near the truth found a lower loss in more than {1 - share_needed:.0%} (more --split-starts, "
+               f"--random-starts or --polish-steps)") if bad else ""
     return line, blocker

@@ -22,9 +22,13 @@ prompt-independent features of ``X`` (:func:`theory.moe.model.moe_features`) are
 Initialisations (``init``):
 
 - ``"random"``: ``b = -log L``, locations i.i.d. ``N(0, scale^2)``;
-- ``"split"``: near the truth.  Restart ``k`` splits true atom ``s = k mod L*`` into
-  ``L - L* + 1`` copies of weight ``exp(b*_s) / (L - L* + 1)`` (so the measure is unchanged);
-  every location gets ``N(0, jitter^2)`` noise.  With ``L = L*`` this is a jittered truth.
+- ``"split"``: near a reference configuration ``true_params`` with ``L0 <= L`` atoms (the truth,
+  for an oracle start, or a pilot fit, :mod:`theory.moe.multistart`).  Restart ``k`` splits atom
+  ``s = k mod L0`` into ``L - L0 + 1`` copies of weight ``exp(b_s) / (L - L0 + 1)`` (so the
+  measure is unchanged); every location gets ``N(0, jitter^2)`` noise.
+
+A single start ends at a local minimum; the least-squares estimator over many starts, with the
+diagnostics that say whether its lowest loss was reached twice, is :func:`theory.moe.multistart.fit_multistart`.
 
 Parameter set: with ``bound`` the locations are restricted to ``[-bound, bound]`` (the compact
 set the rate theory assumes; biases stay free) and every step is projected onto it.  Without it
@@ -46,6 +50,7 @@ from jax import lax
 from jax.flatten_util import ravel_pytree
 
 from theory import validation as _v
+from theory.moe.optim import lbfgs_polish as _lbfgs, levenberg_marquardt as _levenberg_marquardt
 from theory.moe.model import (
     MoEFeatures,
     MoEFrozen,
@@ -67,6 +72,10 @@ __all__ = [
     "init_params",
     "least_squares_loss",
     "fit_least_squares",
+    "Problem",
+    "prepare_problem",
+    "stack_starts",
+    "fit_starts",
     "regression_l2_error",
 ]
 
@@ -155,87 +164,12 @@ def least_squares_loss(params, features: MoEFeatures, Y, C, *, structure: str, r
     return 0.5 * jnp.mean(jnp.sum(r * r, axis=1))
 
 
-def _select(ok, a, b):
-    return jax.tree_util.tree_map(lambda x, y: jnp.where(ok, x, y), a, b)
-
-
-def _gn_predicted_decrease(A, g, th, project):
-    """Decrease of the Gauss-Newton model ``c + g.s + s.A s / 2`` along the projected GN step
-    ``s = project(th - A^+ g) - th``: the part of the cost a converged fit could still remove."""
-    dA = jnp.diag(A)
-    s = project(th - jnp.linalg.solve(A + 1e-12 * jnp.max(dA) * jnp.eye(A.shape[0], dtype=A.dtype), g)) - th
-    return jnp.maximum(-(g @ s + 0.5 * s @ (A @ s)), 0.0)
-
-
-def _levenberg_marquardt(normal_equations, cost, theta0, max_iter, ftol, xtol, project, resolution=None):
-    """Minimise a least-squares cost by projected Levenberg-Marquardt (Marquardt's scaling).
-
-    ``normal_equations(theta) -> (J^T J, J^T r, cost)`` for residuals ``r`` with Jacobian ``J``.
-    Step ``-(J^T J + lam diag(J^T J))^{-1} J^T r``, projected by ``project`` onto the parameter
-    set; accepted steps divide ``lam`` by 3, rejected ones multiply it by 4.  Stops after
-    ``max_iter`` iterations or when ``lam > 1e12``, and otherwise
-
-    - ``resolution=None``: when an accepted step lowers the cost by less than ``ftol`` (relative)
-      or moves ``theta`` by less than ``xtol`` (relative);
-    - ``resolution`` given (a function of the cost, in cost units): when the Gauss-Newton model
-      predicts that less than ``resolution(cost)`` can still be removed
-      (:func:`_gn_predicted_decrease`) -- an absolute rule, so a quartic valley, where relative
-      decreases are tiny long before the statistical resolution, is followed to its end.
-
-    Returns ``(theta, cost, iterations, predicted_decrease)``.
-    """
-    def body(s):
-        th, lam, _, it, _, _ = s
-        A, g, c = normal_equations(th)
-        dA = jnp.diag(A)
-        pred = _gn_predicted_decrease(A, g, th, project)
-        step = -jnp.linalg.solve(A + lam * jnp.diag(dA + 1e-12 * jnp.max(dA)), g)
-        tn = project(th + step)
-        cn = cost(tn)
-        ok = jnp.isfinite(cn) & (cn <= c)
-        if resolution is None:
-            flat = ok & ((c - cn <= ftol * c) | (jnp.linalg.norm(tn - th) <= xtol * (jnp.linalg.norm(th) + xtol)))
-        else:
-            flat = pred <= resolution(c)
-        done = flat | (lam > 1e12)
-        th, c = jnp.where(ok, tn, th), jnp.where(ok, cn, c)
-        lam = jnp.where(ok, jnp.maximum(lam / 3, 1e-15), lam * 4)
-        return th, lam, c, it + 1, done, pred
-
-    c0 = cost(theta0)
-    nan = jnp.asarray(jnp.nan, theta0.dtype)
-    init = (theta0, jnp.asarray(1e-3, theta0.dtype), c0, 0, ~jnp.isfinite(c0), nan)
-    th, _, c, it, _, pred = lax.while_loop(lambda s: (s[3] < max_iter) & ~s[4], body, init)
-    return th, c, it, pred
-
-
-def _lbfgs(loss, p, steps, project):
-    """``steps`` iterations of ``optax.lbfgs`` (zoom line search), keeping the best iterate."""
-    n_par = sum(x.size for x in jax.tree_util.tree_leaves(p))
-    lbfgs = optax.lbfgs(memory_size=max(10, n_par))
-    value_and_grad = optax.value_and_grad_from_state(loss)
-
-    def step(carry, _):
-        p, s, best_p, best_v = carry
-        v, g = value_and_grad(p, state=s)
-        ok = jnp.isfinite(v) & (v < best_v)
-        best_p, best_v = _select(ok, p, best_p), jnp.where(ok, v, best_v)
-        u, s_new = lbfgs.update(g, s, p, value=v, grad=g, value_fn=loss)
-        p_new = project(optax.apply_updates(p, u))
-        finite = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(p_new)]))
-        return (_select(finite, p_new, p), _select(finite, s_new, s), best_p, best_v), None
-
-    v0 = loss(p)
-    (p, _, best_p, best_v), _ = lax.scan(step, (p, lbfgs.init(p), p, jnp.where(jnp.isfinite(v0), v0, jnp.inf)),
-                                         None, length=steps)
-    v = loss(p)
-    ok = jnp.isfinite(v) & (v < best_v)
-    return _select(ok, p, best_p)
-
-
-@functools.partial(jax.jit, static_argnames=("structure", "adam_steps", "polish", "polish_steps", "by_resolution"))
+@functools.partial(jax.jit, static_argnames=("structure", "adam_steps", "polish", "polish_steps", "by_resolution",
+                                             "batch_size"))
 def _fit(inits, features, Y, C, reparam, learning_rate, ftol, bound, resolution, structure, adam_steps, polish,
-         polish_steps, by_resolution=False):
+         polish_steps, by_resolution=False, batch_size=None):
+    """Every start of ``inits`` (a pytree with a leading start axis) fitted: per start
+    ``(params, loss, grad_norm, iterations, predicted_decrease)``."""
     loss = functools.partial(least_squares_loss, features=features, Y=Y, C=C, structure=structure, reparam=reparam)
     _, unravel = ravel_pytree(jax.tree_util.tree_map(lambda a: a[0], inits))
     scale = 1.0 / jnp.sqrt(jnp.asarray(Y.shape[0], Y.dtype))
@@ -286,10 +220,9 @@ def _fit(inits, features, Y, C, reparam, learning_rate, ftol, bound, resolution,
         g = ravel_pytree(jax.grad(loss)(p))[0]
         return p, jnp.where(jnp.isfinite(v), v, jnp.inf), jnp.linalg.norm(g), it, pred
 
-    params, losses, gnorms, its, preds = lax.map(one, inits)  # sequential: each restart stops on its own
-    best = jnp.argmin(losses)
-    return (jax.tree_util.tree_map(lambda a: a[best], params), losses[best], losses, gnorms[best], its[best],
-            preds[best])
+    # batch_size=None: one start after the other (each stops on its own); batch_size=k: k starts at a time
+    # vmapped (one batched step for all k, run until the slowest of the k stops).
+    return lax.map(one, inits, batch_size=batch_size)
 
 
 @_v.validate_args(X=2, Y=2, frozen=MoEFrozen, key="key")
@@ -322,6 +255,42 @@ def fit_least_squares(X, Y, frozen: MoEFrozen, *, structure: str, L: int, key, r
     Raises:
         InputError: bad shapes, non-finite data, or an option out of range (named).
     """
+    prob = prepare_problem(X, Y, frozen, structure=structure, reparam=reparam, adam_steps=adam_steps, polish=polish,
+                           polish_steps=polish_steps, learning_rate=learning_rate, ftol=ftol, bound=bound,
+                           resolution=resolution)
+    L = _v.check_count("L", L)
+    restarts = _v.check_count("restarts", restarts)
+    if init not in INITS:
+        raise _v.InputError(f"init must be one of {INITS}, got {init!r}")
+    keys = jax.random.split(key, restarts)
+    inits = stack_starts([init_params(structure, L, key=k, d=prob.d, reparam=reparam, method=init,
+                                      true_params=true_params, jitter=jitter, scale=scale, split_atom=i,
+                                      dtype=prob.dtype) for i, k in enumerate(keys)])
+    params, losses, gnorms, its, preds = fit_starts(prob, inits)
+    best = int(jnp.argmin(losses))
+    return FitResult(jax.tree_util.tree_map(lambda a: a[best], params), losses[best], losses, gnorms[best], its[best],
+                     preds[best])
+
+
+class Problem(NamedTuple):
+    """A validated least-squares problem (:func:`prepare_problem`): features, targets and the
+    optimiser's settings, ready for :func:`fit_starts`."""
+
+    features: MoEFeatures
+    Y: jax.Array
+    C: jax.Array
+    reparam: Reparam | None
+    structure: str
+    d: int
+    dtype: object
+    options: dict
+
+
+def prepare_problem(X, Y, frozen: MoEFrozen, *, structure: str, reparam: Reparam | None = None, adam_steps: int = 200,
+                    polish: str = "lm", polish_steps: int = 300, learning_rate: float = 0.01, ftol: float = 1e-12,
+                    bound: float | None = None, resolution: float | None = None) -> Problem:
+    """Check the data and the optimiser's options (as :func:`fit_least_squares` documents them) and
+    compute the prompt-independent features once.  Raises :class:`InputError` naming the bad argument."""
     check_structure(structure)
     X, Y = jnp.asarray(X), jnp.asarray(Y)
     D, d = _dims(frozen)
@@ -332,8 +301,6 @@ def fit_least_squares(X, Y, frozen: MoEFrozen, *, structure: str, L: int, key, r
     _v.check_finite("X", X)
     _v.check_finite("Y", Y)
     dt = _v.check_dtype("X.dtype", jnp.result_type(X, Y))
-    L = _v.check_count("L", L)
-    restarts = _v.check_count("restarts", restarts)
     adam_steps = _v.check_count("adam_steps", adam_steps, minimum=0)
     polish_steps = _v.check_count("polish_steps", polish_steps, minimum=0)
     learning_rate = _v.check_positive("learning_rate", learning_rate)
@@ -342,23 +309,32 @@ def fit_least_squares(X, Y, frozen: MoEFrozen, *, structure: str, L: int, key, r
     resolution = 0.0 if resolution is None else _v.check_positive("resolution", resolution)
     if polish not in POLISHERS:
         raise _v.InputError(f"polish must be one of {POLISHERS}, got {polish!r}")
-    if init not in INITS:
-        raise _v.InputError(f"init must be one of {INITS}, got {init!r}")
     if structure in ("shared_linear", "shared_tanh"):
         width = np.shape(reparam.W1)[1] if reparam is not None and np.ndim(reparam.W1) == 2 else 1
         check_params(structure, {"b": np.zeros(1), "p": np.zeros((1, width))}, d=d, reparam=reparam, name="reparam")
-    keys = jax.random.split(key, restarts)
-    inits = [init_params(structure, L, key=k, d=d, reparam=reparam, method=init, true_params=true_params,
-                         jitter=jitter, scale=scale, split_atom=i, dtype=dt) for i, k in enumerate(keys)]
-    inits = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *inits)
     frozen = MoEFrozen(*(jnp.asarray(a, dt) for a in frozen))
     if reparam is not None:
         reparam = Reparam(*(jnp.asarray(a, dt) for a in reparam))
-    feats = moe_features(X, frozen)
-    out = _fit(inits, feats, Y, frozen.C, reparam, jnp.asarray(learning_rate, dt), jnp.asarray(ftol, dt),
-               jnp.asarray(bound, dt), jnp.asarray(resolution, dt), structure, adam_steps, polish, polish_steps,
-               by_resolution=resolution > 0)
-    return FitResult(*out)
+    options = dict(learning_rate=jnp.asarray(learning_rate, dt), ftol=jnp.asarray(ftol, dt),
+                   bound=jnp.asarray(bound, dt), resolution=jnp.asarray(resolution, dt), adam_steps=adam_steps,
+                   polish=polish, polish_steps=polish_steps, by_resolution=resolution > 0)
+    return Problem(moe_features(X, frozen), Y.astype(dt), frozen.C, reparam, structure, d, dt, options)
+
+
+def stack_starts(starts):
+    """A list of parameter pytrees of one shape -> one pytree with a leading start axis."""
+    return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *starts)
+
+
+def fit_starts(prob: Problem, inits, *, batch_size: int | None = None):
+    """Fit every start of ``inits`` (a pytree with a leading start axis, :func:`stack_starts`) by
+    Adam then the polish, in one jitted call.  ``batch_size``: None runs the starts one after the
+    other (each stops on its own); ``k`` runs ``k`` at a time vmapped.  Returns per start
+    ``(params, loss, grad_norm, iterations, predicted_decrease)``, a non-finite loss as ``inf``."""
+    o = prob.options
+    return _fit(inits, prob.features, prob.Y, prob.C, prob.reparam, o["learning_rate"], o["ftol"], o["bound"],
+                o["resolution"], prob.structure, o["adam_steps"], o["polish"], o["polish_steps"],
+                by_resolution=o["by_resolution"], batch_size=batch_size)
 
 
 @functools.partial(jax.jit, static_argnames=("structure",))
