@@ -1,6 +1,6 @@
 """Bad input to ``sims run`` is refused before any work, with exit 2 and the option named.
 
-The float options are taken from the experiments' own configs (``sims.experiments.ALL``), so a
+The float options are taken from the experiments' own configs (``sims.experiments.load_all()``), so a
 new option is covered as soon as it exists; each must declare its range (``metadata["range"]``).
 """
 
@@ -16,7 +16,7 @@ from cli_runner import invoke
 from sims.cli.options import specs_of
 from sims.core import checks
 
-FLOAT_OPTIONS = [(exp.name, s) for exp in sims.experiments.ALL for s in specs_of(exp) if s.kind == "float"]
+FLOAT_OPTIONS = [(exp.name, s) for exp in sims.experiments.load_all() for s in specs_of(exp) if s.kind == "float"]
 
 
 def _bad_values(spec):
@@ -84,14 +84,14 @@ def test_a_value_in_range_passes_the_check():
 
 
 def test_library_callers_get_the_same_check(tmp_path):
-    from sims.core import runner
+    import sims.core as engine
     from sims.experiments import kernel
     from theory.validation import InputError
 
     with pytest.raises(InputError, match="sigma must be a (positive )?finite number"):
-        runner.plan(kernel.EXPERIMENT, kernel.KernelConfig(sigma=math.inf), out=tmp_path)
+        engine.plan(kernel.EXPERIMENT, kernel.KernelConfig(sigma=math.inf), out=tmp_path)
     with pytest.raises(InputError, match="distinct values of m"):
-        runner.plan(kernel.EXPERIMENT, kernel.KernelConfig(m=(100, 100)), out=tmp_path)
+        engine.plan(kernel.EXPERIMENT, kernel.KernelConfig(m=(100, 100)), out=tmp_path)
     assert not list(tmp_path.iterdir())
 
 
