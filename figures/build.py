@@ -19,7 +19,7 @@ from sims.core import store
 from sims.experiments import presets
 
 __all__ = ["FORMATS", "DPI_RANGE", "figure_names", "experiments_of", "check_options", "select_run",
-           "build_available", "describe"]
+           "build_available", "figures_of_run", "describe"]
 
 FORMATS = ("pdf", "png", "svg")
 DPI_RANGE = (20, 1200)
@@ -82,9 +82,11 @@ def select_run(results: str | Path, experiment: str, *, small: bool = False, pre
 
 def build_available(results: str | Path, out: str | Path, *, only=None, small: bool = False, venue: str = "acl",
                     width: str | None = None, formats=style.FORMATS, dpi: int = style.PNG_DPI,
-                    precision: str = "float64", echo: Callable[[str], None] | None = None
-                    ) -> tuple[dict[str, list[Path]], dict[str, str]]:
+                    precision: str = "float64", echo: Callable[[str], None] | None = None,
+                    run: str | None = None) -> tuple[dict[str, list[Path]], dict[str, str]]:
     """Build every figure in ``only`` (default all) whose results are stored; name the others.
+
+    ``run`` (a stored run id, for figures of one experiment) replaces the requested config's run.
 
     Returns:
         ``({figure: [paths written]}, {figure not made: why})``.
@@ -97,8 +99,8 @@ def build_available(results: str | Path, out: str | Path, *, only=None, small: b
     missing: dict[str, str] = {}
     for name in figure_names(only):
         exp = common.module(name).EXPERIMENT
-        rid = None
-        if _reads_a_run(name):
+        rid = run
+        if _reads_a_run(name) and rid is None:
             rid = select_run(results, exp, small=small, precision=precision)
             if rid is None:
                 size = "small" if small else "default"
@@ -114,6 +116,26 @@ def build_available(results: str | Path, out: str | Path, *, only=None, small: b
         if echo is not None:
             echo(f"{name}: " + ", ".join(str(p) for p in built[name]) + (f"  (run {rid})" if rid else ""))
     return built, missing
+
+
+def figures_of_run(results: str | Path, run: str, only=None) -> tuple[str, list[str]]:
+    """The stored run named by ``run`` (id, id prefix or manifest path) and the figures in ``only`` that read it.
+
+    Default ``only``: every figure of that run's experiment.
+
+    Raises:
+        ValueError: no such run, or a figure in ``only`` reads another experiment.
+    """
+    try:
+        manifest = store.read_manifest(store.find_manifest(results, run))
+    except store.StoreError as e:
+        raise ValueError(str(e)) from None
+    exp = manifest.get("experiment")
+    names = figure_names(only) if only else [f for f in FIGURES if common.module(f).EXPERIMENT == exp]
+    other = [f for f in names if common.module(f).EXPERIMENT != exp]
+    if other or not names:
+        raise ValueError(f"--from {run}: a run of {exp!r}; no figure in {other or names or 'FIGURES'} reads it")
+    return str(manifest.get("run_id")), names
 
 
 def describe() -> list[tuple[str, str, str]]:

@@ -2,7 +2,7 @@
 
     python scripts/bench_cli_start.py                   # sims --help, sims list kernel, 5 runs each
     python scripts/bench_cli_start.py --runs 10 --json /tmp/start.json
-    python scripts/bench_cli_start.py --command "--help" --command "run kernel --help"
+    python scripts/bench_cli_start.py --command=--help --command "run kernel --help"
     python scripts/bench_cli_start.py --root /path/to/other/checkout   # the same, for a before/after
 
 Each command runs ``python -m sims ARGS`` in a fresh interpreter ``--runs`` times (after one

@@ -99,7 +99,8 @@ def _figures(*args):
 
     from sims.cli.app import build_app
 
-    return CliRunner().invoke(build_app(), ["figures", *[str(a) for a in args]], catch_exceptions=False)
+    return CliRunner(env={"COLUMNS": "200"}).invoke(build_app(), ["figures", *[str(a) for a in args]],
+                                                   catch_exceptions=False)
 
 
 def test_one_figure_and_missing_results(small_results, tmp_path):
@@ -143,6 +144,14 @@ def test_a_small_run_does_not_stand_in_for_the_default_one(small_results, tmp_pa
     r = _figures("--results", results, "--out", tmp_path / "default", "--no-run", "--only", "convergence")
     assert r.exit_code == 2 and "not made: convergence" in r.output, r.output
     assert not (tmp_path / "default").exists()
+    # an explicit run: --from builds that run's figures, and refuses a figure of another experiment
+    from figures.build import select_run
+
+    rid = select_run(results, "convergence", small=True)
+    r = _figures("--results", results, "--out", tmp_path / "from", "--from", rid[:16], "--format", "png")
+    assert r.exit_code == 0 and (tmp_path / "from" / "convergence.png").is_file(), r.output
+    r = _figures("--results", results, "--out", tmp_path / "from2", "--from", rid, "--only", "kernel")
+    assert r.exit_code == 2 and "no figure in ['kernel'] reads it" in r.output, r.output
     # with --run it plans and runs the default config (the run itself is stubbed: paper-size)
     ran = []
 

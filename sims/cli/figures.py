@@ -11,7 +11,8 @@ What it does, in order:
    Ctrl-C (exit 130; finished cells are kept, rerun to resume);
 4. builds every figure whose run is stored and lists those it could not make (exit 2 if any).
 
-With ``--no-run`` step 3 is skipped.
+With ``--no-run`` step 3 is skipped.  ``--from RUN`` builds the figures of one stored run instead
+(any config, e.g. after ``sims run lazy-prefix --quick``) and runs nothing.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from sims.experiments import presets
 __all__ = ["app", "figures_command", "estimate_seconds"]
 
 _EXAMPLES = ("Examples: sims figures --small;  sims figures --only convergence --no-run;  "
+             "sims figures --from lazy-prefix-0123 --format png;  "
              "sims figures --only convergence --only kernel --format png --dpi 150 --out docs/img")
 
 
@@ -54,6 +56,8 @@ def figures_command(
                                                 "default pdf and png)."),
     dpi: int = typer.Option(style.PNG_DPI, "--dpi", help="PNG resolution."),
     precision: str = typer.Option("float64", "--precision", help="Precision of the runs to read (and run)."),
+    from_run: Optional[str] = typer.Option(None, "--from", metavar="RUN", help="Build from this stored run (id, id "
+                                           "prefix or manifest path) instead: its experiment's figures; runs nothing."),
     compile_cache: Optional[str] = typer.Option(None, "--compile-cache", metavar="DIR|off", help="JAX's persistent "
                                                 "compilation cache for the runs (default: $PREFIX_NTK_COMPILE_CACHE, "
                                                 "else ~/.cache/prefix-ntk/jax)."),
@@ -65,17 +69,21 @@ def figures_command(
     try:
         figbuild.check_options(venue=venue, width=width, formats=fmts, dpi=dpi, precision=precision)
         needed = figbuild.experiments_of(only)
+        rid = None
+        if from_run is not None:
+            rid, only = figbuild.figures_of_run(results, from_run, only)
     except ValueError as e:
         raise fail(str(e), EXIT_USAGE) from None
     missing = [e for e in needed if figbuild.select_run(results, e, small=small, precision=precision) is None]
-    if run_missing and missing:
+    if run_missing and missing and rid is None:
         try:
             with runtime.context(precision, compile_cache=compile_cache or "default", signals=True):
                 _run(results, missing, small=small, precision=precision)
         except OSError as e:
             raise fail(f"--compile-cache: {e.strerror or e}", EXIT_USAGE) from None
     built, not_made = figbuild.build_available(results, out, only=only, small=small, venue=venue, width=width,
-                                               formats=fmts, dpi=dpi, precision=precision, echo=typer.echo)
+                                               formats=fmts, dpi=dpi, precision=precision, echo=typer.echo,
+                                               run=rid)
     for name, why in not_made.items():
         typer.echo(f"not made: {name}: {why}", err=True)
     if not_made:
