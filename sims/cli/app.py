@@ -35,7 +35,8 @@ from sims.core import experiment as registry
 
 __all__ = ["COMMANDS", "LazyGroup", "build_app", "main"]
 
-#: A command's loader: ``"module:attribute"`` (a ``typer.Typer`` factory, or a command function), or a factory.
+#: A command's loader: ``"module:app"`` (a factory of a ``typer.Typer`` group), ``"module:NAME"`` (a
+#: command function), or a factory.
 Loader = Union[str, Callable[[], Any]]
 
 #: The commands besides ``run``, in help order: name -> (loader, one-line help shown by ``sims --help``).
