@@ -38,7 +38,7 @@ def test_every_float_option_declares_a_range():
 
 
 def test_every_count_option_has_a_finite_range():
-    counts = [(exp.name, s) for exp in sims.experiments.ALL for s in specs_of(exp) if s.kind == "count"]
+    counts = [(exp.name, s) for exp in sims.experiments.load_all() for s in specs_of(exp) if s.kind == "count"]
     assert counts
     for name, s in counts:
         assert s.interval is not None and s.interval.high <= 2**31 - 1, f"{name} {s.opt}"
@@ -63,7 +63,7 @@ def test_huge_values_are_refused_in_one_short_line(tmp_path, opt, value, message
 def test_seeds_follow_one_rule_everywhere():
     from theory.validation import INT32_MAX
 
-    seeds = [(exp.name, s) for exp in sims.experiments.ALL for s in specs_of(exp) if checks.is_seed(s.field)]
+    seeds = [(exp.name, s) for exp in sims.experiments.load_all() for s in specs_of(exp) if checks.is_seed(s.field)]
     assert {name for name, _ in seeds} >= {"convergence", "kernel", "lazy-prefix", "ntk-attention-train"}
     for name, s in seeds:
         assert (s.kind, s.interval.low, s.interval.high) == ("count", 0, INT32_MAX), (name, s.opt)
