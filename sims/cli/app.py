@@ -96,14 +96,14 @@ class OneLineErrors(typer.core.TyperGroup):
     def main(self, *args, standalone_mode: bool = True, **kwargs):  # type: ignore[override]
         if not standalone_mode:
             return super().main(*args, standalone_mode=False, **kwargs)
-        from sims.cli.render import fail  # the engine and JAX: only on a usage error (sims --help stays light)
-
         try:
             rv = super().main(*args, standalone_mode=False, **kwargs)
         except _click_errors.NoArgsIsHelpError as e:
             e.show()
             sys.exit(e.exit_code)
         except _click_errors.ClickException as e:
+            from sims.cli.render import fail  # the engine and JAX: only on a usage error (sims --help stays light)
+
             ctx = getattr(e, "ctx", None)
             hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
             fail(e.format_message() + hint, e.exit_code)
