@@ -1,6 +1,6 @@
-"""``python -m figures``: build the figures from stored runs (see :mod:`figures.cli`; never simulates)."""
+"""``python -m figures``: the same command as ``sims figures`` (:func:`sims.cli.figures.main`)."""
 
-from figures.cli import app
+from sims.cli.figures import main
 
 if __name__ == "__main__":
-    app()(prog_name="python -m figures")
+    main()

@@ -1,11 +1,10 @@
 """Figure: the NTK benchmark suite, time and memory against the prefix length m.
 
-Reads ``<results>/bench/suite-float64.json`` written by ``sims bench suite`` (or the file given
-with ``--run``); its timings are measurements of the machine that ran it, named in the file.
-It is not among the figures ``sims figures`` builds, because the benchmark is not a simulation
-to rerun on demand::
+Reads ``<results>/bench/suite-float64.json`` written by ``sims bench suite``; its timings are
+measurements of the machine that ran it, named in the file.  It is built only when named
+(``--only``), because the benchmark is not a simulation to rerun on demand::
 
-    sims bench suite && python -m figures.bench_suite
+    sims bench suite && sims figures --only bench_suite --no-run
 
 One column per model at the largest n of the file. Top: best time per NTK against m, for each
 implementation, with the floor (logits and exponentials plus a symmetric Gram at the GEMM peak,
@@ -17,7 +16,6 @@ XLA's figure, the reason it was skipped.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +25,6 @@ from figures import common, data, style
 EXPERIMENT = "bench"
 NAME = "bench_suite"
 DEFAULT_WIDTH = "full"
-RUN_HELP = "path of a saved suite (default: <results>/bench/suite-float64.json)"
 
 _LABEL = {"structured": "structured (ours)", "autodiff": "autodiff", "nt-jc": "nt: Jacobian contraction",
           "nt-nvp": "nt: NTK-vector products", "nt-sd": "nt: structured derivatives"}
@@ -91,6 +88,3 @@ def plot(res: dict, *, venue: str = "acl", width: str = DEFAULT_WIDTH):
     fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=3, frameon=False)
     return fig
 
-
-if __name__ == "__main__":
-    sys.exit(common.main(sys.modules[__name__]))

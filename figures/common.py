@@ -1,18 +1,15 @@
-"""What every figure script shares: ``build`` (load a saved run, plot, save) and ``main`` (CLI).
+"""What every figure shares: ``module`` (a figure by name), ``build`` (load a saved run, plot, save), ``forest``.
 
 Each figure module defines ``EXPERIMENT`` (whose results it reads), ``NAME`` (the file stem),
-``DEFAULT_WIDTH`` and ``plot(run, *, venue, width) -> Figure``; running it as a script
-(``python -m figures.<name> --results results --out figures/out``) builds that one figure.
+``DEFAULT_WIDTH`` and ``plot(run, *, venue, width) -> Figure``; ``sims figures --only NAME``
+builds one figure.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
-import sys
 from pathlib import Path
 from types import ModuleType
-
 
 from figures import data, style
 
@@ -20,6 +17,7 @@ DEFAULT_OUT = Path("figures") / "out"
 
 
 def module(name_or_module: str | ModuleType) -> ModuleType:
+    """The figure module ``figures.<name>`` (``-`` or ``_``), imported."""
     if isinstance(name_or_module, ModuleType):
         return name_or_module
     name = name_or_module.replace("-", "_")
@@ -36,31 +34,6 @@ def build(fig_module: str | ModuleType, results: str | Path = "results", out: st
     with style.context():
         fig = mod.plot(loaded, venue=venue, width=width or mod.DEFAULT_WIDTH)
     return style.save(fig, out, mod.NAME, formats=formats, dpi=dpi)
-
-
-def main(fig_module: str | ModuleType, argv: list[str] | None = None) -> int:
-    mod = module(fig_module)
-    # Run as ``python -m figures.NAME`` the module is ``__main__``; name it by its file instead.
-    name = mod.__name__ if mod.__name__ != "__main__" else f"figures.{Path(mod.__file__).stem}"
-    p = argparse.ArgumentParser(prog=f"python -m {name}", description=(mod.__doc__ or "").split("\n")[0])
-    p.add_argument("--results", default="results", help="results folder (default: results)")
-    p.add_argument("--out", default=str(DEFAULT_OUT), help=f"output folder (default: {DEFAULT_OUT})")
-    p.add_argument("--run", default=None, help=getattr(mod, "RUN_HELP", f"run id of {mod.EXPERIMENT} (default: the newest)"))
-    p.add_argument("--venue", default="acl", choices=sorted(style.VENUES))
-    p.add_argument("--width", default=None, choices=style.WIDTHS, help=f"default: {mod.DEFAULT_WIDTH}")
-    p.add_argument("--format", dest="formats", action="append", choices=("pdf", "png", "svg"),
-                   help="repeatable (default: pdf and png)")
-    p.add_argument("--dpi", type=int, default=style.PNG_DPI, help=f"PNG resolution (default {style.PNG_DPI})")
-    a = p.parse_args(argv)
-    try:
-        paths = build(mod, a.results, a.out, run=a.run, venue=a.venue, width=a.width,
-                      formats=a.formats or style.FORMATS, dpi=a.dpi)
-    except data.MissingResults as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    for path in paths:
-        print(path)
-    return 0
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -13,7 +13,6 @@ Reads a stored ``convergence`` run (``sims run convergence``).  Panels:
 
 from __future__ import annotations
 
-import sys
 
 import numpy as np
 
@@ -159,6 +158,3 @@ def plot(run: data.Run, *, venue: str = "acl", width: str = DEFAULT_WIDTH):
         c.tick_params(axis="y", labelsize=6.5)
     return fig
 
-
-if __name__ == "__main__":
-    raise SystemExit(common.main(sys.modules[__name__]))

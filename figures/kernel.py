@@ -13,7 +13,6 @@ Reads a stored ``kernel`` run (``sims run kernel``).  Panels:
 
 from __future__ import annotations
 
-import sys
 
 import numpy as np
 
@@ -129,6 +128,3 @@ def plot(run: data.Run, *, venue: str = "acl", width: str = DEFAULT_WIDTH):
                                                (_lambda_panel, "(b) smallest eigenvalue"),
                                                (_constant_panel, "(c) exact constant")], venue=venue, width=width)
 
-
-if __name__ == "__main__":
-    raise SystemExit(common.main(sys.modules[__name__]))

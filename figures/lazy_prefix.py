@@ -18,7 +18,6 @@ dashed reference (no pass marks: the run's verdict, in its manifest, judges):
 
 from __future__ import annotations
 
-import sys
 
 import numpy as np
 
@@ -120,6 +119,3 @@ def plot(run: data.Run, *, venue: str = "acl", width: str = DEFAULT_WIDTH):
     style.panel_label(c, f"(c) accuracy ({base})")
     return fig
 
-
-if __name__ == "__main__":
-    raise SystemExit(common.main(sys.modules[__name__]))

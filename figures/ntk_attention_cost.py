@@ -12,7 +12,6 @@ measurements of the machine that ran it.  Panels:
 
 from __future__ import annotations
 
-import sys
 
 import numpy as np
 
@@ -73,6 +72,3 @@ def plot(run: data.Run, *, venue: str = "acl", width: str = DEFAULT_WIDTH):
     return style.labelled_panels(run.results, [(_time_panel, "(a) time"), (_memory_panel, "(b) memory")],
                                  venue=venue, width=width, panel_aspect=1.0)
 
-
-if __name__ == "__main__":
-    raise SystemExit(common.main(sys.modules[__name__]))

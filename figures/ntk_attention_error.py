@@ -13,7 +13,6 @@ Reads a stored ``ntk-attention-error`` run (``sims run ntk-attention-error``).  
 
 from __future__ import annotations
 
-import sys
 
 import numpy as np
 
@@ -134,6 +133,3 @@ def plot(run: data.Run, *, venue: str = "acl", width: str = DEFAULT_WIDTH):
                                                (_scatter_panel, "(b) error vs bound"),
                                                (_target_panel, "(c) error $\\leq m^{-c}$")], venue=venue, width=width)
 
-
-if __name__ == "__main__":
-    raise SystemExit(common.main(sys.modules[__name__]))

@@ -12,7 +12,6 @@ Reads a stored ``ntk-attention-train`` run (``sims run ntk-attention-train``).  
 
 from __future__ import annotations
 
-import sys
 
 import matplotlib
 from matplotlib import ticker
@@ -107,6 +106,3 @@ def plot(run: data.Run, *, venue: str = "acl", width: str = DEFAULT_WIDTH):
     return style.labelled_panels(run.results, [(_mse_panel, "(a) validation error"), (_loss_panel, "(b) training"),
                                                (_norm_panel, "(c) summary size")], venue=venue, width=width)
 
-
-if __name__ == "__main__":
-    raise SystemExit(common.main(sys.modules[__name__]))

@@ -17,7 +17,6 @@ Bands: 95% intervals of the plotted statistic per n_eff (bootstrap for mean / RM
 
 from __future__ import annotations
 
-import sys
 
 import numpy as np
 from matplotlib.ticker import LogLocator, NullFormatter
@@ -114,6 +113,3 @@ def plot(run: data.Run, *, venue: str = "acl", width: str = DEFAULT_WIDTH):
     style.panel_label(c, "(c) regression fn.")
     return fig
 
-
-if __name__ == "__main__":
-    raise SystemExit(common.main(sys.modules[__name__]))

@@ -16,7 +16,6 @@ cells, so the figure shows the verdict's numbers:
 
 from __future__ import annotations
 
-import sys
 
 import numpy as np
 
@@ -108,6 +107,3 @@ def plot(run: data.Run, *, venue: str = "acl", width: str = DEFAULT_WIDTH):
     style.panel_label(c, "(c) two-point test")
     return fig
 
-
-if __name__ == "__main__":
-    raise SystemExit(common.main(sys.modules[__name__]))

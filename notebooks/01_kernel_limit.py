@@ -53,14 +53,17 @@ from pathlib import Path
 
 import jax
 
-jax.config.update("jax_enable_x64", True)  # theory never flips global JAX settings; callers do
+import sims
+
+RUN_CONTEXT = sims.context(precision="float64")  # float64 from here on (sims.runtime); theory sets nothing
+RUN_CONTEXT.__enter__()
 
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
 import theory as T
-from sims.core import runner
+import sims.core as engine
 from sims.core.verdicts import measured_text, predicted_text
 from sims.experiments import get
 from theory.kernels import prefix
@@ -69,7 +72,7 @@ from theory.stats import fit_loglog_slope
 
 # Size switch: small by default (seconds); PREFIX_NTK_FULL=1 selects the larger setting.
 FULL = os.environ.get("PREFIX_NTK_FULL", "") not in ("", "0")
-RESULTS = Path(os.environ.get("PREFIX_NTK_RESULTS", "results"))  # where sims.core.runner stores cells
+RESULTS = Path(os.environ.get("PREFIX_NTK_RESULTS", "results"))  # where sims.core.run stores cells
 print("size:", "full" if FULL else "small", "| results folder:", RESULTS)
 
 # %% [markdown]
@@ -103,13 +106,13 @@ for name in T.model_names():  # every registered model
 # %% [markdown]
 # ## (ii) Concentration at initialisation: the `kernel` experiment
 #
-# `sims.core.runner.run` computes every (model, m, seed) cell, stores it under the results folder
+# `sims.core.engine.run` computes every (model, m, seed) cell, stores it under the results folder
 # (finished cells are reused on a rerun) and judges each claim.
 
 # %%
 exp = get("kernel")
 config = exp.config() if FULL else exp.config(m=(500, 2000, 8000), n=5, d=6, seeds=4)
-result = runner.run(exp, config, out=RESULTS, precision="float64")
+result = engine.run(exp, config, out=RESULTS, precision="float64")
 for row in result.rows:
     print(f"[{row.status.upper()}] {row.id} {row.claim}: predicted {predicted_text(row)}; measured {measured_text(row)}")
 

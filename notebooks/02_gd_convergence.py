@@ -42,14 +42,15 @@
 import os
 from pathlib import Path
 
-import jax
+import sims
 
-jax.config.update("jax_enable_x64", True)  # theory never flips global JAX settings; callers do
+RUN_CONTEXT = sims.context(precision="float64")  # float64 from here on (sims.runtime); theory sets nothing
+RUN_CONTEXT.__enter__()
 
 import matplotlib.pyplot as plt
 import numpy as np
 
-from sims.core import runner
+import sims.core as engine
 from sims.core.verdicts import measured_text, predicted_text
 from sims.experiments import get
 from theory.stats import fit_loglog_slope
@@ -67,7 +68,7 @@ if FULL:
 else:
     config = exp.config(m=(4000,), ladder=3, n=6, d=8, steps=40, log_every=20, seeds=3)
 print("m ladder:", config.grid(), "| steps:", config.steps, "| seeds:", config.seeds)
-result = runner.run(exp, config, out=RESULTS, precision="float64")
+result = engine.run(exp, config, out=RESULTS, precision="float64")
 for row in result.rows:
     print(f"[{row.status.upper()}] {row.id} {row.claim}: predicted {predicted_text(row)}; measured {measured_text(row)}")
 

@@ -44,7 +44,10 @@ import os
 
 import jax
 
-jax.config.update("jax_enable_x64", True)  # theory never flips global JAX settings; callers do
+import sims
+
+RUN_CONTEXT = sims.context(precision="float64")  # float64 from here on (sims.runtime); theory sets nothing
+RUN_CONTEXT.__enter__()
 
 import jax.numpy as jnp
 import matplotlib.pyplot as plt

@@ -49,13 +49,16 @@ from pathlib import Path
 
 import jax
 
-jax.config.update("jax_enable_x64", True)  # theory never flips global JAX settings; callers do
+import sims
+
+RUN_CONTEXT = sims.context(precision="float64")  # float64 from here on (sims.runtime); theory sets nothing
+RUN_CONTEXT.__enter__()
 
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
-from sims.core import runner
+import sims.core as engine
 from sims.core.verdicts import measured_text, predicted_text
 from sims.experiments import get
 from theory.ntk_attn.feature_maps import taylor_dim
@@ -98,7 +101,7 @@ print(f"m = {m}, beta = {beta}: the bound asks for g* = {g_star} to reach m^-{c}
 # %%
 exp = get("ntk-attention-error")
 config = exp.config() if FULL else exp.config(m=(16, 256), beta=(1.0, 2.0), L=4, g_max=6, seeds=2)
-result = runner.run(exp, config, out=RESULTS, precision="float64")
+result = engine.run(exp, config, out=RESULTS, precision="float64")
 for row in result.rows:
     print(f"[{row.status.upper()}] {row.id} {row.claim}: predicted {predicted_text(row)}; measured {measured_text(row)}")
 

@@ -46,13 +46,14 @@
 import os
 from pathlib import Path
 
-import jax
+import sims
 
-jax.config.update("jax_enable_x64", True)  # theory never flips global JAX settings; callers do
+RUN_CONTEXT = sims.context(precision="float64")  # float64 from here on (sims.runtime); theory sets nothing
+RUN_CONTEXT.__enter__()
 
 import matplotlib.pyplot as plt
 
-from sims.core import runner
+import sims.core as engine
 from sims.core.verdicts import measured_text, predicted_text
 from sims.experiments import get
 
@@ -69,8 +70,8 @@ else:
 paper = exp.config(**{**{f: getattr(config, f) for f in config.__dataclass_fields__}, "scale_by_m": False})
 print(f"d = {config.d}, L = {config.L}, m = {config.m}, steps = {config.steps}, lr = {config.lr}, "
       f"weights ~ N(0, {config.weight_scale}^2/d)")
-result = runner.run(exp, config, out=RESULTS, precision="float64")
-result_paper = runner.run(exp, paper, out=RESULTS, precision="float64")
+result = engine.run(exp, config, out=RESULTS, precision="float64")
+result_paper = engine.run(exp, paper, out=RESULTS, precision="float64")
 for title, res in (("scaled by m", result), ("paper's parametrization (scale 1)", result_paper)):
     print(f"--- {title}")
     for row in res.rows:

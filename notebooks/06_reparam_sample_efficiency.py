@@ -44,14 +44,15 @@
 import os
 from pathlib import Path
 
-import jax
+import sims
 
-jax.config.update("jax_enable_x64", True)  # theory never flips global JAX settings; callers do
+RUN_CONTEXT = sims.context(precision="float64")  # float64 from here on (sims.runtime); theory sets nothing
+RUN_CONTEXT.__enter__()
 
 import matplotlib.pyplot as plt
 import numpy as np
 
-from sims.core import runner
+import sims.core as engine
 from sims.experiments import get
 from sims.experiments.reparam_identifiability import CASES, approach_curve, modulus_curve, power_curve
 
@@ -65,7 +66,7 @@ if FULL:  # two-point n = 1e3 .. 1e5 (5 points), 1000 replications each
     config = exp.config()
 else:
     config = exp.config(quick=True, reps=100)
-result = runner.run(exp, config, out=RESULTS, precision="float64")
+result = engine.run(exp, config, out=RESULTS, precision="float64")
 for row in result.rows:
     print(f"[{row.status.upper()}] {row.claim}: predicted {row.predicted}; measured {row.measured}")
 

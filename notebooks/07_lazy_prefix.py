@@ -47,14 +47,15 @@
 import os
 from pathlib import Path
 
-import jax
+import sims
 
-jax.config.update("jax_enable_x64", True)  # theory never flips global JAX settings; callers do
+RUN_CONTEXT = sims.context(precision="float64")  # float64 from here on (sims.runtime); theory sets nothing
+RUN_CONTEXT.__enter__()
 
 import matplotlib.pyplot as plt
 import numpy as np
 
-from sims.core import runner
+import sims.core as engine
 from sims.experiments import get
 
 FULL = os.environ.get("PREFIX_NTK_FULL", "") not in ("", "0")
@@ -68,7 +69,7 @@ if FULL:  # the experiment's default grid m = 1..4096 (hours on 2 CPU cores; a G
 else:
     config = exp.config(quick=True, m=(2, 8, 32), seeds=2, p=3, T=4, d=8, layers=1, heads=2, d_mlp=8, n=6,
                         n_test=16, steps=10, log_every=5, pretrain_steps=100)
-result = runner.run(exp, config, out=RESULTS, precision="float64")
+result = engine.run(exp, config, out=RESULTS, precision="float64")
 for row in result.rows:
     print(f"{row.status.upper():9s} {row.claim}: {row.measured} (predicted {row.predicted})")
 

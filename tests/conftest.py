@@ -1,13 +1,19 @@
-"""Test-suite setup: float64 on (the standard for this project), deterministic hypothesis."""
+"""Test-suite setup: the run context at float64 (the standard for this project), deterministic hypothesis."""
 
 import os
 
-os.environ.setdefault("JAX_ENABLE_X64", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-import jax  # noqa: E402
+import sims  # noqa: E402
 
-jax.config.update("jax_enable_x64", True)
+# float64 for the whole session, through the one run context (sims.runtime); left at exit.
+_RUN_CONTEXT = sims.context(precision="float64")
+_RUN_CONTEXT.__enter__()
+
+
+def pytest_unconfigure(config):
+    _RUN_CONTEXT.__exit__(None, None, None)
+
 
 from hypothesis import HealthCheck, settings  # noqa: E402
 

@@ -8,6 +8,7 @@ import pytest
 from sims.host import allocator
 
 from sims.cli import app as cli
+from sims.cli import process
 from sims.core.provenance import provenance
 
 
@@ -35,5 +36,5 @@ def test_cli_exits_2_before_any_work(monkeypatch, capsys):
     monkeypatch.setenv(allocator.ENV, "fast")
     with pytest.raises(SystemExit) as e:
         cli.main(["list"])
-    assert e.value.code == cli.EXIT_USAGE == 2
+    assert e.value.code == process.EXIT_USAGE == 2
     assert allocator.ENV in capsys.readouterr().err

@@ -1,6 +1,6 @@
 """Every figure script builds its PDF and PNG from a small results folder, reproducibly.
 
-The folder holds every experiment at ``figures.presets.SMALL`` sizes (run once per session,
+The folder holds every experiment at ``sims.experiments.presets.SMALL`` sizes (run once per session,
 shared with ``test_notebooks.py``; see ``tests/fixtures/shared_results.py``).  The figures are
 built twice into two folders: the bytes must be identical, and the PDFs must embed TrueType
 fonts only (no Type 3).
@@ -19,9 +19,8 @@ matplotlib.use("Agg")
 
 import pytest  # noqa: E402
 
-from figures import common, style  # noqa: E402
-from figures.cli import build_all  # noqa: E402
-from figures.registry import FIGURES  # noqa: E402
+from figures import FIGURES, common, style  # noqa: E402
+from figures.build import build_available  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,7 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def builds(small_results, tmp_path_factory):
     """All figures built twice from the same results (never running a simulation)."""
     outs = [tmp_path_factory.mktemp("figures-a"), tmp_path_factory.mktemp("figures-b")]
-    return [build_all(small_results, out, small=True, run_missing=False) for out in outs]
+    builds = [build_available(small_results, out, small=True) for out in outs]
+    assert all(not missing for _, missing in builds), builds[0][1]
+    return [built for built, _ in builds]
 
 
 def _sha(path: Path) -> str:
@@ -93,28 +94,75 @@ def test_venue_and_width_per_call(small_results, tmp_path):
         style.figsize("nature")
 
 
-def test_script_entry_point_and_missing_results(small_results, tmp_path):
-    assert common.main("ntk_attention_cost", ["--results", str(small_results), "--out", str(tmp_path),
-                                                "--format", "svg"]) == 0
-    svg = (tmp_path / "ntk_attention_cost.svg").read_bytes()
-    assert b"<svg" in svg
-    assert common.main("kernel", ["--results", str(tmp_path / "empty"), "--out", str(tmp_path)]) == 2
-
-
-def test_sims_figures_command(small_results, tmp_path):
+def _figures(*args):
     from typer.testing import CliRunner
 
     from sims.cli.app import build_app
 
-    app = build_app()
-    cli = CliRunner()
-    res = cli.invoke(app, ["figures", "--results", str(small_results), "--out", str(tmp_path / "out"), "--small",
-                           "--no-run", "--only", "convergence", "--format", "png"])
+    return CliRunner(env={"COLUMNS": "200"}).invoke(build_app(), ["figures", *[str(a) for a in args]],
+                                                   catch_exceptions=False)
+
+
+def test_one_figure_and_missing_results(small_results, tmp_path):
+    r = _figures("--results", small_results, "--out", tmp_path, "--small", "--no-run", "--only", "ntk-attention-cost",
+                 "--format", "svg")
+    assert r.exit_code == 0, r.output
+    assert b"<svg" in (tmp_path / "ntk_attention_cost.svg").read_bytes()
+    r = _figures("--results", tmp_path / "empty", "--out", tmp_path / "x", "--no-run", "--only", "kernel")
+    assert r.exit_code == 2 and "not made: kernel" in r.output and "needs a stored" in r.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_sims_figures_command(small_results, tmp_path):
+    res = _figures("--results", small_results, "--out", tmp_path / "out", "--small", "--no-run", "--only",
+                   "convergence", "--format", "png")
     assert res.exit_code == 0, res.output
     assert (tmp_path / "out" / "convergence.png").is_file() and not (tmp_path / "out" / "convergence.pdf").exists()
-    missing = cli.invoke(app, ["figures", "--results", str(tmp_path / "none"), "--out", str(tmp_path / "x"),
-                               "--no-run"])
+    missing = _figures("--results", tmp_path / "none", "--out", tmp_path / "x", "--no-run")
     assert missing.exit_code == 2 and "needs a stored" in missing.output
+    assert all(f"not made: {name}" in missing.output for name in FIGURES)
     assert not (tmp_path / "x").exists()
-    listing = cli.invoke(app, ["figures", "list"])
+    listing = _figures("list")
     assert listing.exit_code == 0 and all(name in listing.output for name in FIGURES)
+
+
+def test_a_small_run_does_not_stand_in_for_the_default_one(small_results, tmp_path, monkeypatch):
+    """Only the small convergence run is stored: the default figure is not made from it, and is run."""
+    import shutil
+
+    from sims.cli import figures as figures_cli
+    from sims.experiments import presets
+
+    results = tmp_path / "results"
+    shutil.copytree(small_results / "convergence", results / "convergence")
+    # --no-run: the figure whose run exists is made (kernel's is not stored: listed, not fatal to the others)
+    r = _figures("--results", results, "--out", tmp_path / "small", "--small", "--no-run", "--only", "convergence",
+                 "--only", "kernel", "--format", "png")
+    assert r.exit_code == 2, r.output
+    assert (tmp_path / "small" / "convergence.png").is_file() and "not made: kernel" in r.output
+    # the default config: not the small run
+    r = _figures("--results", results, "--out", tmp_path / "default", "--no-run", "--only", "convergence")
+    assert r.exit_code == 2 and "not made: convergence" in r.output, r.output
+    assert not (tmp_path / "default").exists()
+    # an explicit run: --from builds that run's figures, and refuses a figure of another experiment
+    from figures.build import select_run
+
+    rid = select_run(results, "convergence", small=True)
+    r = _figures("--results", results, "--out", tmp_path / "from", "--from", rid[:16], "--format", "png")
+    assert r.exit_code == 0 and (tmp_path / "from" / "convergence.png").is_file(), r.output
+    r = _figures("--results", results, "--out", tmp_path / "from2", "--from", rid, "--only", "kernel")
+    assert r.exit_code == 2 and "no figure in ['kernel'] reads it" in r.output, r.output
+    # with --run it plans and runs the default config (the run itself is stubbed: paper-size)
+    ran = []
+
+    def execute(p, on_event=None):
+        ran.append(p)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(figures_cli.engine, "execute", execute)
+    r = _figures("--results", results, "--out", tmp_path / "default", "--only", "convergence",
+                 "--compile-cache", "off")
+    assert r.exit_code == 130, r.output
+    assert [p.config for p in ran] == [presets.config("convergence")] != [presets.config("convergence", small=True)]
+    assert "sims figures will run 1 experiment(s) at the default config" in r.output
+    assert f"{len(ran[0].cells)} cell(s)" in r.output and "time:" in r.output

@@ -1,6 +1,6 @@
 """What a hostile user types, for every option of every experiment (issue 23).
 
-Each option of each experiment (``sims.experiments.ALL``, the options generated from its config)
+Each option of each experiment (``sims.experiments.load_all()``, the options generated from its config)
 and each run option is given each of ``0, -1, 1.5, nan, inf, 1e300, ''``.  A value outside the
 option's declared range (counts: :func:`sims.core.checks.count_bounds`; floats: the field's
 ``"range"``; choices, flags and folders: always) must end with exit 2, one line of output
@@ -41,7 +41,7 @@ def _in_range(spec, text: str) -> bool:
 
 
 def _cases():
-    for exp in sims.experiments.ALL:
+    for exp in sims.experiments.load_all():
         specs = {s.opt: s for s in specs_of(exp)}
         # The run options are the same code for every experiment: checked on one that splits its
         # rows over devices (kernel) and one that does not (ntk-attention-error).
@@ -98,7 +98,7 @@ def test_hostile_values(tmp_path, monkeypatch, experiment, opt, values):
 
 def test_the_matrix_covers_every_option():
     opts = {(c.values[0], c.values[1]) for c in CASES}
-    for exp in sims.experiments.ALL:
+    for exp in sims.experiments.load_all():
         for s in specs_of(exp):
             assert (exp.name, s.opt) in opts
     values = [v for c in CASES for v in c.values[2]]

@@ -8,7 +8,7 @@ import functools
 import numpy as np
 import pytest
 
-from sims.core import runner
+import sims.core as engine
 from sims.experiments import get
 from sims.experiments import lazy_prefix as LP
 from sims.experiments import lazy_prefix_verdict as LV
@@ -20,7 +20,7 @@ TINY = dict(quick=True, m=(2, 4, 8), seeds=2, p=3, T=4, d=8, layers=1, heads=2, 
 @functools.lru_cache(maxsize=None)
 def tiny_run(tmp_root):
     cfg = LP.LazyPrefixConfig(**TINY)
-    return cfg, runner.run(get("lazy-prefix"), cfg, out=tmp_root, precision="float64")
+    return cfg, engine.run(get("lazy-prefix"), cfg, out=tmp_root, precision="float64")
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_tiny_run_has_every_result_and_a_verdict(tiny):
 def test_rerun_resumes_and_reproduces(tiny, tmp_path):
     cfg, first = tiny
     out = first.manifest_path.parents[2]
-    again = runner.run(get("lazy-prefix"), cfg, out=out, precision="float64")
+    again = engine.run(get("lazy-prefix"), cfg, out=out, precision="float64")
     assert [r.as_dict() for r in again.rows] == [r.as_dict() for r in first.rows]
     assert not again.computed and len(again.reused) == len(first.computed)
 

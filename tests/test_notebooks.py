@@ -2,7 +2,7 @@
 
 Run in this process with ``runpy`` (Agg backend, float64 on, ``PREFIX_NTK_FULL`` unset), with
 ``PREFIX_NTK_RESULTS`` pointing at the shared small-results folder (``tests/fixtures``): the
-notebooks' small configs equal ``figures.presets.SMALL``, so their ``sims.core.runner.run`` calls
+notebooks' small configs equal ``sims.experiments.presets.SMALL``, so their ``sims.core.run`` calls
 reuse the stored cells.  A notebook ends with assertions that its claim held; a failing one
 fails its test (except where marked xfail below, with the reason).
 """
@@ -80,7 +80,7 @@ def test_one_percent_format_notebook_per_claim():
 
 @pytest.mark.parametrize("path", _params())
 def test_notebook_runs_at_small_size(path, small_results, monkeypatch, tmp_path):
-    from figures import presets
+    from sims.experiments import presets
 
     monkeypatch.delenv("PREFIX_NTK_FULL", raising=False)
     monkeypatch.setenv("PREFIX_NTK_RESULTS", str(small_results))

@@ -57,7 +57,8 @@ def _check_bench_figure(results):
     pdf = built[0][0].read_bytes()
     assert b"/Type3" not in pdf and b"/FontFile2" in pdf
     # no saved suite: a clear error, exit code 2, nothing written
-    assert common.main("bench_suite", ["--results", str(results / "empty"), "--out", str(results / "fig-c")]) == 2
+    r = invoke("figures", "--results", results / "empty", "--out", results / "fig-c", "--only", "bench_suite")
+    assert r.exit_code == 2 and "no benchmark suite" in r.output, r.output
     assert not (results / "fig-c").exists()
 
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from sims.core import runner
+import sims.core as engine
 from sims.core.experiment import STATUSES, VerdictRow
 from sims.experiments import get
 from sims.experiments import reparam as R
@@ -61,11 +61,11 @@ def test_config_rejects_bad_values():
 def test_run_is_pure_and_verdict_has_every_claim(tmp_path):
     exp = get("reparam")
     cfg = R.ReparamConfig(**{**TINY, "structures": ("prompt",)})
-    res = runner.run(exp, cfg, out=tmp_path)
+    res = engine.run(exp, cfg, out=tmp_path)
     assert len(_rate([c for c, _ in res.results])) == 2 * 2 * 2
     # run() is pure: recomputing a cell with its key gives the stored arrays bit for bit.
     cell, stored = [(c, a) for c, a in res.results if c["kind"] == "rate"][-1]
-    again = exp.run(cell, key=runner.cell_key(cell))
+    again = exp.run(cell, key=engine.cell_key(cell))
     assert set(again) >= {"voronoi", "param_error", "cell_size", "singleton_error", "merged_error", "merged_m2",
                           "extra_weight", "at_edge", "l2_error", "grad_norm", "iterations", "stop_ratio", "converged",
                           "start_losses", "start_gaps", "start_family", "n_best", "oracle_gap", "oracle_merged_m2"}
@@ -83,7 +83,7 @@ def test_run_is_pure_and_verdict_has_every_claim(tmp_path):
     assert sum("L2" in c for c in claims) == 2 and len(claims) == 3 + 7
     assert all(r.detail for r in rows if r.status == "undecided")  # an undecided row says why
     # Resuming reuses every cell and gives the same verdict.
-    resumed = runner.run(exp, cfg, out=tmp_path)
+    resumed = engine.run(exp, cfg, out=tmp_path)
     assert not resumed.computed and [r.as_dict() for r in resumed.rows] == [r.as_dict() for r in res.rows]
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cli_runner import invoke
-from sims.core import runner
+import sims.core as engine
 from sims.experiments import get
 from sims.experiments import convergence as C
 from sims.experiments import kernel as K
@@ -25,7 +25,7 @@ def run_cells(exp, cfg):
     for c in cells:
         groups.setdefault(tuple(sorted((k, v) for k, v in c.items() if k != "seed")), []).append(c)
     for g in groups.values():
-        keys = jnp.stack([runner.cell_key(c) for c in g])
+        keys = jnp.stack([engine.cell_key(c) for c in g])
         res = exp.run_batch(g, keys=keys) if exp.run_batch else [exp.run(c, key=k) for c, k in zip(g, keys)]
         out += list(zip(g, res))
     return out

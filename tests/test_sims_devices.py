@@ -21,7 +21,7 @@ SCRIPT = textwrap.dedent(r"""
     jax.config.update("jax_enable_x64", True)
     sys.path.insert(0, "tests")
     from cli_runner import invoke
-    from sims.core import runner
+    import sims.core as engine
     from sims.core import store
     from sims.experiments import get
     from sims.experiments import convergence as C, kernel as K
@@ -71,7 +71,7 @@ SCRIPT = textwrap.dedent(r"""
     r = invoke(*args, "--devices", "2")
     metas = [store.read_cell(p)[1] for p in sorted(store.cells_dir(tmp, "convergence").glob("*.npz"))]
     out["cli"]["two"] = [r.exit_code, [m["provenance"]["device"]["used"] for m in metas]]
-    res = runner.run(get("convergence"), C.ConvergenceConfig(model="softmax-sign", m=(800,), ladder=2, seeds=2,
+    res = engine.run(get("convergence"), C.ConvergenceConfig(model="softmax-sign", m=(800,), ladder=2, seeds=2,
                      steps=20, log_every=10, control=False), out=tmp, devices=1)
     out["cli"]["rerun_one_device"] = [len(res.computed), len(res.reused)]
     r = invoke(*args, "--devices", "3", "--force")

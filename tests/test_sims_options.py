@@ -1,6 +1,6 @@
 """Bad input to ``sims run`` is refused before any work, with exit 2 and the option named.
 
-The float options are taken from the experiments' own configs (``sims.experiments.ALL``), so a
+The float options are taken from the experiments' own configs (``sims.experiments.load_all()``), so a
 new option is covered as soon as it exists; each must declare its range (``metadata["range"]``).
 """
 
@@ -16,7 +16,7 @@ from cli_runner import invoke
 from sims.cli.options import specs_of
 from sims.core import checks
 
-FLOAT_OPTIONS = [(exp.name, s) for exp in sims.experiments.ALL for s in specs_of(exp) if s.kind == "float"]
+FLOAT_OPTIONS = [(exp.name, s) for exp in sims.experiments.load_all() for s in specs_of(exp) if s.kind == "float"]
 
 
 def _bad_values(spec):
@@ -38,7 +38,7 @@ def test_every_float_option_declares_a_range():
 
 
 def test_every_count_option_has_a_finite_range():
-    counts = [(exp.name, s) for exp in sims.experiments.ALL for s in specs_of(exp) if s.kind == "count"]
+    counts = [(exp.name, s) for exp in sims.experiments.load_all() for s in specs_of(exp) if s.kind == "count"]
     assert counts
     for name, s in counts:
         assert s.interval is not None and s.interval.high <= 2**31 - 1, f"{name} {s.opt}"
@@ -63,7 +63,7 @@ def test_huge_values_are_refused_in_one_short_line(tmp_path, opt, value, message
 def test_seeds_follow_one_rule_everywhere():
     from theory.validation import INT32_MAX
 
-    seeds = [(exp.name, s) for exp in sims.experiments.ALL for s in specs_of(exp) if checks.is_seed(s.field)]
+    seeds = [(exp.name, s) for exp in sims.experiments.load_all() for s in specs_of(exp) if checks.is_seed(s.field)]
     assert {name for name, _ in seeds} >= {"convergence", "kernel", "lazy-prefix", "ntk-attention-train"}
     for name, s in seeds:
         assert (s.kind, s.interval.low, s.interval.high) == ("count", 0, INT32_MAX), (name, s.opt)
@@ -84,14 +84,14 @@ def test_a_value_in_range_passes_the_check():
 
 
 def test_library_callers_get_the_same_check(tmp_path):
-    from sims.core import runner
+    import sims.core as engine
     from sims.experiments import kernel
     from theory.validation import InputError
 
     with pytest.raises(InputError, match="sigma must be a (positive )?finite number"):
-        runner.plan(kernel.EXPERIMENT, kernel.KernelConfig(sigma=math.inf), out=tmp_path)
+        engine.plan(kernel.EXPERIMENT, kernel.KernelConfig(sigma=math.inf), out=tmp_path)
     with pytest.raises(InputError, match="distinct values of m"):
-        runner.plan(kernel.EXPERIMENT, kernel.KernelConfig(m=(100, 100)), out=tmp_path)
+        engine.plan(kernel.EXPERIMENT, kernel.KernelConfig(m=(100, 100)), out=tmp_path)
     assert not list(tmp_path.iterdir())
 
 

@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 import sims_toy
 from cli_runner import invoke
 from sims.cli import render
-from sims.core import runner
+import sims.core as engine
 from sims.cli.app import build_app
-from sims.core.execute import verdict_rows
+from sims.core.execution import verdict_rows
 from sims.core.experiment import VerdictRow
 from sims.experiments import get
 
@@ -50,7 +50,7 @@ def test_verdict_table_fits_80_columns_with_short_ids():
 
 
 def test_manifest_keeps_ids_and_full_statements(tmp_path):
-    res = runner.run(get("toy"), sims_toy.ToyConfig(seeds=1), out=tmp_path)
+    res = engine.run(get("toy"), sims_toy.ToyConfig(seeds=1), out=tmp_path)
     m = json.loads(res.manifest_path.read_text())
     assert [r["id"] for r in m["verdict"]] == ["1", "2"] and m["verdict"][0]["claim"] == "mean near x"
     r = invoke("show", res.run_id, "--out", tmp_path, "--full")
@@ -61,8 +61,8 @@ def test_plain_progress_lines_when_not_a_terminal(tmp_path):
     stream = io.StringIO()
     progress = render.Progress(plain=None, stream=stream)  # StringIO is not a terminal
     assert progress.plain
-    p = runner.plan(get("toy"), sims_toy.ToyConfig(x=(0.0, 1.0, 2.0), seeds=2), out=tmp_path)
-    runner.execute(p, on_event=progress)
+    p = engine.plan(get("toy"), sims_toy.ToyConfig(x=(0.0, 1.0, 2.0), seeds=2), out=tmp_path)
+    engine.execute(p, on_event=progress)
     lines = stream.getvalue().splitlines()
     assert len(lines) == 3  # one per call
     assert lines[0].startswith("call 1/3: 2/6 cells, elapsed ") and "remaining ~" in lines[0]
@@ -71,7 +71,7 @@ def test_plain_progress_lines_when_not_a_terminal(tmp_path):
 
 def test_events_in_order(tmp_path):
     seen = []
-    runner.run(get("toy"), sims_toy.ToyConfig(x=(0.0, 1.0), seeds=2), out=tmp_path, on_event=seen.append)
+    engine.run(get("toy"), sims_toy.ToyConfig(x=(0.0, 1.0), seeds=2), out=tmp_path, on_event=seen.append)
     kinds = [type(e).__name__ for e in seen]
     assert kinds == ["Started", "BatchStarted", "CellFinished", "CellFinished", "BatchFinished", "BatchStarted",
                      "CellFinished", "CellFinished", "BatchFinished", "Finished"]
@@ -95,8 +95,9 @@ def test_figures_bad_option_is_named_with_its_valid_values(tmp_path):
         r = invoke("figures", "--results", tmp_path, "--out", tmp_path / "o", "--no-run", *args)
         assert r.exit_code == 2, r.output
         assert text in r.output, r.output
-    from figures import cli as figures_cli, style
+    from figures import style
+    from sims.cli import figures as figures_cli
 
-    r = CliRunner().invoke(figures_cli.app(), ["--venue", "foo", "--results", str(tmp_path)])
+    r = CliRunner().invoke(figures_cli.app(), ["--venue", "foo", "--results", str(tmp_path)])  # python -m figures
     assert r.exit_code == 2 and all(v in r.output for v in style.VENUES)
     assert not (tmp_path / "o").exists()

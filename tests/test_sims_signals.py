@@ -29,8 +29,8 @@ import signal, sys
 signal.signal(signal.SIGINT, signal.default_int_handler)  # a background shell may have ignored it
 sys.path.insert(0, {tests!r})
 from pathlib import Path
-from sims.cli import process
-process.install()  # what main() does first; done here so the parent can signal right after the marker
+from sims import runtime
+runtime.install()  # what main()'s run context does first; done here so the parent can signal right after the marker
 print("started", flush=True)
 from sims.cli.app import main
 import jax, jax.numpy as jnp

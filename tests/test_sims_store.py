@@ -12,7 +12,7 @@ import pytest
 
 import sims_toy  # noqa: F401  (registers "toy")
 from sims.core import provenance
-from sims.core import runner
+import sims.core as engine
 from sims.host import memory
 from sims.core import store
 from sims.experiments import get
@@ -153,37 +153,37 @@ def test_cell_key_from_id_not_position():
     import jax
 
     cell = {"x": 1.0, "n": 8, "seed": 2}
-    k = jax.random.key_data(runner.cell_key({**cell, "dtype": "float64"}))
-    np.testing.assert_array_equal(k, jax.random.key_data(runner.cell_key({"seed": 2, "n": 8, "x": 1.0, "dtype": "float32"})))
-    assert not np.array_equal(k, jax.random.key_data(runner.cell_key({**cell, "seed": 3})))
-    assert not np.array_equal(k, jax.random.key_data(runner.cell_key({**cell, "x": 2.0})))
-    assert 0 <= runner.key_seed(cell) < 2**32
+    k = jax.random.key_data(engine.cell_key({**cell, "dtype": "float64"}))
+    np.testing.assert_array_equal(k, jax.random.key_data(engine.cell_key({"seed": 2, "n": 8, "x": 1.0, "dtype": "float32"})))
+    assert not np.array_equal(k, jax.random.key_data(engine.cell_key({**cell, "seed": 3})))
+    assert not np.array_equal(k, jax.random.key_data(engine.cell_key({**cell, "x": 2.0})))
+    assert 0 <= engine.key_seed(cell) < 2**32
 
 
 def test_plan_groups_by_batch_key_and_splits_to_fit(tmp_path, monkeypatch):
     exp = get("toy")
     cfg = sims_toy.ToyConfig(x=(0.0, 1.0), n=(4,), seeds=5, mem=1000)
-    p = runner.plan(exp, cfg, out=tmp_path)
+    p = engine.plan(exp, cfg, out=tmp_path)
     assert [len(b) for b in p.batches] == [5, 5] and p.fits and p.peak_bytes == 5000
     assert all(c.cell["dtype"] == "float64" for c in p.cells)
 
-    p = runner.plan(exp, cfg, out=tmp_path, memory=(2500, "test"))
+    p = engine.plan(exp, cfg, out=tmp_path, memory=(2500, "test"))
     assert [len(b) for b in p.batches] == [2, 2, 1, 2, 2, 1] and p.fits and p.peak_bytes == 2000
     # Batches only ever hold cells that differ in their seed.
     for b in p.batches:
         assert len({p.cells[i].cell["x"] for i in b}) == 1
 
     monkeypatch.setattr(memory, "available_bytes", lambda: (2500, "test"))  # the probe plan() reads
-    p = runner.plan(exp, sims_toy.ToyConfig(mem=3000), out=tmp_path)
+    p = engine.plan(exp, sims_toy.ToyConfig(mem=3000), out=tmp_path)
     assert not p.fits and "2.9 KiB" in p.message and "2.4 KiB" in p.message
-    with pytest.raises(runner.WouldNotFit):
-        runner.run(exp, sims_toy.ToyConfig(mem=3000), out=tmp_path)
+    with pytest.raises(engine.WouldNotFit):
+        engine.run(exp, sims_toy.ToyConfig(mem=3000), out=tmp_path)
     assert not tmp_path.joinpath("toy").exists()
     assert not list(tmp_path.iterdir())
 
 
 def test_duplicate_cells_run_once(tmp_path):
-    p = runner.plan(get("toy"), sims_toy.ToyConfig(x=(1.0, 1.0), seeds=1), out=tmp_path)
+    p = engine.plan(get("toy"), sims_toy.ToyConfig(x=(1.0, 1.0), seeds=1), out=tmp_path)
     assert len(p.cells) == 1
 
 
@@ -195,7 +195,7 @@ def test_runner_refuses_float64_without_x64(tmp_path):
     jax.config.update("jax_enable_x64", False)
     try:
         with pytest.raises(InputError, match="precision=float64 needs 64-bit JAX"):
-            runner.run(get("toy"), sims_toy.ToyConfig(), out=tmp_path)
+            engine.run(get("toy"), sims_toy.ToyConfig(), out=tmp_path)
     finally:
         jax.config.update("jax_enable_x64", True)
     assert not list(tmp_path.iterdir())
@@ -203,11 +203,11 @@ def test_runner_refuses_float64_without_x64(tmp_path):
 
 def test_runner_recomputes_corrupt_cells(tmp_path):
     exp, cfg = get("toy"), sims_toy.ToyConfig(x=(0.5,), seeds=1)
-    first = runner.run(exp, cfg, out=tmp_path)
+    first = engine.run(exp, cfg, out=tmp_path)
     path = store.cell_path(tmp_path, "toy", first.computed[0])
     good = store.read_cell(path)[0]["samples"]
     path.write_bytes(b"garbage")
-    again = runner.run(exp, cfg, out=tmp_path)
+    again = engine.run(exp, cfg, out=tmp_path)
     assert again.computed == first.computed
     np.testing.assert_array_equal(store.read_cell(path)[0]["samples"], good)
 

@@ -13,17 +13,18 @@ from typing import List, Optional
 
 import typer
 
+from sims import runtime
 from sims.core import store
 from theory.validation import InputError, check_count, check_positive
 
 
 def _check_models_and_precision(model, precision: str) -> tuple[str, ...]:
     """The requested models (default: every registered one), each known, and a known precision."""
-    import theory as T
-    from sims.core.plan import PRECISIONS
+    import theory as T  # JAX: only when a benchmark runs
 
-    if precision not in PRECISIONS:
-        raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+
+    if precision not in runtime.PRECISIONS:
+        raise InputError(f"--precision must be one of {', '.join(runtime.PRECISIONS)}, got {precision!r}")
     models = tuple(model or T.model_names())
     for name in models:
         T.get_model(name)
@@ -50,8 +51,7 @@ def _factory() -> typer.Typer:
         precision: str = typer.Option("float64", help="float64 or float32."),
         out: Path = typer.Option(Path("results"), help="Output folder."),
     ):
-        import jax
-        import jax.numpy as jnp
+        import jax.numpy as jnp  # JAX and the benchmark modules: only when a benchmark runs
 
         from sims.bench.ntk import bench_ntk, format_table
         from sims.core.provenance import provenance
@@ -63,13 +63,13 @@ def _factory() -> typer.Typer:
         except InputError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2)
-        jax.config.update("jax_enable_x64", precision == "float64")
-        rows = bench_ntk(models=models, n=nn, d=dd, ms=ms,
-                         repeats=rep, dtype=jnp.dtype(precision),
-                         progress=lambda r: typer.echo(f"  {r['model']} m={r['m']}: structured {r['structured_s']:.3g} s"))
-        table = format_table(rows)
-        _save(out, f"ntk-{precision}", {"rows": rows, "provenance": provenance(precision)}, table)
-        typer.echo(table)
+        with runtime.context(precision):  # x64 (sims.runtime), restored after
+            rows = bench_ntk(models=models, n=nn, d=dd, ms=ms,
+                             repeats=rep, dtype=jnp.dtype(precision),
+                             progress=lambda r: typer.echo(f"  {r['model']} m={r['m']}: structured {r['structured_s']:.3g} s"))
+            table = format_table(rows)
+            _save(out, f"ntk-{precision}", {"rows": rows, "provenance": provenance(precision)}, table)
+            typer.echo(table)
 
     @app.command("suite", epilog="Example: sims bench suite --m 1e3 --m 1e4 --m 1e5 --n 32 --n 128")
     def suite(
@@ -93,8 +93,7 @@ def _factory() -> typer.Typer:
         out: Path = typer.Option(Path("results"), help="Output folder."),
     ):
         """Structured vs autodiff vs neural-tangents NTKs, matmul roofline, GD step, largest m in a budget."""
-        import jax
-        import jax.numpy as jnp
+        import jax.numpy as jnp  # JAX and the benchmark modules: only when a benchmark runs
 
         from sims.bench import suite as bs
         from sims.core.provenance import provenance
@@ -117,28 +116,25 @@ def _factory() -> typer.Typer:
         except InputError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2)
-        jax.config.update("jax_enable_x64", precision == "float64")
-        before = bs.machine_info()
+        with runtime.context(precision):  # x64 (sims.runtime), restored after
+            before = bs.machine_info()
 
-        def progress(r):
-            if "time_s" in r:
-                t = "-" if r["time_s"] is None else f"{r['time_s']:.3g} s"
-                typer.echo(f"  {r['model']} n={r['n']} m={r['m']} {r['impl']}: {t} {r['note']}".rstrip())
+            def progress(r):
+                if "time_s" in r:
+                    t = "-" if r["time_s"] is None else f"{r['time_s']:.3g} s"
+                    typer.echo(f"  {r['model']} n={r['n']} m={r['m']} {r['impl']}: {t} {r['note']}".rstrip())
 
-        res = bs.run_suite(models=models, ms=ms, ns=ns, d=dd, k=kk, impls=impls, repeats=rep,
-                           memory_budget=int(budget_gib * 2**30), max_seconds=max_seconds, gd=gd, gd_ms=gd_ms,
-                           fit=fit, fit_probes=tuple(fit_ms), gemm_size=gs, chunk_size=cs,
-                           dtype=jnp.dtype(precision), progress=progress)
-        res["machine"] = {"before": before, "after": bs.machine_info()}
-        res["provenance"] = provenance(precision)
-        table = bs.format_suite(res, bs.describe_machine(before, res["machine"]["after"]))
-        _save(out, f"suite-{precision}", res, table)
-        typer.echo(table)
+            res = bs.run_suite(models=models, ms=ms, ns=ns, d=dd, k=kk, impls=impls, repeats=rep,
+                               memory_budget=int(budget_gib * 2**30), max_seconds=max_seconds, gd=gd, gd_ms=gd_ms,
+                               fit=fit, fit_probes=tuple(fit_ms), gemm_size=gs, chunk_size=cs,
+                               dtype=jnp.dtype(precision), progress=progress)
+            res["machine"] = {"before": before, "after": bs.machine_info()}
+            res["provenance"] = provenance(precision)
+            table = bs.format_suite(res, bs.describe_machine(before, res["machine"]["after"]))
+            _save(out, f"suite-{precision}", res, table)
+            typer.echo(table)
 
     return app
-
-
-HELP = "Benchmarks (time and memory), written to <out>/bench/."
 
 
 def app() -> typer.Typer:

@@ -1,95 +1,188 @@
-"""``sims figures``: run the simulations the figures need (when missing), then build the figures.
+"""``sims figures`` (also ``python -m figures``): run the simulations the figures need, then build them.
 
-The figures themselves only read results (:mod:`figures.cli`, also ``python -m figures``); this
-command is where the "run missing simulations first" logic lives.  For each figure's experiment
-whose requested run (defaults, or the small preset with ``--small``) is not stored, and unless
-``--no-run``, it runs that config through :func:`sims.experiments.presets.ensure_results`; then
-it builds with :func:`figures.cli.build_all`.
+What it does, in order:
+
+1. checks every option (exit 2 and one line on a bad one, before any work);
+2. finds, for each figure, exactly the run of the requested configuration (the defaults, or
+   :data:`sims.experiments.presets.SMALL` with ``--small``) at the requested precision
+   (:func:`figures.build.select_run`);
+3. with ``--run`` (the default) prints the plan of the missing runs (experiment, size, cells
+   to compute, memory, estimated time) and runs them, stopping at the next safe point on
+   Ctrl-C (exit 130; finished cells are kept, rerun to resume);
+4. builds every figure whose run is stored and lists those it could not make (exit 2 if any).
+
+With ``--no-run`` step 3 is skipped.  ``--from RUN`` builds the figures of one stored run instead
+(any config, e.g. after ``sims run lazy-prefix --quick``) and runs nothing.
 """
 
 from __future__ import annotations
 
+import json
+import statistics
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 
-from sims.cli import process, render
-from sims.cli.process import EXIT_INTERRUPTED, EXIT_USAGE
+import sims.core as engine
+from figures import FIGURES, ON_REQUEST, common, style
+from figures import build as figbuild
+from sims import experiments, runtime
+from sims.cli import render
+from sims.cli.process import EXIT_INTERRUPTED, EXIT_MEMORY, EXIT_OK, EXIT_USAGE
 from sims.cli.render import fail
-from sims.host import compile_cache
+from sims.core import store
+from sims.experiments import presets
 
-__all__ = ["HELP", "app"]
+__all__ = ["app", "figures_command", "estimate_seconds"]
 
-HELP = "Build the figures from saved results (runs missing simulations first)."
-
-
-def app() -> typer.Typer:
-    """The ``sims figures`` command group."""
-    from figures import cli as figures_cli
-    from figures import common as figures_common
-    from figures import style
-    from figures.registry import FIGURES
-
-    a = typer.Typer(help=HELP, no_args_is_help=False, add_completion=False, pretty_exceptions_show_locals=False)
-
-    @a.callback(invoke_without_command=True, epilog="Examples: sims figures --small;  "
-                "sims figures --only convergence --only kernel --format png --dpi 150 --out docs/img")
-    def build(
-        ctx: typer.Context,
-        results: Path = typer.Option(Path("results"), "--results", help="Results folder to read (and run into)."),
-        out: Path = typer.Option(figures_common.DEFAULT_OUT, "--out", help="Output folder for the figure files."),
-        only: Optional[List[str]] = typer.Option(None, "--only", help=f"Only this figure (repeatable): "
-                                                 f"{', '.join(FIGURES)}."),
-        small: bool = typer.Option(False, "--small", help="Run missing simulations at small sizes (presets.SMALL)."),
-        run_missing: bool = typer.Option(True, "--run/--no-run", help="Run the simulations whose results are missing."),
-        venue: str = typer.Option("acl", "--venue", help=f"Page size: {', '.join(style.VENUES)}."),
-        width: Optional[str] = typer.Option(None, "--width", help="column or full (default: each figure's own)."),
-        formats: Optional[List[str]] = typer.Option(None, "--format", help="pdf, png or svg (repeatable; "
-                                                    "default pdf and png)."),
-        dpi: int = typer.Option(style.PNG_DPI, "--dpi", help="PNG resolution."),
-        precision: str = typer.Option("float64", "--precision", help="Precision of simulations run here."),
-    ) -> None:
-        if ctx.invoked_subcommand is not None:
-            return
-        try:
-            figures_cli.check_options(venue=venue, width=width, formats=formats or (), dpi=dpi, precision=precision)
-            needed = figures_cli.experiments(only)
-        except ValueError as e:
-            raise fail(str(e), EXIT_USAGE) from None
-        if run_missing:
-            _run_missing(results, needed, small=small, precision=precision)
-        raise typer.Exit(figures_cli.main(results, out, only=only, small=small, venue=venue, width=width,
-                                          formats=formats, dpi=dpi, precision=precision))
-
-    a.command("list")(figures_cli.list_figures)
-    return a
+_EXAMPLES = ("Examples: sims figures --small;  sims figures --only convergence --no-run;  "
+             "sims figures --from lazy-prefix-0123 --format png;  "
+             "sims figures --only convergence --only kernel --format png --dpi 150 --out docs/img")
 
 
-def _run_missing(results: Path, names: list[str], *, small: bool, precision: str) -> None:
-    import jax
-
-    from figures import cli as figures_cli
-    from sims.experiments import presets
-
-    missing = [n for n in names if figures_cli.select_run(results, n, small=small, precision=precision) is None]
-    if not missing:
+def figures_command(
+    ctx: typer.Context,
+    results: Path = typer.Option(Path("results"), "--results", help="Results folder to read (and run into)."),
+    out: Path = typer.Option(common.DEFAULT_OUT, "--out", help="Output folder for the figure files."),
+    only: Optional[List[str]] = typer.Option(None, "--only", help="Only this figure (repeatable): "
+                                             f"{', '.join(FIGURES + ON_REQUEST)}."),
+    small: bool = typer.Option(False, "--small", help="The small configs (presets.SMALL) instead of the defaults."),
+    run_missing: bool = typer.Option(True, "--run/--no-run", help="Run the simulations whose results are missing "
+                                     "(--no-run: make the figures that can be made, list the others)."),
+    venue: str = typer.Option("acl", "--venue", help=f"Page size: {', '.join(style.VENUES)}."),
+    width: Optional[str] = typer.Option(None, "--width", help="column or full (default: each figure's own)."),
+    formats: Optional[List[str]] = typer.Option(None, "--format", help="pdf, png or svg (repeatable; "
+                                                "default pdf and png)."),
+    dpi: int = typer.Option(style.PNG_DPI, "--dpi", help="PNG resolution."),
+    precision: str = typer.Option("float64", "--precision", help="Precision of the runs to read (and run)."),
+    from_run: Optional[str] = typer.Option(None, "--from", metavar="RUN", help="Build from this stored run (id, id "
+                                           "prefix or manifest path) instead: its experiment's figures; runs nothing."),
+    compile_cache: Optional[str] = typer.Option(None, "--compile-cache", metavar="DIR|off", help="JAX's persistent "
+                                                "compilation cache for the runs (default: $PREFIX_NTK_COMPILE_CACHE, "
+                                                "else ~/.cache/prefix-ntk/jax)."),
+) -> None:
+    """Build the figures from stored runs; run the missing ones first (the plan is printed before)."""
+    if ctx.invoked_subcommand is not None:
         return
-    prev = bool(jax.config.jax_enable_x64)
-    jax.config.update("jax_enable_x64", precision == "float64")
-    progress, previous = render.Progress(), process.install()
-
-    def on_event(event) -> None:  # noqa: ANN001
-        progress(event)
-        process.STOP(event)
-
+    fmts = tuple(formats or style.FORMATS)
     try:
-        with compile_cache.enabled(compile_cache.resolve(None)):  # $PREFIX_NTK_COMPILE_CACHE, like `sims run`
-            presets.ensure_results(results, missing, small=small, precision=precision, on_event=on_event)
+        figbuild.check_options(venue=venue, width=width, formats=fmts, dpi=dpi, precision=precision)
+        needed = figbuild.experiments_of(only)
+        rid = None
+        if from_run is not None:
+            rid, only = figbuild.figures_of_run(results, from_run, only)
+    except ValueError as e:
+        raise fail(str(e), EXIT_USAGE) from None
+    missing = [e for e in needed if figbuild.select_run(results, e, small=small, precision=precision) is None]
+    if run_missing and missing and rid is None:
+        try:
+            with runtime.context(precision, compile_cache=compile_cache or "default", signals=True):
+                _run(results, missing, small=small, precision=precision)
+        except OSError as e:
+            raise fail(f"--compile-cache: {e.strerror or e}", EXIT_USAGE) from None
+    built, not_made = figbuild.build_available(results, out, only=only, small=small, venue=venue, width=width,
+                                               formats=fmts, dpi=dpi, precision=precision, echo=typer.echo,
+                                               run=rid)
+    for name, why in not_made.items():
+        typer.echo(f"not made: {name}: {why}", err=True)
+    if not_made:
+        raise fail(f"{len(not_made)} of {len(built) + len(not_made)} figure(s) not made", EXIT_USAGE)
+    raise typer.Exit(EXIT_OK)
+
+
+def _run(results: Path, names: list[str], *, small: bool, precision: str) -> None:
+    """Plan every missing run, print the plans, then execute them one after the other."""
+    console = render.err_console()
+    try:
+        runtime.STOP.check()  # a Ctrl-C while the modules were imported
+        plans = [engine.plan(experiments.get(n), presets.config(n, small=small), out=results, precision=precision)
+                 for n in names]
+        size = "small config (presets.SMALL)" if small else "default config"
+        console.print(f"[bold]sims figures will run {len(plans)} experiment(s)[/bold] at the {size}, "
+                      f"precision {precision}, into {results}/ (Ctrl-C stops after the call in flight; rerun to "
+                      "resume):")
+        for p in plans:
+            render.print_plan(console, p, full=False)
+            console.print(f"  time: {_describe_estimate(p)}")
+        for p in plans:
+            if not p.fits:
+                raise fail(f"{p.experiment} would not fit in memory: {p.message}", EXIT_MEMORY)
+        for p in plans:
+            runtime.STOP.check()
+            progress = render.Progress()
+            try:
+                res = engine.execute(p, on_event=_both(progress, runtime.STOP))
+            finally:
+                progress.close()
+            console.print(f"{p.experiment}: {len(res.computed)} cell(s) computed, {len(res.reused)} reused; "
+                          f"run {res.run_id}")
     except KeyboardInterrupt:
         raise fail("interrupted; finished cells are saved, rerun the same command to resume", EXIT_INTERRUPTED) \
             from None
-    finally:
-        progress.close()
-        process.restore(previous)
-        jax.config.update("jax_enable_x64", prev)
+
+
+def _both(*handlers: Any):
+    def on_event(event: Any) -> None:
+        for h in handlers:
+            h(event)
+
+    return on_event
+
+
+def estimate_seconds(p: Any, *, limit: int = 2000) -> tuple[float, int]:
+    """Seconds the plan's pending cells took before, from stored cells of the same size; and how many were timed.
+
+    A pending cell is timed by the median ``elapsed_s`` of the stored cells of its experiment
+    that differ from it only in the seed and were computed at the same precision (read from at
+    most ``limit`` cell files); cells with no such twin are not timed.
+    """
+    def key(cell: dict) -> str:
+        return json.dumps({k: v for k, v in cell.items() if k != "seed"}, sort_keys=True, default=str)
+
+    seen: dict[str, list[float]] = {}
+    folder = store.cells_dir(p.out, p.experiment)
+    for path in sorted(folder.glob("*.npz"))[:limit] if folder.is_dir() else []:
+        meta = store.read_cell_meta(path)
+        if meta and isinstance(meta.get("cell"), dict) and isinstance(meta.get("elapsed_s"), (int, float)):
+            seen.setdefault(key(meta["cell"]), []).append(float(meta["elapsed_s"]))
+    total, timed = 0.0, 0
+    for pc in p.pending:
+        times = seen.get(key(pc.cell))
+        if times:
+            total += statistics.median(times)
+            timed += 1
+    return total, timed
+
+
+def _describe_estimate(p: Any) -> str:
+    n = len(p.pending)
+    if n == 0:
+        return "nothing to run"
+    seconds, timed = estimate_seconds(p)
+    if timed == 0:
+        return f"no estimate: none of the {n} cell(s) to run has a stored twin (same size, other seed) to time"
+    text = f"about {render.clock(seconds)} for {timed} of {n} cell(s) (from stored cells of the same size)"
+    return text + ("" if timed == n else f"; {n - timed} cell(s) not timed")
+
+
+def list_command() -> None:
+    """List the figures and the experiment each reads."""
+    for name, experiment, summary in figbuild.describe():
+        extra = "" if name in FIGURES else "  [only when named]"
+        typer.echo(f"{name:24s} reads {experiment:24s} {summary}{extra}")
+
+
+def app() -> typer.Typer:
+    """The ``sims figures`` command group: build (the callback) and ``list``."""
+    a = typer.Typer(no_args_is_help=False, add_completion=False, pretty_exceptions_show_locals=False)
+
+    a.callback(invoke_without_command=True, epilog=_EXAMPLES)(figures_command)
+    a.command("list")(list_command)
+    return a
+
+
+def main(argv: list[str] | None = None, prog_name: str = "python -m figures") -> None:
+    """``python -m figures``: the same command as ``sims figures``."""
+    with runtime.context(signals=True):
+        app()(args=argv, prog_name=prog_name)

@@ -1,6 +1,6 @@
 """What the ``sims`` command prints: errors, plans, progress (from engine events), verdict tables.
 
-The engine (:mod:`sims.core.execute`) reports plain events; :class:`Progress` turns them into a
+The engine (:mod:`sims.core.execution`) reports plain events; :class:`Progress` turns them into a
 rich progress bar on a terminal, or into one flushed plain line per finished call when stdout
 is not a terminal (CI logs, ``nohup``, cluster jobs), so a redirected log is never silent.
 
@@ -19,8 +19,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from sims.core import execute as engine
-from sims.core.plan import short_cell
+from sims.core import execution as engine
+from sims.core.planning import short_cell
 from sims.core.verdicts import measured_text, predicted_text
 from sims.host.memory import format_bytes
 
@@ -123,7 +123,8 @@ def print_plan(console: Console, p: Any, *, full: bool) -> None:
 # ----------------------------------------------------------------------------- progress
 
 
-def _clock(seconds: float | None) -> str:
+def clock(seconds: float | None) -> str:
+    """``H:MM:SS`` of ``seconds`` (``?`` for None)."""
     if seconds is None:
         return "?"
     s = int(round(seconds))
@@ -166,8 +167,8 @@ class Progress:
 
     def _line(self, e: engine.BatchFinished) -> None:
         left = e.elapsed_s / e.done * (e.total - e.done) if e.done else None
-        self.stream.write(f"call {e.index + 1}/{e.calls}: {e.done}/{e.total} cells, elapsed {_clock(e.elapsed_s)}, "
-                          f"remaining ~{_clock(left)}\n")
+        self.stream.write(f"call {e.index + 1}/{e.calls}: {e.done}/{e.total} cells, elapsed {clock(e.elapsed_s)}, "
+                          f"remaining ~{clock(left)}\n")
         self.stream.flush()
 
     def _start_bar(self, name: str, total: int) -> None:

@@ -1,7 +1,7 @@
 """``sims run NAME``: one command per experiment, its options generated from the config.
 
 The command parses and validates the options, builds the config, plans the run
-(:func:`sims.core.plan.plan`), prints the plan, executes it (:func:`sims.core.execute.execute`)
+(:func:`sims.core.planning.plan`), prints the plan, executes it (:func:`sims.core.execution.execute`)
 with a :class:`sims.cli.render.Progress` turning the engine's events into progress, and prints
 the verdict table.  See :mod:`sims.cli.render` for the exit codes.
 """
@@ -18,12 +18,12 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from sims.cli import process, render
+from sims import runtime
+from sims.cli import render
 from sims.cli.options import Spec, common_params, examples, specs_of, typer_param
 from sims.cli.process import EXIT_CRASH, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_MEMORY, EXIT_OK, EXIT_USAGE
 from sims.cli.render import fail
-from sims.core import execute as engine
-from sims.core import plan as planner
+import sims.core as engine
 from sims.core import store
 from sims.core.experiment import Experiment
 from sims.host import compile_cache
@@ -72,24 +72,16 @@ def _folder(opt: str, value: Any, *, off: bool = False) -> Path | None:
 
 
 def _run(exp: Experiment, specs: list[Spec], kw: dict[str, Any]) -> None:
-    import jax
-
     kw["sims_out"] = _folder("--out", kw["sims_out"])
     _folder("--compile-cache", kw["sims_compile_cache"], off=True)
     precision = kw["sims_precision"].value
-    prev_x64 = bool(jax.config.jax_enable_x64)
-    jax.config.update("jax_enable_x64", precision == "float64")  # before any array exists
-    previous = process.install()  # Ctrl-C and SIGTERM stop at safe points (see sims.cli.process)
+    cache = kw["sims_compile_cache"] or "default"
     try:
-        cache = compile_cache.resolve(kw["sims_compile_cache"])
-        try:
-            with compile_cache.enabled(cache):
-                _run_inner(exp, specs, kw, precision)
-        except OSError as e:
-            raise fail(f"--compile-cache {cache}: {e.strerror or e}", EXIT_USAGE) from None
-    finally:
-        process.restore(previous)
-        jax.config.update("jax_enable_x64", prev_x64)
+        # x64 before any array exists; Ctrl-C and SIGTERM stop at safe points (sims.runtime).
+        with runtime.context(precision, compile_cache=cache, signals=True):
+            _run_inner(exp, specs, kw, precision)
+    except OSError as e:
+        raise fail(f"--compile-cache {e.filename or cache}: {e.strerror or e}", EXIT_USAGE) from None
 
 
 def _check_out(out: Any, *, create: bool) -> None:
@@ -147,8 +139,8 @@ def _run_inner(exp: Experiment, specs: list[Spec], kw: dict[str, Any], precision
     console = Console(highlight=False)
     progress = None
     try:
-        process.STOP.check()  # a Ctrl-C while the modules were imported
-        p = planner.plan(exp, config, out=out, precision=precision, force=kw["sims_force"],
+        runtime.STOP.check()  # a Ctrl-C while the modules were imported
+        p = engine.plan(exp, config, out=out, precision=precision, force=kw["sims_force"],
                          devices=kw["sims_devices"])
         _check_out(out, create=not kw["sims_dry_run"])
         if kw["sims_dry_run"]:
@@ -157,13 +149,13 @@ def _run_inner(exp: Experiment, specs: list[Spec], kw: dict[str, Any], precision
         if not quiet:
             render.print_plan(render.err_console(), p, full=False)
         progress = None if quiet else render.Progress()
-        res = engine.execute(p, on_event=_both(progress, process.STOP))
+        res = engine.execute(p, on_event=_both(progress, runtime.STOP))
     except typer.Exit:
         raise
     except KeyboardInterrupt:
         msg = "interrupted; finished cells are saved, rerun the same command to resume"
         raise fail(msg, EXIT_INTERRUPTED) from None
-    except planner.WouldNotFit as e:
+    except engine.WouldNotFit as e:
         raise fail(f"would not fit in memory: {e}", EXIT_MEMORY) from None
     except InputError as e:
         raise fail(str(e), EXIT_USAGE) from None

@@ -1,22 +1,55 @@
-"""``sims list`` (the experiments and their options) and ``sims show RUN`` (a stored run)."""
+"""``sims list`` (the experiments and their options) and ``sims show RUN`` (a stored run).
+
+``sims list NAME`` imports that experiment's module only; ``sims show`` imports none.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
+from typing import Annotated
+
+import typer
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from sims.cli.options import examples, show_value, specs_of
+from sims.cli.options import epilog, examples, show_value, specs_of
 from sims.cli.process import EXIT_USAGE
 from sims.cli.render import fail, verdict_table
 import sims.experiments as registry
 from sims.core import store
 
-__all__ = ["list_experiments", "show_run"]
+__all__ = ["list_command", "show_command", "list_experiments", "show_run"]
+
+_SHOW_EXAMPLES = [
+    "sims show toy-0123abcd4567",
+    "sims show results/toy/runs/toy-0123abcd4567.json",
+    "sims show toy-0123 --json",
+    "sims show toy-0123 --full",
+]
+
+
+def list_command(
+    name: Annotated[str | None, typer.Argument(help="Only this experiment.")] = None,
+) -> None:
+    """List the experiments and their options."""
+    list_experiments(name)
+
+
+def show_command(
+    run: Annotated[str, typer.Argument(help="A run id, a unique prefix of one, or a manifest path.")],
+    out: Annotated[Path, typer.Option("--out", help="Results folder to search.")] = Path("results"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw manifest.")] = False,
+    full: Annotated[bool, typer.Option("--full", help="Full claim statements in the verdict.")] = False,
+) -> None:
+    """Show a stored run: config, provenance and verdict table."""
+    show_run(run, out, as_json, full)
+
+
+show_command.__sims_epilog__ = epilog(_SHOW_EXAMPLES)  # type: ignore[attr-defined]
 
 
 def list_experiments(name: str | None) -> None:

@@ -12,7 +12,7 @@ hook for anything else (e.g. a grid built from several fields); both are checked
 that cannot support its own verdict is refused before it runs.
 
 The CLI converts each option with :func:`check_float` (naming the option, ``--sigma``) and
-:func:`sims.core.plan.plan` calls :func:`check_config` (naming the field, ``sigma``): one rule,
+:func:`sims.core.planning.plan` calls :func:`check_config` (naming the field, ``sigma``): one rule,
 applied wherever a config enters the engine.
 """
 

@@ -13,7 +13,7 @@ An experiment is a set of pure functions; it never writes files (all I/O lives i
 - The runner stamps every cell with ``cell["dtype"]`` (``"float64"`` or ``"float32"``, from
   ``sims run --precision``) before taking its id; compute in that dtype.  ``key`` is
   ``fold_in(key(32-bit hash of the cell id without "dtype"), cell["seed"])`` (see
-  :func:`sims.core.plan.cell_key`), so both precisions draw the same random numbers.
+  :func:`sims.core.planning.cell_key`), so both precisions draw the same random numbers.
 - ``run(cell, *, key) -> dict[str, array]``: pure and deterministic given ``(cell, key)``.
   Result names are identifiers not starting with ``__``; values are arrays or scalars.
 - ``run_batch(cells, *, keys) -> list[dict]`` (optional): the same for a group of cells that

@@ -1,6 +1,6 @@
 """What a run records beside its arrays: each cell's metadata and the run's manifest.
 
-The metadata and the manifest are plain dicts built here from a :class:`sims.core.plan.Plan`;
+The metadata and the manifest are plain dicts built here from a :class:`sims.core.planning.Plan`;
 :mod:`sims.core.store` writes them (``store.write_cell``, ``store.write_manifest``).  A
 manifest holds the run id, the config, each cell's id and status (computed or reused), the
 verdict rows (claim ids, short names and full statements), the memory plan and the provenance.
@@ -13,7 +13,7 @@ from typing import Any
 
 from sims.core import store
 from sims.core.experiment import VerdictRow
-from sims.core.plan import Plan, PlannedCell, config_dict, key_seed
+from sims.core.planning import Plan, PlannedCell, config_dict, key_seed
 
 __all__ = ["cell_meta", "load_results", "manifest", "write_manifest"]
 

@@ -6,8 +6,6 @@
   :mod:`theory.validation` (positive, non-negative, counts, choices), so that an experiment
   never writes its own "must be > 0"; a bad value raises :class:`theory.InputError` (a
   ``ValueError``: exit 2 from the CLI) naming the field.
-- :func:`sphere_inputs` (from :mod:`theory.kernels.models`): the inputs ``u_i`` uniform on a
-  sphere that the kernel experiments train and measure on.
 
 A new experiment imports these instead of copying them.
 """
@@ -18,9 +16,8 @@ import dataclasses
 from typing import Any, Iterable
 
 from theory import validation as _v
-from theory.kernels.models import sphere_inputs
 
-__all__ = ["option", "check_fields", "check_choices", "sphere_inputs"]
+__all__ = ["option", "check_fields", "check_choices"]
 
 
 def option(default: Any, help: str, **extra: Any):

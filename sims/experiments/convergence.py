@@ -45,7 +45,8 @@ import theory as T
 from sims.core.checks import need_distinct
 from sims.core.experiment import Experiment, VerdictRow, register
 from sims.core.verdicts import cell_ids, constant_row, rate_row, threshold_m, threshold_row
-from sims.experiments.common import check_fields, option as _f, sphere_inputs
+from sims.experiments.common import check_fields, option as _f
+from theory.kernels.models import sphere_inputs
 from theory.kernels import prefix
 from theory.scaling.sharding import constrain_rows, row_reducers
 from theory.scaling.streaming import DEFAULT_CHUNK, LANES

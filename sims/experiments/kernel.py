@@ -21,7 +21,8 @@ import numpy as np
 import theory as T
 from sims.core.experiment import Experiment, VerdictRow, register
 from sims.core.verdicts import cell_ids, constant_row, rate_row, threshold_m, threshold_row
-from sims.experiments.common import check_choices, check_fields, option as _f, sphere_inputs
+from sims.experiments.common import check_choices, check_fields, option as _f
+from theory.kernels.models import sphere_inputs
 from theory.kernels import prefix
 from theory.scaling.sharding import sharded_structured_ntk
 from theory.scaling.streaming import DEFAULT_CHUNK, LANES

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+import sims.core as engine
 from sims.experiments import get
 
 __all__ = ["SMALL", "COMPANIONS", "config", "companion_configs", "ensure_results"]
@@ -57,13 +58,11 @@ def ensure_results(results: str | Path, experiments, *, small: bool = False, pre
         small: run :data:`SMALL` sizes instead of the defaults.
         precision: ``"float64"`` (the caller enables ``jax_enable_x64``) or ``"float32"``.
         companions: with ``small``, also run :data:`COMPANIONS` right after their experiment.
-        on_event: passed to :func:`sims.core.execute.execute` (progress).
+        on_event: passed to :func:`sims.core.execution.execute` (progress).
 
     Returns:
         ``{experiment: run_id}`` of the requested configs.
     """
-    from sims.core import execute as engine  # here, so that figures reading the presets never load the engine
-
     out = {}
     for name in experiments:
         exp = get(name)

@@ -28,11 +28,12 @@ import os
 import sys
 from typing import Mapping
 
-__all__ = ["tune", "state", "ENV"]
+__all__ = ["tune", "untune", "state", "ENV"]
 
 ENV = "PREFIX_NTK_MALLOC"
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc's mallopt parameter numbers
 _TRIM_BYTES = 2**31 - 1  # mallopt takes an int
+_DEFAULT_MMAP_MAX, _DEFAULT_TRIM_BYTES = 65536, 128 * 1024  # glibc's documented defaults
 
 _state = "system"
 
@@ -54,6 +55,21 @@ def tune(env: Mapping[str, str] = os.environ) -> str:
         except (OSError, AttributeError):  # not glibc (musl, ...)
             ok = False
         _state = "glibc: no mmap, trim above 2 GiB" if ok else "system (mallopt unavailable)"
+    return _state
+
+
+def untune() -> str:
+    """Put glibc's default values back (after :func:`tune`); return :func:`state` (``"system"``).
+
+    glibc adapts its mmap threshold while neither value was ever set; once set, the adaptive
+    threshold stays off, so this restores the default values, not that adaptation.
+    """
+    global _state
+    if _state.startswith("glibc"):
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
+        libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_BYTES)
+    _state = "system"
     return _state
 
 

@@ -1,7 +1,7 @@
 """How much memory a run may use: the default device's free bytes, else the host's available RAM.
 
 :func:`available_bytes` is the only probe of the machine the planner makes; it is read once per
-plan (:func:`sims.core.plan.plan`), and a plan can be given the figure instead (``memory=``) so
+plan (:func:`sims.core.planning.plan`), and a plan can be given the figure instead (``memory=``) so
 that tests and dry runs on another machine need no probe.
 """
 

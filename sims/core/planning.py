@@ -4,7 +4,7 @@
     p.cells, p.pending, p.batches, p.fits      # everything the run would do; nothing written
 
 A plan is a plain value: the CLI prints it (``sims run NAME --dry-run``) and
-:func:`sims.core.execute.execute` carries it out.
+:func:`sims.core.execution.execute` carries it out.
 
 Each cell is stamped with ``cell["dtype"] = precision`` before its id is taken, so float32 and
 float64 results never share a file; its PRNG key comes from the id of the cell *without* that
@@ -23,6 +23,7 @@ import jax
 from sims.core import checks, store
 from sims.core.experiment import Experiment
 from sims.host import devices as _devices
+from sims.runtime import PRECISIONS
 from sims.host import memory as _memory
 from theory.validation import InputError, check_dtype
 
@@ -38,7 +39,6 @@ __all__ = [
     "plan",
 ]
 
-PRECISIONS = ("float64", "float32")
 _STAMPS = ("dtype",)  # keys the planner adds to every cell
 
 

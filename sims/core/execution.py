@@ -25,7 +25,7 @@ import jax.numpy as jnp
 
 from sims.core import provenance, record, store
 from sims.core.experiment import Experiment, VerdictRow
-from sims.core.plan import Plan, PlannedCell, WouldNotFit, cell_key, plan, short_cell
+from sims.core.planning import Plan, PlannedCell, WouldNotFit, cell_key, plan, short_cell
 
 __all__ = [
     "Started",
@@ -161,7 +161,7 @@ def execute(p: Plan, *, on_event: Callable[[Event], None] | None = None) -> RunR
     """Compute the plan's pending cells, store them, judge the verdict and write the manifest.
 
     Args:
-        p: a plan from :func:`sims.core.plan.plan`.
+        p: a plan from :func:`sims.core.planning.plan`.
         on_event: called with each event (:class:`Started`, :class:`BatchStarted`,
             :class:`CellFinished`, :class:`BatchFinished`, :class:`Finished`), in order.
 
@@ -238,7 +238,7 @@ def run(
 
     Raises:
         WouldNotFit: before any work, if a cell cannot fit in memory.
-        InputError: bad input (see :func:`sims.core.plan.plan`).
+        InputError: bad input (see :func:`sims.core.planning.plan`).
     """
     p = plan(exp, config, out=out, precision=precision, force=force, devices=devices)
     return execute(p, on_event=on_event)
