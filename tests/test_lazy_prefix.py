@@ -11,6 +11,7 @@ import pytest
 import sims.core as engine
 from sims.experiments import get
 from sims.experiments import lazy_prefix as LP
+from sims.experiments import lazy_prefix_regime as RG
 from sims.experiments import lazy_prefix_verdict as LV
 
 TINY = dict(quick=True, m=(2, 4, 8), seeds=2, p=3, T=4, d=8, layers=1, heads=2, d_mlp=8, n=4, n_test=8, steps=4,
@@ -63,7 +64,7 @@ def test_tiny_run_has_every_result_and_a_verdict(tiny):
             assert float(a["n_params"]) == float(a["n_direct_prefix_params"])
         assert np.isfinite(float(a["prefix_logit_spread"]))
     claims = [r.claim for r in result.rows]
-    assert any(c.startswith("ntk-gd: relative kernel movement") for c in claims)
+    assert any(c.startswith("ntk-gd: kernel movement per unit of output change") for c in claims)
     assert any(c.startswith("control standard-gd") for c in claims)
     assert any("linearised prediction within 10%" in c for c in claims)
     assert any(c.startswith("paper 1: NTK-Attention") and "LoRA" in c for c in claims)
@@ -81,29 +82,96 @@ def test_rerun_resumes_and_reproduces(tiny, tmp_path):
     assert not again.computed and len(again.reused) == len(first.computed)
 
 
-def _fake(arm, ms, slope, seeds=3, lin=0.05, noise=0.02):
+def _fake(arm, ms, slope, seeds=3, lin=0.05, noise=0.02, share=None, d=8):
+    """Synthetic tuning cells: movements ``m**slope`` (or ``slope(m)`` when it is callable) at unit
+    output change and unit displacement; ``share`` maps m to the prefix attention share (1 by default)."""
     rng = np.random.default_rng(0)
     out = []
     for m in ms:
+        level = slope(m) if callable(slope) else m**slope
         for s in range(seeds):
-            v = m**slope * np.exp(noise * rng.standard_normal())
-            out.append(({"role": "tune", "arm": arm, "m": m, "seed": s},
-                        {"kernel_change": v, "param_change": v, "lin_gap": lin * v / ms[0] ** slope,
-                         "output_change": 1.0, "test_accuracy": 0.9}))
+            v = level * np.exp(noise * rng.standard_normal())
+            rows = 2 * m  # one layer: m key and m value rows
+            out.append(({"role": "tune", "arm": arm, "m": m, "seed": s, "d": d},
+                        {"kernel_change": v, "param_change": v, "lin_gap": lin * v,
+                         "output_change": 1.0, "test_accuracy": 0.9, "n_direct_prefix_params": rows * d,
+                         "rms_row_movement": 1.0 / np.sqrt(rows),
+                         "prefix_attention_share": 1.0 if share is None else share[m] + 0.01 * (s - 1)}))
     return out
+
+
+def _rows(cfg, results):
+    return {r.claim: r for r in LV.verdict(cfg, results)}
+
+
+def _one(rows, start):
+    found = [r for c, r in rows.items() if c.startswith(start)]
+    assert len(found) == 1, (start, list(rows))
+    return found[0]
+
+
+KERNEL = "ntk-gd: kernel movement per unit of output change ~ m^-1/2, long-prefix regime"
+KERNEL_ALL = "ntk-gd: kernel movement per unit of output change ~ m^-1/2 over all m"
+GD = LP.LazyPrefixConfig(quick=True, arms=("ntk-gd", "standard-gd"))
+
+
+def test_regime_is_the_mean_share_over_seeds_at_least_one_half():
+    ms = [1, 4, 16, 64]
+    res = _fake("ntk-gd", ms, -0.5, share={1: 0.1, 4: 0.3, 16: 0.5, 64: 0.9})  # seeds at share -0.01, 0, +0.01
+    got, by_m = RG.tuning(res, "ntk-gd")
+    assert got == ms and RG.regime_ms(ms, by_m) == [16, 64]  # the mean 0.5 is in; a seed below it does not matter
+    assert RG.shares(by_m)[4] == pytest.approx(0.3)
+    c, a = by_m[4][0]
+    assert RG.displacement(c, a) == pytest.approx(1.0)
+    slopes = RG.local_slopes(ms, by_m, RG.MATCHED[0])
+    assert [(lo, hi) for lo, hi, _ in slopes] == [(1, 4), (4, 16), (16, 64)]
+    assert all(abs(f.slope + 0.5) < 0.05 for _, _, f in slopes)
 
 
 def test_verdict_passes_the_lazy_rate_and_catches_the_control():
     ms = [4, 16, 64, 256]
-    cfg = LP.LazyPrefixConfig(quick=True, arms=("ntk-gd", "standard-gd"))
-    rows = {r.claim: r for r in LV.verdict(cfg, _fake("ntk-gd", ms, -0.5) + _fake("standard-gd", ms, 0.0))}
-    assert rows["ntk-gd: relative kernel movement sup_t ||H(t)-H(0)||/||H(0)|| ~ m^-1/2"].passed
+    rows = _rows(GD, _fake("ntk-gd", ms, -0.5) + _fake("standard-gd", ms, 0.0))
+    assert _one(rows, KERNEL).passed and "(m = 4, 16, 64, 256)" in _one(rows, KERNEL).claim
+    assert _one(rows, "ntk-gd: kernel movement per unit of parameter displacement").passed
+    assert not any(c.startswith(KERNEL_ALL) for c in rows)  # every m in the regime: one fit, not two
     ctl = [r for c, r in rows.items() if c.startswith("control")]
-    assert ctl and all(r.passed for r in ctl)  # flat movement is not m^-1/2: caught
+    assert len(ctl) == 2 and all(r.passed for r in ctl)  # flat movement is not m^-1/2: caught
     # a control that does decay like m^-1/2 fails its row, and a wrong rate fails the claim
-    rows = {r.claim: r for r in LV.verdict(cfg, _fake("ntk-gd", ms, -1.0) + _fake("standard-gd", ms, -0.5))}
-    assert not rows["ntk-gd: relative kernel movement sup_t ||H(t)-H(0)||/||H(0)|| ~ m^-1/2"].passed
-    assert not any(r.passed for c, r in rows.items() if c.startswith("control"))
+    rows = _rows(GD, _fake("ntk-gd", ms, -1.0) + _fake("standard-gd", ms, -0.5))
+    assert _one(rows, KERNEL).failed
+    assert all(r.failed for c, r in rows.items() if c.startswith("control"))
+
+
+def test_rate_is_judged_on_the_in_regime_cells_not_the_all_m_fit():
+    ms = [1, 4, 16, 64, 256, 1024]
+    share = {1: 0.05, 4: 0.15, 16: 0.35, 64: 0.6, 256: 0.8, 1024: 0.9}
+    # flat below the regime, m^-0.8 inside it: the all-m OLS slope lands near -1/2, the in-regime one at -0.8
+    res = _fake("ntk-gd", ms, lambda m: min(1.0, (m / 16) ** -0.8), share=share)
+    x, y = RG.points(ms, RG.tuning(res, "ntk-gd")[1], RG.MATCHED[0])
+    assert abs(np.polyfit(np.log(x), np.log(y), 1)[0] + 0.5) < 0.05  # the all-m fit would pass
+    rows = _rows(GD, res)
+    row = _one(rows, KERNEL)
+    assert row.failed and "(m = 64, 256, 1024)" in row.claim
+    beside = _one(rows, KERNEL_ALL)
+    assert beside.status == "undecided" and "m = 1, 4, 16 outside the long-prefix regime" in beside.claim
+    assert "does not judge the claim" in beside.detail
+    # the other way round: flat outside the regime, m^-1/2 inside: the claim passes on its cells
+    res = _fake("ntk-gd", ms, lambda m: min(1.0, (m / 16) ** -0.5), share=share)
+    x, y = RG.points(ms, RG.tuning(res, "ntk-gd")[1], RG.MATCHED[0])
+    assert np.polyfit(np.log(x), np.log(y), 1)[0] > -0.35  # the all-m fit would fail
+    rows = _rows(GD, res)
+    assert _one(rows, KERNEL).passed and _one(rows, KERNEL_ALL).status == "undecided"
+
+
+def test_rate_undecided_with_too_few_in_regime_m_or_too_few_seeds():
+    ms = [4, 16, 64, 256]
+    rows = _rows(GD, _fake("ntk-gd", ms, -0.5, share={4: 0.2, 16: 0.3, 64: 0.4, 256: 0.6}))
+    row = _one(rows, KERNEL)
+    assert row.status == "undecided" and "1 of 4 m in the regime" in row.measured
+    assert "at least two in-regime m" in row.detail
+    rows = _rows(GD, _fake("ntk-gd", ms, -0.5, seeds=2, noise=0.6))
+    row = _one(rows, KERNEL)
+    assert row.status == "undecided" and "seeds per m would decide it" in row.detail
 
 
 def test_threshold_row_holds_fails_and_undecided():

@@ -31,7 +31,10 @@ kernel regression with H(0)); downstream test loss and accuracy of the network a
 linearised model on ``n_test`` held-out sequences.
 
 Verdict (:mod:`sims.experiments.lazy_prefix_verdict`): fitted log-log slopes in m (95% CI
-over seeds) against the stylized prediction -1/2; the smallest m from which the kernel is
+over seeds) against the stylized prediction -1/2, at matched progress (movements per unit of
+output change or of parameter displacement) and on the m in the long-prefix regime (the
+prefix holds >= 1/2 of layer 0's attention at init: ``prefix_attention_share``; rule in
+docs/verdicts.md, :mod:`sims.experiments.lazy_prefix_regime`), the all-m fit beside it; the smallest m from which the kernel is
 stable (movement <= 0.1) and the linearised prediction is within 10% (or "not reached up to
 m = ..."; "undecided" when the seeds' CI straddles the threshold at the largest m); the
 standard-scaling control must NOT show the -1/2 slope; the papers' downstream claims by Welch

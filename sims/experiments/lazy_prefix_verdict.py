@@ -1,14 +1,17 @@
 """Verdict of ``lazy-prefix``: which of the stylized theory's predictions hold in the real model.
 
-Rows, each pass / fail / undecided-with-reason:
+Rows, each pass / fail / undecided-with-reason (rule: ``docs/verdicts.md``, section lazy-prefix):
 
-- ntk-gd: the log-log slopes in m (95% CI over seeds) of the kernel movement, the parameter
-  movement and the linearisation gap against the stylized -1/2 (``sims.core.verdicts.slope_row``),
-  also per unit of output change; the smallest m from which the kernel is stable (movement
-  <= 0.1) and the linearised prediction is within 10% (:func:`threshold_row`);
-- the negative control standard-gd: its slopes must NOT be -1/2;
+- ntk-gd: the rate claims ``~ m^-1/2`` at matched progress (kernel movement, parameter
+  movement and linearisation gap per unit of output change; kernel movement per unit of
+  parameter displacement; :data:`sims.experiments.lazy_prefix_regime.MATCHED`), each fitted on
+  the m in the long-prefix regime (prefix share of layer 0's attention at init >= 1/2), with
+  the all-m fit beside it (undecided: not the claim's regime) when the grid leaves the regime
+  (:func:`regime_rows`); the smallest m from which the kernel is stable (movement <= 0.1) and
+  the linearised prediction is within 10% (:func:`threshold_row`);
+- the negative control standard-gd: its in-regime matched-progress slopes must NOT be -1/2;
 - the Adam arms on a prefix (standard-adam, paper 1's optimiser; reparam-adam, paper 2's MLP
-  form): the same slopes and the 10% threshold, reported against the stylized prediction;
+  form): the same rate rows and the 10% threshold, reported against the stylized prediction;
 - the papers' downstream claims at the largest m, by Welch intervals of accuracy differences
   (``sims.core.verdicts.difference_row``): NTK-Attention competitive (at most ``MARGIN``
   below) with P-Tuning v2 (the prefix with Adam) and with LoRA of matched parameter count
@@ -23,22 +26,19 @@ import dataclasses
 import numpy as np
 
 from sims.core.experiment import VerdictRow
-from sims.core.verdicts import difference_row, rate_row
+from sims.core.verdicts import cell_ids, difference_row, rate_row
+from sims.experiments import lazy_prefix_regime as RG
 from theory.stats import mean_ci
 
-__all__ = ["THRESHOLD", "MARGIN", "threshold_row", "verdict"]
+__all__ = ["THRESHOLD", "MARGIN", "threshold_row", "regime_rows", "verdict"]
 
 THRESHOLD = 0.1  # "kernel stable" and "linearised prediction within 10%"
 MARGIN = 0.05  # "competitive": test accuracy at most this much below
-CLAIMS = [("relative kernel movement sup_t ||H(t)-H(0)||/||H(0)||", "kernel_change"),
-          ("relative parameter movement ||theta(T)-theta_0||/||theta_0||", "param_change"),
-          ("linearisation gap ||F(T)-F_lin(T)||/||F(T)-F(0)||", "lin_gap")]
 
 
 def _by_arm(results, arm):
-    rows = [(c, a) for c, a in results if c.get("role") == "tune" and c["arm"] == arm]
-    ms = sorted({c["m"] for c, _ in rows})
-    return ms, {m: [a for c, a in rows if c["m"] == m] for m in ms}
+    ms, pairs = RG.tuning(results, arm)
+    return ms, {m: [a for _, a in pairs[m]] for m in ms}
 
 
 def threshold_row(claim, ms, by_m, key, *, level=THRESHOLD):
@@ -70,34 +70,86 @@ def threshold_row(claim, ms, by_m, key, *, level=THRESHOLD):
     return VerdictRow(claim, f"<= {level:g} from some m", measured, since is not None)
 
 
+def _ms_text(ms):
+    return ", ".join(str(m) for m in ms)
+
+
+def _share_text(ms, by_m):
+    share = RG.shares(by_m)
+    return ("prefix share of layer 0's attention at init (mean over seeds): "
+            + ", ".join(f"{share[m]:.2f} (m = {m})" for m in ms))
+
+
+TOL_WHY = ("the shared band for finite-m corrections (docs/verdicts.md); fitted on the m where the prefix holds "
+           ">= 1/2 of layer 0's attention at init, at matched progress (docs/verdicts.md, lazy-prefix)")
+
+
+def regime_rows(arm, ms, pairs, quantity, *, control_of="", beside=True):
+    """The rate rows of one (arm, matched-progress quantity): the fit on the in-regime m that
+    judges the claim, and (``beside``) the all-m fit, undecided when its range leaves the regime.
+
+    ``pairs``: ``{m: [(cell, arrays), ...]}`` (:func:`sims.experiments.lazy_prefix_regime.tuning`).
+    Rule: docs/verdicts.md, section lazy-prefix.  Fewer than two in-regime m: the claim's row
+    is undecided, with how many m are in the regime.
+    """
+    inside = RG.regime_ms(ms, pairs)
+    outside = [m for m in ms if m not in inside]
+    kind = f"control {arm}" if control_of else arm
+    verb = "not ~" if control_of else "~"
+    claim = f"{kind}: {quantity.label} {verb} m^-1/2, long-prefix regime"
+    what = f"log-log slope in m of {quantity.name}"
+    share = _share_text(ms, pairs)
+
+    def fit(text, grid, **kw):
+        xs, y, used = RG.values(grid, pairs, quantity)
+        return rate_row("", text, xs, y, predicted=-0.5, quantity=what, control_of=control_of,
+                        cells=cell_ids(used), tol_why=TOL_WHY, **kw)
+
+    rows = []
+    if len(inside) >= 2:
+        row = fit(f"{claim} (m = {_ms_text(inside)})", inside)
+        rows.append(dataclasses.replace(row, detail=_join(row.detail, share)))
+    else:
+        row = fit(f"{claim} (share >= {RG.REGIME_SHARE:g})", inside or ms[-1:])  # < 2 m: rate_row's "undecided"
+        rows.append(dataclasses.replace(
+            row, status="undecided", passed=False, measured=f"{len(inside)} of {len(ms)} m in the regime",
+            detail=f"a rate needs at least two in-regime m; the share grows with m, so a grid reaching larger m "
+                   f"would decide it; {share}"))
+    if beside and outside and len(ms) >= 2:
+        row = fit(f"{kind}: {quantity.label} {verb} m^-1/2 over all m = {_ms_text(ms)}, including "
+                  f"m = {_ms_text(outside)} outside the long-prefix regime", ms)
+        rows.append(dataclasses.replace(
+            row, status="undecided", passed=False, n_needed=None,
+            detail=f"not the claim's regime: the fit includes m whose prefix share is below {RG.REGIME_SHARE:g}; "
+                   f"shown beside the in-regime row, it does not judge the claim ({row.status} on its own); {share}"))
+    return rows
+
+
+def _join(*parts):
+    return "; ".join(p for p in parts if p)
+
+
 def _lazy_rows(results):
     rows = []
-    ms, by_m = _by_arm(results, "ntk-gd")
+    ms, pairs = RG.tuning(results, "ntk-gd")
+    by_m = {m: [a for _, a in pairs[m]] for m in ms}
     if ms:
-        for claim, key in CLAIMS:
-            rows.append(rate_row("", f"ntk-gd: {claim} ~ m^-1/2", ms, [[float(a[key]) for a in by_m[m]] for m in ms],
-                                 predicted=-0.5, quantity=f"log-log slope of {key} in m"))
-        for claim, key in CLAIMS[:2]:  # per unit of function-space progress (training budget confound removed)
-            rows.append(rate_row("", f"ntk-gd: {claim.split(' ||')[0]} / output change ~ m^-1/2", ms,
-                                 [[float(a[key]) / float(a["output_change"]) for a in by_m[m]] for m in ms],
-                                 predicted=-0.5, quantity=f"log-log slope of {key} / output_change in m"))
+        for quantity in RG.MATCHED:
+            rows += regime_rows("ntk-gd", ms, pairs, quantity)
         rows.append(threshold_row("ntk-gd: kernel stable (movement <= 0.1)", ms, by_m, "kernel_change"))
         rows.append(threshold_row("ntk-gd: linearised prediction within 10%", ms, by_m, "lin_gap"))
-    cms, cby = _by_arm(results, "standard-gd")
+    cms, cpairs = RG.tuning(results, "standard-gd")
     if cms:
-        for claim, key in CLAIMS[:2]:
-            rows.append(rate_row("", f"control standard-gd: {claim} not ~ m^-1/2", cms,
-                                 [[float(a[key]) for a in cby[m]] for m in cms], predicted=-0.5,
-                                 quantity=f"log-log slope of {key} in m (standard scaling)", control_of="ntk-gd"))
+        for quantity in RG.MATCHED[:2]:
+            rows += regime_rows("standard-gd", cms, cpairs, quantity, control_of="ntk-gd", beside=False)
     for arm, what in (("standard-adam", "paper 1's optimiser"), ("reparam-adam", "paper 2's MLP form")):
-        ams, aby = _by_arm(results, arm)
+        ams, apairs = RG.tuning(results, arm)
         if not ams:
             continue
-        for claim, key in CLAIMS:
-            rows.append(rate_row("", f"{arm} ({what}): {claim} ~ m^-1/2", ams,
-                                 [[float(a[key]) for a in aby[m]] for m in ams], predicted=-0.5,
-                                 quantity=f"log-log slope of {key} in m"))
-        rows.append(threshold_row(f"{arm}: linearised prediction within 10%", ams, aby, "lin_gap"))
+        for quantity in RG.MATCHED[:3]:
+            rows += regime_rows(f"{arm} ({what})", ams, apairs, quantity)
+        rows.append(threshold_row(f"{arm}: linearised prediction within 10%", ams,
+                                  {m: [a for _, a in apairs[m]] for m in ams}, "lin_gap"))
     return rows
 
 
