@@ -9,7 +9,12 @@ dashed reference (no pass marks: the run's verdict, in its manifest, judges):
 (a) relative kernel movement sup_t ||H(t) - H(0)|| / ||H(0)|| (solid) and relative parameter
     movement ||theta(T) - theta_0|| / ||theta_0|| (dash-dot);
 (b) the linearisation gap ||F(T) - F_lin(T)|| / ||F(T) - F(0)||, with the 10% line;
-(c) downstream test accuracy of the network (solid; dashed: its linearised model, for the
+(c) local slopes between neighbouring m of the movements at matched progress (per unit of output
+    change; the kernel also per unit of parameter displacement), NTK arm and control, with their
+    95% intervals over seeds, the prediction -1/2 and its band +-SLOPE_TOL, and the boundary
+    of the long-prefix regime (mean prefix share of layer 0's attention at init >= 1/2;
+    ``sims.experiments.lazy_prefix_regime``, docs/verdicts.md), also marked in (a) and (b);
+(d) downstream test accuracy of the network (solid; dashed: its linearised model, for the
     NTK arm) against m, beside paper 2's reparameterised prefix, LoRA of matched parameter
     count (rank m/2, full rank d above m = 2d) and paper 1's NTK-Attention (trained summary,
     started at the degree-g summary of the m-row prefix: its size does not depend on m), with
@@ -22,6 +27,8 @@ from __future__ import annotations
 import numpy as np
 
 from figures import common, data, style
+from sims.core.verdicts import SLOPE_TOL
+from sims.experiments import lazy_prefix_regime as RG
 
 EXPERIMENT = "lazy-prefix"
 NAME = "lazy_prefix"
@@ -52,6 +59,55 @@ def _style(arm):
                       "lora-adam": style.PALETTE[3], "ntk-attention-adam": style.PALETTE[4]}.get(arm)}
 
 
+def _boundary(ax, results, *, label=True):
+    """A vertical line at the smallest m of the NTK arm in the long-prefix regime (none if no m is)."""
+    ms, by_m = RG.tuning(results, "ntk-gd")
+    inside = RG.regime_ms(ms, by_m)
+    if inside:
+        ax.axvline(inside[0], color=style.REFERENCE, linewidth=0.6, linestyle="-.",
+                   label=f"regime: share $\\geq$ {RG.REGIME_SHARE:g} from m = {inside[0]}" if label else None)
+
+
+LOCAL = (("ntk-gd", RG.MATCHED[0], "o"), ("ntk-gd", RG.MATCHED[1], "s"), ("ntk-gd", RG.MATCHED[2], "D"),
+         ("ntk-gd", RG.MATCHED[3], "^"), ("standard-gd", RG.MATCHED[0], "o"), ("standard-gd", RG.MATCHED[1], "s"))
+LOCAL_SHORT = {"kernel_change": "H / out", "param_change": r"$\theta$ / out", "lin_gap": "gap / out",
+               "kernel_per_displacement": r"H / $\|\Delta\theta\|$"}
+
+
+def _local_slopes(ax, results):
+    """Local slopes between neighbouring m of the matched-progress movements, with 95% intervals."""
+    xs_all = None
+    for k, (arm, quantity, marker) in enumerate(LOCAL):
+        ms, by_m = RG.tuning(results, arm)
+        if len(ms) < 2:
+            continue
+        fits = [(lo, hi, f) for lo, hi, f in RG.local_slopes(ms, by_m, quantity) if f is not None]
+        if not fits:
+            continue
+        x = np.array([np.sqrt(lo * hi) for lo, hi, _ in fits]) * 1.03 ** (k - 2.5)  # dodge the error bars
+        y = np.array([f.slope for _, _, f in fits])
+        err = np.array([[f.slope - f.low for _, _, f in fits], [f.high - f.slope for _, _, f in fits]])
+        st = _style(arm)
+        color = style.CONTROL if st["control"] else style.PALETTE[k % 4]
+        ax.errorbar(x, y, yerr=np.where(np.isfinite(err), err, 0.0), color=color, marker=marker, markersize=3,
+                    linewidth=0.8, capsize=1.5, linestyle=":" if st["control"] else "-",
+                    markerfacecolor="white" if st["control"] else color,
+                    label=f"{LABEL[arm]}, {LOCAL_SHORT[quantity.name]}")
+        xs_all = np.asarray(ms, float) if xs_all is None else np.union1d(xs_all, ms)
+    if xs_all is None:
+        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+        return
+    ax.axhspan(-0.5 - SLOPE_TOL, -0.5 + SLOPE_TOL, color=style.REFERENCE, alpha=0.08, linewidth=0)
+    ax.axhline(-0.5, color=style.REFERENCE, linewidth=0.9, linestyle="--", label="stylized $-1/2$")
+    _boundary(ax, results)
+    ax.set_xscale("log")
+    ax.set_ylim(-1.5, 1.0)
+    _xticks(ax, xs_all)
+    ax.set_xlabel("m (between neighbouring grid points)")
+    ax.set_ylabel("local slope at matched progress")
+    style.legend(ax, below=True, fontsize=5)
+
+
 def _rates(ax, results, keys, ylabel, *, hline=None):
     xs_all, y0 = None, None
     for arm in ARMS:
@@ -73,6 +129,7 @@ def _rates(ax, results, keys, ylabel, *, hline=None):
     style.reference_slope(ax, xs_all, -0.5, through=(xs_all[0], y0 or 1.0), label="stylized $m^{-1/2}$")
     if hline is not None:
         ax.axhline(hline, color=style.REFERENCE, linewidth=0.6, linestyle=":", label=f"{hline:g}")
+    _boundary(ax, results)
     _xticks(ax, xs_all)
     ax.set_xlabel("prefix rows per layer m")
     ax.set_ylabel(ylabel)
@@ -106,16 +163,22 @@ def _accuracy(ax, results, chance):
 
 
 def plot(run: data.Run, *, venue: str = "acl", width: str = DEFAULT_WIDTH):
-    narrow = not style.side_by_side(venue, width)
-    fig, (a, b, c) = style.panels(3, venue=venue, width=width, panel_aspect=1.5 if not narrow else 0.95)
+    if style.side_by_side(venue, width):  # two rows of two: four panels in a row are too narrow to read
+        w, _ = style.figsize(venue, width)
+        fig = style.new_figure((w, min(1.15 * w, 8.0)))
+        a, b, c, d = fig.subplots(2, 2).reshape(-1)
+    else:
+        fig, (a, b, c, d) = style.panels(4, venue=venue, width=width, panel_aspect=0.95)
     res = run.results
     _rates(a, res, [("kernel_change", "-", "o"), ("param_change", "-.", "s")], "relative movement")
     style.panel_label(a, "(a) kernel and parameters")
     _rates(b, res, [("lin_gap", "-", "D")], r"$\|F-F_{\rm lin}\|/\|F-F(0)\|$", hline=0.1)
     style.panel_label(b, "(b) linearisation gap")
+    _local_slopes(c, res)
+    style.panel_label(c, "(c) local slopes at matched progress")
     p = next((c["p"] for c, _ in res if "p" in c), 2)
-    _accuracy(c, res, 1.0 / p)
+    _accuracy(d, res, 1.0 / p)
     base = next((c.get("base") for c, _ in res), "?")
-    style.panel_label(c, f"(c) accuracy ({base})")
+    style.panel_label(d, f"(d) accuracy ({base})")
     return fig
 

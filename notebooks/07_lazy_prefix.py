@@ -57,6 +57,7 @@ import numpy as np
 
 import sims.core as engine
 from sims.experiments import get
+from sims.experiments import lazy_prefix_regime as RG
 
 FULL = os.environ.get("PREFIX_NTK_FULL", "") not in ("", "0")
 RESULTS = Path(os.environ.get("PREFIX_NTK_RESULTS", "results"))
@@ -72,6 +73,18 @@ else:
 result = engine.run(exp, config, out=RESULTS, precision="float64")
 for row in result.rows:
     print(f"{row.status.upper():9s} {row.claim}: {row.measured} (predicted {row.predicted})")
+
+# %% [markdown]
+# **Where the rates are judged.** The stylized rates are claims about a prefix that dominates
+# the softmax.  The verdict fits them only on the m whose prefix holds at least half of layer 0's
+# attention at init (mean over seeds of `prefix_attention_share`), at matched progress
+# (movements per unit of output change), with the all-m fit beside it
+# (`docs/verdicts.md`, section lazy-prefix).  At this tiny size few m, if any, are in that regime.
+
+# %%
+ms_ntk, by_m_ntk = RG.tuning(result.results, "ntk-gd")
+print("prefix share of layer 0's attention at init:", {m: round(v, 2) for m, v in RG.shares(by_m_ntk).items()})
+print("m in the long-prefix regime:", RG.regime_ms(ms_ntk, by_m_ntk))
 
 # %%
 tune = [(c, a) for c, a in result.results if c["role"] == "tune"]
