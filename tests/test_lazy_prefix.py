@@ -167,11 +167,11 @@ def test_rate_undecided_with_too_few_in_regime_m_or_too_few_seeds():
     ms = [4, 16, 64, 256]
     rows = _rows(GD, _fake("ntk-gd", ms, -0.5, share={4: 0.2, 16: 0.3, 64: 0.4, 256: 0.6}))
     row = _one(rows, KERNEL)
-    assert row.status == "undecided" and "1 of 4 m in the regime" in row.measured
+    assert row.status == "undecided" and "1 of 4 m in the regime" in row.measured and row.n_needed is None
     assert "at least two in-regime m" in row.detail
     rows = _rows(GD, _fake("ntk-gd", ms, -0.5, seeds=2, noise=0.6))
     row = _one(rows, KERNEL)
-    assert row.status == "undecided" and "seeds per m would decide it" in row.detail
+    assert row.status == "undecided" and "seeds per point would decide it" in row.detail and row.n_needed > 2
 
 
 def test_threshold_row_holds_fails_and_undecided():
@@ -195,7 +195,7 @@ def test_difference_row_pass_fail_undecided_and_the_n_it_needs():
     assert difference_row("c", "c", [0.5, 0.52, 0.51], [0.3, 0.31, 0.29], at_least=-0.05, quantity=q).passed
     assert difference_row("c", "c", [0.2, 0.21, 0.22], [0.5, 0.51, 0.49], at_least=-0.05, quantity=q).failed
     row = difference_row("c", "c", [0.2, 0.5, 0.35], [0.3, 0.4, 0.35], at_least=0.0, strict=True, quantity=q)
-    assert row.status == "undecided" and "straddles" in row.detail
+    assert row.status == "undecided" and "sits on the threshold" in row.detail and row.n_needed is None  # diff 0
     row = difference_row("c", "c", [0.30, 0.45, 0.40], [0.30, 0.32, 0.31], at_least=0.0, strict=True, quantity=q)
     assert row.status == "undecided" and "samples per side would decide it" in row.detail and row.n_needed > 3
 
