@@ -1,4 +1,5 @@
-"""The ``sims`` command line: ``sims run NAME``, ``sims list``, ``sims show RUN``, ``sims bench``, ``sims figures``.
+"""The ``sims`` command line: ``sims run NAME``, ``sims list``, ``sims show RUN``, ``sims verify``, ``sims bench``,
+``sims figures``.
 
 Every experiment (``sims.experiments.ALL``, imported, plus any other registered with
 :func:`sims.core.experiment.register`) gets its own ``sims run <name>`` command
@@ -9,7 +10,8 @@ from :mod:`theory`.  The command groups are wired below by explicit imports: ``s
 (:mod:`sims.bench.cli`) and ``sims figures`` (:mod:`sims.cli.figures`).
 
 Exit codes: 0 no claim failed (each passed, or undecided at this size), 1 some claim failed, 2 bad usage or input, 3 would not fit in
-memory, 4 an experiment crashed, 130 interrupted (Ctrl-C or SIGTERM; rerun to resume).
+memory, 4 an experiment crashed (or, with ``--strict``, a stored cell is damaged), 130 interrupted
+(Ctrl-C or SIGTERM; rerun to resume).
 """
 
 from __future__ import annotations
@@ -58,7 +60,8 @@ _MAIN_EXAMPLES = [
 ]
 _MAIN_EXIT_CODES = (
     "\n\n[bold]Exit codes[/bold]\n  0 no claim failed (passed or undecided), 1 some claim failed, 2 bad usage or input,\n"
-    "  3 would not fit in memory, 4 an experiment crashed, 130 interrupted (rerun to resume)"
+    "  3 would not fit in memory, 4 an experiment crashed (--strict: a stored cell is damaged),\n"
+    "  130 interrupted (rerun to resume)"
 )
 
 
@@ -97,7 +100,7 @@ def build_app(groups: dict[str, Group] | None = None) -> typer.Typer:
         ValueError: a group named like a built-in command.
     """
     import sims.experiments
-    from sims.cli import notebooks, show
+    from sims.cli import notebooks, show, verify
     from sims.cli.options import epilog
     from sims.cli.run import make_run_command
     from sims.core import experiment as registry
@@ -148,10 +151,17 @@ def build_app(groups: dict[str, Group] | None = None) -> typer.Typer:
         """Show a stored run: config, provenance and verdict table."""
         show.show_run(run, out, as_json, full)
 
+    @app.command("verify", epilog=epilog(["sims verify", "sims verify --out /tmp/results"]))
+    def verify_cmd(
+        out: Annotated[Path, typer.Option("--out", help="Results folder to check.")] = Path("results"),
+    ) -> None:
+        """Check every stored cell against its checksum; exit 1 if any is damaged or missing."""
+        verify.verify_folder(out)
+
     app.command("notebooks")(notebooks.command)
 
     for name, (factory, help_) in (command_groups() if groups is None else groups).items():
-        if name in ("run", "list", "show"):
+        if name in ("run", "list", "show", "verify"):
             raise ValueError(f"sims subcommand {name!r} already exists")
         app.add_typer(factory(), name=name, help=help_ or None)
     return app

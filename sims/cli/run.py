@@ -99,6 +99,19 @@ def _check_out(out: Any, *, create: bool) -> None:
         raise fail(str(e), EXIT_USAGE) from None
 
 
+def _report_damaged(p: planner.Plan, *, strict: bool) -> None:
+    """Name each stored cell that cannot be reused; under ``strict`` stop (exit 4) before any work."""
+    damaged = p.damaged
+    if not damaged:
+        return
+    err = render.err_console()
+    for pc in damaged:
+        err.print(f"[yellow]damaged:[/yellow] {escape(pc.problem)}" + ("" if strict else "; recomputing it"))
+    if strict:
+        raise fail(f"{len(damaged)} stored cell(s) of {p.experiment} are damaged (--strict); rerun without "
+                   "--strict to recompute them, or check the folder with `sims verify`", EXIT_CRASH)
+
+
 def _both(*handlers: Any) -> Callable[[Any], None]:
     live = [h for h in handlers if h is not None]
 
@@ -154,6 +167,7 @@ def _run_inner(exp: Experiment, specs: list[Spec], kw: dict[str, Any], precision
         if kw["sims_dry_run"]:
             render.print_plan(console, p, full=True)
             raise typer.Exit(EXIT_OK if p.fits else EXIT_MEMORY)
+        _report_damaged(p, strict=kw["sims_strict"])
         if not quiet:
             render.print_plan(render.err_console(), p, full=False)
         progress = None if quiet else render.Progress()

@@ -78,7 +78,8 @@ def manifest(p: Plan, rows: list[VerdictRow], computed: list[str], *, provenance
         "out": str(p.out),
         "cell_ids": [pc.cell_id for pc in p.cells],
         "cells": [
-            {"cell_id": pc.cell_id, "cell": pc.cell, "status": "computed" if pc.cell_id in done else "reused"}
+            {"cell_id": pc.cell_id, "cell": pc.cell, "status": "computed" if pc.cell_id in done else "reused",
+             **({"replaced": pc.problem} if pc.problem else {})}  # a damaged file this run recomputed
             for pc in p.cells
         ],
         "counts": {"cells": len(p.cells), "computed": len(done), "reused": len(p.cells) - len(done)},
