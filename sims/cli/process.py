@@ -56,7 +56,7 @@ class Stop:
         """An engine ``on_event`` handler: every event comes at a safe point between two calls."""
         from sims.core import execute as engine  # loaded by then; not at import (this module stays light)
 
-        if isinstance(event, (engine.Started, engine.BatchStarted, engine.BatchFinished)):
+        if isinstance(event, (engine.Started, engine.BatchStarted, engine.BatchFinished, engine.Waiting)):
             self.check()
 
 

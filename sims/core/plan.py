@@ -84,6 +84,7 @@ class Plan:
     fits: bool
     message: str = ""
     mesh: Any = None  # the row mesh of a shardable experiment (None: one device)
+    force: bool = False  # recompute stored cells too
 
     @property
     def experiment(self) -> str:
@@ -256,4 +257,5 @@ def plan(
     available, where = _memory.available_bytes() if memory is None else memory
     batches, peak, fits, message = _batches(exp, planned, available, where, mesh)
     rid = store.run_id(exp.name, cfg, precision)
-    return Plan(exp, config, precision, out, rid, planned, batches, peak, available, where, fits, message, mesh)
+    return Plan(exp, config, precision, out, rid, planned, batches, peak, available, where, fits, message, mesh,
+                force)

@@ -8,10 +8,11 @@ verdict rows (claim ids, short names and full statements), the memory plan and t
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
-from sims.core import store
+from sims.core import claims, store
 from sims.core.experiment import VerdictRow
 from sims.core.plan import Plan, PlannedCell, config_dict, key_seed
 
@@ -47,6 +48,7 @@ def cell_meta(p: Plan, pc: PlannedCell, *, provenance: dict[str, Any], started: 
         "finished": finished,
         "elapsed_s": elapsed_s,
         "batch_size": batch_size,
+        "computed_by": {"host": claims.HOST, "pid": os.getpid()},
     }
 
 

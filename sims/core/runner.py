@@ -17,6 +17,7 @@ from sims.core.execute import (  # noqa: F401
     Finished,
     RunResult,
     Started,
+    Waiting,
     execute,
     run,
     wait_for_device,
@@ -27,5 +28,5 @@ from sims.host.memory import available_bytes, format_bytes  # noqa: F401
 __all__ = [
     "PRECISIONS", "WouldNotFit", "PlannedCell", "Plan", "RunResult", "key_seed", "cell_key", "available_bytes",
     "format_bytes", "plan", "execute", "run", "wait_for_device", "Event", "Started", "BatchStarted",
-    "CellFinished", "BatchFinished", "Finished",
+    "CellFinished", "BatchFinished", "Waiting", "Finished",
 ]

@@ -353,9 +353,9 @@ def arrays_digest(arrays: Mapping[str, Any]) -> str:
 def verify_cell(path: str | os.PathLike, arrays: Mapping[str, Any], meta: Mapping[str, Any]) -> bool:
     """Raise :class:`CorruptCell` unless ``meta``'s checksum matches ``arrays`` and the cell.
 
-    Also checks that the cell dict hashes to the stored ``cell_id``.  Returns True when
-    verified, False for a file written before checksums existed (no ``"checksum"`` entry:
-    accepted, so that older results folders stay usable; ``sims verify`` lists them).
+    Returns True when verified, False for a file written before checksums existed (no
+    ``"checksum"`` entry: accepted, so that older results folders stay usable; ``sims verify``
+    lists them).
     """
     check = meta.get("checksum")
     if check is None:
@@ -364,14 +364,13 @@ def verify_cell(path: str | os.PathLike, arrays: Mapping[str, Any], meta: Mappin
         raise CorruptCell(f"cell file {path}: its checksum entry is malformed ({check!r})")
     if arrays_digest(arrays) != check["arrays"]:
         raise CorruptCell(f"cell file {path}: its arrays do not match their checksum (altered or damaged)")
-    if "cell" in meta:
+    if "cell" in meta or "cell" in check:
         try:
-            ok = digest(meta["cell"]) == check.get("cell") and meta.get("cell_id", cell_id(meta["cell"])) == \
-                cell_id(meta["cell"])
+            ok = digest(meta.get("cell")) == check.get("cell")
         except StoreError:
             ok = False
         if not ok:
-            raise CorruptCell(f"cell file {path}: its cell does not match its checksum or id (altered or damaged)")
+            raise CorruptCell(f"cell file {path}: its cell does not match its checksum (altered or damaged)")
     return True
 
 
