@@ -94,7 +94,8 @@ class BatchFinished:
 
 @dataclasses.dataclass(frozen=True)
 class Waiting:
-    """This run's own cells are done; ``cells`` are held by another process (polled again soon)."""
+    """Nothing finished in the last poll: ``cells`` are those held by other processes, waited for
+    once this run's own are done (empty while this run's batches are still computing elsewhere)."""
 
     cells: tuple[PlannedCell, ...]
     done: int
@@ -186,8 +187,9 @@ def compute_batch(exp: Experiment, cells: list[dict[str, Any]], mesh: Any = None
 
 @dataclasses.dataclass
 class Done:
-    """A computed batch handed back by a backend: its cells, their arrays, and the call's times."""
+    """A computed batch handed back by a backend: its call index, cells, arrays and times."""
 
+    index: int
     cells: tuple[PlannedCell, ...]
     outs: list[dict]
     started: str
@@ -202,17 +204,17 @@ class SerialBackend:
 
     def __init__(self, p: Plan):
         self.p = p
-        self.queue: list[tuple[PlannedCell, ...]] = []
+        self.queue: list[tuple[int, tuple[PlannedCell, ...]]] = []
 
     @property
     def busy(self) -> int:
         return len(self.queue)
 
-    def submit(self, members: tuple[PlannedCell, ...]) -> None:
-        self.queue.append(members)
+    def submit(self, index: int, members: tuple[PlannedCell, ...]) -> None:
+        self.queue.append((index, members))
 
     def next_done(self, timeout: float) -> list[Done]:
-        members = self.queue.pop(0)
+        index, members = self.queue.pop(0)
         started, t0 = provenance.now(), time.perf_counter()
         try:
             outs = compute_batch(self.p.exp, [m.cell for m in members], self.p.mesh)
@@ -222,7 +224,7 @@ class SerialBackend:
         except Exception as e:
             add_cells_note(e, self.p.exp, members)
             raise
-        return [Done(members, outs, started, provenance.now(), time.perf_counter() - t0)]
+        return [Done(index, members, outs, started, provenance.now(), time.perf_counter() - t0)]
 
     def close(self, *, cancel: bool) -> None:
         self.queue.clear()
@@ -296,13 +298,16 @@ def execute(p: Plan, *, on_event: Callable[[Event], None] | None = None, backend
                 done += len(finished)
                 if mine:
                     emit(BatchStarted(index, max(calls, index + 1), mine, done, total))
-                    backend.submit(mine)
+                    backend.submit(index, mine)
                     index += 1
             if backend.busy:
-                for d in backend.next_done(poll_s):
+                finished = backend.next_done(poll_s)
+                for d in finished:
                     done = _store_batch(p, d, prov, held, computed, done, total, emit)
-                    emit(BatchFinished(index - 1, max(calls, index), len(d.cells), done, total, d.call_s,
+                    emit(BatchFinished(d.index, max(calls, index), len(d.cells), done, total, d.call_s,
                                        time.perf_counter() - t0))
+                if not finished:
+                    emit(Waiting((), done, total))  # a safe point while a cluster computes
                 continue
             if waiting:
                 still = []
@@ -318,7 +323,7 @@ def execute(p: Plan, *, on_event: Callable[[Event], None] | None = None, backend
                 if waiting and not queue:
                     emit(Waiting(tuple(waiting), done, total))
                     time.sleep(poll_s)
-    except KeyboardInterrupt:
+    except BaseException:  # Ctrl-C, or a cell that failed: cancel what is pending
         backend.close(cancel=True)
         raise
     finally:
