@@ -62,7 +62,7 @@ def _cluster_start(workers: int) -> float:
     import distributed
 
     t0 = time.perf_counter()
-    with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None,
+    with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=":0",
                                   silence_logs=40) as c, distributed.Client(c) as client:
         client.submit(lambda: 1).result()
     return time.perf_counter() - t0

@@ -10,6 +10,7 @@ the same cell in a batch of 3 and alone.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -17,21 +18,13 @@ import numpy as np
 import pytest
 
 import sims_toy  # noqa: F401  (registers "toy")
+from compare_results import cell_bits
 import theory as T
 from sims.core import plan as planner
 from sims.core import runner, store
 from sims.experiments import ALL, convergence, get
 
 TINY_CONVERGENCE = dict(m=(64, 256), n=4, d=4, steps=4, log_every=2, seeds=3)
-
-
-def _bits(out, name):
-    """``{cell_id: {array name: bytes}}`` of every cell stored under ``out``."""
-    got = {}
-    for p in sorted(store.cells_dir(out, name).glob("*.npz")):
-        arrays, _ = store.read_cell(p)
-        got[p.stem] = {k: (v.dtype.str, v.shape, np.asarray(v).tobytes()) for k, v in arrays.items()}
-    return got
 
 
 @pytest.mark.parametrize("exp", ALL, ids=lambda e: e.name)
@@ -49,26 +42,24 @@ def test_convergence_cell_same_bits_alone_in_batch_and_resumed(tmp_path):
     cfg = exp.config(**TINY_CONVERGENCE)
     full = runner.run(exp, cfg, out=tmp_path / "full")
     assert max(len(b) for b in full.plan.batches) == 3
-    ref = _bits(tmp_path / "full", "convergence")
+    ref = cell_bits(tmp_path / "full", "convergence")
     # A resumed run: one cell of each group deleted, the other two recomputed in a batch of 2.
     resumed = tmp_path / "resumed"
     (resumed / "convergence").mkdir(parents=True)
-    import shutil
-
     shutil.copytree(store.cells_dir(tmp_path / "full", "convergence"), store.cells_dir(resumed, "convergence"))
     for pc in full.plan.cells:
         if pc.cell["seed"] != 0:
             store.cell_path(resumed, "convergence", pc.cell_id).unlink()
     again = runner.run(exp, cfg, out=resumed)
     assert {len(b) for b in again.plan.batches} == {2}
-    assert _bits(resumed, "convergence") == ref
+    assert cell_bits(resumed, "convergence") == ref
     # Every cell alone (one call each, in reverse order).
     alone = tmp_path / "alone"
     for pc in reversed(full.plan.cells):
         c = {k: v for k, v in pc.cell.items() if k != "dtype"}
         outs = exp.run_batch([pc.cell], keys=planner.cell_key(c)[None])
         store.write_cell(store.cell_path(alone, "convergence", pc.cell_id), outs[0], {"cell_id": pc.cell_id})
-    assert _bits(alone, "convergence") == ref
+    assert cell_bits(alone, "convergence") == ref
     assert again.rows == full.rows
 
 
@@ -104,4 +95,4 @@ def test_toy_cell_same_bits_in_any_batch(tmp_path, monkeypatch):
     assert max(len(b) for b in a.plan.batches) == 3
     monkeypatch.setitem(sims_toy.REGISTRY, "toy", dataclasses.replace(exp, run_batch=None, batch_key=None))
     runner.run(get("toy"), exp.config(x=(1.0, 0.0), seeds=3), out=tmp_path / "b")
-    assert _bits(tmp_path / "a", "toy") == _bits(tmp_path / "b", "toy")
+    assert cell_bits(tmp_path / "a", "toy") == cell_bits(tmp_path / "b", "toy")

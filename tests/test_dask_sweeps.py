@@ -17,6 +17,7 @@ import pytest
 
 import sims_toy
 from cli_runner import invoke
+from compare_results import cell_bits
 from sims.core import claims, dask_backend, runner, store
 from sims.experiments import get
 
@@ -26,14 +27,6 @@ LAZY_TINY = ["--quick", "--m", "2", "--m", "4", "--m", "8", "--seeds", "1", "--p
 REPARAM_TINY = ["--quick", "--structures", "shared_linear", "--extra", "1", "--n-eff", "1e4", "--n-eff", "1e6",
                 "--n", "100", "--replications", "2", "--restarts", "1", "--polish-steps", "30", "--adam-steps", "10",
                 "--n-test", "200"]
-
-
-def _bits(out, name):
-    got = {}
-    for p in sorted(store.cells_dir(out, name).glob("*.npz")):
-        arrays, _ = store.read_cell(p)
-        got[p.stem] = {k: (v.dtype.str, v.shape, v.tobytes()) for k, v in arrays.items()}
-    return got
 
 
 def test_workers_without_dask_says_which_extra(tmp_path, monkeypatch):
@@ -55,23 +48,23 @@ distributed = pytest.importorskip("distributed")
 
 @pytest.fixture(scope="module")
 def cluster():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                                   silence_logs=40) as c, distributed.Client(c) as client:
         yield c.scheduler_address, client
 
 
 @pytest.mark.parametrize("name,args", [("toy", ["--x", "0", "--x", "1", "--x", "2", "--seeds", "3"]),
-                                       ("lazy-prefix", LAZY_TINY), ("reparam", REPARAM_TINY)],
+                                       pytest.param("lazy-prefix", LAZY_TINY, marks=pytest.mark.slow),
+                                       pytest.param("reparam", REPARAM_TINY, marks=pytest.mark.slow)],
                          ids=["toy", "lazy-prefix", "reparam"])
-def test_scheduler_cells_bit_identical_to_one_process(tmp_path, cluster, name, args):
-    address, _ = cluster
+def test_workers_cells_bit_identical_to_one_process(tmp_path, name, args):
     one, many = tmp_path / "one", tmp_path / "many"
     a = invoke("run", name, "--out", one, *args, "-q")
-    b = invoke("run", name, "--out", many, *args, "--scheduler", address)
+    b = invoke("run", name, "--out", many, *args, "--workers", "2")
     assert a.exit_code == b.exit_code and a.exit_code in (0, 1), (a.stderr, b.stderr)
-    assert f"dask: 2 worker(s) at {address}" in b.stderr
-    ref = _bits(one, name)
-    assert ref and _bits(many, name) == ref
+    assert "dask: 2 worker(s)" in b.stderr
+    ref = cell_bits(one, name)
+    assert ref and cell_bits(many, name) == ref
     # ...computed on the workers (other processes), written here by the driver
     metas = [store.read_cell(p)[1] for p in store.cells_dir(many, name).glob("*.npz")]
     assert all(m["computed_by"]["pid"] == os.getpid() for m in metas)  # the driver wrote every file
@@ -79,13 +72,14 @@ def test_scheduler_cells_bit_identical_to_one_process(tmp_path, cluster, name, a
         [ln for ln in b.stdout.splitlines() if "PASS" in ln or "FAIL" in ln or "UNDECIDED" in ln]
 
 
-def test_local_workers_option(tmp_path):
+def test_scheduler_option_and_nothing_to_compute(tmp_path, cluster):
+    address, _ = cluster
     args = ["--x", "0", "--x", "1", "--seeds", "2"]
     assert invoke("run", "toy", "--out", tmp_path / "one", *args, "-q").exit_code == 0
-    r = invoke("run", "toy", "--out", tmp_path / "many", *args, "--workers", "2")
-    assert r.exit_code == 0 and "dask: 2 worker(s)" in r.stderr
-    assert _bits(tmp_path / "many", "toy") == _bits(tmp_path / "one", "toy")
-    # nothing left to compute: no cluster is started
+    r = invoke("run", "toy", "--out", tmp_path / "many", *args, "--scheduler", address)
+    assert r.exit_code == 0 and f"dask: 2 worker(s) at {address}" in r.stderr
+    assert cell_bits(tmp_path / "many", "toy") == cell_bits(tmp_path / "one", "toy")
+    # nothing left to compute: no cluster is used
     r = invoke("run", "toy", "--out", tmp_path / "many", *args, "--workers", "2")
     assert r.exit_code == 0 and "dask:" not in r.stderr
 
@@ -115,12 +109,12 @@ def test_killed_worker_cells_recomputed(tmp_path, cluster):
 
     try:
         p = runner.plan(exp, cfg, out=tmp_path / "many")
-        res = runner.execute(p, on_event=on_event, backend=dask_backend.DaskBackend.connect(p, address))
+        res = runner.execute(p, on_event=on_event, backend=dask_backend.DaskBackend(p, client))
     finally:
         _slow_workers(client, 0.0)
     assert killed and len(res.computed) == 8
     one = runner.run(exp, cfg, out=tmp_path / "one")
-    assert _bits(tmp_path / "many", "toy") == _bits(tmp_path / "one", "toy") and one.rows == res.rows
+    assert cell_bits(tmp_path / "many", "toy") == cell_bits(tmp_path / "one", "toy") and one.rows == res.rows
     assert not [p for p in store.cells_dir(tmp_path / "many", "toy").iterdir() if p.name.startswith(".")]
 
 
@@ -136,7 +130,7 @@ def test_interrupt_cancels_pending_cells(tmp_path, cluster):
 
     try:
         p = runner.plan(exp, cfg, out=tmp_path)
-        backend = dask_backend.DaskBackend.connect(p, address)
+        backend = dask_backend.DaskBackend(p, client)
         with pytest.raises(KeyboardInterrupt):
             runner.execute(p, on_event=on_event, backend=backend)
         t0 = time.time()

@@ -75,9 +75,13 @@ class DaskBackend:
 
     capacity = float("inf")  # every batch submitted at once (each one claimed when submitted)
 
-    def __init__(self, p: Plan, client: Any, *, cluster: Any = None, compile_cache: str | None = None):
+    def __init__(self, p: Plan, client: Any, *, cluster: Any = None, compile_cache: str | None = None,
+                 own_client: bool = False):
+        """``client``: a ``distributed.Client``; closed by :meth:`close` only if ``own_client`` (as
+        :meth:`local` and :meth:`connect` make it), else left to its owner."""
         self.p = p
         self.client = client
+        self.own_client = own_client
         self.cluster = cluster
         self.compile_cache = compile_cache
         self._futures: dict[Any, tuple[int, tuple[PlannedCell, ...], float]] = {}
@@ -85,17 +89,17 @@ class DaskBackend:
 
     @classmethod
     def local(cls, p: Plan, *, workers: int, compile_cache: str | None = None) -> "DaskBackend":
-        """A ``LocalCluster`` of ``workers`` single-threaded worker processes (no dashboard)."""
+        """A ``LocalCluster`` of ``workers`` single-threaded worker processes (dashboard on a free port)."""
         distributed = require()
         cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                           dashboard_address=None, silence_logs=40)
-        return cls(p, distributed.Client(cluster), cluster=cluster, compile_cache=compile_cache)
+                                           dashboard_address=":0", silence_logs=40)
+        return cls(p, distributed.Client(cluster), cluster=cluster, compile_cache=compile_cache, own_client=True)
 
     @classmethod
     def connect(cls, p: Plan, address: str, *, compile_cache: str | None = None) -> "DaskBackend":
         """The cluster whose scheduler listens at ``address`` (``tcp://HOST:PORT``)."""
         distributed = require()
-        return cls(p, distributed.Client(address), compile_cache=compile_cache)
+        return cls(p, distributed.Client(address), compile_cache=compile_cache, own_client=True)
 
     @property
     def workers(self) -> int:
@@ -108,8 +112,7 @@ class DaskBackend:
     def submit(self, index: int, members: tuple[PlannedCell, ...]) -> None:
         p = self.p
         fut = self.client.submit(compute_on_worker, p.exp.run.__module__, p.exp.name, [m.cell for m in members],
-                                 p.precision, p.devices, self.compile_cache, pure=False,
-                                 key=f"{p.exp.name}-{members[0].cell_id}-{len(members)}")
+                                 p.precision, p.devices, self.compile_cache, pure=False)
         self._futures[fut] = (index, members, time.perf_counter())
 
     def next_done(self, timeout: float) -> list[Done]:
@@ -138,6 +141,7 @@ class DaskBackend:
         if cancel and self._futures:
             self.client.cancel(list(self._futures))
         self._futures.clear()
-        self.client.close()
+        if self.own_client:
+            self.client.close()
         if self.cluster is not None:
             self.cluster.close()
