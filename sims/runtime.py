@@ -50,7 +50,7 @@ __all__ = ["PRECISIONS", "Stop", "STOP", "context", "install", "installed", "res
 
 PRECISIONS = ("float64", "float32")
 #: Events between two calls of the engine (:mod:`sims.core.execution`): the safe points to stop at.
-_SAFE_EVENTS = ("Started", "BatchStarted", "BatchFinished")
+_SAFE_EVENTS = ("Started", "BatchStarted", "BatchFinished", "Waiting")
 _NOTICE = b"\nstopping after the call in flight (finished cells are saved); Ctrl-C again to stop now\n"
 
 

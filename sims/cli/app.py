@@ -1,4 +1,5 @@
-"""The ``sims`` command line: ``sims run NAME``, ``sims list``, ``sims show RUN``, ``sims figures``, ``sims bench``.
+"""The ``sims`` command line: ``sims run NAME``, ``sims list``, ``sims show RUN``, ``sims verify``, ``sims figures``,
+``sims bench``.
 
 Commands load what they use.  Every command below is named with the module that defines it
 (:data:`COMMANDS`) and that module is imported only when the command runs or its own help is
@@ -13,8 +14,8 @@ before anything heavy is imported; the computing commands enter it again with th
 and compile cache.
 
 Exit codes (:mod:`sims.cli.process`): 0 no claim failed (each passed, or undecided at this size),
-1 some claim failed, 2 bad usage or input, 3 would not fit in memory, 4 an experiment crashed,
-130 interrupted (Ctrl-C or SIGTERM; rerun to resume).
+1 some claim failed, 2 bad usage or input, 3 would not fit in memory, 4 an experiment crashed (or,
+with ``--strict``, a stored cell is damaged), 130 interrupted (Ctrl-C or SIGTERM; rerun to resume).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ Loader = Union[str, Callable[[], Any]]
 COMMANDS: dict[str, tuple[Loader, str]] = {
     "list": ("sims.cli.show:list_command", "List the experiments and their options."),
     "show": ("sims.cli.show:show_command", "Show a stored run: config, provenance and verdict table."),
+    "verify": ("sims.cli.verify:verify_command", "Check every stored cell against its checksum."),
     "figures": ("sims.cli.figures:app", "Build the figures from stored runs (runs the missing ones first)."),
     "notebooks": ("sims.cli.notebooks:command", "Execute the notebooks and keep copies of them."),
     "bench": ("sims.bench.cli:app", "Benchmarks (time and memory), written to <out>/bench/."),

@@ -196,6 +196,15 @@ def common_params() -> list[inspect.Parameter]:
             "--quiet", "-q", help="No progress bar or plan; only the verdict table and errors.")),
         _param("sims_debug", False, bool, opt(
             "--debug", help="On an error while writing results, also print the traceback.")),
+        _param("sims_strict", False, bool, opt(
+            "--strict", help="Stop (exit 4) on a damaged stored cell instead of recomputing it.")),
+        _param("sims_workers", None, Optional[int], opt(
+            "--workers", help="Run the cells on a local Dask cluster of this many worker processes "
+            "(needs the 'distributed' extra). Same numbers as one process.")),
+        _param("sims_scheduler", None, Optional[str], typer.Option(
+            "--scheduler", metavar="tcp://HOST:PORT", rich_help_panel="Run options",
+            help="Run the cells on an existing Dask cluster (default $DASK_SCHEDULER_ADDRESS if --workers "
+            "is not given; 'none' to ignore it).")),
     ]
 
 

@@ -24,6 +24,7 @@ from sims.cli.options import Spec, common_params, examples, specs_of, typer_para
 from sims.cli.process import EXIT_CRASH, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_MEMORY, EXIT_OK, EXIT_USAGE
 from sims.cli.render import fail
 import sims.core as engine
+from sims.core import dask_backend
 from sims.core import store
 from sims.core.experiment import Experiment
 from sims.host import compile_cache
@@ -91,6 +92,57 @@ def _check_out(out: Any, *, create: bool) -> None:
         raise fail(str(e), EXIT_USAGE) from None
 
 
+def _report_damaged(p: engine.Plan, *, strict: bool) -> None:
+    """Name each stored cell that cannot be reused; under ``strict`` stop (exit 4) before any work."""
+    damaged = p.damaged
+    if not damaged:
+        return
+    err = render.err_console()
+    for pc in damaged:
+        err.print(f"[yellow]damaged:[/yellow] {escape(pc.problem)}" + ("" if strict else "; recomputing it"))
+    if strict:
+        raise fail(f"{len(damaged)} stored cell(s) of {p.experiment} are damaged (--strict); rerun without "
+                   "--strict to recompute them, or check the folder with `sims verify`", EXIT_CRASH)
+
+
+def _cluster(kw: dict[str, Any]) -> tuple[str, Any] | None:
+    """``("workers", N)``, ``("scheduler", ADDRESS)`` or None (one process); exit 2 on bad usage or
+    when Dask is not installed, before any work."""
+    workers, scheduler = kw["sims_workers"], kw["sims_scheduler"]
+    if workers is not None and scheduler not in (None, "none"):
+        raise fail("give --workers N (a local cluster) or --scheduler ADDRESS (an existing one), not both", EXIT_USAGE)
+    if workers is not None and workers < 1:
+        raise fail(f"--workers must be a positive integer, got {workers}", EXIT_USAGE)
+    if scheduler is None and workers is None:
+        scheduler = dask_backend.scheduler_from_env()
+    choice = ("workers", workers) if workers is not None else \
+        ("scheduler", scheduler) if scheduler not in (None, "none") else None
+    if choice is not None and not kw["sims_dry_run"]:
+        try:
+            dask_backend.require()
+        except ImportError as e:
+            raise fail(f"{'--workers' if workers is not None else '--scheduler'}: {e}", EXIT_USAGE) from None
+    return choice
+
+
+def _backend(p: engine.Plan, cluster: tuple[str, Any] | None, *, quiet: bool) -> Any:
+    """The Dask backend of ``cluster`` (None: this process, also when nothing is left to compute)."""
+    if cluster is None or not p.n_pending:
+        return None
+    cache = compile_cache.active()
+    kind, value = cluster
+    if kind == "workers":
+        backend = dask_backend.DaskBackend.local(p, workers=value, compile_cache=cache)
+    else:
+        try:
+            backend = dask_backend.DaskBackend.connect(p, value, compile_cache=cache)
+        except (OSError, ValueError) as e:
+            raise fail(f"--scheduler {value}: cannot connect ({e})", EXIT_USAGE) from None
+    if not quiet:
+        render.err_console().print(f"dask: {backend.workers} worker(s) at {backend.client.scheduler.address}")
+    return backend
+
+
 def _both(*handlers: Any) -> Callable[[Any], None]:
     live = [h for h in handlers if h is not None]
 
@@ -135,6 +187,7 @@ def _os_error_message(e: OSError, out: Any) -> str:
 
 def _run_inner(exp: Experiment, specs: list[Spec], kw: dict[str, Any], precision: str) -> None:
     config = _config(exp, specs, kw)
+    cluster = _cluster(kw)
     out, quiet = kw["sims_out"], kw["sims_quiet"]
     console = Console(highlight=False)
     progress = None
@@ -146,10 +199,12 @@ def _run_inner(exp: Experiment, specs: list[Spec], kw: dict[str, Any], precision
         if kw["sims_dry_run"]:
             render.print_plan(console, p, full=True)
             raise typer.Exit(EXIT_OK if p.fits else EXIT_MEMORY)
+        _report_damaged(p, strict=kw["sims_strict"])
         if not quiet:
             render.print_plan(render.err_console(), p, full=False)
+        backend = _backend(p, cluster, quiet=quiet)
         progress = None if quiet else render.Progress()
-        res = engine.execute(p, on_event=_both(progress, runtime.STOP))
+        res = engine.execute(p, on_event=_both(progress, runtime.STOP), backend=backend)
     except typer.Exit:
         raise
     except KeyboardInterrupt:

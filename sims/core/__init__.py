@@ -22,19 +22,19 @@ from typing import TYPE_CHECKING, Any
 __all__ = [
     "PRECISIONS", "WouldNotFit", "PlannedCell", "Plan", "RunResult", "key_seed", "cell_key",
     "plan", "execute", "run", "wait_for_device",
-    "Event", "Started", "BatchStarted", "CellFinished", "BatchFinished", "Finished",
+    "Event", "Started", "BatchStarted", "CellFinished", "BatchFinished", "Waiting", "Finished",
 ]
 
 _HOME = {
     **dict.fromkeys(("PRECISIONS", "WouldNotFit", "PlannedCell", "Plan", "key_seed", "cell_key", "plan"),
                     "sims.core.planning"),
     **dict.fromkeys(("RunResult", "execute", "run", "wait_for_device", "Event", "Started", "BatchStarted",
-                     "CellFinished", "BatchFinished", "Finished"), "sims.core.execution"),
+                     "CellFinished", "BatchFinished", "Waiting", "Finished"), "sims.core.execution"),
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from sims.core.execution import (BatchFinished, BatchStarted, CellFinished, Event, Finished, RunResult, Started,
-                                   execute, run, wait_for_device)
+                                     Waiting, execute, run, wait_for_device)
     from sims.core.planning import PRECISIONS, Plan, PlannedCell, WouldNotFit, cell_key, key_seed, plan
 
 

@@ -18,12 +18,13 @@ import dataclasses
 import os
 import re
 import time
+from collections import deque
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 
-from sims.core import provenance, record, store
+from sims.core import claims, provenance, record, store
 from sims.core.experiment import Experiment, VerdictRow
 from sims.core.planning import Plan, PlannedCell, WouldNotFit, cell_key, plan, short_cell
 
@@ -32,11 +33,15 @@ __all__ = [
     "BatchStarted",
     "CellFinished",
     "BatchFinished",
+    "Waiting",
     "Finished",
     "Event",
     "RunResult",
     "execute",
     "run",
+    "compute_batch",
+    "SerialBackend",
+    "Done",
     "verdict_rows",
     "wait_for_device",
 ]
@@ -88,13 +93,23 @@ class BatchFinished:
 
 
 @dataclasses.dataclass(frozen=True)
+class Waiting:
+    """Nothing finished in the last poll: ``cells`` are those held by other processes, waited for
+    once this run's own are done (empty while this run's batches are still computing elsewhere)."""
+
+    cells: tuple[PlannedCell, ...]
+    done: int
+    total: int
+
+
+@dataclasses.dataclass(frozen=True)
 class Finished:
     """The verdict is judged and the manifest written."""
 
     result: "RunResult"
 
 
-Event = Started | BatchStarted | CellFinished | BatchFinished | Finished
+Event = Started | BatchStarted | CellFinished | BatchFinished | Waiting | Finished
 
 
 @dataclasses.dataclass
@@ -110,6 +125,12 @@ class RunResult:
 
 
 # ----------------------------------------------------------------------------- running
+
+
+def add_cells_note(e: BaseException, exp: Experiment, members: tuple[PlannedCell, ...]) -> None:
+    """Say in ``e``'s traceback which cells were being computed."""
+    ids = ", ".join(m.cell_id for m in members)
+    e.add_note(f"while running {exp.name} cell(s) {ids}: {short_cell(members[0].cell, 200)}")
 
 
 def verdict_rows(rows: Any) -> list[VerdictRow]:
@@ -144,7 +165,12 @@ def wait_for_device() -> None:
             pass
 
 
-def _compute_batch(exp: Experiment, cells: list[dict[str, Any]], mesh: Any = None) -> list[dict]:
+def compute_batch(exp: Experiment, cells: list[dict[str, Any]], mesh: Any = None) -> list[dict]:
+    """The arrays of ``cells`` (one batch: ``exp.run_batch``, or ``exp.run`` for one cell), on the host.
+
+    Pure given the cells: their keys come from :func:`sims.core.planning.cell_key`, so a worker of a
+    Dask sweep calls exactly this and gets the bits of the single process.
+    """
     keys = [cell_key(c) for c in cells]
     placement = {"mesh": mesh} if exp.shardable else {}
     if exp.run_batch is not None:
@@ -152,18 +178,90 @@ def _compute_batch(exp: Experiment, cells: list[dict[str, Any]], mesh: Any = Non
         if len(outs) != len(cells):
             raise RuntimeError(f"{exp.name}.run_batch returned {len(outs)} results for {len(cells)} cells")
     else:
+        if len(cells) != 1:
+            raise RuntimeError(f"{exp.name} has no run_batch but was given {len(cells)} cells")
         outs = [exp.run(cells[0], key=keys[0], **placement)]
     # Pull everything to the host so the timing covers the computation.
     return [jax.device_get(o) for o in outs]
 
 
-def execute(p: Plan, *, on_event: Callable[[Event], None] | None = None) -> RunResult:
+@dataclasses.dataclass
+class Done:
+    """A computed batch handed back by a backend: its call index, cells, arrays and times."""
+
+    index: int
+    cells: tuple[PlannedCell, ...]
+    outs: list[dict]
+    started: str
+    finished: str
+    call_s: float
+
+
+class SerialBackend:
+    """Computes each submitted batch in this process, one at a time (``capacity`` 1)."""
+
+    capacity = 1
+
+    def __init__(self, p: Plan):
+        self.p = p
+        self.queue: list[tuple[int, tuple[PlannedCell, ...]]] = []
+
+    @property
+    def busy(self) -> int:
+        return len(self.queue)
+
+    def submit(self, index: int, members: tuple[PlannedCell, ...]) -> None:
+        self.queue.append((index, members))
+
+    def next_done(self, timeout: float) -> list[Done]:
+        index, members = self.queue.pop(0)
+        started, t0 = provenance.now(), time.perf_counter()
+        try:
+            outs = compute_batch(self.p.exp, [m.cell for m in members], self.p.mesh)
+        except KeyboardInterrupt:
+            wait_for_device()
+            raise
+        except Exception as e:
+            add_cells_note(e, self.p.exp, members)
+            raise
+        return [Done(index, members, outs, started, provenance.now(), time.perf_counter() - t0)]
+
+    def close(self, *, cancel: bool) -> None:
+        self.queue.clear()
+
+
+def _claim(p: Plan, members: tuple[PlannedCell, ...], held: dict[str, claims.Claim]):
+    """``(mine, others, finished)``: the members this process now holds, those another holds, and
+    those found finished (by another process) once claimed."""
+    mine, others, finished = [], [], []
+    for m in members:
+        c = claims.claim(p.out, p.experiment, m.cell_id)
+        if c is None:
+            others.append(m)
+        elif not p.force and not m.problem and store.cell_done(m.path, m.cell_id):
+            claims.release(c)  # finished by another process between the plan and now
+            finished.append(m)
+        else:
+            held[m.cell_id] = c
+            mine.append(m)
+    return tuple(mine), others, finished
+
+
+def execute(p: Plan, *, on_event: Callable[[Event], None] | None = None, backend: Any = None,
+            poll_s: float = 0.5) -> RunResult:
     """Compute the plan's pending cells, store them, judge the verdict and write the manifest.
+
+    Each cell is claimed before it is computed (:mod:`sims.core.claims`): a cell another process
+    holds is skipped, then waited for once this run's own cells are done (and computed here if its
+    holder dies), so two runs into one folder compute each cell once.
 
     Args:
         p: a plan from :func:`sims.core.planning.plan`.
         on_event: called with each event (:class:`Started`, :class:`BatchStarted`,
-            :class:`CellFinished`, :class:`BatchFinished`, :class:`Finished`), in order.
+            :class:`CellFinished`, :class:`BatchFinished`, :class:`Waiting`, :class:`Finished`).
+        backend: where the batches are computed: None for this process (:class:`SerialBackend`),
+            or e.g. :class:`sims.core.dask_backend.DaskBackend`; files are written here either way.
+        poll_s: seconds between two looks at cells held by others.
 
     Returns:
         A :class:`RunResult` (verdict rows, computed and reused ids, every cell's arrays).
@@ -171,8 +269,9 @@ def execute(p: Plan, *, on_event: Callable[[Event], None] | None = None) -> RunR
     Raises:
         WouldNotFit: the plan does not fit (nothing is computed).
         StoreError: nothing can be written under ``p.out`` (before any work).
-        KeyboardInterrupt: propagates once in-flight device work has finished; every cell
-            finished before it is on disk, complete, and a rerun resumes from there.
+        KeyboardInterrupt: propagates once in-flight device work has finished (or, on a cluster,
+            pending cells are cancelled); every cell finished before it is on disk, complete, and
+            a rerun resumes from there.
     """
     emit = on_event or (lambda event: None)
     if not p.fits:
@@ -183,42 +282,79 @@ def execute(p: Plan, *, on_event: Callable[[Event], None] | None = None) -> RunR
     prov = provenance.provenance(p.precision)
     prov["device"]["used"] = p.devices
     store.clean_stale_temps(store.cells_dir(p.out, exp.name))
+    backend = SerialBackend(p) if backend is None else backend
     computed: list[str] = []
     total, calls = p.n_pending, len(p.batches)
+    queue = deque(tuple(p.cells[i] for i in b) for b in p.batches)
+    held: dict[str, claims.Claim] = {}
+    waiting: list[PlannedCell] = []
+    done, index = 0, 0
     emit(Started(p, total, calls))
-    for index, batch in enumerate(p.batches):
-        members = tuple(p.cells[i] for i in batch)
-        emit(BatchStarted(index, calls, members, len(computed), total))
-        b_start, tb = provenance.now(), time.perf_counter()
-        try:
-            outs = _compute_batch(exp, [m.cell for m in members], p.mesh)
-        except KeyboardInterrupt:
-            wait_for_device()
-            raise
-        except Exception as e:
-            ids = ", ".join(m.cell_id for m in members)
-            e.add_note(f"while running {exp.name} cell(s) {ids}: {short_cell(members[0].cell, 200)}")
-            raise
-        call_s = time.perf_counter() - tb
-        b_end = provenance.now()
-        for m, arrays in zip(members, outs):
-            meta = record.cell_meta(p, m, provenance=prov, started=b_start, finished=b_end,
-                                    elapsed_s=call_s / len(members), batch_size=len(members))
-            store.write_cell(m.path, arrays, meta)
-            computed.append(m.cell_id)
-            emit(CellFinished(m, len(computed), total))
-        emit(BatchFinished(index, calls, len(members), len(computed), total, call_s, time.perf_counter() - t0))
+    try:
+        while queue or waiting or backend.busy:
+            while queue and backend.busy < backend.capacity:
+                mine, others, finished = _claim(p, queue.popleft(), held)
+                waiting += others
+                done += len(finished)
+                if mine:
+                    emit(BatchStarted(index, max(calls, index + 1), mine, done, total))
+                    backend.submit(index, mine)
+                    index += 1
+            if backend.busy:
+                finished = backend.next_done(poll_s)
+                for d in finished:
+                    done = _store_batch(p, d, prov, held, computed, done, total, emit)
+                    emit(BatchFinished(d.index, max(calls, index), len(d.cells), done, total, d.call_s,
+                                       time.perf_counter() - t0))
+                if not finished:
+                    emit(Waiting((), done, total))  # a safe point while a cluster computes
+                continue
+            if waiting:
+                still = []
+                for pc in waiting:
+                    if store.cell_done(pc.path, pc.cell_id):
+                        done += 1
+                    elif claims.is_stale(claims.claim_path(p.out, p.experiment, pc.cell_id)) or \
+                            not claims.claim_path(p.out, p.experiment, pc.cell_id).exists():
+                        queue.append((pc,))  # its holder is gone: compute it here
+                    else:
+                        still.append(pc)
+                waiting = still
+                if waiting and not queue:
+                    emit(Waiting(tuple(waiting), done, total))
+                    time.sleep(poll_s)
+    except BaseException:  # Ctrl-C, or a cell that failed: cancel what is pending
+        backend.close(cancel=True)
+        raise
+    finally:
+        for c in held.values():
+            claims.release(c)
+    backend.close(cancel=False)
 
     results = record.load_results(p)
     rows = verdict_rows(exp.verdict(p.config, results))
     m = record.manifest(p, rows, computed, provenance=prov, started=started, finished=provenance.now(),
                         elapsed_s=time.perf_counter() - t0)
     mpath = record.write_manifest(p, m)
-    done = set(computed)
-    reused = [pc.cell_id for pc in p.cells if pc.cell_id not in done]
+    mine = set(computed)
+    reused = [pc.cell_id for pc in p.cells if pc.cell_id not in mine]
     result = RunResult(p.run_id, mpath, rows, m["passed"], computed, reused, results, p)
     emit(Finished(result))
     return result
+
+
+def _store_batch(p: Plan, d: Done, prov: dict, held: dict, computed: list[str], done: int, total: int,
+                 emit: Callable[[Event], None]) -> int:
+    """Write the cells of a computed batch, release their claims; return the new ``done`` count."""
+    for m, arrays in zip(d.cells, d.outs):
+        meta = record.cell_meta(p, m, provenance=prov, started=d.started, finished=d.finished,
+                                elapsed_s=d.call_s / len(d.cells), batch_size=len(d.cells))
+        store.write_cell(m.path, arrays, meta)
+        claims.release(held.pop(m.cell_id))
+        computed.append(m.cell_id)
+        done += 1
+        emit(CellFinished(m, done, total))
+    return done
 
 
 def run(

@@ -53,13 +53,18 @@ class WouldNotFit(RuntimeError):
 
 @dataclasses.dataclass
 class PlannedCell:
-    """One cell of a plan: the stamped cell, its id, its result file, whether it is stored."""
+    """One cell of a plan: the stamped cell, its id, its result file, whether it is stored.
+
+    ``problem`` says why a file at ``path`` is not reused (unreadable, checksum mismatch, another
+    cell): the cell is then recomputed, or the run stopped under ``--strict``.
+    """
 
     cell: dict[str, Any]
     cell_id: str
     path: Path
     done: bool
     est_bytes: int | None
+    problem: str = ""
 
 
 @dataclasses.dataclass
@@ -79,6 +84,7 @@ class Plan:
     fits: bool
     message: str = ""
     mesh: Any = None  # the row mesh of a shardable experiment (None: one device)
+    force: bool = False  # recompute stored cells too
 
     @property
     def experiment(self) -> str:
@@ -92,6 +98,11 @@ class Plan:
     @property
     def pending(self) -> list[PlannedCell]:
         return [c for c in self.cells if not c.done]
+
+    @property
+    def damaged(self) -> list[PlannedCell]:
+        """Cells whose stored file exists but cannot be reused (see :attr:`PlannedCell.problem`)."""
+        return [c for c in self.cells if c.problem]
 
     @property
     def n_pending(self) -> int:
@@ -212,7 +223,8 @@ def plan(
         config: an instance of ``exp.config``.
         out: the results folder.
         precision: ``"float64"`` (needs ``jax_enable_x64``) or ``"float32"``.
-        force: plan to recompute stored cells too.
+        force: plan to recompute stored cells too.  Otherwise each stored cell is read and its
+            checksum verified: a damaged one is planned again, its reason in ``problem``.
         devices: how many local devices split each cell's rows (see :mod:`sims.host.devices`);
             None means all of them for a shardable experiment, one otherwise.
         memory: ``(bytes, where)`` the run may use; None probes
@@ -239,10 +251,11 @@ def plan(
     for c in _stamped_cells(exp, config, precision):
         cid = store.cell_id(c)
         path = store.cell_path(out, exp.name, cid)
-        done = (not force) and store.cell_done(path, cid)
+        problem = "missing" if force else store.cell_problem(path, cid)
         est = int(exp.estimate_bytes(c, **per_device)) if exp.estimate_bytes is not None else None
-        planned.append(PlannedCell(c, cid, path, done, est))
+        planned.append(PlannedCell(c, cid, path, problem is None, est, "" if problem in (None, "missing") else problem))
     available, where = _memory.available_bytes() if memory is None else memory
     batches, peak, fits, message = _batches(exp, planned, available, where, mesh)
     rid = store.run_id(exp.name, cfg, precision)
-    return Plan(exp, config, precision, out, rid, planned, batches, peak, available, where, fits, message, mesh)
+    return Plan(exp, config, precision, out, rid, planned, batches, peak, available, where, fits, message, mesh,
+                force)

@@ -8,10 +8,11 @@ verdict rows (claim ids, short names and full statements), the memory plan and t
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
-from sims.core import store
+from sims.core import claims, store
 from sims.core.experiment import VerdictRow
 from sims.core.planning import Plan, PlannedCell, config_dict, key_seed
 
@@ -47,6 +48,7 @@ def cell_meta(p: Plan, pc: PlannedCell, *, provenance: dict[str, Any], started: 
         "finished": finished,
         "elapsed_s": elapsed_s,
         "batch_size": batch_size,
+        "computed_by": {"host": claims.HOST, "pid": os.getpid()},
     }
 
 
@@ -78,7 +80,8 @@ def manifest(p: Plan, rows: list[VerdictRow], computed: list[str], *, provenance
         "out": str(p.out),
         "cell_ids": [pc.cell_id for pc in p.cells],
         "cells": [
-            {"cell_id": pc.cell_id, "cell": pc.cell, "status": "computed" if pc.cell_id in done else "reused"}
+            {"cell_id": pc.cell_id, "cell": pc.cell, "status": "computed" if pc.cell_id in done else "reused",
+             **({"replaced": pc.problem} if pc.problem else {})}  # a damaged file this run recomputed
             for pc in p.cells
         ],
         "counts": {"cells": len(p.cells), "computed": len(done), "reused": len(p.cells) - len(done)},

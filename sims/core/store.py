@@ -7,7 +7,10 @@ Layout under an output folder ``out`` (``results/`` by default)::
 
 A cell file is a plain ``.npz`` (``np.load(path)`` reads it without pickle); the entry
 ``__meta__`` is a 0-d string array holding the cell's metadata as JSON (the cell dict, its id,
-seed, experiment, provenance, timestamps).  Every file is written atomically: into a temporary
+seed, experiment, provenance, timestamps) and its checksum: the SHA-256 of its arrays (names, dtypes,
+shapes and bytes) and of its cell dict, verified by every read (:func:`verify_cell`), so a file
+whose arrays or cell were altered is reported by name (:class:`CorruptCell`) and never used.
+Every file is written atomically: into a temporary
 file in the same folder, flushed and fsynced, then ``os.replace``d onto its final name and the
 folder fsynced.  A file that exists is therefore complete, and an interrupted run (Ctrl-C,
 ``kill``, even ``kill -9``) leaves at most a stray temporary file, which later runs ignore and
@@ -34,6 +37,7 @@ import numpy as np
 
 __all__ = [
     "StoreError",
+    "CorruptCell",
     "META_KEY",
     "check_writable",
     "canonical_json",
@@ -52,6 +56,9 @@ __all__ = [
     "write_cell",
     "read_cell",
     "read_cell_meta",
+    "arrays_digest",
+    "verify_cell",
+    "cell_problem",
     "cell_done",
     "write_manifest",
     "read_manifest",
@@ -69,6 +76,10 @@ _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 class StoreError(ValueError):
     """A result could not be stored or read back (bad name, bad value, unreadable file)."""
+
+
+class CorruptCell(StoreError):
+    """A cell file is readable but its checksum does not match its arrays or its cell."""
 
 
 # ----------------------------------------------------------------------------- ids
@@ -305,7 +316,10 @@ def write_cell(path: str | os.PathLike, arrays: Mapping[str, Any], meta: Mapping
         if not isinstance(name, str) or not _ARRAY_NAME.match(name) or name.startswith("__"):
             raise StoreError(f"bad result name {name!r}: use letters, digits and _ (not starting with __)")
         entries[name] = _as_array(name, value)
-    meta_text = json.dumps(_jsonable(dict(meta), "meta", finite=False), sort_keys=True, indent=1)
+    meta = dict(meta)
+    meta["checksum"] = {"algorithm": "sha256", "arrays": arrays_digest(entries),
+                        **({"cell": digest(meta["cell"])} if "cell" in meta else {})}
+    meta_text = json.dumps(_jsonable(meta, "meta", finite=False), sort_keys=True, indent=1)
     entries[META_KEY] = np.array(meta_text)
     with atomic_writer(path, "wb") as f:
         with zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
@@ -326,14 +340,50 @@ def _meta_from(npz) -> dict[str, Any]:
 _UNREADABLE = (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError)
 
 
-def read_cell(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """``(arrays, meta)`` of a stored cell."""
+def arrays_digest(arrays: Mapping[str, Any]) -> str:
+    """Hex SHA-256 of a cell's arrays: each name (sorted), dtype, shape and C-order bytes."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        arr = np.ascontiguousarray(arrays[name])
+        h.update(canonical_json([name, arr.dtype.str, list(arr.shape)]).encode("utf-8"))
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def verify_cell(path: str | os.PathLike, arrays: Mapping[str, Any], meta: Mapping[str, Any]) -> bool:
+    """Raise :class:`CorruptCell` unless ``meta``'s checksum matches ``arrays`` and the cell.
+
+    Returns True when verified, False for a file written before checksums existed (no
+    ``"checksum"`` entry: accepted, so that older results folders stay usable; ``sims verify``
+    lists them).
+    """
+    check = meta.get("checksum")
+    if check is None:
+        return False
+    if not isinstance(check, Mapping) or check.get("algorithm") != "sha256" or "arrays" not in check:
+        raise CorruptCell(f"cell file {path}: its checksum entry is malformed ({check!r})")
+    if arrays_digest(arrays) != check["arrays"]:
+        raise CorruptCell(f"cell file {path}: its arrays do not match their checksum (altered or damaged)")
+    if "cell" in meta or "cell" in check:
+        try:
+            ok = digest(meta.get("cell")) == check.get("cell")
+        except StoreError:
+            ok = False
+        if not ok:
+            raise CorruptCell(f"cell file {path}: its cell does not match its checksum (altered or damaged)")
+    return True
+
+
+def read_cell(path: str | os.PathLike, *, verify: bool = True) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """``(arrays, meta)`` of a stored cell, its checksum verified (:class:`CorruptCell` if not)."""
     try:
         with np.load(path, allow_pickle=False) as npz:
             meta = _meta_from(npz)
             arrays = {k: npz[k] for k in npz.files if k != META_KEY}
     except _UNREADABLE as e:
         raise StoreError(f"cannot read cell file {path}: {type(e).__name__}: {e}") from None
+    if verify:
+        verify_cell(path, arrays, meta)
     return arrays, meta
 
 
@@ -346,10 +396,23 @@ def read_cell_meta(path: str | os.PathLike) -> dict[str, Any] | None:
         return None
 
 
+def cell_problem(path: str | os.PathLike, cid: str | None = None) -> str | None:
+    """Why ``path`` cannot be reused as cell ``cid``: None if it holds that cell, verified;
+    ``"missing"`` if there is no file; otherwise the reason (unreadable, checksum, other cell)."""
+    if not os.path.exists(path):
+        return "missing"
+    try:
+        _, meta = read_cell(path)
+    except StoreError as e:
+        return str(e)
+    if cid is not None and meta.get("cell_id") != cid:
+        return f"cell file {path} holds cell {meta.get('cell_id')!r}, not {cid!r}"
+    return None
+
+
 def cell_done(path: str | os.PathLike, cid: str | None = None) -> bool:
-    """Whether ``path`` holds a finished, readable cell (with id ``cid`` when given)."""
-    meta = read_cell_meta(path)
-    return meta is not None and (cid is None or meta.get("cell_id") == cid)
+    """Whether ``path`` holds a finished cell (with id ``cid`` when given) whose checksum matches."""
+    return cell_problem(path, cid) is None
 
 
 # ----------------------------------------------------------------------------- manifests

@@ -1,8 +1,9 @@
 """Gradient descent on a long trainable prefix, against the NTK theory (spec 2.1, claims 1-6).
 
 Training: ``L(P) = 1/2 sum_i ||F(P; x_i) - y_i||^2``, full-batch gradient descent with constant
-``eta`` (default ``1/||H*||_2``), the step loop inside ``lax.scan`` and seeds batched with
-``vmap``.  Kernel metrics are taken every ``log_every`` steps, not every step.
+``eta`` (default ``1/||H*||_2``), the step loop inside ``lax.scan``; the seeds of a batch share
+the data and one compiled program, each cell computed by its own call (not ``vmap``), so a cell's
+bits do not depend on its batch.  Kernel metrics are taken every ``log_every`` steps, not every step.
 
 Measured per cell (one model, m, parametrization and seed) and compared in the verdict:
 
@@ -116,12 +117,14 @@ def problem(cell):
     return U, y, V, H_star, float(ev[0]), float(eta)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "m", "d", "k", "steps", "log_every", "parametrization", "mesh"))
-def _train(keys, U, y, V, eta, sigma, *, model, m, d, k, steps, log_every, parametrization, mesh=None):
-    """Gradient descent for each key (vmapped).  With a ``mesh`` the prefix rows are drawn on, and
-    stay split over, its devices: XLA partitions the forward pass and gradient, the kernels use
-    the row-sharded reductions; the numbers are those of ``mesh=None`` up to summation order.
-    ``model`` is the :class:`theory.StylizedModel` itself (a static argument), by default
+_STATIC = ("model", "m", "d", "k", "steps", "log_every", "parametrization", "mesh")
+
+
+def train_cell(key, U, y, V, eta, sigma, *, model, m, d, k, steps, log_every, parametrization, mesh=None):
+    """Gradient descent from the prefix drawn with one ``key``.  With a ``mesh`` the prefix rows are
+    drawn on, and stay split over, its devices: XLA partitions the forward pass and gradient, the
+    kernels use the row-sharded reductions; the numbers are those of ``mesh=None`` up to summation
+    order.  ``model`` is the :class:`theory.StylizedModel` itself (a static argument), by default
     :data:`DEFAULT_MODEL`, whose ``ntk_rule`` is the kernel measured below."""
     red = row_reducers(mesh, DEFAULT_CHUNK)
 
@@ -159,7 +162,13 @@ def _train(keys, U, y, V, eta, sigma, *, model, m, d, k, steps, log_every, param
             "H0": H0,
         }
 
-    return jax.vmap(one)(keys)
+    return one(key)
+
+
+#: One compiled program per (shape, model, parametrization), called once per cell: a cell's bits
+#: never depend on its batch-mates (a vmapped batch of 2 and of 3 differed in the last bits, which
+#: the mean-field control amplified to 0.9 of 354 in kernel_change; issue 22).
+_train = jax.jit(train_cell, static_argnames=_STATIC)
 
 
 def run_batch(cells_, *, keys, mesh=None):
@@ -170,10 +179,11 @@ def run_batch(cells_, *, keys, mesh=None):
     # Mean-field kernels are H/m; compare them on the NTK scale.
     kscale = float(m) if c["parametrization"] == "mean-field" else 1.0
     model = T.get_model(c["model"])
-    out = _train(keys, U, y, V, jnp.asarray(eta_run, U.dtype), jnp.asarray(c["sigma"], U.dtype), model=model,
-                 m=m, d=c["d"], k=c["k"], steps=c["steps"], log_every=c["log_every"],
-                 parametrization=c["parametrization"], mesh=mesh)
-    out = jax.tree_util.tree_map(np.asarray, out)
+    args = (U, y, V, jnp.asarray(eta_run, U.dtype), jnp.asarray(c["sigma"], U.dtype))
+    static = dict(model=model, m=m, d=c["d"], k=c["k"], steps=c["steps"], log_every=c["log_every"],
+                  parametrization=c["parametrization"], mesh=mesh)
+    per_cell = [jax.tree_util.tree_map(np.asarray, _train(keys[b], *args, **static)) for b in range(len(cells_))]
+    out = {name: [o[name] for o in per_cell] for name in per_cell[0]}
     t = np.arange(c["steps"] + 1)
     # A model's exact constant E m||H(0) - H*||^2 (exp-sign) depends on the inputs only: one per batch.
     C_exact = None if model.fluctuation is None else np.asarray(model.fluctuation(U, sigma=c["sigma"]))

@@ -1,0 +1,133 @@
+"""Claims: a cell is claimed before it is computed, so that many writers share one results folder.
+
+    <out>/<experiment>/claims/<cell_id>.claim     {"pid", "host", "token", "time"} as JSON
+
+A claim is created with ``O_CREAT | O_EXCL``, so of two processes (two ``sims run``, or the
+driver of a Dask sweep and another run) exactly one gets it; the other skips the cell and, at
+the end of its own work, waits for the holder to finish it (see :mod:`sims.core.execution`).
+The holder removes its claim once the cell file is written (and on any exit it survives: an
+exception, Ctrl-C).
+
+A claim is *stale* when its holder cannot finish it: on this host, its pid is no longer
+running; from another host (a shared file system), its file was not refreshed for
+``stale_after`` seconds (holders refresh theirs after every call, :func:`refresh`).  A stale
+claim is broken by renaming it away (atomic: of two processes breaking it, one wins) and the
+cell is claimed again.  Like :mod:`sims.core.store`, this module is part of the store: the only
+code that writes under a results folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import socket
+import time
+import uuid
+from pathlib import Path
+
+from sims.core import store
+
+__all__ = ["STALE_AFTER_S", "Claim", "claim_path", "claim", "release", "refresh", "holder", "is_stale"]
+
+#: A claim from another host whose file is older than this is stale (its holder refreshes it after
+#: every call; a call longer than this on a shared folder needs a larger value).
+STALE_AFTER_S = float(os.environ.get("PREFIX_NTK_CLAIM_STALE_S", 6 * 3600))
+HOST = socket.gethostname()
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """A claim this process holds on one cell."""
+
+    path: Path
+    token: str
+
+
+def claims_dir(out: str | os.PathLike, experiment: str) -> Path:
+    return store.experiment_dir(out, experiment) / "claims"
+
+
+def claim_path(out: str | os.PathLike, experiment: str, cid: str) -> Path:
+    return claims_dir(out, experiment) / f"{cid}.claim"
+
+
+def holder(path: str | os.PathLike) -> dict | None:
+    """The holder recorded in a claim file (``pid``, ``host``, ``token``, ``time``), or None if absent.
+
+    A claim being written (empty, or cut short) reads as ``{}``: held by someone, not stale yet.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def is_stale(path: str | os.PathLike, *, stale_after: float | None = None) -> bool:
+    """Whether the claim at ``path`` can no longer be finished by its holder (see the module doc)."""
+    info = holder(path)
+    if info is None:
+        return False
+    try:
+        age = time.time() - os.stat(path).st_mtime
+    except FileNotFoundError:
+        return False
+    if info.get("host") == HOST and isinstance(info.get("pid"), int):
+        return not store._pid_alive(info["pid"]) if info["pid"] != os.getpid() else False
+    return age > (STALE_AFTER_S if stale_after is None else stale_after)
+
+
+def claim(out: str | os.PathLike, experiment: str, cid: str, *, stale_after: float | None = None) -> Claim | None:
+    """Claim cell ``cid``: a :class:`Claim` if this process now holds it, None if another does.
+
+    A stale claim is broken (renamed away) and the cell claimed again.
+    """
+    path = claim_path(out, experiment, cid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex
+    data = json.dumps({"pid": os.getpid(), "host": HOST, "token": token, "time": time.time()}).encode()
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            if not is_stale(path, stale_after=stale_after):
+                return None
+            broken = path.with_name(f".{path.name}.stale-{token}")
+            try:
+                os.rename(path, broken)  # of two processes breaking it, one rename succeeds
+            except FileNotFoundError:
+                continue
+            with contextlib.suppress(OSError):
+                os.unlink(broken)
+            continue
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return Claim(path, token)
+    return None
+
+
+def refresh(claims: list[Claim]) -> None:
+    """Touch the files of claims this process holds (other hosts then see them as live)."""
+    for c in claims:
+        with contextlib.suppress(OSError):
+            os.utime(c.path)
+
+
+def release(c: Claim) -> None:
+    """Remove a claim this process holds (if it still holds it: a claim broken as stale and taken
+    by another process is left to that one)."""
+    info = holder(c.path)
+    if info is not None and info.get("token") == c.token:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(c.path)

@@ -1,0 +1,130 @@
+"""Many writers, one store (issue 22): a cell is claimed (O_EXCL) before it is computed, stale claims
+are broken, and two concurrent ``sims run`` into one ``--out`` compute each cell once and end with
+the same verdict."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import sims_toy
+from sims.core import claims, runner, store
+from sims.experiments import get
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+
+_SCRIPT = """
+import sys
+sys.path.insert(0, {tests!r})
+import sims_toy
+sims_toy.SLEEP_PER_BATCH[0] = {sleep}
+from sims.cli.app import main
+main(sys.argv[1:])
+"""
+
+
+def _spawn(out: Path, args: list[str], sleep: float = 0.3) -> subprocess.Popen:
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1", PREFIX_NTK_COMPILE_CACHE="off", COLUMNS="200")
+    return subprocess.Popen(
+        [sys.executable, "-c", _SCRIPT.format(tests=str(TESTS), sleep=sleep), "run", "toy", "--out", str(out), *args],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+
+
+def test_claim_is_exclusive_and_released(tmp_path):
+    a = claims.claim(tmp_path, "toy", "c1")
+    assert a is not None and claims.holder(a.path)["pid"] == os.getpid()
+    assert claims.claim(tmp_path, "toy", "c1") is None  # held (by this live process): not stale
+    claims.release(a)
+    assert not a.path.exists()
+    b = claims.claim(tmp_path, "toy", "c1")
+    assert b is not None and b.token != a.token
+    claims.release(a)  # an old claim's release leaves the new holder's claim alone
+    assert b.path.exists()
+
+
+def test_stale_claims_are_broken(tmp_path):
+    path = claims.claim_path(tmp_path, "toy", "c1")
+    path.parent.mkdir(parents=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    path.write_text(json.dumps({"pid": int(dead.stdout), "host": claims.HOST, "token": "x"}))
+    assert claims.is_stale(path)
+    c = claims.claim(tmp_path, "toy", "c1")
+    assert c is not None and claims.holder(path)["pid"] == os.getpid()
+    claims.release(c)
+    # Another host's claim: live until its file is older than stale_after.
+    path.write_text(json.dumps({"pid": 1, "host": "elsewhere", "token": "y"}))
+    assert not claims.is_stale(path, stale_after=60) and claims.claim(tmp_path, "toy", "c1", stale_after=60) is None
+    old = time.time() - 120
+    os.utime(path, (old, old))
+    assert claims.is_stale(path, stale_after=60)
+    assert claims.claim(tmp_path, "toy", "c1", stale_after=60) is not None
+    # A live process of this host (this one, with another token) is never stale.
+    path.write_text(json.dumps({"pid": os.getpid(), "host": claims.HOST, "token": "z"}))
+    os.utime(path, (old, old))
+    assert not claims.is_stale(path, stale_after=60)
+
+
+def test_run_skips_cells_held_by_another_and_waits_for_them(tmp_path):
+    exp = get("toy")
+    cfg = exp.config(x=(0.0, 1.0), seeds=1)
+    p = runner.plan(exp, cfg, out=tmp_path)
+    held = p.cells[0]
+    # Another process holds cell 0 (this host, a live pid: our parent).
+    path = claims.claim_path(tmp_path, "toy", held.cell_id)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"pid": os.getppid(), "host": claims.HOST, "token": "other"}))
+    waits = []
+
+    def on_event(e):
+        if isinstance(e, runner.Waiting):
+            waits.append(e)
+            if len(waits) == 2:  # the other process finishes the cell (as a second run would)
+                arrays = exp.run(held.cell, key=runner.cell_key({k: v for k, v in held.cell.items() if k != "dtype"}))
+                store.write_cell(held.path, arrays, {"cell_id": held.cell_id, "cell": held.cell})
+                path.unlink()
+
+    sims_toy.CALLS.clear()
+    res = runner.execute(p, on_event=on_event, poll_s=0.05)
+    assert len(waits) >= 2
+    assert sorted(store.cell_id(c) for c in sims_toy.CALLS) == sorted(pc.cell_id for pc in p.cells)  # each once
+    assert res.computed == [p.cells[1].cell_id] and res.reused == [held.cell_id]
+    assert not list(claims.claims_dir(tmp_path, "toy").iterdir())
+    # A holder that dies: its cell is computed here.
+    os.unlink(held.path)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    path.write_text(json.dumps({"pid": int(dead.stdout), "host": claims.HOST, "token": "dead"}))
+    res = runner.run(exp, cfg, out=tmp_path)
+    assert res.computed == [held.cell_id]
+
+
+def test_two_concurrent_runs_compute_each_cell_once(tmp_path):
+    out = tmp_path / "shared"
+    args = [a for i in range(8) for a in ("--x", str(i))] + ["--seeds", "1"]
+    procs = [_spawn(out, args), _spawn(out, args)]
+    texts = [p.communicate(timeout=300)[0].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], texts
+    computed = []
+    for text in texts:
+        line = next(ln for ln in text.splitlines() if "cell(s) computed" in ln)
+        computed.append(int(line.split()[0]))
+    assert sum(computed) == 8, texts  # each cell once, over both runs
+    # ...each file written by exactly one of the two processes, and both found the same verdict.
+    writers = {store.read_cell(p)[1]["computed_by"]["pid"] for p in store.cells_dir(out, "toy").glob("*.npz")}
+    assert len(writers) <= 2 and len(list(store.cells_dir(out, "toy").glob("*.npz"))) == 8
+    verdicts = [[ln for ln in t.splitlines() if "PASS" in ln or "FAIL" in ln] for t in texts]
+    assert verdicts[0] == verdicts[1] and verdicts[0]
+    assert not list(claims.claims_dir(out, "toy").iterdir())
+    ref = tmp_path / "ref"
+    runner.run(get("toy"), get("toy").config(x=tuple(float(i) for i in range(8)), seeds=1), out=ref)
+    for p in store.cells_dir(ref, "toy").glob("*.npz"):
+        a, b = store.read_cell(p)[0], store.read_cell(store.cells_dir(out, "toy") / p.name)[0]
+        assert all(np.array_equal(a[k], b[k]) for k in a)
