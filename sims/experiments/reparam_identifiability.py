@@ -40,12 +40,14 @@ from sims.core.experiment import Experiment, VerdictRow, register
 from sims.experiments.common import check_fields, option as _f
 from sims.experiments import reparam as _rp
 from theory.moe.identifiability import location_width, modulus, random_configurations, split_configurations
+from theory.moe.modulus_polish import polish_modulus, rescale_configuration
 from theory.moe.model import STRUCTURES, SHARED_STRUCTURES, Reparam
 from theory.moe.two_point import likelihood_ratio_test, separation_for_signal, split_pair
 
 KINDS = ("modulus", "two_point")
 ZERO = 1e-12  # ||f_G - f*|| <= ZERO ||f*||: equal to rounding (float64)
 SLOPE_TOL = 0.1
+SHARE = (0.05, 0.95)  # weight limits of the polished set: the split pair's first share (the random search's range)
 QUICK_N, FULL_N = (300, 3000, 30000), (1000, 3162, 10000, 31623, 100000)
 # (structure, scaling, control): least-favourable pairs, then the controls that must be told apart.
 CASES = (("nonshared", "half", False), ("shared_linear", "quarter", False), ("shared_tanh", "quarter", False),
@@ -60,6 +62,8 @@ class IdentifiabilityConfig:
     n_mc: int = _f(1024, "Inputs drawn from mu for the L2(mu) norms.")
     angles: int = _f(60, "Split directions on the half circle (shared; non-shared: a 4 x 4 x 5 grid).")
     random: int = _f(256, "Random configuration shapes, each tried at 15 scales 10^-4.5 .. 10^-1.")
+    polish: int = _f(0, "Starts polished by local minimisation (the lowest distinct sampled ratios); 0 = 2 (quick) "
+                        "or 6.", minimum=0)
     n: tuple[int, ...] = _f((), "Two-point sample sizes; empty = 300, 3e3, 3e4 (quick) or 5 points 1e3..1e5.")
     reps: int = _f(0, "Two-point replications per n; 0 = 200 (quick) or 1000.", minimum=0)
     noise: float = _f(0.01, "Noise sd of the two-point data (only n / noise^2 matters: n_eff = n (0.1/noise)^2).", range="(0, 1e3]")
@@ -89,7 +93,8 @@ class IdentifiabilityConfig:
 def cells(cfg: IdentifiabilityConfig) -> list[dict]:
     out = []
     if "modulus" in cfg.parts:
-        common = {"kind": "modulus", "n_mc": cfg.n_mc, "angles": cfg.angles, "random": cfg.random, "seed": 0}
+        common = {"kind": "modulus", "n_mc": cfg.n_mc, "angles": cfg.angles, "random": cfg.random,
+                  "polish": cfg.polish or (2 if cfg.quick else 6), "seed": 0}
         out += [{**common, "structure": s, "variant": "standard"} for s in STRUCTURES]
         out += [{**common, "structure": "shared_linear", "variant": "broken"}]
     if "two_point" in cfg.parts:
@@ -134,41 +139,93 @@ SCALES = 10.0 ** np.arange(-4.5, -0.99, 0.25)  # scales of the random search (th
 APPROACH_EPS = np.logspace(-7, -2, 11)  # key half-separation, at value half-separation 0.1
 
 
-def _run_modulus(cell, key):
+def _search(cell, key):
+    """The sampled search: ``(problem, X, configs, source, atom, n_sweep_directions)``."""
     s = cell["structure"]
     frozen, reparam, truth = _problem(s, cell["variant"])
     X = _inputs(cell["n_mc"])
     q = location_width(s, d=2, reparam=reparam)
     U = _directions(s, q, cell["angles"])
     d1 = np.concatenate([r * U for r in RHO])
-    sweep = {f"{atom}": split_configurations(truth, structure=s, atom=atom, delta1=d1, delta2=-d1,
-                                             frac=np.full(len(d1), 0.5), d=2) for atom in (0, 1)}
+    sweep = [split_configurations(truth, structure=s, atom=atom, delta1=d1, delta2=-d1,
+                                  frac=np.full(len(d1), 0.5), d=2) for atom in (0, 1)]
     # Random search with common shapes: the same random configurations (scale-free shapes) at every
     # scale, so the bin minima differ by the function, not by the luck of the draw.
     k0, k1 = jax.random.split(key)
+    pairs = [(r, atom, k) for r in SCALES for atom, k in ((0, k0), (1, k1))]
     rand = [random_configurations(truth, structure=s, key=k, count=cell["random"] // 2, rho_min=r, rho_max=r, d=2,
-                                  atom=atom) for r in SCALES for atom, k in ((0, k0), (1, k1))]
-    parts = [sweep["0"], sweep["1"], *rand]
+                                  atom=atom) for r, atom, k in pairs]
+    parts = [*sweep, *rand]
+    atoms = [np.zeros(len(d1), int), np.ones(len(d1), int)] + [np.full(len(p["b"]), a) for p, (_, a, _) in
+                                                             zip(rand, pairs)]
     if s == "nonshared":  # the approach to the equal-key manifold: keys eps apart, values 0.1 apart
         e1 = np.array([1.0, 0.0])
         ap = np.array([np.r_[e * e1, 0.1 * e1] for e in APPROACH_EPS])
         parts.append(split_configurations(truth, structure=s, atom=0, delta1=ap, delta2=-ap,
                                           frac=np.full(len(ap), 0.5), d=2))
+        atoms.append(np.zeros(len(ap), int))
     configs = {k: jnp.concatenate([p[k] for p in parts]) for k in truth}
-    m = jax.device_get(modulus(frozen, truth, configs, structure=s, X=X, reparam=reparam))
     n_sweep, n_rand = 2 * len(d1), sum(len(p["b"]) for p in rand)
-    on_manifold = np.zeros(len(m.ratio), bool)
+    source = np.repeat(np.array([0, 1, 2, 3]), [n_sweep // 2, n_sweep // 2, n_rand, len(configs["b"]) - n_sweep - n_rand])
+    equal_keys = np.zeros(len(source), bool)
     if s == "nonshared":
-        key_part = np.linalg.norm(np.concatenate([d1, d1])[:, :2], axis=1)
-        on_manifold[:n_sweep] = key_part == 0
-    return {
+        equal_keys[:n_sweep] = np.tile(np.linalg.norm(d1[:, :2], axis=1) == 0, 2)
+    return (frozen, reparam, truth), X, configs, source, np.concatenate(atoms), equal_keys
+
+
+def _polish_starts(m, source, equal_keys, count):
+    """Indices of the ``count`` lowest sampled ratios with distinct values (to 0.1%: the same
+    shape at another scale, or the sweep's ``u`` and ``-u``, counts once) and their bins.  The
+    approach family and, for the non-shared structure, the exact zeros of the equal-key manifold
+    are left out: polishing starts from where the search did not already reach 0."""
+    loc, ratio = np.asarray(m.location_error), np.asarray(m.ratio)
+    binned = np.searchsorted(BIN_EDGES * (1 - 1e-9), loc, side="right") - 1
+    sel = np.flatnonzero((source < 3) & ~equal_keys & (binned >= 0) & (binned < len(RHO)))
+    sel = sel[np.argsort(ratio[sel], kind="stable")]
+    _, first = np.unique(np.round(np.log(ratio[sel]), 3), return_index=True)
+    best = sel[np.sort(first)[:count]]
+    return best, binned[best]
+
+
+def _polish(s, problem, X, configs, m, source, atom, equal_keys, count):
+    """Polish the ``count`` best distinct starts of the search (each in its bin), then carry the
+    best minimiser's shape to every bin (:func:`rescale_configuration`) and polish it there too:
+    per bin the same basin, so the bins differ by the function, not by where the minimiser stopped."""
+    frozen, reparam, truth = problem
+    idx, bins = _polish_starts(m, source, equal_keys, count)
+    kw = {"structure": s, "X": X, "reparam": reparam, "share": SHARE}
+    pol = [(j, polish_modulus(frozen, truth, {k: v[idx[bins == j]] for k, v in configs.items()}, atom=atom[idx[bins == j]],
+                              rho=(BIN_EDGES[j], BIN_EDGES[j + 1]), **kw)) for j in np.unique(bins)]
+    j0, p0 = min(pol, key=lambda jp: float(np.min(jp[1].ratio)))
+    i0 = int(np.argmin(p0.ratio))
+    a0 = int(atom[idx[bins == j0]][i0])
+    shape = {k: v[i0] for k, v in p0.configs.items()}
+    for j in range(len(RHO)):
+        moved = rescale_configuration(shape, truth, structure=s, atom=a0, factor=RHO[j] / RHO[j0])
+        pol.append((j, polish_modulus(frozen, truth, {k: v[None] for k, v in moved.items()}, atom=a0,
+                                      rho=(BIN_EDGES[j], BIN_EDGES[j + 1]), **kw)))
+    cat = lambda name: np.concatenate([getattr(p, name) for _, p in pol])  # noqa: E731
+    return {"polish_bin": np.concatenate([np.full(len(p.ratio), j) for j, p in pol]),
+            "polish_carried": np.concatenate([np.full(len(p.ratio), k >= len(pol) - len(RHO)) for k, (_, p) in
+                                              enumerate(pol)]),
+            "polish_start": cat("start_ratio"), "polish_ratio": cat("ratio"), "polish_distance": cat("distance"),
+            "polish_merged_error": cat("merged_error"), "polish_share": cat("share"), "polish_moved": cat("moved"),
+            "polish_iterations": cat("iterations")}
+
+
+def _run_modulus(cell, key):
+    s = cell["structure"]
+    (frozen, reparam, truth), X, configs, source, atom, equal_keys = _search(cell, key)
+    m = jax.device_get(modulus(frozen, truth, configs, structure=s, X=X, reparam=reparam))
+    out = {
         "ratio": np.asarray(m.ratio), "distance": np.asarray(m.distance), "voronoi": np.asarray(m.voronoi),
         "location_error": np.asarray(m.location_error), "f_norm": np.asarray(m.f_norm),
-        "source": np.repeat(np.array([0, 1, 2, 3]), [n_sweep // 2, n_sweep // 2, n_rand,
-                                                       len(m.ratio) - n_sweep - n_rand]),
-        "equal_keys": on_manifold,
+        "source": source, "equal_keys": equal_keys,
         "approach_eps": APPROACH_EPS if s == "nonshared" else np.zeros(0),
     }
+    if int(cell.get("polish", 0)):
+        out.update(_polish(s, (frozen, reparam, truth), X, configs, m, source, atom, equal_keys, int(cell["polish"])))
+    return out
 
 
 def _direction(structure, frozen, reparam, truth, X):
