@@ -11,6 +11,8 @@ given configurations; a search over them gives an upper bound on the infimum, no
 - the local set (``rho = (lo, hi)``): every cell's weighted RMS location error (``param_error``
   of :mod:`theory.moe.voronoi`, computed on the layout's cells) at most ``hi``, the pair's cell's
   at least ``lo``; ``rho=None`` drops it (locations anywhere);
+- the masses: each cell's total weight within a factor ``exp(+-hi)`` of the true atom's (the local
+  set: ``D`` stays of the order of the bin), ``exp(+-MASS)`` without ``rho``;
 - the box (``box``): every location entry in ``[-box, box]``; ``None`` drops it.
 
 Coordinates separate the orders (as :func:`theory.moe.identifiability.random_configurations`
@@ -55,6 +57,8 @@ from theory.moe.voronoi import voronoi_unchecked
 __all__ = ["Polished", "polish_modulus", "rescale_configuration"]
 
 FEASIBLE = 1e-6  # relative slack on the constraints when a result is checked
+LOG_ZERO = float(np.log(1e-9))  # a ratio below 1e-9 is 0 for every purpose: the minimiser stops there
+MASS = 3.0  # without a local set, each cell's log-mass stays within +-MASS of the truth's
 
 
 class Polished(NamedTuple):
@@ -155,6 +159,13 @@ def _logit(p):
     return float(np.log(p) - np.log1p(-p))
 
 
+def _stop(best):
+    def callback(*_):
+        if best["value"] < LOG_ZERO:  # 0 for every purpose: no need to chase the rounding floor
+            raise StopIteration
+    return callback
+
+
 def _slsqp(u0, kw, ckw, bounds, max_iter, rounds):
     """SLSQP from ``u0`` in up to ``rounds`` rounds, each restarted from the best feasible point
     evaluated so far (SLSQP may stop on incompatible linearised constraints); returns
@@ -179,11 +190,11 @@ def _slsqp(u0, kw, ckw, bounds, max_iter, rounds):
     its, start = 0, u0
     for _ in range(rounds):
         before = best["value"]
-        res = minimize(fun, start, jac=True, method="SLSQP", bounds=bounds, constraints=cons,
+        res = minimize(fun, start, jac=True, method="SLSQP", bounds=bounds, constraints=cons, callback=_stop(best),
                        options={"maxiter": max_iter, "ftol": 1e-13})
         fun(res.x)
         its += int(res.nit)
-        if best["u"] is None or not best["value"] < before - 1e-9:
+        if best["u"] is None or not best["value"] < before - 1e-9 or best["value"] < LOG_ZERO:
             break
         start = best["u"]
     return best["u"], best["value"], its
@@ -244,7 +255,10 @@ def polish_modulus(frozen: MoEFrozen, truth, starts, *, structure: str, X, atom,
     ckw = {"lo": lo or 1.0, "hi": hi or 1.0, "box": box or 1.0, "b_true": jnp.asarray(b_true),
            "theta_true": jnp.asarray(theta_true), "scale": scale, "local": rho is not None, "boxed": box is not None}
     n_u = 1 + 2 * q + Ls + (Ls - 1) * q
-    bounds = [(_logit(s_lo), _logit(s_hi))] + [(-np.inf, np.inf)] * (n_u - 1)
+    # the cells' masses within a factor exp(+-hi) of the truth's (the local set; exp(+-MASS) without one)
+    m_max = (hi if rho is not None else MASS) / scale ** 2
+    bounds = ([(_logit(s_lo), _logit(s_hi))] + [(-np.inf, np.inf)] * (2 * q) + [(-m_max, m_max)] * Ls
+              + [(-np.inf, np.inf)] * ((Ls - 1) * q))
     b0, loc0 = np.asarray(starts["b"], float), np.asarray(_theta(structure, starts), float)
     out_b, out_loc, its, moved = b0.copy(), loc0.copy(), np.zeros(B, int), np.zeros(B, bool)
     for i in range(B):
@@ -252,8 +266,11 @@ def polish_modulus(frozen: MoEFrozen, truth, starts, *, structure: str, X, atom,
         cell_of = np.array([j for j in range(Ls) if j != a] + [a, a])
         kwi, ckwi = {**kw, "cell_of": jnp.asarray(cell_of)}, {**ckw, "cell_of": jnp.asarray(cell_of)}
         u0 = _coordinates(b0[i], loc0[i], cell_of, b_true, theta_true, scale)
+        v0 = float(_value_grad(jnp.asarray(u0), **kwi)[0])
+        if v0 < LOG_ZERO:  # already 0 for every purpose
+            continue
         u, value, its[i] = _slsqp(u0, kwi, ckwi, bounds, max_iter, rounds)
-        if u is not None and value < float(_value_grad(jnp.asarray(u0), **kwi)[0]):
+        if u is not None and value < v0:
             b_i, loc_i = _config(jnp.asarray(u), jnp.asarray(cell_of), jnp.asarray(b_true), jnp.asarray(theta_true),
                                  scale)
             out_b[i], out_loc[i], moved[i] = np.asarray(b_i), np.asarray(loc_i), True
