@@ -47,7 +47,7 @@ def test_polish_lowers_the_modulus_to_a_local_minimum():
     u = mp._coordinates(best["b"], best["p"], cell_of, b_t, th_t, scale)
     rng = np.random.default_rng(0)
     tried = []
-    for _ in range(48):
+    for _ in range(240):
         b, loc = mp._config(jnp.asarray(u + 1e-3 * rng.normal(size=u.size)), jnp.asarray(cell_of), jnp.asarray(b_t),
                             jnp.asarray(th_t), scale)
         c = {"b": np.asarray(b), "p": np.asarray(loc)}

@@ -58,6 +58,7 @@ __all__ = ["Polished", "polish_modulus", "rescale_configuration"]
 
 FEASIBLE = 1e-6  # relative slack on the constraints when a result is checked
 LOG_ZERO = float(np.log(1e-9))  # a ratio below 1e-9 is 0 for every purpose: the minimiser stops there
+KINK = 1e-3  # offset (in the coordinates' units) that moves a start off a kink of D
 MASS = 3.0  # without a local set, each cell's log-mass stays within +-MASS of the truth's
 
 
@@ -267,6 +268,9 @@ def polish_modulus(frozen: MoEFrozen, truth, starts, *, structure: str, X, atom,
         kwi, ckwi = {**kw, "cell_of": jnp.asarray(cell_of)}, {**ckw, "cell_of": jnp.asarray(cell_of)}
         u0 = _coordinates(b0[i], loc0[i], cell_of, b_true, theta_true, scale)
         v0 = float(_value_grad(jnp.asarray(u0), **kwi)[0])
+        # D has kinks where a cell's mass or a singleton's offset is exactly the truth's (|x|, ||x||), and
+        # there the gradient says 0 while the ratio falls both ways: start the minimiser just off them
+        u0 = u0 + np.where(np.abs(u0) < KINK, KINK, 0.0) * (np.arange(n_u) >= 1 + 2 * q)
         if v0 < LOG_ZERO:  # already 0 for every purpose
             continue
         u, value, its[i] = _slsqp(u0, kwi, ckwi, bounds, max_iter, rounds)
