@@ -138,9 +138,13 @@ def test_bounded_below_rules_decide_on_the_minimised_values():
 
 @pytest.mark.slow
 def test_modulus_experiment_small():
-    cells = [{"kind": "modulus", "n_mc": 256, "angles": 12, "random": 8, "polish": 1, "seed": 0, "structure": s,
-              "variant": v}
-             for s, v in (("shared_linear", "standard"), ("nonshared", "standard"), ("shared_linear", "broken"))]
+    cells = [{"kind": "modulus", "n_mc": 256, "angles": 12, "random": 8, "polish": 2, "seed": 0, "structure": s,
+              "variant": v} for s, v in (("shared_linear", "standard"), ("nonshared", "standard"),
+                                         ("shared_linear", "broken"))]
+    # the non-shared control needs the quick search: from the best 2 off-manifold starts of a tiny search
+    # (random 8, n_mc 256) the minimiser stops at 0.0023, a positive local minimum off the manifold
+    cells[1] = [c for c in ri.cells(ri.IdentifiabilityConfig(quick=True, parts=("modulus",)))
+                if c["structure"] == "nonshared"][0]
     results = [(c, ri.run(c, key=jax.random.key(i))) for i, c in enumerate(cells)]
     rows = ri.verdict(ri.IdentifiabilityConfig(), results)
     assert [r.id for r in rows] == ["M1a", "M1b", "M4a", "C1", "M4b", "C2", "C3"]

@@ -105,7 +105,7 @@ def test_bad_input_is_refused():
 
 
 def test_two_point_cells_are_exact_and_not_claims():
-    cfg = ri.IdentifiabilityConfig(parts=("two_point",), n=(100, 1000, 10000))
+    cfg = ri.IdentifiabilityConfig(parts=("two_point",), n=(100, 1000, 10000), n_mc=256)
     cells = ri.cells(cfg)
     assert {c["scaling"] for c in cells} == {"half", "quarter", "fixed"} and len(cells) == 3 * len(ri.CASES)
     keep = [c for c in cells if (c["structure"], c["scaling"]) in (("nonshared", "half"), ("shared_linear", "fixed"),
