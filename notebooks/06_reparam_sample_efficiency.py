@@ -35,10 +35,12 @@
 # **What is reconstructed here** (experiment `reparam-identifiability`, on the fixed problem of
 # `sims run reparam`): (1) the inverse bound itself — the *identifiability modulus*
 # `||f_G − f*|| / D(G, G*)` over over-specified configurations, binned by the merged cell's
-# location error; (2) a least-favourable *two-point* test: the best test of one atom against a
-# split pair, with the pair shrinking with n as the theory says is hardest.  A fixed-truth slope
-# alone cannot show "no polynomial rate" (docs, section 10); these two can.  The small setting
-# uses 100 replications of the two-point test; `PREFIX_NTK_FULL=1` runs the full protocol.
+# location error, *minimised* locally from the search's best configurations on a stated set
+# (weight share of the split pair in [0.05, 0.95], location error in the bin); (2) the
+# least-favourable *two-point* pair, whose best test has power exactly
+# `Φ(sqrt(n)·||f1 − f0|| / σ − z)`: with the exponent of `||f1 − f0||` in the separation it is the
+# modulus restated, shown for the statistical reading and not counted as evidence.  The small
+# setting polishes 2 starts per structure; `PREFIX_NTK_FULL=1` polishes 6.
 
 # %%
 import os
@@ -62,21 +64,24 @@ print("size:", "full" if FULL else "small", "| results folder:", RESULTS)
 
 # %%
 exp = get("reparam-identifiability")
-if FULL:  # two-point n = 1e3 .. 1e5 (5 points), 1000 replications each
+if FULL:  # 6 polished starts per structure; two-point n = 1e3 .. 1e5 (5 points)
     config = exp.config()
 else:
-    config = exp.config(quick=True, reps=100)
+    config = exp.config(quick=True)
 result = engine.run(exp, config, out=RESULTS, precision="float64")
 for row in result.rows:
-    print(f"[{row.status.upper()}] {row.claim}: predicted {row.predicted}; measured {row.measured}")
+    print(f"[{row.status.upper()}] {row.id} {row.claim}: {row.quantity} = {row.estimate:.4g} "
+          f"({row.relation} {row.target:g}{f' +- {row.tol:g}' if row.tol else ''}); {row.detail}")
 
 # %% [markdown]
 # ## 1. The identifiability modulus
 #
 # For each structure: true atom 0 or 1 split in two (directions on a grid, equal weights) plus
 # random over-specified configurations (unequal weights, the other atom and the biases moved), at
-# location errors `ρ` from 1e-4 to 0.03; per half-decade bin the *smallest* ratio.  Shared
-# structures: bounded below and flat (the inverse bound).  Non-shared: 0 to rounding in every bin,
+# location errors `ρ` from 1e-4 to 0.03; per half-decade bin the smallest ratio sampled (open
+# markers) and the smallest after local minimisation (filled; the verdict decides on these, about
+# ten times lower).  Shared structures: bounded below and flat on the set (the inverse bound).
+# Non-shared: 0 to rounding in every bin,
 # because two atoms with equal keys and values `v* ± t e` give exactly `f*`; the broken sharing
 # (`W1 e_2 = 0`, keys blind to one coordinate of `p'`) behaves like the non-shared structure.
 
@@ -88,12 +93,14 @@ for i, (s, variant) in enumerate([("shared_linear", "standard"), ("shared_tanh",
                                   ("nonshared", "standard"), ("shared_linear", "broken")]):
     mc = modulus_curve(result.results, s, variant)
     label = "control: broken sharing" if variant == "broken" else names[s]
-    tag = f"slope {mc['slope']:.2f}" if mc["slope"] is not None else "0 to rounding"
-    a.plot(mc["rho"], np.where(mc["zero"], floor, mc["minimum"]), "o-" if variant == "standard" else "v:",
+    tag = f"min. {np.nanmin(mc['best']):.2g}, slope {mc['slope']:.2f}" if mc["slope"] is not None else "0 to rounding"
+    a.plot(mc["rho"], np.where(mc["zero"], floor, mc["minimum"]), "o:" if variant == "standard" else "v:",
+           color=f"C{i}", markerfacecolor="white")
+    a.plot(mc["rho"], np.where(mc["zero"], floor, np.maximum(mc["best"], floor)), "o-" if variant == "standard" else "v:",
            color=f"C{i}", label=f"{label}: {tag}")
 a.axhline(floor, color="k", lw=0.6, ls="--")
 a.set(xscale="log", yscale="log", ylim=(floor / 3, 1), xlabel="location error ρ of the merged cell",
-      ylabel="min ||f_G − f*|| / D(G, G*)", title="(a) modulus (0 drawn at 1e-4)")
+      ylabel="min ||f_G − f*|| / D(G, G*)", title="(a) modulus: minimised (filled), sampled (open)")
 a.legend(fontsize=7)
 ap = approach_curve(result.results)
 b.plot(ap["eps"], ap["ratio"], "D-", color="C3", label=f"non-shared: slope {ap['slope']:.2f}")
@@ -105,26 +112,25 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# ## 2. The least-favourable two-point test
+# ## 2. The least-favourable two-point pair (the modulus restated)
 #
 # `G0 = G*` against `G1` = atom 0 split into a pair, scaled with n: non-shared keys `∝ n^{-1/2}`
 # apart with values a fixed 1.0 apart; shared `p'` separation `∝ n^{-1/4}`.  The separation at the
-# smallest n gives the signal `Δ = sqrt(n)·||f1 − f0|| / σ = 2`.  The power of the most powerful
-# test stays flat: the non-shared pair stays at Voronoi distance O(1) and is never told apart, so no
-# estimator reaches a polynomial rate; a shared pair is hidden only while its separation shrinks
-# like `n^{-1/4}` — at a fixed separation (grey) it is told apart, as is the non-shared pair with
-# keys only `n^{-1/4}` apart.
+# smallest n gives the signal `Δ = sqrt(n)·||f1 − f0|| / σ = 2`.  The best test's power is exactly
+# `Φ(Δ − z)`, computed, not simulated (a test checks the formula against a simulation once).  It
+# depends on the pair only through `||f1 − f0|| ~ h^k`: k = 1 for the non-shared keys, 2 for the
+# shared pairs (legend), so "flat power" restates those exponents, i.e. the modulus of section 1.
+# What it adds is the reading: a non-shared pair at Voronoi distance O(1) is never told apart, a
+# shared one only while its separation shrinks like `n^{-1/4}`.  No verdict row comes from it.
 
 # %%
 fig, ax = plt.subplots(figsize=(6, 3.8))
 for i, (s, scaling, control) in enumerate(CASES):
     pc = power_curve(result.results, s, scaling)
-    err = np.clip(np.vstack([pc["power"] - pc["low"], pc["high"] - pc["power"]]), 0, None)
-    ax.errorbar(pc["n"], pc["power"], yerr=err, fmt="o:" if control else "o-", capsize=2,
-                color="0.5" if control else f"C{i}",
-                label=f"{'control: ' if control else ''}{names[s]}, {scaling}: {pc['slope']:+.2f}/decade")
-ax.set(xscale="log", ylim=(0, 1.05), xlabel="sample size n", ylabel="power of the best test",
-       title="two-point test (95% Wilson intervals)")
+    ax.plot(pc["n"], pc["power"], "o:" if control else "o-", color="0.5" if control else f"C{i}",
+            label=f"{'control: ' if control else ''}{names[s]}, {scaling}: k = {pc['exponent']:.2f}")
+ax.set(xscale="log", ylim=(0, 1.05), xlabel="sample size n", ylabel="exact power of the best test",
+       title="two-point pair: Φ(sqrt(n)||f1 − f0||/σ − z)")
 ax.legend(fontsize=7)
 fig.tight_layout()
 plt.show()
@@ -132,15 +138,12 @@ plt.show()
 # %% [markdown]
 # ## Verdict
 #
-# The claim holds at this size when every modulus row passes (shared bounded below and flat,
-# non-shared 0 on the equal-key manifold and decaying like the key separation, both controls
-# failing their claim as they must) and no two-point row fails; a two-point row may be
-# *undecided* at the small size (100 replications), with the replications that would decide it.
+# The claim holds when every modulus row passes: the shared minimised modulus above the floor and
+# flat on the set, non-shared 0 on the equal-key manifold and decaying like the key separation,
+# and the controls caught (the minimiser reaches 0 on the non-shared structure and the broken
+# sharing; shared_linear has no exact zero).  The two-point pair adds no rows.
 
 # %%
-assert not any(r.failed for r in result.rows), [r for r in result.rows if r.failed]
-modulus_rows = [r for r in result.rows
-                if r.claim.startswith(("modulus", "control: broken", "control: shared_linear has"))]
-assert len(modulus_rows) == 6 and all(r.status == "pass" for r in modulus_rows), modulus_rows
-print("claim held: shared prompts are identifiable (modulus bounded below), non-shared prompts are not;",
-      sum(r.status == "undecided" for r in result.rows), "two-point rows undecided at this size")
+assert result.rows and all(r.status == "pass" for r in result.rows), [r for r in result.rows if r.status != "pass"]
+print("claim held: shared prompts are identifiable (minimised modulus bounded below on the set), non-shared are not;",
+      len(result.rows), "rows")

@@ -17,9 +17,14 @@ If no test can tell ``G1`` from ``G0`` (power bounded away from 1 as n grows), n
 have a Voronoi error below about half of ``D(G0, G1)`` with high probability at that n.  The
 pair is least favourable when ``||f_1 - f_0||_{L2} ~ n^{-1/2}`` while ``D(G0, G1)`` stays large.
 
-:func:`likelihood_ratio_test` simulates the test: each replication draws fresh inputs and noise
-under H1, computes ``T`` from the data (not from the formula) and records the rejection; it also
-returns ``Delta`` and the exact conditional power, which the simulated rejections must match.
+:func:`exact_power` is the power itself, ``Phi(sqrt(n) ||f_1 - f_0||_{L2(mu)} / noise - z_{1 - alpha})``
+(``Delta^2`` replaced by its mean ``n ||f_1 - f_0||^2_{L2(mu)} / noise^2``): a closed form, so the
+experiment computes it and simulates nothing.  Its only input that depends on the pair is
+``||f_1 - f_0||``, so the power's behaviour in n restates how ``||f_1 - f_0||`` vanishes with the
+separation, i.e. the identifiability modulus (docs/reparam_model.md, section 9).
+:func:`likelihood_ratio_test` simulates the test (fresh inputs and noise per replication, ``T``
+from the data, not from the formula); it is kept as the check of that formula (tests), not as
+evidence of its own.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from theory.moe.model import MoEFrozen, Reparam, features_from_arrays, check_par
 from theory.moe.model import regression_from_features
 from theory.moe.identifiability import modulus, split_configurations
 
-__all__ = ["TwoPointTest", "split_pair", "separation_for_signal", "likelihood_ratio_test"]
+__all__ = ["TwoPointTest", "split_pair", "separation_for_signal", "exact_power", "likelihood_ratio_test"]
 
 
 class TwoPointTest(NamedTuple):
@@ -109,6 +114,29 @@ def separation_for_signal(frozen: MoEFrozen, truth, *, structure: str, X, n: int
         raise _v.InputError(f"no separation h in [1e-6, 1] gives signal {signal} at n = {n} (range {sig[0]:.3g}.."
                             f"{sig.max():.3g})")
     return float(np.exp(np.interp(np.log(signal), np.log(sig[k - 1:k + 1]), np.log(hs[k - 1:k + 1]))))
+
+
+def exact_power(distance, n, *, noise: float, alpha: float = 0.05):
+    """Power of the level-``alpha`` Neyman-Pearson test: ``Phi(sqrt(n) distance / noise - z_{1 - alpha})``.
+
+    Args:
+        distance: ``||f_1 - f_0||_{L2(mu)}`` (>= 0), scalar or array; n: sample sizes (>= 1),
+            broadcast against ``distance``; noise: noise std (> 0); alpha: level in (0, 1).
+    Returns:
+        numpy array of powers in ``[alpha, 1]``.
+    Raises:
+        InputError: negative or non-finite distance, n < 1, noise <= 0, alpha outside (0, 1).
+    """
+    distance, n = np.asarray(distance, float), np.asarray(n, float)
+    if not np.all(np.isfinite(distance)) or np.any(distance < 0):
+        raise _v.InputError("distance must be finite and >= 0")
+    if not np.all(np.isfinite(n)) or np.any(n < 1):
+        raise _v.InputError("n must be >= 1")
+    noise = _v.check_positive("noise", noise)
+    alpha = _v.check_probability("alpha", alpha)
+    if not 0 < alpha < 1:
+        raise _v.InputError(f"alpha must lie in (0, 1), got {alpha}")
+    return np.asarray(_norm.cdf(np.sqrt(n) * distance / noise - _norm.ppf(1 - alpha)))
 
 
 @functools.partial(jax.jit, static_argnames=("structure0", "structure1", "n", "reps"))
