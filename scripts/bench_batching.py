@@ -33,7 +33,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import theory as T  # noqa: E402
-from sims.core import plan as planner  # noqa: E402
+from sims.core import planning as planner  # noqa: E402
 from sims.experiments import convergence as C  # noqa: E402
 from sims.experiments import get  # noqa: E402
 from sims.experiments.presets import SMALL  # noqa: E402

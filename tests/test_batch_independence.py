@@ -20,7 +20,7 @@ import pytest
 import sims_toy  # noqa: F401  (registers "toy")
 from compare_results import cell_bits
 import theory as T
-from sims.core import plan as planner
+from sims.core import planning as planner
 from sims.core import runner, store
 from sims.experiments import ALL, convergence, get
 
