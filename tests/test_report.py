@@ -92,7 +92,7 @@ def test_reproduce_runs_the_catalog_resumably_then_reports(tmp_path, monkeypatch
 
 def test_reproduce_exits_1_when_a_claim_fails(tmp_path, monkeypatch):
     monkeypatch.setattr(catalog, "CATALOG", (catalog.Entry("toy", "other", "", "", "toy claims"),))
-    monkeypatch.setitem(catalog.SMALL, "toy", {"tol": 1e-9})  # the toy's "mean near x" claim then fails
+    monkeypatch.setitem(catalog.QUICK, "toy", {"tol": 1e-9})  # the toy's "mean near x" claim then fails
     assert invoke("reproduce", "--out", tmp_path, "--no-figures").exit_code == 1
 
 

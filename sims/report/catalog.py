@@ -2,10 +2,13 @@
 
 One :class:`Entry` per experiment of the README's claims table, in its order.  Sizes:
 
-- ``quick`` (``sims reproduce``, the default): the small preset
+- ``quick`` (``sims reproduce``, the default), :data:`QUICK`: an experiment's own quick size
+  where it has one (``--quick``: ``reparam``, ``reparam-identifiability``, ``lazy-prefix``, as
+  the README's claims table runs them), else the small preset
   (:data:`sims.experiments.presets.SMALL`, the sizes ``sims figures --small`` and the notebooks
-  use), seconds to about a minute per experiment on a 2-core CPU.  Claims that need a larger
-  size to be decided come out "undecided", with the size that would decide them.
+  use).  Claims that need a larger size to be decided come out "undecided", with the size that
+  would decide them.  (The small preset of ``lazy-prefix``, m <= 32 and 10 tuning steps, is a
+  plotting size outside the long-prefix regime its claims are about: docs/report.md.)
 - ``full`` (``sims reproduce --full``): the papers' sizes, i.e. each experiment's defaults, and
   the README's main job (``convergence`` at m = 1e5).  Hours on a CPU.
 
@@ -20,7 +23,7 @@ from typing import Any, Mapping
 
 from sims.experiments.presets import SMALL
 
-__all__ = ["Entry", "CATALOG", "SIZES", "PAPERS", "entry", "overrides"]
+__all__ = ["Entry", "CATALOG", "SIZES", "PAPERS", "QUICK", "entry", "overrides"]
 
 SIZES = ("quick", "full")
 
@@ -66,6 +69,19 @@ CATALOG: tuple[Entry, ...] = (
 )
 
 
+#: The quick size of each experiment of the catalog (config overrides).
+QUICK: dict[str, dict[str, Any]] = {
+    "kernel": SMALL["kernel"],
+    "convergence": SMALL["convergence"],
+    "ntk-attention-error": SMALL["ntk-attention-error"],
+    "ntk-attention-train": SMALL["ntk-attention-train"],
+    "ntk-attention-cost": SMALL["ntk-attention-cost"],
+    "reparam-identifiability": {"quick": True},
+    "reparam": {"quick": True},
+    "lazy-prefix": {"quick": True},
+}
+
+
 def entry(experiment: str) -> Entry | None:
     """The catalog entry of ``experiment`` (None for an experiment outside the claims table)."""
     return next((e for e in CATALOG if e.experiment == experiment), None)
@@ -82,4 +98,4 @@ def overrides(experiment: str, size: str) -> dict[str, Any]:
     e = entry(experiment)
     if e is None:
         raise ValueError(f"{experiment!r} is not in the claims table; known: {', '.join(x.experiment for x in CATALOG)}")
-    return dict(SMALL.get(experiment, {})) if size == "quick" else dict(e.full)
+    return dict(QUICK.get(experiment, {})) if size == "quick" else dict(e.full)
