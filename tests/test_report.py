@@ -178,3 +178,17 @@ def test_blank_screenshot_is_caught():
 def test_rows_fixture_covers_every_status():
     assert {r.status for r in rows_paper1()} == {"pass", "undecided"}
     assert dataclasses.asdict(rows_paper1()[1])["is_control"] is True
+
+
+def test_without_chromium_the_test_skips_unless_ci_requires_it(monkeypatch):
+    import sys
+
+    monkeypatch.setattr(sys.modules[__name__], "find_chromium", lambda: None)
+    monkeypatch.delenv("PREFIX_NTK_REQUIRE_BROWSER", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no Chromium"):
+        _chromium()
+    monkeypatch.setenv("PREFIX_NTK_REQUIRE_BROWSER", "1")
+    with pytest.raises(pytest.fail.Exception, match="PREFIX_NTK_REQUIRE_BROWSER=1"):
+        _chromium()
+    ci = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text()
+    assert "export PREFIX_NTK_REQUIRE_BROWSER=1" in ci and "apt-get install" in ci and "chromium" in ci
