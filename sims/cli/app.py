@@ -41,7 +41,7 @@ Loader = Union[str, Callable[[], Any]]
 
 #: The commands besides ``run``, in help order: name -> (loader, one-line help shown by ``sims --help``).
 COMMANDS: dict[str, tuple[Loader, str]] = {
-    "list": ("sims.cli.show:list_command", "List the experiments and their options."),
+    "list": ("sims.cli.show:list_command", "List the experiments, one line each (with NAME: its options)."),
     "show": ("sims.cli.show:show_command", "Show a stored run: config, provenance and verdict table."),
     "figures": ("sims.cli.figures:app", "Build the figures from stored runs (runs the missing ones first)."),
     "notebooks": ("sims.cli.notebooks:command", "Execute the notebooks and keep copies of them."),
