@@ -150,7 +150,7 @@ def plot(run: data.Run, *, venue: str = "acl", width: str = DEFAULT_WIDTH):
     _rates_panel(b, run.results, narrow, run.verdict)
     style.panel_label(b, "(b) rates in m")
     _verdict_panel(c, run)
-    style.panel_label(c, "(c) verdict" + ("" if narrow else ": fitted slopes vs predicted (black ticks)"))
+    style.panel_label(c, "(c) verdict" + ("" if narrow else ": the stored slopes and intervals, predictions as black ticks"))
     if narrow:
         c.tick_params(axis="y", labelsize=6.5)
     return fig

@@ -24,7 +24,9 @@ def _run(results, experiment):
 
 
 def _intervals(ax):
-    return [tuple(line.get_xdata()) for line in ax.lines if len(line.get_xdata()) == 2]
+    """The horizontal two-point segments of ``ax`` (the intervals; not the vertical reference line)."""
+    return [tuple(ln.get_xdata()) for ln in ax.lines
+            if len(ln.get_xdata()) == 2 and len(set(map(float, ln.get_ydata()))) == 1]
 
 
 def _rows_with_numbers(run):
