@@ -9,6 +9,7 @@ screenshot, and collect console errors, uncaught exceptions and failed loads.
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import select
@@ -33,6 +34,13 @@ def find_chromium() -> str | None:
     return next((p for p in map(shutil.which, CANDIDATES) if p), None)
 
 
+def _high(fd: int) -> int:
+    """``fd`` moved to a descriptor number >= 10 (the old one closed)."""
+    new = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+    os.close(fd)
+    return new
+
+
 class Browser:
     """One headless Chromium with one page; use as a context manager."""
 
@@ -45,9 +53,12 @@ class Browser:
         args = ["--headless=new", "--remote-debugging-pipe", "--no-sandbox", "--disable-gpu", "--no-first-run",
                 "--no-default-browser-check", "--disable-extensions", "--disable-background-networking",
                 f"--user-data-dir={self._profile}", f"--window-size={width},{height}", "about:blank"]
-        # The shell puts the pipe ends on fds 3 and 4 (no preexec_fn: JAX warns on a Python-level fork).
+        # bash puts the pipe ends on fds 3 and 4 (no preexec_fn: JAX warns on a Python-level fork; dash
+        # takes one-digit descriptors only).
+        # They are first moved to fds >= 10, so that "3<&a 4>&b" never reads a descriptor it just replaced.
+        to_chrome_r, from_chrome_w = (_high(fd) for fd in (to_chrome_r, from_chrome_w))
         redirect = f'exec "$0" "$@" 3<&{to_chrome_r} 4>&{from_chrome_w}'
-        self.proc = subprocess.Popen(["sh", "-c", redirect, exe, *args], stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(["bash", "-c", redirect, exe, *args], stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      pass_fds=(to_chrome_r, from_chrome_w))
         os.close(to_chrome_r)
