@@ -4,16 +4,15 @@ Each strip shows the measured estimate with its interval (the verdict's own ``lo
 never refitted), the prediction (the band ``target +- tol`` for "within"/"outside", a line at
 ``target`` with the claimed side shaded for a one-sided claim) and the status.  Negative
 controls are grey.  Rows without numbers (a prediction that is not a number) are left out.
-Used by the report (:mod:`sims.cli.report`) for every run, and as ``python -m figures.verdict``.
+Used by the report (:mod:`sims.cli.report`) for every run.
 """
 
 from __future__ import annotations
 
 import math
-import sys
 from typing import Any, Sequence
 
-from figures import common, data, style
+from figures import data, style
 from sims.core import store
 
 EXPERIMENT = ""  # any experiment: reads the run named by --run
@@ -100,6 +99,3 @@ def plot(run: data.Run, *, venue: str = "acl", width: str = DEFAULT_WIDTH):
         raise data.MissingResults(f"run {run.run_id} has no verdict row with numbers")
     return fig
 
-
-if __name__ == "__main__":
-    raise SystemExit(common.main(sys.modules[__name__]))

@@ -15,7 +15,7 @@ import pytest  # noqa: E402
 
 from figures import convergence, data, kernel, style  # noqa: E402
 from figures import verdict as verdict_figure  # noqa: E402
-from figures.cli import select_run  # noqa: E402
+from figures.build import select_run  # noqa: E402
 from report_fixtures import rows_paper1, rows_paper2  # noqa: E402
 
 

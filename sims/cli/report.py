@@ -23,7 +23,7 @@ from figures import common as figures_common
 from figures import data as figures_data
 from figures import style
 from figures import verdict as verdict_figure
-from figures.registry import FIGURES
+from figures import FIGURES
 from sims.cli.process import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from sims.cli.render import fail
 from sims.core import provenance, store

@@ -22,28 +22,27 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from sims.cli import process, render
+from sims import runtime
+from sims.cli import render
 from sims.cli import report as report_cli
 from sims.cli.options import Precision
 from sims.cli.process import EXIT_CRASH, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_MEMORY, EXIT_OK, EXIT_USAGE
 from sims.cli.render import fail
-from sims.core import execute as engine
-from sims.core import plan as planner
+import sims.core as engine
 from sims.core import store
 from sims.experiments import get
-from sims.host import compile_cache
 from sims.report import catalog, collect
 
 __all__ = ["command", "plans"]
 
 
-def plans(names: list[str], size: str, *, out: Path, precision: str) -> list[planner.Plan]:
+def plans(names: list[str], size: str, *, out: Path, precision: str) -> list[engine.Plan]:
     """The plan of each named experiment at ``size`` (nothing runs)."""
     out_plans = []
     for name in names:
         exp = get(name)
         config = exp.config(**catalog.overrides(name, size))
-        out_plans.append(planner.plan(exp, config, out=out, precision=precision))
+        out_plans.append(engine.plan(exp, config, out=out, precision=precision))
     return out_plans
 
 
@@ -57,8 +56,6 @@ def command(
     no_figures: Annotated[bool, typer.Option("--no-figures", help="Leave the figures out of the report.")] = False,
 ) -> None:
     """Run every experiment of the claims table (resumable), then write the report; exit 1 if a claim failed."""
-    import jax
-
     size = "full" if full else "quick"
     known = [e.experiment for e in catalog.CATALOG]
     names = list(dict.fromkeys(only)) if only else known
@@ -70,15 +67,9 @@ def command(
     except store.StoreError as e:
         raise fail(str(e), EXIT_USAGE) from None
     t0 = time.perf_counter()
-    prev_x64 = bool(jax.config.jax_enable_x64)
-    jax.config.update("jax_enable_x64", precision.value == "float64")
-    previous = process.install()
-    try:
-        with compile_cache.enabled(compile_cache.resolve(None)):  # $PREFIX_NTK_COMPILE_CACHE, like `sims run`
-            runs, code = _run_all(names, size, out, precision.value)
-    finally:
-        process.restore(previous)
-        jax.config.update("jax_enable_x64", prev_x64)
+    # The run context (x64, Ctrl-C, compile cache from $PREFIX_NTK_COMPILE_CACHE), as `sims run`.
+    with runtime.context(precision.value, compile_cache="default", signals=True):
+        runs, code = _run_all(names, size, out, precision.value)
     console = Console(highlight=False)
     if runs:
         flags = " --full" if full else ""
@@ -107,15 +98,15 @@ def _run_all(names: list[str], size: str, out: Path, precision: str) -> tuple[li
 
         def on_event(event, progress=progress) -> None:  # noqa: ANN001
             progress(event)
-            process.STOP(event)
+            runtime.STOP(event)
 
         try:
-            process.STOP.check()
+            runtime.STOP.check()
             res = engine.execute(p, on_event=on_event)
         except KeyboardInterrupt:
             raise fail("interrupted; finished cells are saved, rerun the same command to resume", EXIT_INTERRUPTED) \
                 from None
-        except planner.WouldNotFit as e:
+        except engine.WouldNotFit as e:
             err.print(f"[bold red]{escape(p.experiment)} would not fit in memory:[/bold red] {escape(str(e))}")
             code = max(code, EXIT_MEMORY)
             continue
