@@ -40,31 +40,30 @@ def build(fig_module: str | ModuleType, results: str | Path = "results", out: st
 
 
 def forest(ax, rows, *, reference: float | None = None) -> None:
-    """Slope estimates with their 95% CIs, one row per claim (top to bottom).
+    """Verdict rows' slopes with their intervals, one row per claim (top to bottom).
 
-    ``rows``: dicts with ``label``, ``fit`` (a SlopeFit or None), ``predicted`` and ``control``
-    (grey).  The mark at the right follows the verdicts' rule (:func:`figures.style.slope_ok`).
+    ``rows``: dicts with ``label`` and ``row`` (the stored verdict row: its ``estimate``,
+    ``low``, ``high``, ``target``, ``status``, ``is_control``), drawn as they are: nothing is
+    refitted or judged here.  The prediction is a black tick, the mark at the right the row's
+    status (a control's pass means it was caught); a row without an estimate says why.
     """
     n = len(rows)
     for i, r in enumerate(rows):
         y = n - 1 - i
-        color = style.CONTROL if r.get("control") else style.PALETTE[0]
-        fit = r.get("fit")
-        pred = r.get("predicted")
-        if pred is not None:
-            ax.plot([pred], [y], marker="|", markersize=9, color=style.REFERENCE, linestyle="none", zorder=3)
-        if fit is None:
-            ax.text(0.02, y, "diverged" if r.get("control") else "n/a", color=color, va="center", fontsize=6.5,
+        d = r["row"]
+        control = bool(d.get("is_control"))
+        color = style.CONTROL if control else style.PALETTE[0]
+        if d.get("target") is not None:
+            ax.plot([d["target"]], [y], marker="|", markersize=9, color=style.REFERENCE, linestyle="none", zorder=3)
+        if d.get("estimate") is None:
+            ax.text(0.02, y, str(d.get("measured") or "n/a"), color=color, va="center", fontsize=6.5,
                     transform=ax.get_yaxis_transform())
-            ok = bool(r.get("control"))  # a diverged control fails the lazy regime, as it should
         else:
-            lo, hi = fit.low, fit.high
-            ax.plot([lo, hi], [y, y], color=color, linewidth=1.6, solid_capstyle="butt")
-            ax.plot([fit.slope], [y], marker="o", color=color,
-                    markerfacecolor="white" if r.get("control") else color)
-            ok = (pred is None) or style.slope_ok(fit, pred, control=bool(r.get("control")))
-        ax.text(1.0, y, " \u2713" if ok else " \u2717", transform=ax.get_yaxis_transform(), va="center",
-                ha="left", color="#009E73" if ok else "#D55E00", fontsize=8, fontweight="bold", clip_on=False)
+            ax.plot([d["low"], d["high"]], [y, y], color=color, linewidth=1.6, solid_capstyle="butt")
+            ax.plot([d["estimate"]], [y], marker="o", color=color, markerfacecolor="white" if control else color)
+        status = d.get("status") or "undecided"
+        ax.text(1.0, y, " " + style.STATUS_MARK.get(status, "?"), transform=ax.get_yaxis_transform(), va="center",
+                ha="left", color=style.STATUS_COLOR.get(status, "black"), fontsize=8, fontweight="bold", clip_on=False)
     if reference is not None:
         ax.axvline(reference, color=style.REFERENCE, linestyle="--", linewidth=0.8, zorder=0)
     ax.set_yticks(range(n))
@@ -72,4 +71,4 @@ def forest(ax, rows, *, reference: float | None = None) -> None:
     ax.set_ylim(-0.6, n - 0.4)
     ax.spines["left"].set_visible(False)
     ax.tick_params(axis="y", length=0)
-    ax.set_xlabel("log-log slope, 95% CI")
+    ax.set_xlabel("log-log slope, 95% CI (from the verdict)")

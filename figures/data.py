@@ -15,7 +15,7 @@ import numpy as np
 
 from sims.core import store
 
-__all__ = ["MissingResults", "Run", "find_run", "load_run", "select", "grid"]
+__all__ = ["MissingResults", "Run", "find_run", "load_run", "select", "grid", "verdict_row", "rate_rows"]
 
 
 class MissingResults(FileNotFoundError):
@@ -41,6 +41,30 @@ class Run:
     @property
     def passed(self) -> bool:
         return bool(self.manifest.get("passed"))
+
+    def row(self, id: str) -> dict[str, Any]:
+        """The stored verdict row with claim id ``id`` (its numbers: estimate, low, high, target, ...).
+
+        Raises:
+            MissingResults: the run has no row of that id.
+        """
+        return verdict_row(self.verdict, id, where=f"run {self.run_id}")
+
+
+def verdict_row(rows, id: str, *, where: str = "the verdict") -> dict[str, Any]:
+    """The row of ``rows`` (dicts or VerdictRows) with claim id ``id``; MissingResults if none."""
+    for r in rows:
+        d = r if isinstance(r, dict) else r.as_dict()
+        if str(d.get("id")) == str(id):
+            return d
+    raise MissingResults(f"{where} has no verdict row {id!r}")
+
+
+def rate_rows(rows) -> list[dict[str, Any]]:
+    """The rate rows of a verdict (a slope judged against a band: relation "within" or "outside"),
+    claims and controls, in order, as dicts."""
+    ds = [r if isinstance(r, dict) else r.as_dict() for r in rows]
+    return [d for d in ds if d.get("relation") in ("within", "outside") and d.get("quantity", "").startswith("log-log")]
 
 
 def find_run(results: str | Path, experiment: str, run: str | None = None) -> Path:

@@ -3,7 +3,7 @@
 Reads a stored ``kernel`` run (``sims run kernel``).  Panels:
 
 (a) ``||H(0) - H*||_F / ||H*||_F`` against m for each model (geometric mean and 95% band over
-    seeds, fitted slope in the legend against the predicted -1/2), the exact ``exp-sign``
+    seeds; in the legend the verdict's slope, interval and status, row ``<model>-1``), the exact ``exp-sign``
     prediction ``sqrt(C/m)`` as a black dashed line, and the negative control in grey: the
     distance to a wrong limit (H* at ``sqrt(2) sigma``), which must stop decaying;
 (b) ``lambda_min(H(0)) / lambda_min(H*)`` against m (mean, min-max band over seeds), with the
@@ -48,13 +48,13 @@ def _exact(results):
     return None
 
 
-def _error_panel(ax, results):
+def _error_panel(ax, results, verdict=()):
     xs_all = None
     for i, name in enumerate(_models(results)):
         res = data.select(results, model=name)
         xs, Y = data.grid(res, "m", lambda c, a: float(a["err"]) / float(a["H_star_norm"]))
-        style.rate_series(ax, xs, Y, label=name, color=style.PALETTE[i], marker=_marker(name),
-                          predicted=-0.5)
+        row = _row(verdict, f"{name}-1")
+        style.rate_series(ax, xs, Y, label=name, color=style.PALETTE[i], marker=_marker(name), row=row)
         xw, Yw = data.grid(res, "m", lambda c, a: float(a["err_wrong"]) / float(a["H_star_norm"]))
         style.rate_series(ax, xw, Yw, label=None, control=True, marker=_marker(name), band=False)
         xs_all = xs if xs_all is None else np.union1d(xs_all, xs)
@@ -92,7 +92,14 @@ def _lambda_panel(ax, results):
     style.legend(ax, below=True)
 
 
-def _constant_panel(ax, results):
+def _row(verdict, id):
+    try:
+        return data.verdict_row(verdict, id)
+    except data.MissingResults:  # a run stored before its rows had ids: the curve gets no verdict label
+        return None
+
+
+def _constant_panel(ax, results, verdict=()):
     found = _exact(results)
     if found is None:
         ax.text(0.5, 0.5, "no cells with an exact constant (exp-sign) in this run", ha="center", va="center",
@@ -113,8 +120,11 @@ def _constant_panel(ax, results):
     allv = [c["m"] * float(a["err"]) ** 2 / C for c, a in res]
     mean, lo, hi = mean_ci(allv, level=0.99)
     ax.axhline(1.0, color=style.REFERENCE, linestyle="--", linewidth=0.9, label="exact expectation C")
+    claim = next((d for d in map(lambda r: r if isinstance(r, dict) else r.as_dict(), verdict)
+                  if d.get("claim", "").startswith(f"{name}: E m")), None)  # the verdict's row for C, if any
+    mark = " " + style.STATUS_MARK.get(claim["status"], "?") if claim else ""
     ax.axhspan(lo, hi, color=style.PALETTE[1], alpha=0.12, linewidth=0,
-               label=f"all draws: 99% CI [{lo:.2f}, {hi:.2f}]" + (" \u2713" if lo <= 1 <= hi else " \u2717"))
+               label=f"all draws: 99% CI [{lo:.2f}, {hi:.2f}]" + mark)
     ax.set_xscale("log")
     style.xticks_from(ax, ms)
     ax.set_ylim(bottom=0)
@@ -124,7 +134,9 @@ def _constant_panel(ax, results):
 
 
 def plot(run: data.Run, *, venue: str = "acl", width: str = DEFAULT_WIDTH):
-    return style.labelled_panels(run.results, [(_error_panel, "(a) concentration"),
+    rows = run.verdict
+    return style.labelled_panels(run.results, [(lambda ax, res: _error_panel(ax, res, rows), "(a) concentration"),
                                                (_lambda_panel, "(b) smallest eigenvalue"),
-                                               (_constant_panel, "(c) exact constant")], venue=venue, width=width)
+                                               (lambda ax, res: _constant_panel(ax, res, rows), "(c) exact constant")],
+                                 venue=venue, width=width)
 

@@ -14,7 +14,9 @@
   embedded as TrueType (``pdf.fonttype = ps.fonttype = 42``: no Type 3 fonts), 8 pt labels.
 - Rate plots: log-log, the geometric mean over seeds with a 95% confidence band
   (:func:`rate_series`), the predicted slope drawn as a black dashed reference line
-  (:func:`reference_slope`), negative controls in grey (``CONTROL``).
+  (:func:`reference_slope`, or :func:`verdict_reference` from a verdict row), negative controls
+  in grey (``CONTROL``).  A curve that belongs to a claim is labelled with its verdict row's
+  numbers (:func:`verdict_label`: slope, interval, status): figures never refit or judge a claim.
 - Reproducible files: :func:`save` renders into memory with fixed metadata (no
   ``CreationDate``, fixed producer, fixed ``svg.hashsalt``) and writes through
   :func:`sims.core.store.atomic_write_bytes`, so the same results always give the same bytes.
@@ -33,7 +35,6 @@ from matplotlib.figure import Figure
 from matplotlib.transforms import ScaledTranslation
 
 from sims.core import store
-from sims.core.verdicts import SLOPE_TOL
 from theory.stats import fit_loglog_slope, t_half_width
 
 __all__ = [
@@ -53,8 +54,10 @@ __all__ = [
     "reference_slope",
     "geometric_band",
     "slope_label",
-    "slope_ok",
-    "slope_fit",
+    "verdict_label",
+    "verdict_reference",
+    "STATUS_MARK",
+    "STATUS_COLOR",
     "panel_label",
     "labelled_panels",
     "compact_number",
@@ -213,43 +216,48 @@ def geometric_band(Y, *, level: float = 0.95):
     return np.array(center), np.array(low), np.array(high)
 
 
-def slope_fit(x, Y):
-    """``fit_loglog_slope`` over the seeds that are finite and positive at every x (None if none)."""
+def slope_label(x, Y, *, short: bool = False) -> str:
+    """"slope -0.51 [-0.53, -0.49]": a descriptive log-log slope of a curve that has no claim
+    (95% interval over the seeds finite and positive at every x).  It judges nothing: a curve
+    that belongs to a claim is labelled from its verdict row (:func:`verdict_label`)."""
     x = np.asarray(x, float)
     Y = np.asarray(Y, float)
-    if Y.ndim == 1:
-        Y = Y[:, None]
+    Y = Y[:, None] if Y.ndim == 1 else Y
     keep = np.all(np.isfinite(Y) & (Y > 0), axis=0)
     if x.size < 2 or not keep.any():
-        return None
-    return fit_loglog_slope(x, Y[:, keep])
-
-
-def slope_ok(fit, predicted: float, *, control: bool = False) -> bool:
-    """The verdicts' rule (:func:`sims.core.verdicts.slope_row`): the 95% interval meets
-    ``predicted +- SLOPE_TOL``; a negative control passes when it does not."""
-    return fit.consistent_with(predicted, SLOPE_TOL) != control
-
-
-def slope_label(x, Y, predicted: float | None = None, *, control: bool = False, short: bool = False) -> str:
-    """"slope -0.51 [-0.53, -0.49]" (95% CI over seeds), with a pass mark against ``predicted``
-    (:func:`slope_ok`: for a negative control the mark is a pass when the interval misses it).
-    """
-    fit = slope_fit(x, Y)
-    if fit is None:
         return "slope n/a"
-    text = ("" if short else "slope ") + f"{fit.slope:.2f} [{fit.low:.2f}, {fit.high:.2f}]"
-    if predicted is not None:
-        text += " \u2713" if slope_ok(fit, predicted, control=control) else " \u2717"
-    return text
+    fit = fit_loglog_slope(x, Y[:, keep])
+    return ("" if short else "slope ") + f"{fit.slope:.2f} [{fit.low:.2f}, {fit.high:.2f}]"
+
+
+STATUS_MARK = {"pass": "\u2713", "fail": "\u2717", "undecided": "?"}
+STATUS_COLOR = {"pass": "#009E73", "fail": "#D55E00", "undecided": "#E69F00"}
+
+
+def verdict_label(row, *, short: bool = False) -> str:
+    """A rate row's numbers as a legend text, "slope -0.51 [-0.53, -0.49] \u2713": the verdict's own
+    estimate, interval and status (never refitted); "diverged" when the row has no estimate."""
+    d = row if isinstance(row, dict) else row.as_dict()
+    mark = STATUS_MARK.get(d.get("status"), "?")
+    if d.get("estimate") is None:
+        return f"{d.get('measured') or 'n/a'} {mark}"
+    return ("" if short else "slope ") + f"{d['estimate']:.2f} [{d['low']:.2f}, {d['high']:.2f}] {mark}"
+
+
+def verdict_reference(ax, x, row, *, through: tuple[float, float], label: str | None = None, **kw) -> None:
+    """The predicted power law of a rate row (its ``target`` exponent) through ``through``."""
+    d = row if isinstance(row, dict) else row.as_dict()
+    reference_slope(ax, x, float(d["target"]), through=through,
+                    label=label if label is not None else f"predicted slope {d['target']:g}", **kw)
 
 
 def rate_series(ax, x, Y, *, label: str, color=None, control: bool = False, marker: str = "o",
-                predicted: float | None = None, normalize: bool = False, band: bool = True, linestyle=None):
+                row=None, normalize: bool = False, band: bool = True, linestyle=None):
     """Plot the geometric mean of ``Y`` (q, seeds) against ``x`` with its 95% band over seeds.
 
-    ``control=True`` draws a negative control: grey, hollow markers, dotted.  With
-    ``predicted`` the legend label gets the fitted slope, its CI and a pass mark.  With
+    ``control=True`` draws a negative control: grey, hollow markers, dotted.  With ``row`` (the
+    curve's verdict row) the legend label gets the verdict's slope, interval and status
+    (:func:`verdict_label`).  With
     ``normalize`` the series is divided by its first geometric mean (rates then share an axis).
     Returns the plotted centre line.
     """
@@ -263,8 +271,8 @@ def rate_series(ax, x, Y, *, label: str, color=None, control: bool = False, mark
         center, low, high, Y = center / scale, low / scale, high / scale, Y / scale
     if control:
         color = CONTROL
-    if predicted is not None:
-        label = f"{label}: {slope_label(x, Y, predicted, control=control)}"
+    if row is not None:
+        label = f"{label}: {verdict_label(row)}"
     style = dict(color=color, marker=marker, label=label,
                  linestyle=linestyle or (":" if control else "-"))
     if control:

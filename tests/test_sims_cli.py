@@ -16,6 +16,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+import sims.experiments
 import sims_toy
 from cli_runner import invoke
 from sims.cli import app as cli
@@ -256,9 +257,13 @@ def test_same_cell_same_numbers_in_any_sweep(tmp_path, monkeypatch):
 def test_list(tmp_path):
     r = invoke("list")
     assert r.exit_code == 0
+    lines = r.stdout.splitlines()
+    assert [ln for ln in lines if ln.startswith("toy ")] and "Toy experiment" in r.stdout and "--seeds" not in r.stdout
+    assert len(lines) == len(sims.experiments.names()) + 1  # one line per experiment, and where the options are
+    r = invoke("list", "toy")
+    assert r.exit_code == 0
     for text in ("toy", "--seeds", "--x", "repeatable", "mean|sum", "Samples per cell.", "sims run toy --x 0 --x 1 --seeds 3"):
         assert text in r.stdout
-    assert invoke("list", "toy").exit_code == 0
     assert invoke("list", "nope").exit_code == 2
 
 

@@ -33,20 +33,37 @@ def _text(table, width=80) -> str:
     return buf.getvalue()
 
 
-def test_verdict_table_fits_80_columns_with_short_ids():
+def test_verdict_table_one_line_per_claim_at_any_width():
     rows = verdict_rows(ROWS)
     assert [r.id for r in rows] == ["1", "4b", "3", "x1"]
     assert rows[1].short.startswith("max_r") and rows[1].claim == ROWS[1].claim  # the full statement is kept
-    text = _text(render.verdict_table(rows))
-    lines = text.splitlines()
-    assert max(len(line) for line in lines) <= 80
-    assert "detail" not in text  # an empty column is dropped
-    assert LONG not in text and "…" in text and "short name" in text
-    # each claim with a short predicted/measured pair stays on one line
-    assert sum("PASS" in line or "FAIL" in line for line in lines) == 4
-    assert len([ln for ln in lines if ln.strip()]) <= 4 + 4 + 2  # title, header, rule, rows (at most one fold each)
+    for width in (60, 80, 120, 200):
+        lines = _text(render.verdict_table(rows, run_id="toy-0123", width=width), width=width).splitlines()
+        assert max(len(line) for line in lines) <= width
+        body = [ln for ln in lines if "PASS" in ln or "FAIL" in ln]
+        assert len(body) == 4  # one line per claim, numbered 1..4 without gaps
+        assert [ln.split()[0] for ln in body] == ["1", "2", "3", "4"]
+        assert "sims show toy-0123 --full" in " ".join(lines)  # where the details are
+    wide = _text(render.verdict_table(rows, width=200), width=200)
+    assert "short name" in wide and LONG.split(" over")[0] in wide  # the claim uses the width there is
+    narrow = _text(render.verdict_table(rows, width=80), width=80)
+    assert LONG not in narrow and "…" in narrow and "detail" not in narrow
     full = _text(render.verdict_table(rows, full=True), width=200)
     assert LONG in full
+
+
+def test_verdict_table_shows_the_numbers_and_undecided_rows():
+    from sims.core.verdicts import rate_row
+
+    ms = [100, 400, 1600]
+    row = rate_row("7", "x ~ m^-1/2", ms, [[m ** -0.5 * (1 + 0.5 * s) for s in range(2)] for m in ms],
+                   predicted=-0.5, quantity="slope")
+    und = VerdictRow.undecided("y", "", "", "too few seeds", estimate=1.0, low=0.5, high=1.5, target=1.2,
+                               relation=">=", n_needed=40)
+    text = _text(render.verdict_table([row, und], width=100), width=100)
+    assert "-0.5 ± 0.1" in text and "UNDECIDED" in text and "1 [0.5, 1.5]" in text and ">= 1.2" in text
+    full = _text(render.verdict_table([row, und], full=True), width=160)
+    assert "too few seeds" in full and "would decide: about 40" in full
 
 
 def test_manifest_keeps_ids_and_full_statements(tmp_path):

@@ -42,15 +42,18 @@ Loader = Union[str, Callable[[], Any]]
 
 #: The commands besides ``run``, in help order: name -> (loader, one-line help shown by ``sims --help``).
 COMMANDS: dict[str, tuple[Loader, str]] = {
-    "list": ("sims.cli.show:list_command", "List the experiments and their options."),
+    "list": ("sims.cli.show:list_command", "List the experiments, one line each (with NAME: its options)."),
     "show": ("sims.cli.show:show_command", "Show a stored run: config, provenance and verdict table."),
     "verify": ("sims.cli.verify:verify_command", "Check every stored cell against its checksum."),
     "figures": ("sims.cli.figures:app", "Build the figures from stored runs (runs the missing ones first)."),
     "notebooks": ("sims.cli.notebooks:command", "Execute the notebooks and keep copies of them."),
+    "reproduce": ("sims.cli.reproduce:command", "Run every experiment of the claims table, then write the report."),
+    "report": ("sims.cli.report:command", "Write the report (index.html, report.md, verdicts.json) from stored runs."),
     "bench": ("sims.bench.cli:app", "Benchmarks (time and memory), written to <out>/bench/."),
 }
 
 _MAIN_EXAMPLES = [
+    "sims reproduce",
     "sims list",
     "sims run NAME --help",
     "sims run NAME --dry-run",

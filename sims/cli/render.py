@@ -48,40 +48,72 @@ def _row(r: Any) -> dict[str, Any]:
     return r if isinstance(r, dict) else r.as_dict()
 
 
-def verdict_table(rows: list[dict] | list[Any], title: str = "verdict", *, full: bool = False) -> Table:
-    """The verdict as a table, one line per claim, legible at 80 columns.
+def verdict_table(rows: list[dict] | list[Any], title: str = "verdict", *, full: bool = False,
+                  run_id: str | None = None, width: int | None = None) -> Table:
+    """The verdict as a table for a terminal ``width`` columns wide (default: this terminal's).
 
-    Columns: the claim's short id, its short name (``short``, else the claim cut to fit with an
-    ellipsis; ``full``: the whole statement, folded), predicted, measured, the result, and
-    ``detail``; a column empty in every row is left out.
+    Default: one line per row at any width: its number (1..N, no gaps), its claim id, the
+    status, the measurement (estimate [low, high]), the prediction and the claim, which takes
+    the width left and is cut with an ellipsis.  A caption says where the details are
+    (``sims show RUN --full`` and the report).  ``full``: the whole statement and, per row, the
+    reason (``detail``), the quantity, the tolerance's reason, the size that would decide an
+    undecided row and the negative control, folded over several lines.
     """
     ds = [_row(r) for r in rows]
-    cols: dict[str, list[str]] = {c: [] for c in ("id", "claim", "predicted", "measured", "result", "detail")}
+    width = width or Console().width
+    texts = []
     for i, d in enumerate(ds):
         status = d.get("status") or ("pass" if d.get("passed") else "fail")
-        claim = str(d.get("claim", "")) if full else str(d.get("short") or d.get("claim", ""))
-        cols["id"].append(escape(str(d.get("id") or i + 1)))
-        cols["claim"].append(escape(claim))
-        cols["predicted"].append(escape(predicted_text(d)))
-        cols["measured"].append(escape(measured_text(d)))
-        cols["result"].append(_RESULT.get(status, "[yellow]UNDECIDED[/yellow]"))
-        cols["detail"].append(escape(str(d.get("detail") or "")))
-    keep = [c for c, v in cols.items() if c in ("claim", "result") or any(v)]
-    table = Table(title=title, show_lines=False, box=box.SIMPLE_HEAD, padding=(0, 0), pad_edge=False)
-    for c in keep:
-        if c == "claim" and not full:
-            table.add_column(c, no_wrap=True, overflow="ellipsis", max_width=CLAIM_WIDTH)
-        elif c in ("id", "result"):
-            table.add_column(c if c == "id" else "", no_wrap=True)
-        else:
-            table.add_column(c, overflow="fold")
-    for i in range(len(ds)):
-        table.add_row(*(cols[c][i] for c in keep))
+        texts.append([str(i + 1), str(d.get("id") or i + 1), status, measured_text(d), predicted_text(d),
+                      str(d.get("claim", "")) if full else str(d.get("short") or d.get("claim", ""))])
+    if full:
+        table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False, show_lines=True)
+        for c in ("#", "id", "status", "measured", "predicted", "claim", "detail"):
+            table.add_column(c, overflow="fold", justify="right" if c == "#" else "left")
+        for t, d in zip(texts, ds):
+            table.add_row(*map(escape, t[:2]), _RESULT.get(t[2], _RESULT["undecided"]), *map(escape, t[3:]),
+                          escape(_details(d)))
+        return table
+    heads = ("#", "id", "status", "measured", "predicted", "claim")
+    natural = [max([len(h)] + [len(t[k]) for t in texts]) for k, h in enumerate(heads)]
+    w = [natural[0], min(natural[1], 6), 9, min(natural[3], 28), min(natural[4], 20)]
+    room = width - sum(w) - (len(heads) - 1)  # one space between columns
+    for k in (3, 4):  # a narrow terminal: the measurement and the prediction give way first
+        if room < 12:
+            give = min(w[k] - 8, 12 - room)
+            w[k] -= max(give, 0)
+            room += max(give, 0)
+    w.append(max(room, 4))
+    # No padding, no edge: the box's one-space separators are the only characters between columns.
+    table = Table(title=title, box=box.SIMPLE_HEAD, padding=0, show_edge=False)
+    for k, h in enumerate(heads):
+        table.add_column(h, width=w[k], no_wrap=True, overflow="ellipsis", justify="right" if k == 0 else "left")
+    for t in texts:
+        table.add_row(*map(escape, t[:2]), _RESULT.get(t[2], _RESULT["undecided"]), *map(escape, t[3:]))
+    if ds:
+        where = f"sims show {run_id} --full" if run_id else "sims show RUN --full"
+        report = f"sims report {run_id}" if run_id else "sims report"
+        table.caption = f"reasons, tolerances, controls: {where}; the report: {report}"
+        table.caption_justify = "left"
     return table
 
 
-CLAIM_WIDTH = 22  # characters of a claim's short name in the table (its full text: --full, the manifest)
-_RESULT = {"pass": "[green]PASS[/green]", "fail": "[bold red]FAIL[/bold red]"}
+def _details(d: dict[str, Any]) -> str:
+    parts = [str(d.get("detail") or "")]
+    if d.get("quantity"):
+        parts.append(f"quantity: {d['quantity']}")
+    if d.get("level"):
+        parts.append(f"{100 * d['level']:.0f}% interval")
+    if d.get("tol_why"):
+        parts.append(f"tolerance: {d['tol_why']}")
+    if d.get("n_needed"):
+        parts.append(f"would decide: about {d['n_needed']:.0f}")
+    if d.get("control"):
+        parts.append(("controls " if d.get("is_control") else "negative control: ") + str(d["control"]))
+    return "; ".join(p for p in parts if p)
+
+
+_RESULT = {"pass": "[green]PASS[/green]", "fail": "[bold red]FAIL[/bold red]", "undecided": "[yellow]UNDECIDED[/yellow]"}
 
 
 # ----------------------------------------------------------------------------- plan

@@ -225,7 +225,7 @@ def _run_inner(exp: Experiment, specs: list[Spec], kw: dict[str, Any], precision
         if progress is not None:
             progress.close()
 
-    console.print(render.verdict_table(res.rows, title=f"{exp.name} verdict (run {res.run_id})"))
+    console.print(render.verdict_table(res.rows, title=f"{exp.name} verdict (run {res.run_id})", run_id=res.run_id))
     n_fail = sum(r.failed for r in res.rows)
     n_undecided = sum(r.status == "undecided" for r in res.rows)
     if not quiet:
@@ -235,7 +235,7 @@ def _run_inner(exp: Experiment, specs: list[Spec], kw: dict[str, Any], precision
         raise typer.Exit(EXIT_FAILED)
     if n_undecided:
         console.print(f"[green]{len(res.rows) - n_undecided} claim(s) passed[/green], [yellow]{n_undecided} "
-                      f"undecided at this size[/yellow] (see detail)")
+                      f"undecided at this size[/yellow] (why, and what would decide: sims show {res.run_id} --full)")
         raise typer.Exit(EXIT_OK)
     console.print(f"[green]all {len(res.rows)} claim(s) passed[/green]")
     raise typer.Exit(EXIT_OK)

@@ -1,4 +1,4 @@
-"""``sims list`` (the experiments and their options) and ``sims show RUN`` (a stored run).
+"""``sims list`` (one line per experiment; ``sims list NAME``: its options) and ``sims show RUN`` (a stored run).
 
 ``sims list NAME`` imports that experiment's module only; ``sims show`` imports none.
 """
@@ -53,7 +53,8 @@ show_command.__sims_epilog__ = epilog(_SHOW_EXAMPLES)  # type: ignore[attr-defin
 
 
 def list_experiments(name: str | None) -> None:
-    """Print every experiment (or only ``name``) with its options; exit 2 for an unknown name."""
+    """One line per experiment (name and summary, cut to the terminal's width); with ``name``,
+    that experiment's options.  Exit 2 for an unknown name."""
     console = Console(highlight=False)
     names = registry.names()
     if name is not None and name not in names:
@@ -61,21 +62,28 @@ def list_experiments(name: str | None) -> None:
     if not names:
         console.print("no experiments registered (add modules to sims/experiments/__init__.py)")
         return
-    for n in [name] if name else names:
-        exp = registry.get(n)
-        specs = specs_of(exp)
-        table = Table(title=f"[bold]{n}[/bold]: {escape(exp.summary)}", title_justify="left")
-        for col in ("option", "type", "default", "help"):
-            table.add_column(col, overflow="fold")
-        for s in specs:
-            kind = s.kind if s.kind != "choice" else "|".join(s.choices or ())
-            if s.sweep:
-                kind += " (repeatable)"
-            table.add_row(s.opt, escape(kind), escape(show_value(s.default)), escape(s.help))
+    if name is None:
+        table = Table(box=None, show_header=False, padding=(0, 2, 0, 0), expand=True)
+        table.add_column("experiment", no_wrap=True, style="bold")
+        table.add_column("summary", no_wrap=True, overflow="ellipsis", ratio=1)
+        for n in names:
+            table.add_row(n, escape(registry.get(n).summary))
         console.print(table)
-        for e in examples(exp, specs):
-            console.print(f"  $ {escape(e)}")
-        console.print()
+        console.print("options: sims run NAME --help (or sims list NAME); every claim at once: sims reproduce")
+        return
+    exp = registry.get(name)
+    specs = specs_of(exp)
+    table = Table(title=f"[bold]{name}[/bold]: {escape(exp.summary)}", title_justify="left")
+    for col in ("option", "type", "default", "help"):
+        table.add_column(col, overflow="fold")
+    for s in specs:
+        kind = s.kind if s.kind != "choice" else "|".join(s.choices or ())
+        if s.sweep:
+            kind += " (repeatable)"
+        table.add_row(s.opt, escape(kind), escape(show_value(s.default)), escape(s.help))
+    console.print(table)
+    for e in examples(exp, specs):
+        console.print(f"  $ {escape(e)}")
 
 
 def show_run(run: str, out: Path, as_json: bool, full: bool = False) -> None:
@@ -115,7 +123,7 @@ def show_run(run: str, out: Path, as_json: bool, full: bool = False) -> None:
         pt.add_row("compile cache", escape(str(prov.get("compile_cache"))))
     pt.add_row("command", escape(" ".join(prov.get("argv") or [])))
     console.print(pt)
-    console.print(verdict_table(m.get("verdict") or [], full=full))
+    console.print(verdict_table(m.get("verdict") or [], full=full, run_id=str(m.get("run_id"))))
     ok = m.get("passed")
     und = m.get("undecided") or 0
     console.print(("[bold red]some claims failed[/bold red]" if not ok else
