@@ -21,7 +21,8 @@ import sims_toy  # noqa: F401  (registers "toy")
 from compare_results import cell_bits
 import theory as T
 from sims.core import planning as planner
-from sims.core import runner, store
+import sims.core as runner
+from sims.core import store
 from sims.experiments import ALL, convergence, get
 
 TINY_CONVERGENCE = dict(m=(64, 256), n=4, d=4, steps=4, log_every=2, seeds=3)

@@ -18,7 +18,8 @@ import pytest
 import sims_toy
 from cli_runner import invoke
 from compare_results import cell_bits
-from sims.core import claims, dask_backend, runner, store
+import sims.core as runner
+from sims.core import claims, dask_backend, store
 from sims.experiments import get
 
 LAZY_TINY = ["--quick", "--m", "2", "--m", "4", "--m", "8", "--seeds", "1", "--p", "3", "--T", "4", "--d", "8", "--layers", "1",

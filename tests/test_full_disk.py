@@ -98,7 +98,7 @@ def test_injected_enospc_ends_with_one_line_and_resumes(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "fsync", fsync)
     r = invoke(*ARGS, "--out", out)
     monkeypatch.setattr(os, "fsync", real)
-    line = _check_one_line(r, out / "toy" / "cells")
+    line = _check_one_line(r, out)  # the failing fsync may be a cell's, a claim's or a folder's: a path under --out
     assert "free some space" in line
     assert len(_check_whole_cells(out)) == 4
     r = invoke(*ARGS, "--out", out, "--debug")

@@ -58,7 +58,7 @@ SCRIPT = textwrap.dedent(r"""
     cell = {**base, "model": "prefix", "k": 1, "m": 100_000, "steps": 20, "log_every": 10, "seed": 0}
     U, y, V, H_star, lam, eta = C.problem(cell)
     for tag, msh in (("one", None), ("two", mesh)):
-        compiled = C._train.lower(keys[:1], U, y, V, jnp.asarray(eta), jnp.asarray(1.0), model=C.DEFAULT_MODEL,
+        compiled = C._train.lower(keys[0], U, y, V, jnp.asarray(eta), jnp.asarray(1.0), model=C.DEFAULT_MODEL,
                                   m=cell["m"], d=5, k=1, steps=20, log_every=10, parametrization="ntk",
                                   mesh=msh).compile()
         out["memory"][tag] = int(compiled.memory_analysis().temp_size_in_bytes)

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 import sims_toy
-from sims.core import claims, runner, store
+import sims.core as runner
+from sims.core import claims, store
 from sims.experiments import get
 
 TESTS = Path(__file__).resolve().parent

@@ -23,7 +23,7 @@ SMALL: dict[str, dict[str, Any]] = {
     "ntk-attention-cost": dict(m=(16, 256, 4096), d=8, L=16, repeats=2),
     "reparam": dict(structures=("shared_linear", "nonshared"), extra=(1,), n_eff=(10_000, 1_000_000, 100_000_000),
                     n=200, replications=4, split_starts=1, random_starts=1, polish_steps=300),
-    "reparam-identifiability": dict(quick=True, reps=100),
+    "reparam-identifiability": dict(quick=True),
     "lazy-prefix": dict(quick=True, m=(2, 8, 32), seeds=2, p=3, T=4, d=8, layers=1, heads=2, d_mlp=8, n=6,
                         n_test=16, steps=10, log_every=5, pretrain_steps=100),
 }
