@@ -180,6 +180,13 @@ def prefix_logit_spread(cfg, params, theta, tokens):
     Raises:
         InputError: ``tokens`` is not (n, T).
     """
+    _, q, zP = _layer0_prefix_logits(cfg, params, theta, tokens)
+    return jnp.max(jnp.mean(jnp.std(zP, axis=-1), axis=(1, 2)))
+
+
+def _layer0_prefix_logits(cfg, params, theta, tokens):
+    """Layer 0's normalised inputs ``h`` (n, T, d), queries ``q`` (heads, n, T, d_h) and prefix
+    logits ``<q_i, k_r> / sqrt(d_h)`` (heads, n, T, m); refuses tokens that are not (n, T)."""
     tokens = jnp.asarray(tokens)
     if tokens.ndim != 2 or tokens.shape[1] != cfg.T:
         raise _v.InputError(f"tokens must have shape (n, {cfg.T}), got {tokens.shape}")
@@ -189,8 +196,7 @@ def prefix_logit_spread(cfg, params, theta, tokens):
     h = M.layernorm(X, lp["g1"], lp["c1"], cfg.layernorm)
     q = jnp.einsum("ntd,hde->hnte", h, lp["W_Q"])
     kP = jnp.einsum("md,hde->hme", PK, lp["W_K"])
-    z = jnp.einsum("hnte,hme->hntm", q, kP) / jnp.sqrt(jnp.asarray(q.shape[-1], q.dtype))
-    return jnp.max(jnp.mean(jnp.std(z, axis=-1), axis=(1, 2)))
+    return h, q, jnp.einsum("hnte,hme->hntm", q, kP) / jnp.sqrt(jnp.asarray(q.shape[-1], q.dtype))
 
 
 def prefix_attention_share(cfg, params, theta, tokens):
@@ -210,16 +216,9 @@ def prefix_attention_share(cfg, params, theta, tokens):
     Raises:
         InputError: ``tokens`` is not (n, T).
     """
-    tokens = jnp.asarray(tokens)
-    if tokens.ndim != 2 or tokens.shape[1] != cfg.T:
-        raise _v.InputError(f"tokens must have shape (n, {cfg.T}), got {tokens.shape}")
+    h, q, zP = _layer0_prefix_logits(cfg, params, theta, tokens)
     lp = params["layers"][0]
-    PK = M.prefixes(cfg, theta)[0][0]
-    X = params["E"][tokens] + params["pos"][: cfg.T]
-    h = M.layernorm(X, lp["g1"], lp["c1"], cfg.layernorm)
-    q = jnp.einsum("ntd,hde->hnte", h, lp["W_Q"])
     scale = jnp.sqrt(jnp.asarray(q.shape[-1], q.dtype))
-    zP = jnp.einsum("hnte,md,hde->hntm", q, PK, lp["W_K"]) / scale
     if not cfg.input_block:
         return jnp.ones((), q.dtype)
     kX = jnp.einsum("ntd,hde->hnte", h, lp["W_K"])
