@@ -23,12 +23,12 @@ import theory as T
 from sims.core import planning as planner
 import sims.core as runner
 from sims.core import store
-from sims.experiments import ALL, convergence, get
+from sims.experiments import convergence, get, load_all
 
 TINY_CONVERGENCE = dict(m=(64, 256), n=4, d=4, steps=4, log_every=2, seeds=3)
 
 
-@pytest.mark.parametrize("exp", ALL, ids=lambda e: e.name)
+@pytest.mark.parametrize("exp", load_all(), ids=lambda e: e.name)
 def test_planner_batches_only_experiments_that_batch(exp):
     """An experiment without ``run_batch`` is computed one cell per call, whatever its sweep."""
     if exp.run_batch is not None:
