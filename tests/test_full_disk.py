@@ -84,9 +84,6 @@ def test_a_full_tmpfs_ends_with_one_line_and_resumes(small_disk, tmp_path):
     _same_as_clean_run(out, tmp_path)
 
 
-@pytest.mark.xfail(strict=True, reason="known bug since the claim files (issue 22) met the write-error path (issue 23): "
-                   "a resume in the same process after an injected ENOSPC exits 130 instead of 0 (claims of the "
-                   "failed run, held by this live pid, are not released); the tmpfs test above resumes correctly")
 def test_injected_enospc_ends_with_one_line_and_resumes(tmp_path, monkeypatch):
     out = tmp_path / "results"
     real, calls = os.fsync, [0]

@@ -68,10 +68,18 @@ def test_stale_claims_are_broken(tmp_path):
     os.utime(path, (old, old))
     assert claims.is_stale(path, stale_after=60)
     assert claims.claim(tmp_path, "toy", "c1", stale_after=60) is not None
-    # A live process of this host (this one, with another token) is never stale.
-    path.write_text(json.dumps({"pid": os.getpid(), "host": claims.HOST, "token": "z"}))
+    # Another live process of this host is never stale, however old its file.
+    path.write_text(json.dumps({"pid": os.getppid(), "host": claims.HOST, "token": "z"}))
     os.utime(path, (old, old))
     assert not claims.is_stale(path, stale_after=60)
+    # This process's own claim is live while a run here holds it, stale once none does (a run that
+    # failed while writing it, or lost track of it): a resume in the same process must not wait on it.
+    path.unlink()
+    mine = claims.claim(tmp_path, "toy", "c1")
+    assert mine is not None and not claims.is_stale(path)
+    path.write_text(json.dumps({"pid": os.getpid(), "host": claims.HOST, "token": "orphan"}))
+    assert claims.is_stale(path)
+    claims.release(mine)
 
 
 def test_run_skips_cells_held_by_another_and_waits_for_them(tmp_path):

@@ -9,7 +9,8 @@ The holder removes its claim once the cell file is written (and on any exit it s
 exception, Ctrl-C).
 
 A claim is *stale* when its holder cannot finish it: on this host, its pid is no longer
-running; from another host (a shared file system), its file was not refreshed for
+running (or, for this process's own pid, no run here holds it any more: a run that failed);
+from another host (a shared file system), its file was not refreshed for
 ``stale_after`` seconds (holders refresh theirs after every call, :func:`refresh`).  A stale
 claim is broken by renaming it away (atomic: of two processes breaking it, one wins) and the
 cell is claimed again.  Like :mod:`sims.core.store`, this module is part of the store: the only
@@ -35,6 +36,7 @@ __all__ = ["STALE_AFTER_S", "Claim", "claim_path", "claim", "release", "refresh"
 #: every call; a call longer than this on a shared folder needs a larger value).
 STALE_AFTER_S = float(os.environ.get("PREFIX_NTK_CLAIM_STALE_S", 6 * 3600))
 HOST = socket.gethostname()
+_HELD: set[str] = set()  # tokens of the claims this process holds now (a claim of this pid not in it is orphaned)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,7 +83,9 @@ def is_stale(path: str | os.PathLike, *, stale_after: float | None = None) -> bo
     except FileNotFoundError:
         return False
     if info.get("host") == HOST and isinstance(info.get("pid"), int):
-        return not store._pid_alive(info["pid"]) if info["pid"] != os.getpid() else False
+        if info["pid"] == os.getpid():  # this process: stale unless a run here still holds it
+            return info.get("token") not in _HELD
+        return not store._pid_alive(info["pid"])
     return age > (STALE_AFTER_S if stale_after is None else stale_after)
 
 
@@ -111,8 +115,13 @@ def claim(out: str | os.PathLike, experiment: str, cid: str, *, stale_after: flo
         try:
             os.write(fd, data)
             os.fsync(fd)
-        finally:
+        except BaseException:  # a full disk while claiming: leave no claim this process never holds
             os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            raise
+        os.close(fd)
+        _HELD.add(token)
         return Claim(path, token)
     return None
 
@@ -127,6 +136,7 @@ def refresh(claims: list[Claim]) -> None:
 def release(c: Claim) -> None:
     """Remove a claim this process holds (if it still holds it: a claim broken as stale and taken
     by another process is left to that one)."""
+    _HELD.discard(c.token)
     info = holder(c.path)
     if info is not None and info.get("token") == c.token:
         with contextlib.suppress(FileNotFoundError):
