@@ -4,8 +4,8 @@ Each option of each experiment (``sims.experiments.load_all()``, the options gen
 and each run option is given each of ``0, -1, 1.5, nan, inf, 1e300, ''``.  A value outside the
 option's declared range (counts: :func:`sims.core.checks.count_bounds`; floats: the field's
 ``"range"``; choices, flags and folders: always) must end with exit 2, one line of output
-(``error: ...``), no traceback and nothing written, within a few seconds, i.e. before JAX
-compiles anything.  A value inside the range must pass the option's check: with ``--dry-run``
+(``error: ...``), no traceback and nothing written, before any work: the engine's ``execute`` is
+never reached (checked by replacing it, not by a clock).  A value inside the range must pass the option's check: with ``--dry-run``
 the command plans without running (exit 0 or 3), or is refused by a rule across options (exit 2,
 one line, not the option's own range).  The expectation is computed here from the declared
 range, not by calling the check under test.
@@ -14,17 +14,16 @@ range, not by calling the check under test.
 from __future__ import annotations
 
 import math
-import time
 
 import pytest
 
+import sims.core.execution
 import sims.experiments
 from cli_runner import invoke_built
 from sims.cli.options import specs_of
 
 VALUES = ("0", "-1", "1.5", "nan", "inf", "1e300", "")
 RUN_OPTIONS = ("--out", "--precision", "--devices", "--compile-cache")
-FEW_SECONDS = 5.0
 
 
 def _in_range(spec, text: str) -> bool:
@@ -59,19 +58,30 @@ def _warm():
     invoke_built("run", "kernel", "--n", "-1")  # imports and the app's build, once
 
 
-def _problem(folder, experiment, opt, value, valid) -> str | None:
+class WorkBegan(Exception):
+    """Raised by the stand-in for the engine's ``execute``: a refused or dry-run command never gets there."""
+
+
+def _no_work():
+    raise WorkBegan
+
+
+def _problem(folder, experiment, opt, value, valid, monkeypatch) -> str | None:
     """What is wrong with ``sims run experiment opt=value`` (run in an empty ``folder``), or None."""
     out = ["--out", folder / "out"] if opt != "--out" else []
     args = ["run", experiment, *out, f"{opt}={value}"] + (["--dry-run"] if valid else [])
-    t0 = time.perf_counter()
-    r = invoke_built(*args)
-    elapsed = time.perf_counter() - t0
+    executed = []
+    monkeypatch.setattr(sims.core.execution, "execute", lambda *a, **k: executed.append(a) or _no_work())
+    try:
+        r = invoke_built(*args)
+    except WorkBegan:
+        return "reached the engine's execute (work began)"
     lines = [line for line in r.output.splitlines() if line.strip()]
     one_error_line = len(lines) == 1 and lines[0].startswith("error: ")
     if "Traceback" in r.output:
         return "a traceback"
-    if elapsed > FEW_SECONDS:
-        return f"took {elapsed:.1f} s"
+    if executed:
+        return "reached the engine's execute (work began)"
     if any(folder.iterdir()):
         return f"wrote {sorted(p.name for p in folder.iterdir())}"
     if not valid and (r.exit_code != 2 or not one_error_line):
@@ -90,7 +100,7 @@ def test_hostile_values(tmp_path, monkeypatch, experiment, opt, values):
         folder = tmp_path / str(i)
         folder.mkdir()
         monkeypatch.chdir(folder)  # `--out ''` or a relative folder would land here
-        why = _problem(folder, experiment, opt, value, valid)
+        why = _problem(folder, experiment, opt, value, valid, monkeypatch)
         if why:
             problems.append(f"{opt}={value!r} ({'in' if valid else 'out of'} range): {why}")
     assert not problems, "\n".join(problems)
@@ -104,3 +114,16 @@ def test_the_matrix_covers_every_option():
     values = [v for c in CASES for v in c.values[2]]
     assert len(values) == 7 * len(CASES)
     assert sum(not ok for _, ok in values) > 0.8 * len(values)  # mostly refusals
+
+
+def test_the_work_detector_sees_a_run(tmp_path, monkeypatch):
+    """Negative control of the check above: a valid command without ``--dry-run`` does reach the
+    engine's ``execute``, so "never reached" means something."""
+    monkeypatch.chdir(tmp_path)
+    executed = []
+    monkeypatch.setattr(sims.core.execution, "execute", lambda *a, **k: executed.append(a) or _no_work())
+    try:
+        invoke_built("run", "kernel", "--out", tmp_path / "out")
+    except WorkBegan:
+        pass
+    assert executed
