@@ -34,7 +34,8 @@ row pass, fail or undecided with the size that would decide it):
   flattening, not "no polynomial rate" itself (docs/reparam_model.md);
 - ``||f_hat - f*||_L2 ~ n^{-1/2}`` for every structure and L;
 - shared_linear vs nonshared (same ``f*``): merged-cell ``(p^K, p^V)`` error smaller when shared;
-- a negative control per merged-cell claim: the same test on the data times a wrong rate fails;
+- a negative control per rate claim: the same test on the data times a wrong rate fails (merged cells: the
+  rates of the table below; parametric n^-1/2 rows: n_eff^(1/4), i.e. the merged-cell rate -1/4);
 - with ``--bound-alt``: the ``merged_m2`` slope does not depend on ``bound``.
 """
 
@@ -168,7 +169,9 @@ def estimate_bytes(cell) -> int:
 
 
 # (claim, metric, stat, predicted, kind, wrong) of the merged-cell claims; ``wrong`` is the negative
-# control's extra rate.
+# control's extra rate.  A parametric n^-1/2 row's control multiplies its data by n_eff^(1/4): the claim's
+# fit judged against -1/4, the merged-cell rate it is contrasted with (docs/verdicts.md, reparam).
+PARAMETRIC_WRONG = 0.25
 SHARED_MERGED = (("merged-cell error ~ n^-1/4", "merged_error", "rms", -0.25, "equals", -0.25),
                  ("merged-cell sum w||Delta||^2 ~ n^-1/2", "merged_m2", "mean", -0.5, "equals", 0.5))
 NONSHARED_MERGED = (("merged-cell error flatter than n^-1/4", "merged_error", "rms", -0.25, "above", -0.5),
@@ -186,13 +189,16 @@ def verdict(cfg: ReparamConfig, results) -> list[VerdictRow]:
             # Every row is undecided when the lowest loss is not established as the least-squares minimum.
             shape, blocker = V.fit_shape(rate, s, L, cfg.bound, AGREED_SHARE, cfg.basin_tol)
 
-            def add(claim, metric, predicted, stat="geometric", kind="equals", extra="", control=""):
+            def add(claim, metric, predicted, stat="geometric", kind="equals", extra="", wrong=PARAMETRIC_WRONG):
+                """The claim's row and its negative control: the same test on the data times n_eff^wrong."""
                 xs, y = V.table(rate, s, L, metric, bound=cfg.bound)
-                rows.append(V.slope_row(f"{tag}: {claim}", xs, y, predicted, stat=stat, kind=kind, blocker=blocker,
-                                        extra="; ".join(filter(None, (_oracle_note(rate, s, L, metric, stat, cfg),
-                                                                      extra))), id=f"{s}-L{L}-{metric}"))
-                if control:
-                    rows[-1] = dataclasses.replace(rows[-1], control=control)
+                cid = f"{s}-L{L}-{metric}"
+                rows.append(dataclasses.replace(V.slope_row(
+                    f"{tag}: {claim}", xs, y, predicted, stat=stat, kind=kind, blocker=blocker, id=cid,
+                    extra="; ".join(filter(None, (_oracle_note(rate, s, L, metric, stat, cfg), extra)))),
+                    control=f"{cid}-control"))
+                rows.append(V.control_row(f"{tag}: {claim}", xs, y, predicted, stat=stat, kind=kind, wrong=wrong,
+                                          id=f"{cid}-control", control_of=cid))
 
             if L == L_STAR:
                 add("Voronoi loss ~ n^-1/2", "voronoi", -0.5)
@@ -202,11 +208,7 @@ def verdict(cfg: ReparamConfig, results) -> list[VerdictRow]:
                     add("E Voronoi loss ~ n^-1/2", "voronoi", -0.5, stat="mean")
                     add("singleton-cell error ~ n^-1/2", "singleton_error", -0.5)
                 for claim, metric, stat, pred, kind, wrong in (NONSHARED_MERGED if s == "nonshared" else SHARED_MERGED):
-                    cid = f"{s}-L{L}-{metric}"
-                    add(claim, metric, pred, stat=stat, kind=kind, extra=shape, control=f"{cid}-control")
-                    xs, y = V.table(rate, s, L, metric, bound=cfg.bound)
-                    rows.append(V.control_row(f"{tag}: {claim}", xs, y, pred, stat=stat, kind=kind, wrong=wrong,
-                                              id=f"{cid}-control", control_of=cid))
+                    add(claim, metric, pred, stat=stat, kind=kind, extra=shape, wrong=wrong)
                 if cfg.bound_alt > 0:
                     rows.append(_bound_row(rate, s, L, cfg.bound, cfg.bound_alt, tag))
             add("||f_hat - f*||_L2 ~ n^-1/2", "l2_error", -0.5)
