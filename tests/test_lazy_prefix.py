@@ -134,12 +134,35 @@ def test_verdict_passes_the_lazy_rate_and_catches_the_control():
     assert _one(rows, KERNEL).passed and "(m = 4, 16, 64, 256)" in _one(rows, KERNEL).claim
     assert _one(rows, "ntk-gd: kernel movement per unit of parameter displacement").passed
     assert not any(c.startswith(KERNEL_ALL) for c in rows)  # every m in the regime: one fit, not two
-    ctl = [r for c, r in rows.items() if c.startswith("control")]
-    assert len(ctl) == 2 and all(r.passed for r in ctl)  # flat movement is not m^-1/2: caught
+    arm = [r for c, r in rows.items() if c.startswith("control standard-gd")]
+    assert len(arm) == 2 and all(r.passed for r in arm)  # flat movement is not m^-1/2: caught
+    wrong = [r for c, r in rows.items() if c.startswith("control: ntk-gd")]
+    assert len(wrong) == 2 * len(RG.MATCHED) and all(r.passed and r.is_control for r in wrong)  # both exponents
     # a control that does decay like m^-1/2 fails its row, and a wrong rate fails the claim
     rows = _rows(GD, _fake("ntk-gd", ms, -1.0) + _fake("standard-gd", ms, -0.5))
     assert _one(rows, KERNEL).failed
-    assert all(r.failed for c, r in rows.items() if c.startswith("control"))
+    assert all(r.failed for c, r in rows.items() if c.startswith("control standard-gd"))
+    # the claim's data at the wrong exponent -1: that control is not caught, the one at 0 still is
+    assert all(r.failed for r in rows.values() if r.id.endswith("-c1")) and \
+        all(r.passed for r in rows.values() if r.id.endswith("-c0"))
+
+
+def test_wrong_exponent_controls_judge_the_claims_own_fit_and_link_both_ways():
+    ms = [4, 16, 64, 256]
+    rows = {r.id: r for r in LV.verdict(GD, _fake("ntk-gd", ms, -0.5) + _fake("standard-gd", ms, 0.0))}
+    claim = rows["ntk-gd-kernel_change"]
+    assert claim.control == "ntk-gd-kernel_change-c0, ntk-gd-kernel_change-c1, standard-gd-kernel_change"
+    for suffix, wrong in (("c0", 0.0), ("c1", -1.0)):
+        ctl = rows[f"ntk-gd-kernel_change-{suffix}"]
+        assert ctl.is_control and ctl.control == "ntk-gd-kernel_change" and ctl.target == wrong
+        assert (ctl.estimate, ctl.low, ctl.high, ctl.cells) == (claim.estimate, claim.low, claim.high, claim.cells)
+    assert rows["standard-gd-kernel_change"].control == "ntk-gd-kernel_change"
+    # data half-way between the claim and a wrong exponent, with few seeds: the control is undecided
+    noisy = {r.id: r for r in LV.verdict(GD, _fake("ntk-gd", [64, 128, 256], -0.8, seeds=2, noise=0.3))}
+    assert noisy["ntk-gd-kernel_change-c1"].status == "undecided"
+    # fewer than two in-regime m: the controls are undecided with the claim, never caught
+    few = {r.id: r for r in LV.verdict(GD, _fake("ntk-gd", ms, -0.5, share={4: 0.2, 16: 0.3, 64: 0.4, 256: 0.6}))}
+    assert all(few[f"ntk-gd-lin_gap-{s}"].status == "undecided" for s in ("c0", "c1"))
 
 
 def test_rate_is_judged_on_the_in_regime_cells_not_the_all_m_fit():

@@ -79,8 +79,8 @@ def test_run_is_pure_and_verdict_has_every_claim(tmp_path):
     assert rows and all(isinstance(r, VerdictRow) and r.status in STATUSES for r in rows)
     claims = [r.claim for r in rows]
     assert sum("merged-cell error ~ n^-1/4" in c for c in claims) == 2  # the claim and its control
-    assert sum(c.startswith("control:") for c in claims) == 2
-    assert sum("L2" in c for c in claims) == 2 and len(claims) == 3 + 7
+    assert sum(c.startswith("control:") for c in claims) == 3 + 5  # every rate row has its wrong-rate control
+    assert sum("L2" in c for c in claims) == 4 and len(claims) == 2 * (3 + 5)
     assert all(r.detail for r in rows if r.status == "undecided")  # an undecided row says why
     # Resuming reuses every cell and gives the same verdict.
     resumed = engine.run(exp, cfg, out=tmp_path)
@@ -116,7 +116,7 @@ def _synthetic(reps=12, scatter=0.3, agreed=1.0, oracle_lower=0.0):
 
 def test_verdict_rules_on_synthetic_results():
     rows = {r.claim: r for r in R.verdict(R.ReparamConfig(), _synthetic())}
-    assert len(rows) == 7 + 5 + 1 and any("smaller when shared" in c for c in rows)
+    assert len(rows) == 2 * 5 + 2 * 3 + 1 and any("smaller when shared" in c for c in rows)  # claims, controls
     assert all(r.status == "pass" for r in rows.values()), [r for r in rows.values() if r.status != "pass"]
     # Equal errors for both structures: no sample-efficiency advantage.
     same = [(c, {**a, "kv_merged_error": np.asarray(1.0 + 0.01 * c["seed"])}) for c, a in _synthetic()]

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sims.experiments.reparam import problem
+from sims.experiments.reparam_problem import problem
 from theory.moe.model import moe_features, regression_from_features, regression_jacobian
 from theory.moe.fit import fit_least_squares, init_params, least_squares_loss, regression_l2_error, sample_regression
 from theory.stats import fit_loglog_slope

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sims.experiments import reparam as rp
+from sims.experiments import reparam_problem as rp
 from sims.experiments import reparam_identifiability as ri
 from sims.experiments import reparam_identifiability_verdict as rv
 from theory import InputError

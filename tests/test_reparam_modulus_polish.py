@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sims.experiments import reparam as rp
+from sims.experiments import reparam_problem as rp
 from theory import InputError
 from theory.moe import modulus_polish as mp
 from theory.moe.identifiability import modulus, split_configurations

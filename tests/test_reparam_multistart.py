@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from sims.experiments.reparam import problem
+from sims.experiments.reparam_problem import problem
 from theory.moe.fit import fit_starts, prepare_problem, sample_regression, stack_starts
 from theory.moe.multistart import basin_counts, fit_multistart
 from theory.validation import InputError

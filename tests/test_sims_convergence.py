@@ -40,10 +40,11 @@ def tiny_results(model):
 def test_convergence_claims_hold_and_control_fails():
     """At this tiny size (3 seeds, m = 250..4000) claims 2-4 pass; the rate rows 1, 4b, 5, 6 are
     undecided by the equivalence rule (their 95% intervals reach outside -1/2 +- 0.1, issue 25), but
-    none fails and each interval rules out "no decay"; every control is caught."""
+    none fails and each interval rules out "no decay"; every control (the mean-field arm of 4-6, the
+    wrong exponents of 1 and 4b) is caught."""
     cfg, res = tiny_results("prefix")
     by = {r.id: r for r in C.verdict(cfg, res)}
-    assert [i for i in by] == ["1", "2", "3", "4", "4b", "5", "6", "c4", "c5", "c6"]
+    assert [i for i in by] == ["1", "2", "3", "4", "4b", "5", "6", "c4", "c5", "c6", "c1", "c4b"]
     for cid in ("2", "3", "4"):
         assert by[cid].status == "pass", by[cid]
     for cid in ("1", "4b", "5", "6"):
@@ -54,7 +55,11 @@ def test_convergence_claims_hold_and_control_fails():
     for cid in ("4", "5", "6"):  # controls linked both ways
         ctrl = by[f"c{cid}"]
         assert ctrl.status == "pass" and ctrl.is_control and ctrl.control == cid and by[cid].control == f"c{cid}"
-    assert not by["1"].control  # convergence has no control of claim 1 (kernel's wrong limit is it)
+    # claims 1 and 4b have no control arm: their own fits judged against a wrong exponent are caught
+    for cid, wrong in (("1", -1.0), ("4b", -0.5)):
+        ctrl = by[f"c{cid}"]
+        assert ctrl.status == "pass" and ctrl.is_control and ctrl.control == cid and by[cid].control == f"c{cid}"
+        assert ctrl.target == wrong and (ctrl.low, ctrl.high) == (by[cid].low, by[cid].high)
     assert by["4b"].target == C.T.max_movement_slope([250, 1000, 4000], sigma=cfg.sigma, input_norm=cfg.input_norm)
 
 
@@ -89,7 +94,7 @@ def test_single_m_cannot_fit_a_rate():
     cfg = C.ConvergenceConfig(**{**TINY, "ladder": 1, "control": False})
     rows = C.verdict(cfg, run_cells(get("convergence"), cfg))
     slope_rows = [r for r in rows if "needs >= 2" in r.detail]
-    assert {r.id for r in slope_rows} == {"1", "4", "4b", "5", "6"}
+    assert {r.id for r in slope_rows} == {"1", "4", "4b", "5", "6", "c1", "c4b"}  # controls cannot be caught either
     assert all(r.status == "undecided" for r in slope_rows)
 
 

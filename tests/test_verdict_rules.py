@@ -115,3 +115,18 @@ def test_text_is_written_from_the_numbers_and_rows_round_trip():
     assert again == row and again.cells == ("a", "b")
     legacy = VerdictRow("old", "holds", "min 3", True)
     assert V.predicted_text(legacy) == "holds" and V.measured_text(legacy) == "min 3"
+
+
+def test_wrong_scaling_row_judges_the_claims_fit_against_the_wrong_exponent():
+    ms = np.array([10.0, 100.0, 1000.0, 1e4])
+    y = _seeded(ms, -0.5, 0.05)
+    claim = V.rate_row("1", "x ~ m^-1/2", ms, y, predicted=-0.5, quantity="q")
+    for wrong in (0.0, -1.0):
+        ctl = V.wrong_scaling_row("1-c", "1", "control", ms, y, wrong=wrong, quantity="q", why="w")
+        assert ctl.status == "pass" and ctl.is_control and ctl.control == "1" and ctl.target == wrong
+        assert (ctl.estimate, ctl.low, ctl.high) == (claim.estimate, claim.low, claim.high)
+    assert V.wrong_scaling_row("1-c", "1", "c", ms, y, wrong=-0.5, quantity="q", why="w").status == "fail"
+    bad = [list(v) for v in y]
+    bad[0][0] = float("inf")  # the claim's own data diverged: that catches nothing
+    row = V.wrong_scaling_row("1-c", "1", "c", ms, bad, wrong=0.0, quantity="q", why="w")
+    assert row.status == "undecided" and "not finite" in row.detail

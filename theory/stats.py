@@ -9,7 +9,10 @@ Every interval a verdict prints comes from here:
 - :func:`welch_ci`: the Welch interval of a difference of means
   (``ttest_ind(equal_var=False).confidence_interval()``);
 - :func:`wilson_ci`: the Wilson interval of a proportion (``binomtest(...).proportion_ci``);
-- :func:`bootstrap_ci`: a percentile bootstrap interval of a statistic (``bootstrap``), seeded.
+- :func:`bootstrap_ci`: a percentile bootstrap interval of a statistic (``bootstrap``), seeded;
+- :func:`bootstrap_groups`, :func:`percentile_ci`: the statistic over independent resamples of
+  several groups (one seeded generator), and the percentile interval of any such draws (a
+  bootstrap of a derived quantity: a slope across groups, a ratio of two groups).
 
 Each returns numbers only; how a verdict decides from them is :mod:`sims.core.verdicts`.
 """
@@ -24,7 +27,7 @@ from scipy import stats as _st
 from theory import validation as _v
 
 __all__ = ["Interval", "SlopeFit", "fit_loglog_slope", "fit_line", "mean_ci", "t_half_width", "welch_ci", "wilson_ci",
-           "bootstrap_ci"]
+           "bootstrap_ci", "bootstrap_groups", "percentile_ci"]
 
 
 class Interval(NamedTuple):
@@ -254,3 +257,51 @@ def bootstrap_ci(data, statistic: Callable, *, level: float = 0.95, resamples: i
     if est.ndim == 0:
         return Interval(float(est), float(low), float(high))
     return Interval(est, low, high)
+
+
+def bootstrap_groups(groups, statistic: Callable, *, resamples: int = 2000, seed: int = 0) -> np.ndarray:
+    """``statistic`` over ``resamples`` independent with-replacement resamples of each group.
+
+    One generator (``numpy.random.default_rng(seed)``) draws the groups in order, so the draws are
+    a function of ``seed`` and the groups; a quantity built from several groups (a slope across
+    grid points, a ratio of two samples) is then bootstrapped by combining the columns and taking
+    :func:`percentile_ci` of the result.
+
+    Args:
+        groups: a sequence of K one-dimensional arrays of finite values, each with at least two.
+        statistic: ``statistic(v)`` of a (resamples, n_k) array, reducing the last axis.
+        resamples: draws per group; seed: the generator's seed.
+    Returns:
+        (resamples, K) array: column k is ``statistic`` of the resamples of group k.
+    Raises:
+        InputError: no groups, a group with fewer than two values or a non-finite one.
+    """
+    arrays = [_real("group", g).reshape(-1) for g in groups]
+    if not arrays:
+        raise _v.InputError("bootstrap_groups needs at least one group")
+    for g in arrays:
+        if g.size < 2 or not np.all(np.isfinite(g)):
+            raise _v.InputError("each group needs at least two finite values")
+    rng = np.random.default_rng(seed)
+    return np.stack([np.asarray(statistic(g[rng.integers(0, g.size, (resamples, g.size))])) for g in arrays],
+                    axis=1)
+
+
+def percentile_ci(draws, estimate: float, *, level: float = 0.95) -> Interval:
+    """``estimate`` with the percentile interval of ``draws``: their ``(1 - level) / 2`` and
+    ``(1 + level) / 2`` quantiles (``numpy.quantile``, linear interpolation).
+
+    Args:
+        draws: bootstrap draws of the quantity (flattened, at least one, no NaN; ``inf`` is kept,
+            e.g. a ratio whose resampled denominator is 0).
+        estimate: the quantity on the data, returned as the interval's estimate.
+        level: confidence level in (0, 1).
+    Raises:
+        InputError: no draws, a NaN draw, or a bad level.
+    """
+    level = _check_level(level)
+    d = _real("draws", draws).reshape(-1)
+    if d.size == 0 or np.any(np.isnan(d)):
+        raise _v.InputError("draws must be a non-empty array without NaN")
+    low, high = np.quantile(d, [0.5 - level / 2, 0.5 + level / 2])
+    return Interval(float(estimate), float(low), float(high))

@@ -6,7 +6,9 @@ One rule per kind of claim (``docs/verdicts.md`` says why each is what it is):
   t-interval (:func:`theory.stats.fit_loglog_slope`) is judged by the equivalence rule
   :func:`decide_band` against ``p +- SLOPE_TOL``: pass when the interval lies inside the band,
   fail when it is disjoint from it, undecided otherwise (with the seeds that would decide it).
-  A negative control is "caught" (its row passes) when its interval is disjoint from the band.
+  A negative control is "caught" (its row passes) when its interval is disjoint from the band;
+  :func:`wrong_scaling_row` is the control of a rate on its own data, judged against a
+  deliberately wrong exponent.
 - a **one-sided** claim ("difference >= a", "error <= bound"): pass when the whole interval is on
   the claimed side, fail when the whole interval is on the other, else undecided
   (:func:`decide_side`).
@@ -27,9 +29,9 @@ from sims.core import store
 from sims.core.experiment import VerdictRow
 from theory import stats
 
-__all__ = ["SLOPE_TOL", "LEVEL", "CONSTANT_RTOL", "decide_band", "decide_side", "rate_row", "difference_row",
-           "bound_row", "band_row", "constant_row", "exact_row", "threshold_row", "cell_ids", "threshold_m",
-           "seeds_to_decide", "predicted_text", "measured_text"]
+__all__ = ["SLOPE_TOL", "LEVEL", "CONSTANT_RTOL", "decide_band", "decide_side", "rate_row", "wrong_scaling_row",
+           "difference_row", "bound_row", "band_row", "constant_row", "exact_row", "threshold_row", "cell_ids",
+           "threshold_m", "seeds_to_decide", "predicted_text", "measured_text"]
 
 SLOPE_TOL = 0.1  # half-width of the band around a predicted exponent (docs/verdicts.md, "rates")
 LEVEL = 0.95  # confidence level of every interval
@@ -113,6 +115,28 @@ def rate_row(id: str, claim: str, x, y, *, predicted: float, quantity: str, cont
     else:
         why = f"the 95% interval straddles the band's edge: about {int(need)} seeds per point would decide it"
     return _status_row("undecided", detail=why, n_needed=need, **row)
+
+
+def wrong_scaling_row(id: str, claim_id: str, claim: str, x, y, *, wrong: float, quantity: str, why: str,
+                      cells=(), short: str = "", tol: float = SLOPE_TOL) -> VerdictRow:
+    """The negative control of a rate claim on the claim's own data: the same fit judged against a
+    deliberately wrong exponent ``wrong`` (the exponent a wrong scaling predicts; ``why`` says which).
+
+    It passes (the control is caught) when the slope's interval is disjoint from ``wrong +- tol``,
+    fails when it lies inside, and is undecided otherwise, exactly as :func:`rate_row` with
+    ``control_of=claim_id``.  It costs no compute and shows that the test can tell the claimed
+    exponent from the wrong one at this size.  Non-finite or non-positive data make it undecided
+    (unlike an arm control, divergence of the claim's own data catches nothing): the claim row
+    already fails on them.
+    """
+    yy = [np.asarray(v, float).reshape(-1) for v in y]
+    if any(v.size and (not np.all(np.isfinite(v)) or np.any(v <= 0)) for v in yy):
+        return _status_row("undecided", claim=claim, id=id, short=short, target=wrong, tol=tol, relation="outside",
+                           quantity=quantity, control=claim_id, is_control=True, cells=tuple(cells), level=LEVEL,
+                           tol_why=why, measured="no slope",
+                           detail="the claim's data are not finite and positive: no slope to judge")
+    return rate_row(id, claim, x, y, predicted=wrong, quantity=quantity, control_of=claim_id, cells=cells,
+                    tol=tol, short=short, tol_why=why)
 
 
 def difference_row(id: str, claim: str, a, b, *, at_least: float, quantity: str, strict: bool = False,

@@ -45,7 +45,7 @@ import numpy as np
 import theory as T
 from sims.core.checks import need_distinct
 from sims.core.experiment import Experiment, VerdictRow, register
-from sims.core.verdicts import cell_ids, constant_row, rate_row, threshold_m, threshold_row
+from sims.core.verdicts import cell_ids, constant_row, rate_row, threshold_m, threshold_row, wrong_scaling_row
 from sims.experiments.common import check_fields, option as _f
 from theory.kernels.models import sphere_inputs
 from theory.kernels import prefix
@@ -248,8 +248,9 @@ def verdict(cfg: ConvergenceConfig, results) -> list[VerdictRow]:
     lam = float(by_m[ms[0]][0]["lambda_star"])
     exact = T.get_model(cfg.model).fluctuation is not None  # the model has an exact constant C
     ids = cell_ids(results)
-    rows.append(rate_row("1", "||H(0) - H*|| ~ m^-1/2", ms, [[float(a["H0_err"]) for a in by_m[m]] for m in ms],
-                         predicted=-0.5, quantity="log-log slope of ||H(0) - H*||_F in m", cells=ids))
+    h0_err = [[float(a["H0_err"]) for a in by_m[m]] for m in ms]
+    rows.append(rate_row("1", "||H(0) - H*|| ~ m^-1/2", ms, h0_err, predicted=-0.5, control="c1",
+                         quantity="log-log slope of ||H(0) - H*||_F in m", cells=ids))
     C = float(by_m[ms[0]][0]["C_exact"]) if exact else None
     if exact:
         rows.append(constant_row("1b", "E m||H(0) - H*||_F^2 = C (exact)",
@@ -285,6 +286,16 @@ def verdict(cfg: ConvergenceConfig, results) -> list[VerdictRow]:
         rows.append(rate_row(f"c{cid}", f"control (mean-field): {claim.split(' ~')[0]} not ~ m^-1/2", cms,
                              [sup(cby, m, key) for m in cms], predicted=-0.5, control_of=cid, cells=ids,
                              quantity=f"log-log slope of sup_t {key} in m (mean-field)"))
+    # Wrong-exponent controls on the claims' own fits (claims 1 and 4b have no control arm; docs/verdicts.md).
+    rows.append(wrong_scaling_row("c1", "1", "control: ||H(0) - H*|| not ~ m^-1 (claim 1's fit, wrong exponent)",
+                                  ms, h0_err, wrong=-1.0, quantity="log-log slope of ||H(0) - H*||_F in m",
+                                  cells=ids, why="the squared norm's exponent (m ||H(0) - H*||^2 = C is claim 1b's "
+                                                 "quantity): 0.5 from the claim, five times the band"))
+    rows.append(wrong_scaling_row(
+        "c4b", "4b", "control: max_r ||p_r(t) - p_r(0)|| not ~ m^-1/2 (claim 4b's fit without the extreme-value "
+                     "factor)", ms, [sup(by_m, m, "movement") for m in ms], wrong=-0.5, cells=ids,
+        quantity="log-log slope of the largest row movement in m",
+        why="the rms rate -1/2 of claim 4, i.e. the prediction without the factor e^{sigma|u|sqrt(2 log m)}"))
     return rows
 
 
@@ -295,7 +306,7 @@ def _claim_4b(cfg, ms, movement, ids) -> VerdictRow:
         return VerdictRow.undecided(claim, "", "", "needs >= 2 values of m: the predicted slope is a fit over "
                                     "the grid (run a sweep)", id="4b", quantity=quantity, cells=ids)
     pred = T.max_movement_slope(ms, sigma=cfg.sigma, input_norm=cfg.input_norm)
-    return rate_row("4b", claim, ms, movement, predicted=pred, quantity=quantity, cells=ids,
+    return rate_row("4b", claim, ms, movement, predicted=pred, quantity=quantity, cells=ids, control="c4b",
                     tol_why="band for finite-m corrections; the prediction is the slope of the extreme-value "
                             "curve over this grid (theory.max_movement_slope)")
 

@@ -9,7 +9,11 @@ Rows, each pass / fail / undecided-with-reason (rule: ``docs/verdicts.md``, sect
   the all-m fit beside it (undecided: not the claim's regime) when the grid leaves the regime
   (:func:`regime_rows`); the smallest m from which the kernel is stable (movement <= 0.1) and
   the linearised prediction is within 10% (:func:`threshold_row`);
-- the negative control standard-gd: its in-regime matched-progress slopes must NOT be -1/2;
+- the negative controls of each ntk-gd in-regime rate: the same fit judged against the
+  deliberately wrong exponents of :data:`WRONG_EXPONENTS` (0: the standard scaling's prediction,
+  no gain in laziness with m; -1: the nearest competitor on the fast side), which must fail
+  (:func:`sims.core.verdicts.wrong_scaling_row`); and the standard-gd arm, whose in-regime
+  matched-progress slopes must NOT be -1/2;
 - the Adam arms on a prefix (standard-adam, paper 1's optimiser; reparam-adam, paper 2's MLP
   form): the same rate rows and the 10% threshold, reported against the stylized prediction;
 - the papers' downstream claims at the largest m, by Welch intervals of accuracy differences
@@ -26,14 +30,20 @@ import dataclasses
 import numpy as np
 
 from sims.core.experiment import VerdictRow
-from sims.core.verdicts import cell_ids, difference_row, rate_row
+from sims.core.verdicts import cell_ids, difference_row, rate_row, wrong_scaling_row
 from sims.experiments import lazy_prefix_regime as RG
 from theory.stats import mean_ci
 
-__all__ = ["THRESHOLD", "MARGIN", "threshold_row", "regime_rows", "verdict"]
+__all__ = ["THRESHOLD", "MARGIN", "WRONG_EXPONENTS", "threshold_row", "regime_rows", "verdict"]
 
 THRESHOLD = 0.1  # "kernel stable" and "linearised prediction within 10%"
 MARGIN = 0.05  # "competitive": test accuracy at most this much below
+# The deliberately wrong exponents each ntk-gd rate is also judged against (docs/verdicts.md, lazy-prefix):
+# 0, the standard scaling's (alpha = 1: rows move sqrt(m) times further, so a movement per unit of output
+# change stays flat) and, for every quantity, "no gain in laziness with m"; -1, the nearest competitor on
+# the fast side (alpha = m, or a squared norm). Both are 0.5 from the claim, five times SLOPE_TOL.
+WRONG_EXPONENTS = {0.0: ("c0", "the standard scaling's exponent (alpha = 1: movement per unit of progress flat in m)"),
+                   -1.0: ("c1", "the fast-side competitor -1 (alpha = m scaling, or a squared norm)")}
 
 
 def _by_arm(results, arm):
@@ -84,13 +94,17 @@ TOL_WHY = ("the shared band for finite-m corrections (docs/verdicts.md); fitted 
            ">= 1/2 of layer 0's attention at init, at matched progress (docs/verdicts.md, lazy-prefix)")
 
 
-def regime_rows(arm, ms, pairs, quantity, *, control_of="", beside=True):
+def regime_rows(arm, ms, pairs, quantity, *, control_of="", beside=True, id="", controls=()):
     """The rate rows of one (arm, matched-progress quantity): the fit on the in-regime m that
-    judges the claim, and (``beside``) the all-m fit, undecided when its range leaves the regime.
+    judges the claim, its wrong-exponent controls (``controls``: keys of :data:`WRONG_EXPONENTS`,
+    judged on the same in-regime fit), and (``beside``) the all-m fit, undecided when its range
+    leaves the regime.
 
     ``pairs``: ``{m: [(cell, arrays), ...]}`` (:func:`sims.experiments.lazy_prefix_regime.tuning`).
-    Rule: docs/verdicts.md, section lazy-prefix.  Fewer than two in-regime m: the claim's row
-    is undecided, with how many m are in the regime.
+    ``id``: the claim row's id (its controls are ``id-c0``, ``id-c1``); ``control_of``: the id
+    of the claim this arm controls.  Rule: docs/verdicts.md, section lazy-prefix.  Fewer than
+    two in-regime m: the claim's row (and its controls) are undecided, with how many m are in
+    the regime.
     """
     inside = RG.regime_ms(ms, pairs)
     outside = [m for m in ms if m not in inside]
@@ -100,24 +114,33 @@ def regime_rows(arm, ms, pairs, quantity, *, control_of="", beside=True):
     what = f"log-log slope in m of {quantity.name}"
     share = _share_text(ms, pairs)
 
-    def fit(text, grid, **kw):
+    def fit(text, grid, row_id="", wrong=None, **kw):
         xs, y, used = RG.values(grid, pairs, quantity)
-        return rate_row("", text, xs, y, predicted=-0.5, quantity=what, control_of=control_of,
+        if wrong is not None:
+            return wrong_scaling_row(row_id, id, text, xs, y, wrong=wrong, quantity=what, cells=cell_ids(used),
+                                     why=f"{WRONG_EXPONENTS[wrong][1]}; same fit as the claim, the shared band "
+                                         f"(docs/verdicts.md, lazy-prefix)")
+        return rate_row(row_id, text, xs, y, predicted=-0.5, quantity=what, control_of=control_of,
                         cells=cell_ids(used), tol_why=TOL_WHY, **kw)
 
+    links = ", ".join(f"{id}-{WRONG_EXPONENTS[w][0]}" for w in controls)
+    grid = inside if len(inside) >= 2 else (inside or ms[-1:])  # < 2 m: rate_row's "undecided"
+    where = f"(m = {_ms_text(inside)})" if len(inside) >= 2 else f"(share >= {RG.REGIME_SHARE:g})"
+    judged = [fit(f"{claim} {where}", grid, id, control=links)]
+    judged += [fit(f"control: {arm}'s {quantity.label} not ~ m^{w:g} (the claim's fit against a wrong exponent) "
+                   f"{where}", grid, f"{id}-{WRONG_EXPONENTS[w][0]}", wrong=w) for w in controls]
     rows = []
-    if len(inside) >= 2:
-        row = fit(f"{claim} (m = {_ms_text(inside)})", inside)
-        rows.append(dataclasses.replace(row, detail=_join(row.detail, share)))
-    else:
-        row = fit(f"{claim} (share >= {RG.REGIME_SHARE:g})", inside or ms[-1:])  # < 2 m: rate_row's "undecided"
-        rows.append(dataclasses.replace(
-            row, status="undecided", passed=False, measured=f"{len(inside)} of {len(ms)} m in the regime",
-            detail=f"a rate needs at least two in-regime m; the share grows with m, so a grid reaching larger m "
-                   f"would decide it; {share}"))
+    for row in judged:
+        if len(inside) >= 2:
+            rows.append(dataclasses.replace(row, detail=_join(row.detail, share)))
+        else:
+            rows.append(dataclasses.replace(
+                row, status="undecided", passed=False, measured=f"{len(inside)} of {len(ms)} m in the regime",
+                n_needed=None, detail=f"a rate needs at least two in-regime m; the share grows with m, so a grid "
+                                      f"reaching larger m would decide it; {share}"))
     if beside and outside and len(ms) >= 2:
         row = fit(f"{kind}: {quantity.label} {verb} m^-1/2 over all m = {_ms_text(ms)}, including "
-                  f"m = {_ms_text(outside)} outside the long-prefix regime", ms)
+                  f"m = {_ms_text(outside)} outside the long-prefix regime", ms, f"{id}-all" if id else "")
         rows.append(dataclasses.replace(
             row, status="undecided", passed=False, n_needed=None,
             detail=f"not the claim's regime: the fit includes m whose prefix share is below {RG.REGIME_SHARE:g}; "
@@ -135,13 +158,18 @@ def _lazy_rows(results):
     by_m = {m: [a for _, a in pairs[m]] for m in ms}
     if ms:
         for quantity in RG.MATCHED:
-            rows += regime_rows("ntk-gd", ms, pairs, quantity)
+            rows += regime_rows("ntk-gd", ms, pairs, quantity, id=f"ntk-gd-{quantity.name}",
+                                controls=tuple(WRONG_EXPONENTS))
         rows.append(threshold_row("ntk-gd: kernel stable (movement <= 0.1)", ms, by_m, "kernel_change"))
         rows.append(threshold_row("ntk-gd: linearised prediction within 10%", ms, by_m, "lin_gap"))
     cms, cpairs = RG.tuning(results, "standard-gd")
     if cms:
         for quantity in RG.MATCHED[:2]:
-            rows += regime_rows("standard-gd", cms, cpairs, quantity, control_of="ntk-gd", beside=False)
+            claim_id = f"ntk-gd-{quantity.name}"
+            rows += regime_rows("standard-gd", cms, cpairs, quantity, control_of=claim_id, beside=False,
+                                id=f"standard-gd-{quantity.name}")
+            rows = [dataclasses.replace(r, control=f"{r.control}, standard-gd-{quantity.name}")
+                    if r.id == claim_id else r for r in rows]  # the claim names every control of it
     for arm, what in (("standard-adam", "paper 1's optimiser"), ("reparam-adam", "paper 2's MLP form")):
         ams, apairs = RG.tuning(results, arm)
         if not ams:

@@ -1,19 +1,12 @@
 """Prefix-tuning as a mixture of experts: shared vs non-shared prompts (spec section 5, paper 2).
 
-One attention row (``N = 2`` tokens of dimension ``d = 2``, query token 0) is the MoE of
-:mod:`theory.moe.model` with ``L* = 2`` true prompts.  Data ``Y = f_{G*}(X) + eps``, ``X`` uniform on
-``[-1, 1]^{N d}``, ``eps ~ N(0, sigma^2 I)``.  The least-squares estimator
+The fixed problem (one attention row as an MoE with ``L* = 2`` true prompts, a fixed truth) and
+the measures of one fit are :mod:`sims.experiments.reparam_problem`.  The least-squares estimator
 (:func:`theory.moe.multistart.fit_multistart`: float64, Adam then Levenberg-Marquardt, locations
 restricted to ``[-bound, bound]``, the lowest loss over split starts of an ``L - 1`` pilot fit and
 random starts; none uses the truth) is fitted with ``L = L* + extra`` prompts for each structure.
-A start near the truth (``oracle_start``) is fitted beside it as a diagnostic only.  See ``docs/reparam_model.md`` for the derivations.
-
-The truth is fixed (module constants, chosen before any measurement): frozen ``W_Q, W_K, W_V``,
-reparameterisation ``W1, W2``, shared embeddings ``p'*`` and biases ``b* = 0``.
-``shared_linear``, ``shared_tanh`` and ``prompt`` use ``p'*`` through their own maps;
-``nonshared`` uses ``p^K* = W1 p'*``, ``p^V* = W2 p'*``, the same regression function as
-``shared_linear``, so the two differ only in what the estimator may vary.  ``gate_scale``
-multiplies ``W_Q`` (the range of the gating logits) for sensitivity studies.
+A start near the truth (``oracle_start``) is fitted beside it as a diagnostic only.  See
+``docs/reparam_model.md`` for the derivations.
 
 Effective sample size.  Least squares with ``n`` samples at noise ``sigma`` depends on the noise
 through ``sigma^2 / n`` (the loss's statistical resolution): a cell of sample size ``n`` and
@@ -26,12 +19,9 @@ fraction of its own statistical resolution.  A row is undecided unless, at every
 ``basin_tol * sigma_hat^2/n``) and at most 10% lie more than that above the oracle start: the
 least-squares minimum, not a local stop, is what the rates are about.
 
-Measured per cell: the Voronoi loss (power ``r`` for non-shared) and its per-cell parts, the
-parameter error of singleton and of merged cells (weighted RMS distance of a cell's atoms to its
-true atom), the box-independent merged-cell second moment ``sum_{i in V_j} w_i ||Delta_ij||^2``
-(``merged_m2``), the fit shape (weight of the lightest atom of a merged cell, whether a location
-sits at the box edge), ``||f_hat - f*||_{L2}`` on fresh test inputs, and the optimiser's final
-gradient norm, LM iterations and remaining predicted decrease in units of ``sigma_hat^2/n``.
+Measured per cell: :func:`sims.experiments.reparam_problem.metrics` (the Voronoi loss and its
+parts, the singleton and merged-cell errors, the merged-cell second moment ``merged_m2``, the fit
+shape, the L2 error of the regression function, the optimiser's record).
 
 Verdict (:mod:`sims.experiments.reparam_verdict`: slopes against ``n_eff`` with 95% intervals, each
 row pass, fail or undecided with the size that would decide it):
@@ -44,7 +34,8 @@ row pass, fail or undecided with the size that would decide it):
   flattening, not "no polynomial rate" itself (docs/reparam_model.md);
 - ``||f_hat - f*||_L2 ~ n^{-1/2}`` for every structure and L;
 - shared_linear vs nonshared (same ``f*``): merged-cell ``(p^K, p^V)`` error smaller when shared;
-- a negative control per merged-cell claim: the same test on the data times a wrong rate fails;
+- a negative control per rate claim: the same test on the data times a wrong rate fails (merged cells: the
+  rates of the table below; parametric n^-1/2 rows: n_eff^(1/4), i.e. the merged-cell rate -1/4);
 - with ``--bound-alt``: the ``merged_m2`` slope does not depend on ``bound``.
 """
 
@@ -53,27 +44,12 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
 from sims.core.checks import need_distinct
 from sims.core.experiment import Experiment, VerdictRow, register
-from sims.experiments.common import check_fields, option as _f
-from theory.moe.model import STRUCTURES, Reparam, moe_from_attention, prompt_keys_values
 from sims.experiments import reparam_verdict as V
-from theory.moe.fit import regression_l2_error, sample_regression
-from theory.moe.multistart import fit_multistart
-from theory.moe.voronoi import atoms, voronoi_loss
-
-# The fixed problem (d = 2, N = 2 tokens, query 0, L* = 2).
-W_Q = ((1.2, 0.3), (-0.2, 1.0))
-W_K = ((1.0, -0.4), (0.5, 1.1))
-W_V = ((1.0, 0.5), (-0.3, 0.8))
-W1 = ((1.0, 0.4), (-0.3, 0.9))
-W2 = ((0.8, -0.5), (0.6, 1.0))
-P_STAR = ((1.0, 0.8), (-0.9, 0.3))
-N_TOKENS, QUERY, L_STAR = 2, 0, 2
+from sims.experiments.common import check_fields, option as _f
+from sims.experiments.reparam_problem import L_STAR, run_rate
+from theory.moe.model import STRUCTURES
 
 QUICK_N_EFF = (10_000, 100_000, 1_000_000, 10_000_000, 100_000_000)
 FULL_N_EFF = QUICK_N_EFF
@@ -172,103 +148,10 @@ def cells(cfg: ReparamConfig) -> list[dict]:
     return out + _extra_cells(cfg)
 
 
-def problem(structure: str, dtype=jnp.float64, gate_scale: float = 1.0):
-    """``(frozen, reparam, true_params)`` of the fixed problem for ``structure``."""
-    a = lambda x: jnp.asarray(x, dtype)  # noqa: E731
-    frozen = moe_from_attention(gate_scale * a(W_Q), a(W_K), a(W_V), n_tokens=N_TOKENS, query=QUERY)
-    reparam = Reparam(a(W1), a(W2))
-    b, p = jnp.zeros(L_STAR, dtype), a(P_STAR)
-    if structure == "nonshared":
-        return frozen, reparam, {"b": b, "pK": p @ reparam.W1.T, "pV": p @ reparam.W2.T}
-    return frozen, reparam, {"b": b, "p": p}
-
-
-def _cell_mean(values, mask):
-    return np.asarray(values[mask].mean()) if mask.any() else np.asarray(np.nan)
-
-
-def _merged_shape(params, truth, structure, vl):
-    """``(sum over merged cells of sum_i w_i ||Delta_i||^2, lightest weight in a merged cell)`` (NaN, NaN
-    without a merged cell), in the structure's own location space."""
-    (w, loc), _ = atoms(params, structure=structure)
-    (_, loc_true), _ = atoms(truth, structure=structure)
-    w, loc, loc_true = (np.asarray(a) for a in (w, loc, loc_true))
-    a = np.asarray(vl.assignment)
-    merged = np.asarray(vl.cell_size)[a] > 1
-    if not merged.any():
-        return np.asarray(np.nan), np.asarray(np.nan)
-    sq = np.sum((loc - loc_true[a]) ** 2, axis=1)
-    return np.asarray(np.sum((w * sq)[merged])), np.asarray(np.min(w[merged]))
-
-
-def _metrics(params, truth, s, reparam, frozen, X_test, cell) -> dict:
-    """Voronoi loss, per-cell errors, merged-cell shape and L2 error of one fitted configuration."""
-    vl = jax.device_get(voronoi_loss(params, truth, structure=s, r=cell["r"]))
-    l2 = regression_l2_error(frozen, params, truth, structure=s, X=X_test, reparam=reparam)
-    # The same atoms in the common (p^K, p^V) space of every structure: comparable across them.
-    kv = lambda p: dict(zip(("b", "pK", "pV"), prompt_keys_values(s, p, reparam)))  # noqa: E731
-    vkv = jax.device_get(voronoi_loss(kv(params), kv(truth), structure="nonshared", r=cell["r"]))
-    size, perr = np.asarray(vl.cell_size), np.asarray(vl.param_error)
-    m2, w_min = _merged_shape(params, truth, s, vl)
-    kv_m2, _ = _merged_shape(kv(params), kv(truth), "nonshared", vkv)
-    locs = np.concatenate([np.abs(np.asarray(v)).ravel() for k, v in params.items() if k != "b"])
-    return {
-        "voronoi": np.asarray(vl.total),
-        "weight_error": np.asarray(vl.weight_error),
-        "location_error": np.asarray(vl.location_error),
-        "cell_size": size,
-        "param_error": perr,
-        "singleton_error": _cell_mean(perr, size == 1),
-        "merged_error": _cell_mean(perr, size > 1),
-        "merged_m2": m2,
-        "extra_weight": w_min,
-        "at_edge": np.asarray(float(np.any(locs >= cell["bound"] * (1 - 1e-9)))),
-        "kv_voronoi": np.asarray(vkv.total),
-        "kv_merged_error": _cell_mean(np.asarray(vkv.param_error), np.asarray(vkv.cell_size) > 1),
-        "kv_merged_m2": kv_m2,
-        "l2_error": np.asarray(l2),
-    }
-
-
-ORACLE_METRICS = ("voronoi", "singleton_error", "merged_error", "merged_m2", "l2_error")
-
-
 def run(cell, *, key):
     if cell.get("kind", "rate") != "rate":
         return _extra_module(cell["kind"]).run(cell, key=key)
-    dtype = jnp.dtype(cell.get("dtype", "float64"))
-    s = cell["structure"]
-    frozen, reparam, truth = problem(s, dtype, cell["gate_scale"])
-    k_data, k_fit, k_test = jax.random.split(key, 3)
-    X, Y = sample_regression(frozen, truth, structure=s, reparam=reparam, key=k_data, n=cell["n"], noise=cell["noise"])
-    splits = cell["split_starts"]
-    jitters = ((cell["jitter"],) + (cell["wide_jitter"],) * (splits - 1)) if splits else ()
-    fit = fit_multistart(X, Y, frozen, structure=s, L=cell["L"], key=k_fit, reparam=reparam, split_jitters=jitters,
-                         random_starts=cell["random_starts"], oracle=truth if cell["oracle_start"] else None,
-                         oracle_jitter=cell["jitter"], basin_tol=cell["basin_tol"], adam_steps=cell["adam_steps"],
-                         polish_steps=cell["polish_steps"], bound=cell["bound"], resolution=cell["resolution"])
-    X_test = jax.random.uniform(k_test, (cell["n_test"], X.shape[1]), dtype, -1.0, 1.0)
-    out = _metrics(fit.params, truth, s, reparam, frozen, X_test, cell)
-    if fit.oracle_params is not None:  # the diagnostic start's own fit, judged by the same measures
-        oracle = _metrics(fit.oracle_params, truth, s, reparam, frozen, X_test, cell)
-        out.update({f"oracle_{k}": oracle[k] for k in ORACLE_METRICS})
-    stop = fit.predicted_decrease / fit.unit
-    return {
-        **out,
-        "train_loss": np.asarray(fit.loss),
-        "grad_norm": np.asarray(fit.grad_norm),
-        "iterations": np.asarray(fit.iterations),
-        "stop_ratio": np.asarray(stop),
-        "converged": np.asarray(float(stop <= cell["resolution"] and fit.iterations < cell["polish_steps"])),
-        "start_losses": np.asarray(fit.start_losses),
-        "start_family": np.asarray(fit.start_family),
-        "start_gaps": np.asarray(fit.gaps),
-        "start_iterations": np.asarray(fit.start_iterations),
-        "n_best": np.asarray(fit.n_best),
-        "oracle_gap": np.asarray(fit.oracle_gap),
-        "pilot_loss": np.asarray(fit.pilot_loss),
-        **{f"fit_{k}": np.asarray(v) for k, v in fit.params.items()},
-    }
+    return run_rate(cell, key=key)
 
 
 def estimate_bytes(cell) -> int:
@@ -286,7 +169,9 @@ def estimate_bytes(cell) -> int:
 
 
 # (claim, metric, stat, predicted, kind, wrong) of the merged-cell claims; ``wrong`` is the negative
-# control's extra rate.
+# control's extra rate.  A parametric n^-1/2 row's control multiplies its data by n_eff^(1/4): the claim's
+# fit judged against -1/4, the merged-cell rate it is contrasted with (docs/verdicts.md, reparam).
+PARAMETRIC_WRONG = 0.25
 SHARED_MERGED = (("merged-cell error ~ n^-1/4", "merged_error", "rms", -0.25, "equals", -0.25),
                  ("merged-cell sum w||Delta||^2 ~ n^-1/2", "merged_m2", "mean", -0.5, "equals", 0.5))
 NONSHARED_MERGED = (("merged-cell error flatter than n^-1/4", "merged_error", "rms", -0.25, "above", -0.5),
@@ -304,13 +189,16 @@ def verdict(cfg: ReparamConfig, results) -> list[VerdictRow]:
             # Every row is undecided when the lowest loss is not established as the least-squares minimum.
             shape, blocker = V.fit_shape(rate, s, L, cfg.bound, AGREED_SHARE, cfg.basin_tol)
 
-            def add(claim, metric, predicted, stat="geometric", kind="equals", extra="", control=""):
+            def add(claim, metric, predicted, stat="geometric", kind="equals", extra="", wrong=PARAMETRIC_WRONG):
+                """The claim's row and its negative control: the same test on the data times n_eff^wrong."""
                 xs, y = V.table(rate, s, L, metric, bound=cfg.bound)
-                rows.append(V.slope_row(f"{tag}: {claim}", xs, y, predicted, stat=stat, kind=kind, blocker=blocker,
-                                        extra="; ".join(filter(None, (_oracle_note(rate, s, L, metric, stat, cfg),
-                                                                      extra))), id=f"{s}-L{L}-{metric}"))
-                if control:
-                    rows[-1] = dataclasses.replace(rows[-1], control=control)
+                cid = f"{s}-L{L}-{metric}"
+                rows.append(dataclasses.replace(V.slope_row(
+                    f"{tag}: {claim}", xs, y, predicted, stat=stat, kind=kind, blocker=blocker, id=cid,
+                    extra="; ".join(filter(None, (_oracle_note(rate, s, L, metric, stat, cfg), extra)))),
+                    control=f"{cid}-control"))
+                rows.append(V.control_row(f"{tag}: {claim}", xs, y, predicted, stat=stat, kind=kind, wrong=wrong,
+                                          id=f"{cid}-control", control_of=cid))
 
             if L == L_STAR:
                 add("Voronoi loss ~ n^-1/2", "voronoi", -0.5)
@@ -320,11 +208,7 @@ def verdict(cfg: ReparamConfig, results) -> list[VerdictRow]:
                     add("E Voronoi loss ~ n^-1/2", "voronoi", -0.5, stat="mean")
                     add("singleton-cell error ~ n^-1/2", "singleton_error", -0.5)
                 for claim, metric, stat, pred, kind, wrong in (NONSHARED_MERGED if s == "nonshared" else SHARED_MERGED):
-                    cid = f"{s}-L{L}-{metric}"
-                    add(claim, metric, pred, stat=stat, kind=kind, extra=shape, control=f"{cid}-control")
-                    xs, y = V.table(rate, s, L, metric, bound=cfg.bound)
-                    rows.append(V.control_row(f"{tag}: {claim}", xs, y, pred, stat=stat, kind=kind, wrong=wrong,
-                                              id=f"{cid}-control", control_of=cid))
+                    add(claim, metric, pred, stat=stat, kind=kind, extra=shape, wrong=wrong)
                 if cfg.bound_alt > 0:
                     rows.append(_bound_row(rate, s, L, cfg.bound, cfg.bound_alt, tag))
             add("||f_hat - f*||_L2 ~ n^-1/2", "l2_error", -0.5)

@@ -1,7 +1,7 @@
 """Experiment "reparam-identifiability": the modulus, minimised, and what the two-point test restates.
 
 Where a fixed-truth rate cannot separate shared from non-shared prompts (docs/reparam_model.md,
-section 10), the inverse bound itself can, on the fixed problem of :mod:`sims.experiments.reparam`
+section 10), the inverse bound itself can, on the fixed problem of :mod:`sims.experiments.reparam_problem`
 (``d = 2``, ``N = 2``, ``L* = 2``, inputs uniform on ``[-1, 1]^4``):
 
 - ``kind = "modulus"`` (deterministic): ``||f_G - f*||_{L2(mu)} / D(G, G*)``
@@ -41,7 +41,7 @@ import numpy as np
 
 from sims.core.experiment import Experiment, VerdictRow, register
 from sims.experiments.common import check_fields, option as _f
-from sims.experiments import reparam as _rp
+from sims.experiments import reparam_problem as _rp
 from theory.moe.identifiability import location_width, modulus, random_configurations, split_configurations
 from theory.moe.modulus_polish import polish_modulus, rescale_configuration
 from theory.moe.model import STRUCTURES, SHARED_STRUCTURES, Reparam

@@ -174,6 +174,14 @@ def _approach_row(id, claim, ap):
                              f"{ap['eps'][-1]:.0e} -> {ap['eps'][0]:.0e}")
 
 
+def _wrong_exponent_row(id, claim_id, claim, row, wrong, why):
+    """Negative control of an exponent row on its own slope: the same number against the exponent
+    of the other regime (``wrong``), caught when it lies outside ``wrong +- SLOPE_TOL``."""
+    return exact_row(id, claim, row.estimate if row.estimate is not None else float("nan"), target=wrong,
+                     tol=SLOPE_TOL, relation="outside", cells=row.cells, control_of=claim_id, quantity=row.quantity,
+                     tol_why=f"{why}; the project's band for an exponent (docs/verdicts.md)")
+
+
 def _modulus_rows(results):
     m = _m()
     rows = []
@@ -183,6 +191,10 @@ def _modulus_rows(results):
             continue
         rows.append(_level_row(f"M{k + 1}a", f"modulus {s}: minimised ||f_G - f*|| / D bounded below on S", mc))
         rows.append(_flat_row(f"M{k + 1}b", f"modulus {s}: minimised modulus flat in rho on S (local regime)", mc))
+        rows.append(_wrong_exponent_row(f"C{k + 1}b", f"M{k + 1}b", f"control: {s}'s modulus slope is not 1 (the "
+                                        f"non-shared exponent)", rows[-1], 1.0,
+                                        "the non-shared modulus's exponent (claim M4b)"))
+        rows[-2] = dataclasses.replace(rows[-2], control=f"C{k + 1}b")
     mc, ap = modulus_curve(results, "nonshared"), approach_curve(results)
     if mc is not None:
         rows.append(_zero_row("M4a", "modulus nonshared: 0 on the equal-key manifold in every bin", mc))
@@ -192,6 +204,9 @@ def _modulus_rows(results):
                                    pol, control_of="M1a"))
     if ap is not None:
         rows.append(_approach_row("M4b", "modulus nonshared: -> 0 like the key separation", ap))
+        rows.append(_wrong_exponent_row("C4b", "M4b", "control: the non-shared modulus slope is not 0 (the shared, "
+                                        "flat exponent)", rows[-1], 0.0, "the shared moduli's exponent (M1b-M3b)"))
+        rows[-2] = dataclasses.replace(rows[-2], control="C4b")
     mc = modulus_curve(results, "shared_linear", "broken")
     if mc is not None:
         rows.append(_level_row("C2", "control: broken sharing (W1 e_2 = 0) is not bounded below", mc,

@@ -10,7 +10,9 @@ Slopes are of ``log stat`` against ``log n_eff`` (``n_eff = n (sigma0 / sigma)^2
 - ``"geometric"``: the geometric mean; the OLS fit over every (n_eff, replication) point and its
   t-interval (:func:`theory.stats.fit_loglog_slope`), over replications complete at every n_eff;
 - ``"mean"``, ``"rms"``: the mean or root mean square; a percentile bootstrap interval,
-  resampling the replications at each n_eff independently (seeded, so deterministic).
+  resampling the replications at each n_eff independently (seeded, so deterministic:
+  :func:`theory.stats.bootstrap_groups` and :func:`theory.stats.percentile_ci`; every interval of
+  this module comes from :mod:`theory.stats`).
 
 Decisions (:func:`decide`), at 95%, by the project's shared rules (:mod:`sims.core.verdicts`;
 a geometric-mean row is :func:`sims.core.verdicts.rate_row` itself):
@@ -30,11 +32,10 @@ import dataclasses
 from typing import NamedTuple
 
 import numpy as np
-from scipy import stats as _st
 
 from sims.core.experiment import VerdictRow
 from sims.core.verdicts import SLOPE_TOL, bound_row, rate_row, decide_band, decide_side, seeds_to_decide
-from theory.stats import fit_loglog_slope
+from theory.stats import bootstrap_groups, fit_loglog_slope, mean_ci, percentile_ci
 
 __all__ = ["Slope", "STATS", "table", "fit_shape", "slope", "band", "measured", "decide", "slope_row", "control_row",
            "ratio_row"]
@@ -105,13 +106,11 @@ def slope(xs, y, stat, *, level=0.95, draws=2000, seed=0) -> Slope | None:
     if len(x) < 2 or min(len(c) for c in cols) < 2:
         return None
     agg = _agg(stat)
-    rng = np.random.default_rng(seed)
-    boot = np.stack([agg(c[rng.integers(0, len(c), (draws, len(c)))]) for c in cols], axis=1)  # (draws, K)
-    bs = np.polyfit(np.log(x), np.log(boot).T, 1)[0]
-    lo, hi = np.quantile(bs, [0.5 - level / 2, 0.5 + level / 2])
+    boot = bootstrap_groups(cols, agg, resamples=draws, seed=seed)  # (draws, K)
     centre = np.array([agg(c) for c in cols])
-    return Slope(float(np.polyfit(np.log(x), np.log(centre), 1)[0]), float(lo), float(hi), x, centre,
-                 min(len(c) for c in cols))
+    ci = percentile_ci(np.polyfit(np.log(x), np.log(boot).T, 1)[0], np.polyfit(np.log(x), np.log(centre), 1)[0],
+                       level=level)
+    return Slope(ci.estimate, ci.low, ci.high, x, centre, min(len(c) for c in cols))
 
 
 def measured(s: Slope) -> str:
@@ -204,31 +203,28 @@ def ratio_row(claim, a, b, *, level=0.95, draws=2000, seed=0, where="", id="") -
         return VerdictRow(claim, passed=False, status="undecided", id=id, target=1.0, relation=">",
                           detail=f"needs >= 2 values of each; have {len(a)}, {len(b)}")
     rms = _agg("rms")
-    rng = np.random.default_rng(seed)
-    boot = rms(a[rng.integers(0, len(a), (draws, len(a)))]) / rms(b[rng.integers(0, len(b), (draws, len(b)))])
-    lo, hi = np.quantile(boot, [0.5 - level / 2, 0.5 + level / 2])
-    return bound_row(id, claim, float(rms(a) / rms(b)), float(lo), float(hi), n_now=min(len(a), len(b)), **kw)
+    boot = bootstrap_groups([a, b], rms, resamples=draws, seed=seed)
+    ci = percentile_ci(boot[:, 0] / boot[:, 1], rms(a) / rms(b), level=level)
+    return bound_row(id, claim, ci.estimate, ci.low, ci.high, n_now=min(len(a), len(b)), **kw)
 
 
 def band(y, stat, *, level=0.95, draws=2000, seed=0):
     """Per-grid-point ``(low, high)`` 95% interval of ``stat`` over replications (figures' bands):
-    the t-interval of the geometric mean, or the percentile bootstrap of the mean / RMS."""
-    lo, hi = [], []
-    rng = np.random.default_rng(seed)
-    for row in y:
-        v = row[np.isfinite(row)]
-        if len(v) < 2:
-            lo.append(np.nan), hi.append(np.nan)
-            continue
-        if stat == "geometric":
-            m = np.mean(np.log(v))
-            half = _st.t.ppf(0.5 + level / 2, len(v) - 1) * np.std(np.log(v), ddof=1) / np.sqrt(len(v))
-            lo.append(np.exp(m - half)), hi.append(np.exp(m + half))
-        else:
-            b = _agg(stat)(v[rng.integers(0, len(v), (draws, len(v)))])
-            q = np.quantile(b, [0.5 - level / 2, 0.5 + level / 2])
-            lo.append(q[0]), hi.append(q[1])
-    return np.array(lo), np.array(hi)
+    the t-interval of the geometric mean, or the percentile bootstrap of the mean / RMS (NaN where
+    fewer than two replications are finite)."""
+    vals = [row[np.isfinite(row)] for row in y]
+    ok = [i for i, v in enumerate(vals) if len(v) >= 2]
+    lo, hi = np.full(len(vals), np.nan), np.full(len(vals), np.nan)
+    if stat == "geometric":
+        for i in ok:
+            ci = mean_ci(np.log(vals[i]), level=level)
+            lo[i], hi[i] = np.exp(ci.low), np.exp(ci.high)
+    elif ok:
+        agg = _agg(stat)
+        boot = bootstrap_groups([vals[i] for i in ok], agg, resamples=draws, seed=seed)
+        for j, i in enumerate(ok):
+            _, lo[i], hi[i] = percentile_ci(boot[:, j], agg(vals[i]), level=level)
+    return lo, hi
 
 
 def fit_shape(results, s, L, bound, share_needed, basin_tol=0.1):
