@@ -85,6 +85,34 @@ def test_scheduler_option_and_nothing_to_compute(tmp_path, cluster):
     assert r.exit_code == 0 and "dask:" not in r.stderr
 
 
+def test_backend_waits_through_its_own_client(tmp_path, cluster, monkeypatch):
+    """Regression (the slow comparisons crashed with "RuntimeError: deque mutated during iteration"):
+    ``next_done`` called ``distributed.wait``, which runs on the *current* client's event loop
+    (``default_client()``), not the backend's.  With another client current (here the module's; a
+    notebook's, or the ``with Client(...)`` block of a test), the futures' ``asyncio.Event``s were
+    awaited in one loop thread and set from another, and ``Event.set`` iterated a deque the other
+    thread mutated.  The backend must go through its own client only: the current one is never
+    used (its ``sync`` is spied on), and the run gives the one-process bits."""
+    address, current = cluster
+    exp = get("toy")
+    cfg = exp.config(x=(0.0, 1.0, 2.0), seeds=1)
+    foreign = []
+    real_sync = current.sync
+
+    def spy(fn, *args, **kwargs):
+        foreign.append(getattr(fn, "__name__", repr(fn)))
+        return real_sync(fn, *args, **kwargs)
+
+    with distributed.Client(address, set_as_default=False) as own, current.as_current():
+        monkeypatch.setattr(current, "sync", spy)
+        p = runner.plan(exp, cfg, out=tmp_path / "many")
+        res = runner.execute(p, backend=dask_backend.DaskBackend(p, own), poll_s=0.05)
+        monkeypatch.undo()
+    assert foreign == [] and len(res.computed) == 3
+    runner.run(exp, cfg, out=tmp_path / "one")
+    assert cell_bits(tmp_path / "many", "toy") == cell_bits(tmp_path / "one", "toy")
+
+
 def _slow_workers(client, seconds):
     def set_sleep(s=seconds):
         import sims_toy as t

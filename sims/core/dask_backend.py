@@ -121,7 +121,13 @@ class DaskBackend:
         from sims.core.execution import add_cells_note
 
         try:
-            finished = self._distributed.wait(list(self._futures), timeout=timeout, return_when="FIRST_COMPLETED").done
+            # Wait through this backend's own client: ``distributed.wait`` alone runs on the
+            # *current* client's event loop (``default_client()``: a ``with Client(...)`` block or a
+            # notebook's client), and the futures' events would then be waited on in one loop thread
+            # and set in another; ``asyncio.Event`` is not thread-safe ("deque mutated during iteration").
+            with self.client.as_current():
+                finished = self._distributed.wait(list(self._futures), timeout=timeout,
+                                                  return_when="FIRST_COMPLETED").done
         except TimeoutError:
             return []
         out = []
