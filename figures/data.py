@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from sims.core import store
+from sims.core import cellfile, store
 
 __all__ = ["MissingResults", "Run", "find_run", "load_run", "select", "grid", "verdict_row", "rate_rows"]
 
@@ -96,7 +96,7 @@ def load_run(results: str | Path, experiment: str, run: str | None = None) -> Ru
         cid = entry["cell_id"]
         cpath = store.cell_path(results, experiment, cid)
         try:
-            arrays, meta = store.read_cell(cpath)
+            arrays, meta = cellfile.read_cell(cpath)
         except store.StoreError as e:
             raise MissingResults(f"run {manifest.get('run_id')} lists cell {cid}, which cannot be read: {e}") from None
         out.append((meta.get("cell", entry.get("cell", {})), arrays))

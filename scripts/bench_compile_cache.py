@@ -28,7 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sims.core import store  # noqa: E402
+from sims.core import cellfile, store  # noqa: E402
 
 
 def _run(args: list[str], out: Path, cache: Path) -> tuple[float, int]:
@@ -47,7 +47,7 @@ def _run(args: list[str], out: Path, cache: Path) -> tuple[float, int]:
 def _cells(out: Path) -> dict[str, dict[str, bytes]]:
     got = {}
     for p in sorted(out.glob("*/cells/*.npz")):
-        arrays, _ = store.read_cell(p)
+        arrays, _ = cellfile.read_cell(p)
         got[p.stem] = {k: np.asarray(v).tobytes() for k, v in arrays.items()}
     return got
 

@@ -30,7 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sims.core import store  # noqa: E402
+from sims.core import cellfile  # noqa: E402
 
 _TOY = """
 import sys
@@ -54,7 +54,7 @@ def _run(args: list[str], out: Path, extra: list[str]) -> float:
 
 
 def _cells(out: Path) -> dict[str, dict[str, bytes]]:
-    return {p.stem: {k: np.asarray(v).tobytes() for k, v in store.read_cell(p)[0].items()}
+    return {p.stem: {k: np.asarray(v).tobytes() for k, v in cellfile.read_cell(p)[0].items()}
             for p in sorted(out.glob("*/cells/*.npz"))}
 
 

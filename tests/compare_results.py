@@ -29,11 +29,11 @@ import numpy as np
 def cell_bits(out: Path, experiment: str) -> dict[str, dict[str, tuple]]:
     """``{cell_id: {array: (dtype, shape, bytes)}}`` of every cell of ``experiment`` under ``out``
     (the tests compare folders bit for bit with it)."""
-    from sims.core import store
+    from sims.core import cellfile, store
 
     got = {}
     for p in sorted(store.cells_dir(out, experiment).glob("*.npz")):
-        arrays, _ = store.read_cell(p)
+        arrays, _ = cellfile.read_cell(p)
         got[p.stem] = {k: (v.dtype.str, v.shape, np.asarray(v).tobytes()) for k, v in arrays.items()}
     return got
 

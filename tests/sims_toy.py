@@ -12,7 +12,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from sims.core import store
+from sims.core import cellfile, store
 from sims.core.experiment import REGISTRY, Experiment, VerdictRow, register
 
 CALLS: list[dict] = []
@@ -107,4 +107,4 @@ if REGISTRY.get("toy") is not TOY:
 
 
 def cell_file_arrays(out, cell_id):
-    return store.read_cell(store.cell_path(out, "toy", cell_id))[0]
+    return cellfile.read_cell(store.cell_path(out, "toy", cell_id))[0]

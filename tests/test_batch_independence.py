@@ -22,7 +22,7 @@ from compare_results import cell_bits
 import theory as T
 from sims.core import planning as planner
 import sims.core as runner
-from sims.core import store
+from sims.core import cellfile, store
 from sims.experiments import convergence, get, load_all
 
 TINY_CONVERGENCE = dict(m=(64, 256), n=4, d=4, steps=4, log_every=2, seeds=3)
@@ -59,7 +59,7 @@ def test_convergence_cell_same_bits_alone_in_batch_and_resumed(tmp_path):
     for pc in reversed(full.plan.cells):
         c = {k: v for k, v in pc.cell.items() if k != "dtype"}
         outs = exp.run_batch([pc.cell], keys=planner.cell_key(c)[None])
-        store.write_cell(store.cell_path(alone, "convergence", pc.cell_id), outs[0], {"cell_id": pc.cell_id})
+        cellfile.write_cell(store.cell_path(alone, "convergence", pc.cell_id), outs[0], {"cell_id": pc.cell_id})
     assert cell_bits(alone, "convergence") == ref
     assert again.rows == full.rows
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sims.core import store
+from sims.core import cellfile, store
 from sims.host import compile_cache
 
 TESTS = Path(__file__).resolve().parent
@@ -67,8 +67,8 @@ def test_cold_then_warm_same_numbers_and_off(tmp_path):
     cold = _run(tmp_path / "a", "--compile-cache", str(cache))
     warm = _run(tmp_path / "b", "--compile-cache", str(cache))
     for cid in cold["cell_ids"]:
-        a = store.read_cell(store.cell_path(tmp_path / "a", "toy", cid))[0]
-        b = store.read_cell(store.cell_path(tmp_path / "b", "toy", cid))[0]
+        a = cellfile.read_cell(store.cell_path(tmp_path / "a", "toy", cid))[0]
+        b = cellfile.read_cell(store.cell_path(tmp_path / "b", "toy", cid))[0]
         assert all(np.array_equal(a[k], b[k]) for k in a)
     assert warm["cell_ids"] == cold["cell_ids"]
     off = _run(tmp_path / "c", "--compile-cache", "off")

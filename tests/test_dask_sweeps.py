@@ -19,7 +19,7 @@ import sims_toy
 from cli_runner import invoke
 from compare_results import cell_bits
 import sims.core as runner
-from sims.core import claims, dask_backend, store
+from sims.core import cellfile, claims, dask_backend, store
 from sims.experiments import get
 
 LAZY_TINY = ["--quick", "--m", "2", "--m", "4", "--m", "8", "--seeds", "1", "--p", "3", "--T", "4", "--d", "8", "--layers", "1",
@@ -67,7 +67,7 @@ def test_workers_cells_bit_identical_to_one_process(tmp_path, name, args):
     ref = cell_bits(one, name)
     assert ref and cell_bits(many, name) == ref
     # ...computed on the workers (other processes), written here by the driver
-    metas = [store.read_cell(p)[1] for p in store.cells_dir(many, name).glob("*.npz")]
+    metas = [cellfile.read_cell(p)[1] for p in store.cells_dir(many, name).glob("*.npz")]
     assert all(m["computed_by"]["pid"] == os.getpid() for m in metas)  # the driver wrote every file
     assert [ln for ln in a.stdout.splitlines() if "PASS" in ln or "FAIL" in ln or "UNDECIDED" in ln] == \
         [ln for ln in b.stdout.splitlines() if "PASS" in ln or "FAIL" in ln or "UNDECIDED" in ln]
@@ -169,7 +169,7 @@ def test_interrupt_cancels_pending_cells(tmp_path, cluster):
     finally:
         _slow_workers(client, 0.0)
     done = list(store.cells_dir(tmp_path, "toy").glob("*.npz"))
-    assert 1 <= len(done) < 8 and all(store.cell_done(p) for p in done)
+    assert 1 <= len(done) < 8 and all(cellfile.cell_done(p) for p in done)
     assert not list(claims.claims_dir(tmp_path, "toy").iterdir())
     res = runner.run(exp, cfg, out=tmp_path)  # a rerun resumes
     assert len(res.computed) == 8 - len(done)

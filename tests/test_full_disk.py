@@ -17,7 +17,7 @@ import pytest
 
 import sims_toy  # noqa: F401  (registers "toy")
 from cli_runner import invoke
-from sims.core import store
+from sims.core import cellfile
 
 ARGS = ("run", "toy", "--n", "2000", "--x", "0", "--x", "1", "--x", "2", "--x", "3", "--seeds", "3", "-q")
 
@@ -31,7 +31,7 @@ def _check_whole_cells(out):
     files = _cells(out)
     assert all(f.suffix == ".npz" and not f.name.startswith(".") for f in files), files  # no temp file left
     for f in files:
-        assert store.cell_done(f, f.stem), f
+        assert cellfile.cell_done(f, f.stem), f
     return files
 
 
@@ -50,7 +50,7 @@ def _same_as_clean_run(out, tmp_path):
     got, want = _cells(out), _cells(ref)
     assert [f.name for f in got] == [f.name for f in want]
     for a, b in zip(got, want):
-        xa, xb = store.read_cell(a)[0], store.read_cell(b)[0]
+        xa, xb = cellfile.read_cell(a)[0], cellfile.read_cell(b)[0]
         assert all(np.array_equal(xa[k], xb[k]) for k in xb)
 
 
@@ -112,6 +112,6 @@ def test_debug_shows_the_traceback(tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS))
 
-    monkeypatch.setattr(store, "write_cell", lambda path, *a, **k: fail())
+    monkeypatch.setattr(cellfile, "write_cell", lambda path, *a, **k: fail())
     r = invoke(*ARGS, "--out", out, "--debug")
     assert r.exit_code == 4 and "Traceback" in r.output and "read-only" in r.output, r.output

@@ -20,7 +20,7 @@ import sims.experiments
 import sims_toy
 from cli_runner import invoke
 from sims.cli import app as cli
-from sims.core import store
+from sims.core import cellfile
 from sims.core.experiment import REGISTRY
 
 TESTS = Path(__file__).resolve().parent
@@ -41,7 +41,7 @@ def temp_files(out: Path) -> list[str]:
 def arrays_by_id(out: Path) -> dict[str, dict[str, bytes]]:
     got = {}
     for p in cell_files(out):
-        arrays, meta = store.read_cell(p)
+        arrays, meta = cellfile.read_cell(p)
         assert meta["cell_id"] == p.stem
         got[p.stem] = {k: v.tobytes() for k, v in arrays.items()}
     return got
@@ -98,7 +98,7 @@ def test_manifest_and_cell_metadata(tmp_path):
     assert prov["dtype"] == "float64" and prov["jax_enable_x64"] is True
     assert m["started"] <= m["finished"]
 
-    arrays, meta = store.read_cell(cell_files(tmp_path)[0])
+    arrays, meta = cellfile.read_cell(cell_files(tmp_path)[0])
     assert arrays["samples"].shape == (16,) and arrays["samples"].dtype == np.float64
     assert arrays["stat"].shape == ()
     assert meta["experiment"] == "toy" and meta["cell_id"] == cell_files(tmp_path)[0].stem
@@ -131,7 +131,7 @@ def test_float32_precision(tmp_path):
     assert jax.config.jax_enable_x64  # the CLI restores the global switch
     ids32 = {p.stem for p in cell_files(tmp_path)}
     for p in cell_files(tmp_path):
-        arrays, meta = store.read_cell(p)
+        arrays, meta = cellfile.read_cell(p)
         assert arrays["samples"].dtype == np.float32 and meta["cell"]["dtype"] == "float32"
     r = invoke("run", "toy", "--out", tmp_path, "--seeds", "1", "-q")
     assert r.exit_code == 0
@@ -227,7 +227,7 @@ def test_interrupted_run_leaves_complete_files_and_resumes(tmp_path, monkeypatch
     names = os.listdir(tmp_path / "toy" / "cells")
     assert len(names) == 2 and all(n.endswith(".npz") and not n.startswith(".") for n in names)
     for p in cell_files(tmp_path):
-        store.read_cell(p)
+        cellfile.read_cell(p)
 
     sims_toy.CALLS.clear()
     r = invoke(*args)
@@ -350,7 +350,7 @@ def test_killed_process_leaves_complete_files(tmp_path):
     proc.wait(timeout=30)
     after_kill = cell_files(out)
     for p in after_kill:
-        store.read_cell(p)  # every cell file that exists is complete
+        cellfile.read_cell(p)  # every cell file that exists is complete
     # the only other thing a SIGKILL can leave is the temporary of the write it interrupted
     assert all(".tmp-" in name for name in temp_files(out)), temp_files(out)
 

@@ -22,7 +22,7 @@ SCRIPT = textwrap.dedent(r"""
     sys.path.insert(0, "tests")
     from cli_runner import invoke
     import sims.core as engine
-    from sims.core import store
+    from sims.core import cellfile, store
     from sims.experiments import get
     from sims.experiments import convergence as C, kernel as K
     from theory.scaling.sharding import device_mesh
@@ -69,7 +69,7 @@ SCRIPT = textwrap.dedent(r"""
     args = ["run", "convergence", "--model", "softmax-sign", "--m", "800", "--ladder", "2", "--seeds", "2",
             "--steps", "20", "--log-every", "10", "--no-control", "--quiet", "--out", tmp]
     r = invoke(*args, "--devices", "2")
-    metas = [store.read_cell(p)[1] for p in sorted(store.cells_dir(tmp, "convergence").glob("*.npz"))]
+    metas = [cellfile.read_cell(p)[1] for p in sorted(store.cells_dir(tmp, "convergence").glob("*.npz"))]
     out["cli"]["two"] = [r.exit_code, [m["provenance"]["device"]["used"] for m in metas]]
     res = engine.run(get("convergence"), C.ConvergenceConfig(model="softmax-sign", m=(800,), ladder=2, seeds=2,
                      steps=20, log_every=10, control=False), out=tmp, devices=1)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from sims.core import store
+from sims.core import cellfile
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -80,7 +80,7 @@ def _finish(proc: subprocess.Popen, out: Path) -> tuple[int, str, list[Path]]:
     text = proc.stdout.read().decode()
     cells = sorted((out / "toy" / "cells").glob("*.npz")) if (out / "toy" / "cells").is_dir() else []
     for p in cells:
-        store.read_cell(p)  # complete
+        cellfile.read_cell(p)  # complete
     return code, text, cells
 
 

@@ -14,7 +14,7 @@ import sims_toy  # noqa: F401  (registers "toy")
 from sims.core import provenance
 import sims.core as engine
 from sims.host import memory
-from sims.core import store
+from sims.core import cellfile, store
 from sims.experiments import get
 
 
@@ -56,8 +56,8 @@ def test_cell_roundtrip_plain_npz(tmp_path):
     path = tmp_path / "cells" / "abc.npz"
     arrays = {"K": np.arange(6.0).reshape(2, 3), "stat": np.float32(1.5), "file": np.int64(7), "n": 3}
     meta = {"cell_id": "abc", "cell": {"m": 3}, "ratio": float("inf")}
-    store.write_cell(path, arrays, meta)
-    got, m = store.read_cell(path)
+    cellfile.write_cell(path, arrays, meta)
+    got, m = cellfile.read_cell(path)
     assert set(got) == {"K", "stat", "file", "n"}
     np.testing.assert_array_equal(got["K"], arrays["K"])
     assert got["stat"].shape == () and got["stat"].dtype == np.float32
@@ -65,26 +65,26 @@ def test_cell_roundtrip_plain_npz(tmp_path):
     # A plain np.load reads it, no pickle needed.
     with np.load(path, allow_pickle=False) as z:
         assert json.loads(str(z["__meta__"][()]))["cell_id"] == "abc"
-    assert store.cell_done(path, "abc") and not store.cell_done(path, "other")
+    assert cellfile.cell_done(path, "abc") and not cellfile.cell_done(path, "other")
     assert os.listdir(path.parent) == ["abc.npz"]
 
 
 @pytest.mark.parametrize("name", ["__meta__", "a b", "", "x/y"])
 def test_bad_result_names(tmp_path, name):
     with pytest.raises(store.StoreError, match="bad result name"):
-        store.write_cell(tmp_path / "c.npz", {name: np.zeros(2)}, {})
+        cellfile.write_cell(tmp_path / "c.npz", {name: np.zeros(2)}, {})
     assert not (tmp_path / "c.npz").exists()
 
 
 def test_object_results_refused(tmp_path):
     with pytest.raises(store.StoreError, match="object array"):
-        store.write_cell(tmp_path / "c.npz", {"a": np.array([{}, 1], dtype=object)}, {})
+        cellfile.write_cell(tmp_path / "c.npz", {"a": np.array([{}, 1], dtype=object)}, {})
 
 
 @pytest.mark.parametrize("exc", [KeyboardInterrupt, OSError])
 def test_interrupted_write_leaves_old_file_or_nothing(tmp_path, monkeypatch, exc):
     path = tmp_path / "c.npz"
-    store.write_cell(path, {"a": np.ones(3)}, {"v": 1})
+    cellfile.write_cell(path, {"a": np.ones(3)}, {"v": 1})
     before = path.read_bytes()
 
     def boom(fd):
@@ -92,9 +92,9 @@ def test_interrupted_write_leaves_old_file_or_nothing(tmp_path, monkeypatch, exc
 
     monkeypatch.setattr(os, "fsync", boom)
     with pytest.raises(exc):
-        store.write_cell(path, {"a": np.zeros(3)}, {"v": 2})
+        cellfile.write_cell(path, {"a": np.zeros(3)}, {"v": 2})
     with pytest.raises(exc):
-        store.write_cell(tmp_path / "new.npz", {"a": np.zeros(3)}, {"v": 2})
+        cellfile.write_cell(tmp_path / "new.npz", {"a": np.zeros(3)}, {"v": 2})
     assert path.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["c.npz"]  # no temp file, no half-written new file
 
@@ -105,10 +105,10 @@ def test_garbage_file_is_not_done(tmp_path, content):
     # raise EOFError; it must read as "not done" and as a StoreError like any other bad file.
     path = tmp_path / "c.npz"
     path.write_bytes(content)
-    assert not store.cell_done(path)
-    assert store.read_cell_meta(path) is None
+    assert not cellfile.cell_done(path)
+    assert cellfile.read_cell_meta(path) is None
     with pytest.raises(store.StoreError, match="cannot read"):
-        store.read_cell(path)
+        cellfile.read_cell(path)
 
 
 def test_stale_temps_of_dead_processes_are_cleaned(tmp_path):
@@ -205,11 +205,11 @@ def test_runner_recomputes_corrupt_cells(tmp_path):
     exp, cfg = get("toy"), sims_toy.ToyConfig(x=(0.5,), seeds=1)
     first = engine.run(exp, cfg, out=tmp_path)
     path = store.cell_path(tmp_path, "toy", first.computed[0])
-    good = store.read_cell(path)[0]["samples"]
+    good = cellfile.read_cell(path)[0]["samples"]
     path.write_bytes(b"garbage")
     again = engine.run(exp, cfg, out=tmp_path)
     assert again.computed == first.computed
-    np.testing.assert_array_equal(store.read_cell(path)[0]["samples"], good)
+    np.testing.assert_array_equal(cellfile.read_cell(path)[0]["samples"], good)
 
 
 def test_git_info_outside_a_checkout(tmp_path):

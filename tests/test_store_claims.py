@@ -16,7 +16,7 @@ import pytest
 
 import sims_toy
 import sims.core as runner
-from sims.core import claims, store
+from sims.core import cellfile, claims, store
 from sims.experiments import get
 
 TESTS = Path(__file__).resolve().parent
@@ -98,7 +98,7 @@ def test_run_skips_cells_held_by_another_and_waits_for_them(tmp_path):
             waits.append(e)
             if len(waits) == 2:  # the other process finishes the cell (as a second run would)
                 arrays = exp.run(held.cell, key=runner.cell_key({k: v for k, v in held.cell.items() if k != "dtype"}))
-                store.write_cell(held.path, arrays, {"cell_id": held.cell_id, "cell": held.cell})
+                cellfile.write_cell(held.path, arrays, {"cell_id": held.cell_id, "cell": held.cell})
                 path.unlink()
 
     sims_toy.CALLS.clear()
@@ -127,7 +127,7 @@ def test_two_concurrent_runs_compute_each_cell_once(tmp_path):
         computed.append(int(line.split()[0]))
     assert sum(computed) == 8, texts  # each cell once, over both runs
     # ...each file written by exactly one of the two processes, and both found the same verdict.
-    writers = {store.read_cell(p)[1]["computed_by"]["pid"] for p in store.cells_dir(out, "toy").glob("*.npz")}
+    writers = {cellfile.read_cell(p)[1]["computed_by"]["pid"] for p in store.cells_dir(out, "toy").glob("*.npz")}
     assert len(writers) <= 2 and len(list(store.cells_dir(out, "toy").glob("*.npz"))) == 8
     verdicts = [[ln for ln in t.splitlines() if "PASS" in ln or "FAIL" in ln] for t in texts]
     assert verdicts[0] == verdicts[1] and verdicts[0]
@@ -135,5 +135,5 @@ def test_two_concurrent_runs_compute_each_cell_once(tmp_path):
     ref = tmp_path / "ref"
     runner.run(get("toy"), get("toy").config(x=tuple(float(i) for i in range(8)), seeds=1), out=ref)
     for p in store.cells_dir(ref, "toy").glob("*.npz"):
-        a, b = store.read_cell(p)[0], store.read_cell(store.cells_dir(out, "toy") / p.name)[0]
+        a, b = cellfile.read_cell(p)[0], cellfile.read_cell(store.cells_dir(out, "toy") / p.name)[0]
         assert all(np.array_equal(a[k], b[k]) for k in a)

@@ -31,7 +31,7 @@ from sims import experiments, runtime
 from sims.cli import render
 from sims.cli.process import EXIT_INTERRUPTED, EXIT_MEMORY, EXIT_OK, EXIT_USAGE
 from sims.cli.render import fail
-from sims.core import store
+from sims.core import cellfile, store
 from sims.experiments import presets
 
 __all__ = ["app", "figures_command", "estimate_seconds"]
@@ -143,7 +143,7 @@ def estimate_seconds(p: Any, *, limit: int = 2000) -> tuple[float, int]:
     seen: dict[str, list[float]] = {}
     folder = store.cells_dir(p.out, p.experiment)
     for path in sorted(folder.glob("*.npz"))[:limit] if folder.is_dir() else []:
-        meta = store.read_cell_meta(path)
+        meta = cellfile.read_cell_meta(path)
         if meta and isinstance(meta.get("cell"), dict) and isinstance(meta.get("elapsed_s"), (int, float)):
             seen.setdefault(key(meta["cell"]), []).append(float(meta["elapsed_s"]))
     total, timed = 0.0, 0

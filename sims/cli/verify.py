@@ -1,7 +1,7 @@
 """``sims verify [--out DIR]``: check every stored cell of a results folder against its checksum.
 
 Each cell file under ``OUT/<experiment>/cells/`` is read and its checksum verified
-(:func:`sims.core.store.verify_cell`); each run manifest's cells are looked up.  One line per
+(:func:`sims.core.cellfile.verify_cell`); each run manifest's cells are looked up.  One line per
 problem (the file and the reason), then a summary.  Exit 0: every cell verified (or written
 before checksums existed, listed as unverified); 1: some cell is damaged (unreadable, checksum
 mismatch) or a manifest lists a missing cell (a rerun of that run recomputes them); 2: ``--out``
@@ -19,7 +19,7 @@ from rich.markup import escape
 
 from sims.cli.process import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from sims.cli.render import fail
-from sims.core import store
+from sims.core import cellfile, store
 
 __all__ = ["check_folder", "verify_folder", "verify_command"]
 
@@ -31,10 +31,10 @@ def check_folder(out: Path) -> dict[str, list[tuple[Path, str]]]:
         if path.name.startswith("."):
             continue
         try:
-            arrays, meta = store.read_cell(path, verify=False)
+            arrays, meta = cellfile.read_cell(path, verify=False)
             if meta.get("cell_id", path.stem) != path.stem:
-                raise store.CorruptCell(f"cell file {path} holds cell {meta.get('cell_id')!r}")
-            verified = store.verify_cell(path, arrays, meta)
+                raise cellfile.CorruptCell(f"cell file {path} holds cell {meta.get('cell_id')!r}")
+            verified = cellfile.verify_cell(path, arrays, meta)
         except store.StoreError as e:
             found["damaged"].append((path, str(e)))
             continue

@@ -85,7 +85,7 @@ def is_stale(path: str | os.PathLike, *, stale_after: float | None = None) -> bo
     if info.get("host") == HOST and isinstance(info.get("pid"), int):
         if info["pid"] == os.getpid():  # this process: stale unless a run here still holds it
             return info.get("token") not in _HELD
-        return not store._pid_alive(info["pid"])
+        return not store.pid_alive(info["pid"])
     return age > (STALE_AFTER_S if stale_after is None else stale_after)
 
 

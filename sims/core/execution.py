@@ -24,7 +24,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from sims.core import claims, provenance, record, store
+from sims.core import cellfile, claims, provenance, record, store
 from sims.core.experiment import Experiment, VerdictRow
 from sims.core.planning import Plan, PlannedCell, WouldNotFit, cell_key, plan, short_cell
 
@@ -238,7 +238,7 @@ def _claim(p: Plan, members: tuple[PlannedCell, ...], held: dict[str, claims.Cla
         c = claims.claim(p.out, p.experiment, m.cell_id)
         if c is None:
             others.append(m)
-        elif not p.force and not m.problem and store.cell_done(m.path, m.cell_id):
+        elif not p.force and not m.problem and cellfile.cell_done(m.path, m.cell_id):
             claims.release(c)  # finished by another process between the plan and now
             finished.append(m)
         else:
@@ -312,7 +312,7 @@ def execute(p: Plan, *, on_event: Callable[[Event], None] | None = None, backend
             if waiting:
                 still = []
                 for pc in waiting:
-                    if store.cell_done(pc.path, pc.cell_id):
+                    if cellfile.cell_done(pc.path, pc.cell_id):
                         done += 1
                     elif claims.is_stale(claims.claim_path(p.out, p.experiment, pc.cell_id)) or \
                             not claims.claim_path(p.out, p.experiment, pc.cell_id).exists():
@@ -349,7 +349,7 @@ def _store_batch(p: Plan, d: Done, prov: dict, held: dict, computed: list[str], 
     for m, arrays in zip(d.cells, d.outs):
         meta = record.cell_meta(p, m, provenance=prov, started=d.started, finished=d.finished,
                                 elapsed_s=d.call_s / len(d.cells), batch_size=len(d.cells))
-        store.write_cell(m.path, arrays, meta)
+        cellfile.write_cell(m.path, arrays, meta)
         claims.release(held.pop(m.cell_id))
         computed.append(m.cell_id)
         done += 1

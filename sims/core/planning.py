@@ -20,7 +20,7 @@ from typing import Any
 
 import jax
 
-from sims.core import checks, store
+from sims.core import cellfile, checks, store
 from sims.core.experiment import Experiment
 from sims.host import devices as _devices
 from sims.runtime import PRECISIONS
@@ -251,7 +251,7 @@ def plan(
     for c in _stamped_cells(exp, config, precision):
         cid = store.cell_id(c)
         path = store.cell_path(out, exp.name, cid)
-        problem = "missing" if force else store.cell_problem(path, cid)
+        problem = "missing" if force else cellfile.cell_problem(path, cid)
         est = int(exp.estimate_bytes(c, **per_device)) if exp.estimate_bytes is not None else None
         planned.append(PlannedCell(c, cid, path, problem is None, est, "" if problem in (None, "missing") else problem))
     available, where = _memory.available_bytes() if memory is None else memory

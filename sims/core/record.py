@@ -1,7 +1,7 @@
 """What a run records beside its arrays: each cell's metadata and the run's manifest.
 
 The metadata and the manifest are plain dicts built here from a :class:`sims.core.planning.Plan`;
-:mod:`sims.core.store` writes them (``store.write_cell``, ``store.write_manifest``).  A
+:mod:`sims.core.cellfile` and :mod:`sims.core.store` write them (``cellfile.write_cell``, ``store.write_manifest``).  A
 manifest holds the run id, the config, each cell's id and status (computed or reused), the
 verdict rows (claim ids, short names and full statements), the memory plan and the provenance.
 """
@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sims.core import claims, store
+from sims.core import cellfile, claims, store
 from sims.core.experiment import VerdictRow
 from sims.core.planning import Plan, PlannedCell, config_dict, key_seed
 
@@ -60,7 +60,7 @@ def load_results(p: Plan) -> list[tuple[dict, dict]]:
     """
     results = []
     for pc in p.cells:
-        arrays, meta = store.read_cell(pc.path)
+        arrays, meta = cellfile.read_cell(pc.path)
         if meta.get("cell_id") != pc.cell_id or meta.get("cell") != pc.cell:
             raise store.StoreError(f"{pc.path} does not hold cell {pc.cell_id} ({pc.cell}); delete it, rerun")
         results.append((pc.cell, arrays))
