@@ -6,6 +6,7 @@ new option is covered as soon as it exists; each must declare its range (``metad
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -13,8 +14,9 @@ import pytest
 import sims.experiments
 import sims_toy
 from cli_runner import invoke
-from sims.cli.options import specs_of
+from sims.cli.options import common_params, reserved_options, specs_of
 from sims.core import checks
+from sims.core.experiment import Experiment
 
 FLOAT_OPTIONS = [(exp.name, s) for exp in sims.experiments.load_all() for s in specs_of(exp) if s.kind == "float"]
 
@@ -155,3 +157,31 @@ def test_unwritable_out_refused_before_any_work(tmp_path):
             assert r.exit_code == 2, r.output
             assert str(out) in r.output and reason in r.output, r.output
     assert not sims_toy.CALLS
+
+
+def _experiment_with_field(name: str) -> Experiment:
+    """A throwaway experiment whose config has one field ``name`` (not registered)."""
+    config = dataclasses.make_dataclass("Cfg", [(name, int, dataclasses.field(default=1))], frozen=True)
+    return Experiment(f"clash-{name}", "a clash", config, lambda cfg: [{"seed": 0}], lambda cell, *, key: {},
+                      lambda cfg, results: [])
+
+
+RESERVED_FIELDS = sorted(o[2:].replace("-", "_") for o in reserved_options() if o.startswith("--"))
+
+
+def test_reserved_options_are_the_run_commands_own():
+    """One list, read from the declarations of ``sims run``'s options: the ones added for issue 22
+    (--strict, --workers, --scheduler) are in it, as is every option the command itself declares."""
+    assert {"--out", "--strict", "--workers", "--scheduler", "--help", "-q"} <= reserved_options()
+    declared = {p.name.removeprefix("sims_").replace("_", "-") for p in common_params()}
+    assert {f"--{d}" for d in declared} <= reserved_options()
+
+
+@pytest.mark.parametrize("field", RESERVED_FIELDS)
+def test_experiment_declaring_a_reserved_name_is_refused(field):
+    with pytest.raises(TypeError, match=f"option --{field.replace('_', '-')} clashes"):
+        specs_of(_experiment_with_field(field))
+
+
+def test_unreserved_field_is_accepted_negative_control():
+    assert [s.opt for s in specs_of(_experiment_with_field("workers_per_cell"))] == ["--workers-per-cell"]

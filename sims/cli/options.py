@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import inspect
 import types
 import typing
@@ -25,11 +26,10 @@ from rich.markup import escape
 from sims.core import checks
 from sims.core import experiment as registry
 
-__all__ = ["Precision", "Spec", "specs_of", "show_value", "typer_param", "common_params", "examples", "epilog"]
 from theory.validation import check_count
 
-_COMMON = {"--out", "--precision", "--dry-run", "--quiet", "--force", "--devices", "--compile-cache", "--debug",
-           "--help", "-q"}
+__all__ = ["Precision", "Spec", "specs_of", "show_value", "typer_param", "common_params", "reserved_options",
+           "examples", "epilog"]
 
 
 class Precision(str, enum.Enum):
@@ -97,8 +97,9 @@ def specs_of(exp: registry.Experiment) -> list[Spec]:
             choices = choices or typing.get_args(t)
             t = type(choices[0])
         opt = "--" + f.name.replace("_", "-")
-        if opt in _COMMON:
-            raise TypeError(f"{where}: option {opt} clashes with a common option of `sims run`")
+        if opt in reserved_options():
+            raise TypeError(f"{where}: option {opt} clashes with a common option of `sims run` (reserved: "
+                            f"{', '.join(sorted(reserved_options()))})")
         help_ = str(f.metadata.get("help", ""))
         interval = None
         if bounds is not None:
@@ -170,6 +171,20 @@ def typer_param(exp: registry.Experiment, spec: Spec) -> inspect.Parameter:
 def _param(name: str, default: Any, annotation: Any, option: Any) -> inspect.Parameter:
     kind = inspect.Parameter.KEYWORD_ONLY
     return inspect.Parameter(name, kind, default=default, annotation=Annotated[annotation, option])
+
+
+@functools.cache
+def reserved_options() -> frozenset[str]:
+    """The option names ``sims run`` declares itself (:func:`common_params`, and ``--help``), read
+    from their declarations: a config field whose ``--field-name`` is one of them is refused
+    (:func:`specs_of`, when the command is built)."""
+    names = {"--help"}
+    for p in common_params():
+        info = typing.get_args(p.annotation)[1]
+        for decl in (info.default, *info.param_decls):
+            if isinstance(decl, str) and decl.startswith("-"):
+                names.update(decl.split("/"))
+    return frozenset(names)
 
 
 def common_params() -> list[inspect.Parameter]:

@@ -38,8 +38,10 @@ An experiment is a set of pure functions; it never writes files (all I/O lives i
   (bool -> ``--x/--no-x``), ``metadata={"choices": (...)}`` or a ``Literal`` for choices,
   ``count_fields`` (and a field named ``seeds``) parsed by ``theory.validation.check_count``
   (``metadata={"minimum": 0}`` to allow 0).  Validate other values in ``__post_init__``
-  (raise ``ValueError``: exit 2).  ``out``, ``precision``, ``dry_run``, ``force``, ``devices``, ``compile_cache``,
-  ``quiet`` are reserved names.  ``examples`` are shown by ``sims run NAME --help``.
+  (raise ``ValueError``: exit 2).  A field may not take the name of one of ``sims run``'s own
+  options (``--out``, ``--workers``, ...: the list is :func:`sims.cli.options.reserved_options`,
+  read from the options' declarations); such an experiment is refused when its command is built.
+  ``examples`` are shown by ``sims run NAME --help``.
 """
 
 from __future__ import annotations
