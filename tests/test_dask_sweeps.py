@@ -26,8 +26,20 @@ LAZY_TINY = ["--quick", "--m", "2", "--m", "4", "--m", "8", "--seeds", "1", "--p
              "--heads", "2", "--d-mlp", "8", "--n", "6", "--n-test", "16", "--steps", "4", "--log-every", "2",
              "--pretrain-steps", "10", "--arms", "ntk-gd", "--arms", "standard-adam"]
 REPARAM_TINY = ["--quick", "--structures", "shared_linear", "--extra", "1", "--n-eff", "1e4", "--n-eff", "1e6",
-                "--n", "100", "--replications", "2", "--restarts", "1", "--polish-steps", "30", "--adam-steps", "10",
+                "--n", "100", "--replications", "2", "--split-starts", "1", "--random-starts", "1", "--polish-steps", "30", "--adam-steps", "10",
                 "--n-test", "200"]
+
+
+# lazy-prefix took 19 min here (2-core CPU at a load average near 19, 2026-12-03): over the suite's 300 s.
+SLOW_DASK = [pytest.mark.slow, pytest.mark.timeout(3600)]
+
+
+@pytest.mark.parametrize("name,args", [("lazy-prefix", LAZY_TINY), ("reparam", REPARAM_TINY)])
+def test_slow_comparison_arguments_still_parse(tmp_path, name, args):
+    """The slow comparisons' options are valid (a renamed option once broke them unseen): a dry run."""
+    r = invoke("run", name, "--out", tmp_path, *args, "--dry-run")
+    assert r.exit_code == 0, r.stderr
+    assert not (tmp_path / name).exists()
 
 
 def test_workers_without_dask_says_which_extra(tmp_path, monkeypatch):
@@ -55,8 +67,8 @@ def cluster():
 
 
 @pytest.mark.parametrize("name,args", [("toy", ["--x", "0", "--x", "1", "--x", "2", "--seeds", "3"]),
-                                       pytest.param("lazy-prefix", LAZY_TINY, marks=pytest.mark.slow),
-                                       pytest.param("reparam", REPARAM_TINY, marks=pytest.mark.slow)],
+                                       pytest.param("lazy-prefix", LAZY_TINY, marks=SLOW_DASK),
+                                       pytest.param("reparam", REPARAM_TINY, marks=SLOW_DASK)],
                          ids=["toy", "lazy-prefix", "reparam"])
 def test_workers_cells_bit_identical_to_one_process(tmp_path, name, args):
     one, many = tmp_path / "one", tmp_path / "many"
