@@ -26,8 +26,8 @@ LAZY_TINY = ["--quick", "--m", "2", "--m", "4", "--m", "8", "--seeds", "1", "--p
              "--heads", "2", "--d-mlp", "8", "--n", "6", "--n-test", "16", "--steps", "4", "--log-every", "2",
              "--pretrain-steps", "10", "--arms", "ntk-gd", "--arms", "standard-adam"]
 REPARAM_TINY = ["--quick", "--structures", "shared_linear", "--extra", "1", "--n-eff", "1e4", "--n-eff", "1e6",
-                "--n", "100", "--replications", "2", "--split-starts", "1", "--random-starts", "1", "--polish-steps", "30", "--adam-steps", "10",
-                "--n-test", "200"]
+                "--n", "100", "--replications", "2", "--split-starts", "1", "--random-starts", "1",
+                "--polish-steps", "30", "--adam-steps", "10", "--n-test", "200"]
 
 
 # lazy-prefix took 19 min here (2-core CPU at a load average near 19, 2026-12-03): over the suite's 300 s.

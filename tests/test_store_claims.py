@@ -16,6 +16,7 @@ import pytest
 
 import sims_toy
 import sims.core as runner
+from cli_runner import invoke
 from sims.core import cellfile, claims, store
 from sims.experiments import get
 
@@ -134,6 +135,80 @@ def test_two_concurrent_runs_compute_each_cell_once(tmp_path):
     assert not list(claims.claims_dir(out, "toy").iterdir())
     ref = tmp_path / "ref"
     runner.run(get("toy"), get("toy").config(x=tuple(float(i) for i in range(8)), seeds=1), out=ref)
+    for p in store.cells_dir(ref, "toy").glob("*.npz"):
+        a, b = cellfile.read_cell(p)[0], cellfile.read_cell(store.cells_dir(out, "toy") / p.name)[0]
+        assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_empty_claim_of_a_killed_writer_goes_stale_quickly(tmp_path):
+    """A writer killed between creating its claim (O_EXCL) and writing it leaves an empty file: held
+    for a short grace (a live writer fills it at once), then stale, not after STALE_AFTER_S (6 h)."""
+    path = claims.claim_path(tmp_path, "toy", "c1")
+    path.parent.mkdir(parents=True)
+    path.write_text("")
+    assert not claims.is_stale(path) and claims.claim(tmp_path, "toy", "c1") is None
+    old = time.time() - claims.EMPTY_STALE_S - 5
+    os.utime(path, (old, old))
+    assert claims.is_stale(path)
+    path.write_text('{"pid": 1, "host": "elsewhere", "token": "y"}')  # control: a full claim that old is live
+    os.utime(path, (old, old))
+    assert not claims.is_stale(path)
+    path.write_text('{"pid": 1, "ho')  # cut short: as empty
+    os.utime(path, (old, old))
+    c = claims.claim(tmp_path, "toy", "c1")
+    assert c is not None and claims.holder(path)["pid"] == os.getpid()
+    claims.release(c)
+
+
+def test_clean_stale_removes_only_dead_writers_claims(tmp_path):
+    folder = claims.claims_dir(tmp_path, "toy")
+    folder.mkdir(parents=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (folder / "dead.claim").write_text(json.dumps({"pid": int(dead.stdout), "host": claims.HOST, "token": "d"}))
+    (folder / "live.claim").write_text(json.dumps({"pid": os.getppid(), "host": claims.HOST, "token": "l"}))
+    (folder / ".gone.claim.stale-abc").write_text("")  # a breaker killed between its rename and unlink
+    mine = claims.claim(tmp_path, "toy", "mine")
+    assert claims.clean_stale(tmp_path, "toy") == [folder / "dead.claim"]
+    assert sorted(p.name for p in folder.iterdir()) == ["live.claim", "mine.claim"]
+    claims.release(mine)
+    assert claims.clean_stale(tmp_path / "nothing-here", "toy") == []
+
+
+def _held_by(out: Path, pid: int) -> list[Path]:
+    folder = claims.claims_dir(out, "toy")
+    return [p for p in folder.glob("*.claim") if (claims.holder(p) or {}).get("pid") == pid] if folder.is_dir() else []
+
+
+def test_writer_killed_mid_run_leaves_nothing_half_written_and_the_other_finishes(tmp_path):
+    """Two writers share one folder; one is SIGKILLed while it holds a claim.  Every cell file left
+    is whole, the survivor breaks the dead writer's claim and computes that cell, ``sims verify``
+    passes, a rerun computes nothing (and removes any temporary the kill left), and the values
+    are those of a one-process run."""
+    out = tmp_path / "shared"
+    n = 6
+    args = [a for i in range(n) for a in ("--x", str(i))] + ["--seeds", "1"]
+    victim, survivor = _spawn(out, args, sleep=0.4), _spawn(out, args, sleep=0.4)
+    t0 = time.time()
+    while not (_held_by(out, victim.pid) and list(store.cells_dir(out, "toy").glob("*.npz"))):
+        assert victim.poll() is None and time.time() - t0 < 120, victim.stdout.read().decode()
+        time.sleep(0.02)
+    victim.kill()
+    victim.wait(timeout=30)  # reaped: its pid is gone, so its claims are stale
+    text = survivor.communicate(timeout=300)[0].decode()
+    assert survivor.returncode == 0, text
+    files = list(store.cells_dir(out, "toy").glob("*.npz"))
+    assert len(files) == n and all(cellfile.cell_done(p) for p in files)
+    # a claim left is the dead writer's, on a cell it wrote before the kill (the survivor waited for it)
+    assert all(claims.is_stale(c) for c in claims.claims_dir(out, "toy").glob("*.claim"))
+    r = invoke("verify", "--out", out)
+    assert r.exit_code == 0, r.output
+    sims_toy.CALLS.clear()
+    r = invoke("run", "toy", "--out", out, *args, "-q")
+    assert r.exit_code == 0 and sims_toy.CALLS == []
+    assert not [p for p in store.cells_dir(out, "toy").iterdir() if p.name.startswith(".")]  # no temporaries left
+    assert not list(claims.claims_dir(out, "toy").iterdir())  # nor claims
+    ref = tmp_path / "ref"
+    runner.run(get("toy"), get("toy").config(x=tuple(float(i) for i in range(n)), seeds=1), out=ref)
     for p in store.cells_dir(ref, "toy").glob("*.npz"):
         a, b = cellfile.read_cell(p)[0], cellfile.read_cell(store.cells_dir(out, "toy") / p.name)[0]
         assert all(np.array_equal(a[k], b[k]) for k in a)

@@ -11,7 +11,8 @@ exception, Ctrl-C).
 A claim is *stale* when its holder cannot finish it: on this host, its pid is no longer
 running (or, for this process's own pid, no run here holds it any more: a run that failed);
 from another host (a shared file system), its file was not refreshed for
-``stale_after`` seconds (holders refresh theirs after every call, :func:`refresh`).  A stale
+``stale_after`` seconds (holders refresh theirs after every call, :func:`refresh`); empty or cut
+short (its writer was killed between creating and writing it), older than :data:`EMPTY_STALE_S`.  A stale
 claim is broken by renaming it away (atomic: of two processes breaking it, one wins) and the
 cell is claimed again.  Like :mod:`sims.core.store`, this module is part of the store: the only
 code that writes under a results folder.
@@ -30,12 +31,16 @@ from pathlib import Path
 
 from sims.core import store
 
-__all__ = ["STALE_AFTER_S", "Claim", "claim_path", "claim", "release", "refresh", "holder", "is_stale"]
+__all__ = ["STALE_AFTER_S", "EMPTY_STALE_S", "Claim", "claim_path", "claim", "release", "refresh", "holder",
+           "is_stale", "clean_stale"]
 
 #: A claim from another host whose file is older than this is stale (its holder refreshes it after
 #: every call; a call longer than this on a shared folder needs a larger value).
 STALE_AFTER_S = float(os.environ.get("PREFIX_NTK_CLAIM_STALE_S", 6 * 3600))
+#: An empty or unreadable claim (its writer killed between creating and writing it) older than this is stale.
+EMPTY_STALE_S = 30.0
 HOST = socket.gethostname()
+_BROKEN = ".stale-"  # a stale claim renamed away before its removal: .<cell_id>.claim.stale-<hex>
 _HELD: set[str] = set()  # tokens of the claims this process holds now (a claim of this pid not in it is orphaned)
 
 
@@ -58,7 +63,8 @@ def claim_path(out: str | os.PathLike, experiment: str, cid: str) -> Path:
 def holder(path: str | os.PathLike) -> dict | None:
     """The holder recorded in a claim file (``pid``, ``host``, ``token``, ``time``), or None if absent.
 
-    A claim being written (empty, or cut short) reads as ``{}``: held by someone, not stale yet.
+    A claim being written (empty, or cut short) reads as ``{}``: held by someone, stale after
+    :data:`EMPTY_STALE_S` (:func:`is_stale`).
     """
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -82,6 +88,9 @@ def is_stale(path: str | os.PathLike, *, stale_after: float | None = None) -> bo
         age = time.time() - os.stat(path).st_mtime
     except FileNotFoundError:
         return False
+    if not info:  # empty or cut short: its writer died between creating and writing it (a live one
+        # writes it at once), so it is stale after a short grace, not after ``stale_after``
+        return age > min(EMPTY_STALE_S, STALE_AFTER_S if stale_after is None else stale_after)
     if info.get("host") == HOST and isinstance(info.get("pid"), int):
         if info["pid"] == os.getpid():  # this process: stale unless a run here still holds it
             return info.get("token") not in _HELD
@@ -104,13 +113,7 @@ def claim(out: str | os.PathLike, experiment: str, cid: str, *, stale_after: flo
         except FileExistsError:
             if not is_stale(path, stale_after=stale_after):
                 return None
-            broken = path.with_name(f".{path.name}.stale-{token}")
-            try:
-                os.rename(path, broken)  # of two processes breaking it, one rename succeeds
-            except FileNotFoundError:
-                continue
-            with contextlib.suppress(OSError):
-                os.unlink(broken)
+            _break(path)
             continue
         try:
             os.write(fd, data)
@@ -124,6 +127,35 @@ def claim(out: str | os.PathLike, experiment: str, cid: str, *, stale_after: flo
         _HELD.add(token)
         return Claim(path, token)
     return None
+
+
+def _break(path: Path) -> bool:
+    """Remove the stale claim at ``path``: renamed away first (of two processes breaking it, one
+    rename succeeds), then deleted.  Whether this process broke it."""
+    broken = path.with_name(f".{path.name}{_BROKEN}{uuid.uuid4().hex}")
+    try:
+        os.rename(path, broken)
+    except FileNotFoundError:
+        return False
+    with contextlib.suppress(OSError):
+        os.unlink(broken)
+    return True
+
+
+def clean_stale(out: str | os.PathLike, experiment: str, *, stale_after: float | None = None) -> list[Path]:
+    """Remove the stale claims of ``experiment`` under ``out`` (those of a writer that was killed, even
+    on a cell it had finished), and any claim left half-broken; return the claims removed."""
+    folder = claims_dir(out, experiment)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for path in folder.iterdir():
+        if path.name.startswith(".") and _BROKEN in path.name:  # a breaker killed between rename and unlink
+            with contextlib.suppress(OSError):
+                path.unlink()
+        elif path.suffix == ".claim" and is_stale(path, stale_after=stale_after) and _break(path):
+            removed.append(path)
+    return removed
 
 
 def refresh(claims: list[Claim]) -> None:

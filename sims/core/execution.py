@@ -282,6 +282,7 @@ def execute(p: Plan, *, on_event: Callable[[Event], None] | None = None, backend
     prov = provenance.provenance(p.precision)
     prov["device"]["used"] = p.devices
     store.clean_stale_temps(store.cells_dir(p.out, exp.name))
+    claims.clean_stale(p.out, exp.name)  # a killed writer's claims (its unfinished cells are computed below)
     backend = SerialBackend(p) if backend is None else backend
     computed: list[str] = []
     total, calls = p.n_pending, len(p.batches)
