@@ -3,7 +3,8 @@ a one-process run bit for bit, a killed worker's cells are recomputed elsewhere,
 pending cells, and without Dask ``--workers`` says which extra to install (exit 2).
 
 One local cluster of 2 worker processes serves the module (``--scheduler``); one test starts its own
-(``--workers 2``).  Skipped cleanly when Dask is not installed (the extra ``.[distributed]``).
+(``--workers 2``).  Skipped, saying why, when Dask is not installed (the extra ``.[distributed]``, which
+CI does not install: docs/scaling.md, "Dask in CI"); the tests before the skip run everywhere.
 """
 
 from __future__ import annotations
@@ -56,7 +57,9 @@ def test_workers_without_dask_says_which_extra(tmp_path, monkeypatch):
         assert r.exit_code == 2 and msg in r.stderr
 
 
-distributed = pytest.importorskip("distributed")
+distributed = pytest.importorskip(
+    "distributed", reason="the Dask tests need the 'distributed' extra (pip install -e '.[distributed]'); CI installs "
+    ".[test] only, because the extra's install and these tests would add minutes to it (docs/scaling.md, 'Dask in CI')")
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +126,26 @@ def test_backend_waits_through_its_own_client(tmp_path, cluster, monkeypatch):
     assert foreign == [] and len(res.computed) == 3
     runner.run(exp, cfg, out=tmp_path / "one")
     assert cell_bits(tmp_path / "many", "toy") == cell_bits(tmp_path / "one", "toy")
+
+
+def test_local_workers_keep_this_process_blas_threads(tmp_path, monkeypatch):
+    """Regression (the slow reparam comparison differed in its ``polish_*`` arrays): Dask's nanny sets
+    OMP/MKL/OPENBLAS_NUM_THREADS=1 in its workers, so SciPy's BLAS summed in another order there.
+    A local cluster's workers get this process's settings (unset stays unset)."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+    env = dask_backend.worker_environ()
+    assert env["OPENBLAS_NUM_THREADS"] == "2" and "OMP_NUM_THREADS" not in env and "MKL_NUM_THREADS" not in env
+    assert "MALLOC_TRIM_THRESHOLD_" in env  # Dask's other settings kept
+    p = runner.plan(get("toy"), get("toy").config(x=(0.0,), seeds=1), out=tmp_path)
+    backend = dask_backend.DaskBackend.local(p, workers=1)
+    try:
+        seen = list(backend.client.run(lambda: {k: os.environ.get(k) for k in dask_backend.THREAD_VARS}).values())
+    finally:
+        backend.close(cancel=True)
+    assert seen == [{"OMP_NUM_THREADS": None, "MKL_NUM_THREADS": None, "OPENBLAS_NUM_THREADS": "2"}]
+    assert "OMP_NUM_THREADS" not in os.environ  # nor set in this process by the nanny
 
 
 def _slow_workers(client, seconds):

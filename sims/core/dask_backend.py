@@ -28,7 +28,8 @@ from typing import Any
 from sims.core.execution import Done
 from sims.core.planning import Plan, PlannedCell
 
-__all__ = ["EXTRA_HINT", "require", "scheduler_from_env", "compute_on_worker", "DaskBackend"]
+__all__ = ["EXTRA_HINT", "THREAD_VARS", "require", "scheduler_from_env", "worker_environ", "compute_on_worker",
+           "DaskBackend"]
 
 EXTRA_HINT = 'Dask is not installed: pip install -e ".[distributed]" (or pip install "dask[distributed]")'
 
@@ -46,6 +47,27 @@ def scheduler_from_env(environ: dict[str, str] | None = None) -> str | None:
     """``$DASK_SCHEDULER_ADDRESS`` (None if unset or empty)."""
     value = (os.environ if environ is None else environ).get("DASK_SCHEDULER_ADDRESS", "").strip()
     return value or None
+
+
+#: Thread counts of NumPy/SciPy's BLAS and OpenMP, which Dask's nanny sets to 1 in its workers.
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def worker_environ(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Dask's ``distributed.nanny.pre-spawn-environ`` with :data:`THREAD_VARS` as in ``environ``
+    (this process's: unset stays unset, so BLAS uses every core, as here).
+
+    Dask sets them to 1 in every worker, and BLAS then sums in another order than in this process:
+    the reparam experiment's modulus polish (SciPy's SLSQP) gave other bits on a worker than in
+    one process (``polish_*`` arrays; the JAX results were identical).
+    """
+    import dask  # lazy: the optional extra, present once require() passed
+
+    environ = os.environ if environ is None else environ
+    pre = {k: v for k, v in dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {}).items()
+           if k not in THREAD_VARS}
+    pre.update({k: environ[k] for k in THREAD_VARS if k in environ})
+    return pre
 
 
 def compute_on_worker(module: str, name: str, cells: list[dict], precision: str, devices: int,
@@ -89,10 +111,14 @@ class DaskBackend:
 
     @classmethod
     def local(cls, p: Plan, *, workers: int, compile_cache: str | None = None) -> "DaskBackend":
-        """A ``LocalCluster`` of ``workers`` single-threaded worker processes (dashboard on a free port)."""
+        """A ``LocalCluster`` of ``workers`` single-threaded worker processes (dashboard on a free port),
+        whose BLAS thread settings are this process's (:func:`worker_environ`)."""
         distributed = require()
-        cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                           dashboard_address=":0", silence_logs=40)
+        import dask  # lazy: the optional extra, present once require() passed
+
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ()}):
+            cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                               dashboard_address=":0", silence_logs=40)
         return cls(p, distributed.Client(cluster), cluster=cluster, compile_cache=compile_cache, own_client=True)
 
     @classmethod
