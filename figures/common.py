@@ -48,6 +48,7 @@ def forest(ax, rows, *, reference: float | None = None) -> None:
     status (a control's pass means it was caught); a row without an estimate says why.
     """
     n = len(rows)
+    style.shows(ax, *(r["row"] for r in rows))
     for i, r in enumerate(rows):
         y = n - 1 - i
         d = r["row"]

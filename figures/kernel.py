@@ -123,6 +123,7 @@ def _constant_panel(ax, results, verdict=()):
     claim = next((d for d in map(lambda r: r if isinstance(r, dict) else r.as_dict(), verdict)
                   if d.get("claim", "").startswith(f"{name}: E m")), None)  # the verdict's row for C, if any
     mark = " " + style.STATUS_MARK.get(claim["status"], "?") if claim else ""
+    style.shows(ax, claim)
     ax.axhspan(lo, hi, color=style.PALETTE[1], alpha=0.12, linewidth=0,
                label=f"all draws: 99% CI [{lo:.2f}, {hi:.2f}]" + mark)
     ax.set_xscale("log")

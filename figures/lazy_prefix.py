@@ -3,15 +3,19 @@
 Reads a stored ``lazy-prefix`` run (``sims run lazy-prefix``).  Per arm (NTK scaling with GD;
 the standard scaling with the same function-space GD step, the negative control, in grey;
 the standard scaling with Adam lr 1e-3, the paper's optimiser), geometric means over seeds with
-95% bands (with >= 3 seeds), fitted slopes (95% CI) in the legends, and the stylized prediction m^-1/2 as the
-dashed reference (no pass marks: the run's verdict, in its manifest, judges):
+95% bands (with >= 3 seeds) and the stylized prediction m^-1/2 as the dashed reference.  The
+slopes that judge a claim are the stored verdict rows' (``<arm>/<quantity>``,
+:func:`sims.experiments.lazy_prefix_verdict.row_id`), drawn in (c) as stored: nothing is
+refitted or judged here.
 
 (a) relative kernel movement sup_t ||H(t) - H(0)|| / ||H(0)|| (solid) and relative parameter
     movement ||theta(T) - theta_0|| / ||theta_0|| (dash-dot);
 (b) the linearisation gap ||F(T) - F_lin(T)|| / ||F(T) - F(0)||, with the 10% line;
 (c) local slopes between neighbouring m of the movements at matched progress (per unit of output
     change; the kernel also per unit of parameter displacement), NTK arm and control, with their
-    95% intervals over seeds, the prediction -1/2 and its band +-SLOPE_TOL, and the boundary
+    95% intervals over seeds (descriptive); over the in-regime m, each one's verdict row: its
+    slope (dashed) and 95% interval (shaded), also in the legend with its status; the prediction
+    -1/2 and its band +-SLOPE_TOL, and the boundary
     of the long-prefix regime (mean prefix share of layer 0's attention at init >= 1/2;
     ``sims.experiments.lazy_prefix_regime``, docs/verdicts.md), also marked in (a) and (b);
 (d) downstream test accuracy of the network (solid; dashed: its linearised model, for the
@@ -29,6 +33,7 @@ import numpy as np
 from figures import common, data, style
 from sims.core.verdicts import SLOPE_TOL
 from sims.experiments import lazy_prefix_regime as RG
+from sims.experiments import lazy_prefix_verdict as LV
 
 EXPERIMENT = "lazy-prefix"
 NAME = "lazy_prefix"
@@ -74,8 +79,27 @@ LOCAL_SHORT = {"kernel_change": "H / out", "param_change": r"$\theta$ / out", "l
                "kernel_per_displacement": r"H / $\|\Delta\theta\|$"}
 
 
-def _local_slopes(ax, results):
-    """Local slopes between neighbouring m of the matched-progress movements, with 95% intervals."""
+def _row(verdict, arm, quantity):
+    """The stored in-regime rate row of (arm, quantity), or None (a run stored before rows had ids)."""
+    try:
+        return data.verdict_row(verdict, LV.row_id(arm, quantity))
+    except data.MissingResults:
+        return None
+
+
+def _verdict_box(ax, ms, row, color, k):
+    """The row's slope (dashed) and its interval (shaded) over the m its fit used: the stored numbers."""
+    est, lo, hi = row.get("estimate"), row.get("low"), row.get("high")
+    if est is None or not all(np.isfinite([est, lo, hi])) or len(ms) < 2:
+        return
+    x0, x1 = float(ms[0]), float(ms[-1])
+    ax.fill_between([x0, x1], [lo, lo], [hi, hi], color=color, alpha=0.08, linewidth=0)
+    ax.plot([x0, x1], [est, est], color=color, linestyle="--", linewidth=0.8, dashes=(2 + k % 3, 1.5))
+
+
+def _local_slopes(ax, results, verdict=()):
+    """Local slopes between neighbouring m of the matched-progress movements, with 95% intervals
+    (descriptive), and each (arm, quantity)'s verdict row: its in-regime slope and interval as stored."""
     xs_all = None
     for k, (arm, quantity, marker) in enumerate(LOCAL):
         ms, by_m = RG.tuning(results, arm)
@@ -89,10 +113,15 @@ def _local_slopes(ax, results):
         err = np.array([[f.slope - f.low for _, _, f in fits], [f.high - f.slope for _, _, f in fits]])
         st = _style(arm)
         color = style.CONTROL if st["control"] else style.PALETTE[k % 4]
+        row = _row(verdict, arm, quantity.name)
+        label = f"{LABEL[arm]}, {LOCAL_SHORT[quantity.name]}"
+        if row is not None:
+            style.shows(ax, row)
+            label += f"; verdict {style.verdict_label(row, short=True)}"
+            _verdict_box(ax, RG.regime_ms(ms, by_m), row, color, k)
         ax.errorbar(x, y, yerr=np.where(np.isfinite(err), err, 0.0), color=color, marker=marker, markersize=3,
                     linewidth=0.8, capsize=1.5, linestyle=":" if st["control"] else "-",
-                    markerfacecolor="white" if st["control"] else color,
-                    label=f"{LABEL[arm]}, {LOCAL_SHORT[quantity.name]}")
+                    markerfacecolor="white" if st["control"] else color, label=label)
         xs_all = np.asarray(ms, float) if xs_all is None else np.union1d(xs_all, ms)
     if xs_all is None:
         ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
@@ -117,7 +146,7 @@ def _rates(ax, results, keys, ylabel, *, hline=None):
         for key, ls, marker in keys:
             xs, Y = data.grid(res, "m", lambda c, a: float(a[key]))
             st = _style(arm)
-            style.rate_series(ax, xs, Y, label=f"{LABEL[arm]}, {SHORT[key]}: {style.slope_label(xs, Y, short=True)}",
+            style.rate_series(ax, xs, Y, label=f"{LABEL[arm]}, {SHORT[key]}",
                               linestyle=ls if not st["control"] else ":", marker=marker,
                               band=Y.shape[1] >= 3, **st)
             if arm == "ntk-gd" and y0 is None:
@@ -174,7 +203,7 @@ def plot(run: data.Run, *, venue: str = "acl", width: str = DEFAULT_WIDTH):
     style.panel_label(a, "(a) kernel and parameters")
     _rates(b, res, [("lin_gap", "-", "D")], r"$\|F-F_{\rm lin}\|/\|F-F(0)\|$", hline=0.1)
     style.panel_label(b, "(b) linearisation gap")
-    _local_slopes(c, res)
+    _local_slopes(c, res, run.verdict)
     style.panel_label(c, "(c) local slopes at matched progress")
     p = next((c["p"] for c, _ in res if "p" in c), 2)
     _accuracy(d, res, 1.0 / p)

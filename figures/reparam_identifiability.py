@@ -1,9 +1,10 @@
 """Figure: why shared prompts are identifiable and non-shared ones are not (paper 2, issue 13).
 
-Reads a stored ``reparam-identifiability`` run.  Every plotted number and every slope in the
-legends comes from the verdict's own functions (:func:`modulus_curve`, :func:`approach_curve`,
-:func:`power_curve` of :mod:`sims.experiments.reparam_identifiability`) applied to the stored
-cells, so the figure shows the verdict's numbers:
+Reads a stored ``reparam-identifiability`` run.  The curves are the stored cells through the
+verdict's own functions (:func:`modulus_curve`, :func:`approach_curve`, :func:`power_curve` of
+:mod:`sims.experiments.reparam_identifiability`); every number in the legends of (a) and (b), the
+line through (b)'s points and its reference are the stored verdict rows' (``M1a`` ... ``C2``,
+:func:`~sims.experiments.reparam_identifiability_verdict.modulus_ids`): nothing is refitted or judged here.
 
 (a) the identifiability modulus ``||f_G - f*||_{L2} / D(G, G*)`` per bin of the merged cell's
     location error, for the four structures and the broken-sharing control: the minimised value
@@ -23,6 +24,7 @@ import numpy as np
 
 from figures import common, data, style
 from sims.experiments.reparam_identifiability import CASES, approach_curve, modulus_curve, power_curve
+from sims.experiments.reparam_identifiability_verdict import modulus_ids
 
 EXPERIMENT = "reparam-identifiability"
 NAME = "reparam_identifiability"
@@ -35,7 +37,36 @@ MARKER = {"shared_linear": "o", "shared_tanh": "s", "prompt": "^", "nonshared": 
 FLOOR = 1e-4  # where "0 to rounding" is drawn in panel (a)
 
 
-def _modulus_panel(ax, results):
+def _rows(verdict, structure, variant="standard"):
+    """The stored verdict rows of one modulus curve (level, flatness; zero bins; the control), those present."""
+    out = []
+    for rid in modulus_ids(structure, variant):
+        try:
+            out.append(data.verdict_row(verdict, rid))
+        except data.MissingResults:  # a run stored before these rows existed
+            pass
+    return out
+
+
+def _tag(rows):
+    """The legend text of a modulus curve: each of its rows' stored estimate and status."""
+    parts = []
+    for d in rows:
+        mark = style.STATUS_MARK.get(d.get("status"), "?")
+        est = d.get("estimate")
+        what = str(d.get("quantity") or "")
+        if est is None:
+            parts.append(f"{d.get('measured') or 'n/a'} {mark}")
+        elif what.startswith("log-log slope"):
+            parts.append(f"slope {est:.2f} {mark}")
+        elif what.startswith("bins"):
+            parts.append(f"0 in {est:.0f} bins {mark}")
+        else:
+            parts.append(f"min. {est:.2g} {mark}")
+    return ", ".join(parts) or "no verdict row"
+
+
+def _modulus_panel(ax, results, verdict=()):
     rho = None
     for s, variant in (("shared_linear", "standard"), ("shared_tanh", "standard"), ("prompt", "standard"),
                        ("nonshared", "standard"), ("shared_linear", "broken")):
@@ -47,14 +78,18 @@ def _modulus_panel(ax, results):
         name = "control: broken sharing" if control else LABEL[s]
         color = style.CONTROL if control else COLOR[s]
         marker = "v" if control else MARKER[s]
+        # The curve is the data (per-bin minima); the legend holds the stored rows' numbers, not a refit.
+        rows = _rows(verdict, s, variant)
+        level_rows = [d for d in rows if not str(d.get("quantity") or "").startswith("log-log slope")]
+        style.shows(ax, *level_rows)
         if mc["zero"].any():
             ax.plot(rho, np.where(mc["zero"], FLOOR, mc["minimum"]), marker=marker, color=color, linestyle=":",
-                    markersize=3.5, markerfacecolor="white", label=f"{name}: 0 to rounding")
+                    markersize=3.5, markerfacecolor="white", label=f"{name}: {_tag(level_rows)}")
             continue
-        tag = f"min. {np.nanmin(mc['best']):.2g}, slope {mc['slope']:.2f}" if mc["slope"] is not None else "0"
+        style.shows(ax, *rows)
         ax.plot(rho, mc["minimum"], marker=marker, color=color, linestyle=":", markersize=3, markerfacecolor="white")
         ax.plot(rho, np.maximum(mc["best"], FLOOR), marker=marker, color=color, linestyle="-", markersize=3.5,
-                label=f"{name}: {tag}")
+                label=f"{name}: {_tag(rows)}")
     if rho is None:
         ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
         return
@@ -66,14 +101,22 @@ def _modulus_panel(ax, results):
     style.legend(ax, below=True)
 
 
-def _approach_panel(ax, results):
+def _approach_panel(ax, results, verdict=()):
     ap = approach_curve(results)
     if ap is None:
         ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
         return
+    row = next((d for d in _rows(verdict, "nonshared") if str(d.get("quantity") or "").startswith("log-log slope")),
+               None)
     ax.plot(ap["eps"], ap["ratio"], marker=MARKER["nonshared"], color=COLOR["nonshared"], markersize=3.5,
-            label=f"non-shared: slope {ap['slope']:.2f}")
-    style.reference_slope(ax, ap["eps"], 1.0, through=(ap["eps"][-1], ap["ratio"][-1]), label="predicted slope 1")
+            linestyle="none")
+    if row is None or not style.verdict_line(ax, ap["eps"], ap["ratio"], row, color=COLOR["nonshared"]):
+        ax.plot(ap["eps"], ap["ratio"], color=COLOR["nonshared"], linewidth=0.6)
+    ax.plot([], [], marker=MARKER["nonshared"], color=COLOR["nonshared"], markersize=3.5,
+            label="non-shared: " + (style.verdict_label(row) if row is not None else "no verdict row"))
+    target = float(row["target"]) if row is not None and row.get("target") is not None else 1.0
+    style.reference_slope(ax, ap["eps"], target, through=(ap["eps"][-1], ap["ratio"][-1]),
+                          label=f"predicted slope {target:g}")
     ax.set(xscale="log", yscale="log", xlabel="key half-separation (values 0.1 apart)", ylabel="modulus")
     style.legend(ax, below=True)
 
@@ -105,9 +148,9 @@ def _power_panel(ax, results):
 def plot(run: data.Run, *, venue: str = "acl", width: str = DEFAULT_WIDTH):
     narrow = not style.side_by_side(venue, width)
     fig, (a, b, c) = style.panels(3, venue=venue, width=width, panel_aspect=1.5 if not narrow else 0.95)
-    _modulus_panel(a, run.results)
+    _modulus_panel(a, run.results, run.verdict)
     style.panel_label(a, "(a) modulus")
-    _approach_panel(b, run.results)
+    _approach_panel(b, run.results, run.verdict)
     style.panel_label(b, "(b) equal keys")
     _power_panel(c, run.results)
     style.panel_label(c, "(c) two-point (restated)")

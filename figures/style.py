@@ -56,6 +56,9 @@ __all__ = [
     "slope_label",
     "verdict_label",
     "verdict_reference",
+    "shows",
+    "panel_rows",
+    "verdict_line",
     "STATUS_MARK",
     "STATUS_COLOR",
     "panel_label",
@@ -244,11 +247,57 @@ def verdict_label(row, *, short: bool = False) -> str:
     return ("" if short else "slope ") + f"{d['estimate']:.2f} [{d['low']:.2f}, {d['high']:.2f}] {mark}"
 
 
+def shows(ax, *rows, panel: str | None = None) -> None:
+    """Record that panel ``ax`` draws these verdict rows (dicts or ids; None is skipped).
+
+    The report (:mod:`sims.cli.report`) reads the record back with :func:`panel_rows` and links
+    each claim to the panels that plot it, and each figure to the rows it shows.  ``panel`` names
+    the panel when its title (:func:`panel_label`) is not the name to use.
+    """
+    ids = [r if isinstance(r, str) else str((r if isinstance(r, dict) else r.as_dict()).get("id") or "")
+           for r in rows if r is not None]
+    record = ax.figure.__dict__.setdefault("_verdict_panels", [])
+    record.extend((ax, panel, i) for i in ids if i)
+
+
+def panel_rows(fig) -> dict[str, list[str]]:
+    """``{panel name: [row id, ...]}`` of what :func:`shows` recorded on ``fig``, panels in drawing
+    order; a panel is named by its ``panel`` argument, else its bold title ("(a) ..."), else its
+    position ("panel 2")."""
+    axes = list(fig.axes)
+    out: dict[str, list[str]] = {}
+    for ax, panel, rid in fig.__dict__.get("_verdict_panels", []):
+        name = panel or ax.get_title(loc="left") or f"panel {axes.index(ax) + 1 if ax in axes else '?'}"
+        ids = out.setdefault(name, [])
+        if rid not in ids:
+            ids.append(rid)
+    return out
+
+
 def verdict_reference(ax, x, row, *, through: tuple[float, float], label: str | None = None, **kw) -> None:
     """The predicted power law of a rate row (its ``target`` exponent) through ``through``."""
     d = row if isinstance(row, dict) else row.as_dict()
     reference_slope(ax, x, float(d["target"]), through=through,
                     label=label if label is not None else f"predicted slope {d['target']:g}", **kw)
+
+
+def verdict_line(ax, x, centre, row, *, color=None, linestyle="-", linewidth: float = 1.0, label=None) -> bool:
+    """A rate row's fitted power law, ``estimate`` as the exponent, through the centroid of the
+    plotted centres in log-log (where an OLS fit of ``log centre`` on ``log x`` passes): the
+    verdict's slope drawn over the data, never refitted.  Records the row (:func:`shows`).
+    Returns False (nothing drawn) when the row has no finite estimate or no centre is positive."""
+    d = row if isinstance(row, dict) else row.as_dict()
+    est = d.get("estimate")
+    x, c = np.asarray(x, float), np.asarray(centre, float)
+    ok = np.isfinite(c) & (c > 0) & np.isfinite(x) & (x > 0)
+    shows(ax, d)
+    if est is None or not np.isfinite(est) or not ok.any():
+        return False
+    lx, lc = np.log(x[ok]), np.log(c[ok])
+    xs = np.geomspace(x[ok].min(), x[ok].max(), 32)
+    ax.plot(xs, np.exp(lc.mean() + float(est) * (np.log(xs) - lx.mean())), color=color, linestyle=linestyle,
+            linewidth=linewidth, label=label, zorder=2)
+    return True
 
 
 def rate_series(ax, x, Y, *, label: str, color=None, control: bool = False, marker: str = "o",
@@ -273,6 +322,7 @@ def rate_series(ax, x, Y, *, label: str, color=None, control: bool = False, mark
         color = CONTROL
     if row is not None:
         label = f"{label}: {verdict_label(row)}"
+        shows(ax, row)
     style = dict(color=color, marker=marker, label=label,
                  linestyle=linestyle or (":" if control else "-"))
     if control:

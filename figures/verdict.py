@@ -81,6 +81,7 @@ def plot_rows(rows: Sequence[dict[str, Any]], *, venue: str = "acl", width: str 
     axes = fig.subplots(len(ds), 1, squeeze=False)[:, 0]
     for ax, d in zip(axes, ds):
         _strip(ax, d)
+        style.shows(ax, d, panel=f"strip {d.get('id') or ''}".strip())
     axes[-1].set_xlabel("estimate with its interval; prediction dashed, its band shaded", fontsize=6.5)
     return fig
 

@@ -66,6 +66,52 @@ def test_report_files_hold_every_claim_with_its_numbers(report_dir):
     assert "| 1 | 1 | \\|\\|H(0) - H*\\|\\| ~ m^-1/2 |" in md and (report_dir / "figures" / "kernel-verdict.png").is_file()
 
 
+def broken_links(html: str) -> list[str]:
+    """The in-page links (``href="#..."``) of ``html`` whose target id is not on the page."""
+    ids = set(re.findall(r'\sid="([^"]+)"', html))
+    return [h for h in re.findall(r'href="#([^"]*)"', html) if h not in ids]
+
+
+def _row_html(html: str, experiment: str, number: int) -> str:
+    start = html.index(f'<tr id="claim-{experiment}-{number}"')
+    return html[start:html.index("</tr>", start)]
+
+
+def test_each_row_links_to_the_figure_panels_that_draw_it(report_dir):
+    data = json.loads((report_dir / "verdicts.json").read_text())
+    html = (report_dir / "index.html").read_text()
+    md = (report_dir / "report.md").read_text()
+    assert broken_links(html) == []
+    recs = data["claims"]
+    # Every synthetic row has numbers, so each is a strip of its run's verdict figure.
+    assert all(r["figures"] for r in recs), [r["id"] for r in recs if not r["figures"]]
+    for r in recs:
+        row = _row_html(html, r["experiment"], r["number"])
+        for link in r["figures"]:
+            assert f'href="#{link["anchor"]}"' in row and link["panel"] in row, (r["id"], link)
+            assert f'id="{link["anchor"]}"' in html
+            assert (report_dir / link["file"]).is_file() and f"]({link['file']})" in md
+        assert r["figures"][0]["panel"] == f"strip {r['id']}"
+    # Each figure names the rows it shows, each a link back to the row's line of the table.
+    for exp in ("kernel", "reparam"):
+        fig = re.search(rf'<figure id="fig-{exp}-1">.*?</figure>', html, re.S).group(0)
+        shown = sorted(int(n) for n in re.findall(rf'href="#claim-{exp}-(\d+)"', fig))
+        assert shown == sorted(r["number"] for r in recs if r["experiment"] == exp)
+    # Negative control: a figure whose anchor is gone leaves its rows' links dangling, and the check says so.
+    assert broken_links(html.replace('id="fig-kernel-1"', 'id="fig-gone"'))
+
+
+def test_figure_links_follow_the_panels_each_figure_records():
+    from sims.report import build
+
+    figs = [build.Figure("kernel-kernel", "K", b"", {"(a) concentration": ["1", "c1"]}),
+            build.Figure("kernel-verdict", "V", b"", {"strip 1": ["1"], "strip 3": ["3"]})]
+    links = build.figure_links("kernel", figs)
+    assert [(l["anchor"], l["figure"], l["panel"]) for l in links["1"]] == [
+        ("fig-kernel-1", "kernel", "(a) concentration"), ("fig-kernel-2", "verdict", "strip 1")]
+    assert links["3"][0]["file"] == "figures/kernel-verdict.png" and "2" not in links
+
+
 def test_report_exit_code_and_run_selection(tmp_path):
     ids = write_runs(tmp_path)
     assert invoke("report", ids[0], "--out", tmp_path, "--no-figures").exit_code == 0  # the paper-1 run alone
@@ -116,6 +162,9 @@ def check_in_browser(browser: Browser, report: Path) -> tuple[list[str], bytes]:
     problems = list(browser.errors())
     images = browser.evaluate("Array.from(document.images).map(i => [i.alt, i.complete && i.naturalWidth > 0])")
     problems += [f"image not loaded: {alt}" for alt, ok in images if not ok]
+    dangling = browser.evaluate("Array.from(document.querySelectorAll('a[href^=\"#\"]')).map(a => "
+                                "a.getAttribute('href')).filter(h => !document.getElementById(h.slice(1)))")
+    problems += [f"link to a missing target: {h}" for h in dangling]
     if not images:
         problems.append("no image on the page")
     shown = browser.evaluate("Object.fromEntries(Array.from(document.querySelectorAll('[data-group=\"all\"]'))"

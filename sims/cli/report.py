@@ -36,7 +36,8 @@ DPI = 110  # PNG resolution of the embedded figures (about 700 px across at full
 
 
 def draw_figures(results: Path, run: collect.Run) -> tuple[list[build.Figure], list[str]]:
-    """The run's figures as PNG bytes, and a note for each figure that could not be drawn."""
+    """The run's figures as PNG bytes, each with the verdict rows its panels draw
+    (:func:`figures.style.panel_rows`), and a note for each figure that could not be drawn."""
     figs, notes = [], []
     for name in FIGURES:
         mod = figures_common.module(name)
@@ -48,7 +49,8 @@ def draw_figures(results: Path, run: collect.Run) -> tuple[list[build.Figure], l
             with style.context():
                 fig = mod.plot(loaded, venue="acl", width=mod.DEFAULT_WIDTH)
             figs.append(build.Figure(f"{run.experiment}-{mod.NAME}", f"Figure {mod.NAME}: "
-                                     f"{(mod.__doc__ or '').strip().splitlines()[0]}", style.render(fig, "png", dpi=DPI)))
+                                     f"{(mod.__doc__ or '').strip().splitlines()[0]}",
+                                     style.render(fig, "png", dpi=DPI), panels=style.panel_rows(fig)))
         except Exception as e:  # noqa: BLE001 - a figure that cannot be drawn is reported, not fatal
             notes.append(f"figure {mod.NAME} could not be drawn from this run: {type(e).__name__}: {e}")
     with style.context():
@@ -56,7 +58,7 @@ def draw_figures(results: Path, run: collect.Run) -> tuple[list[build.Figure], l
     if fig is not None:
         figs.append(build.Figure(f"{run.experiment}-verdict", f"Verdict of {run.experiment}: each estimate with its "
                                  "interval against the prediction (from the stored verdict, not refitted)",
-                                 style.render(fig, "png", dpi=DPI)))
+                                 style.render(fig, "png", dpi=DPI), panels=style.panel_rows(fig)))
     return figs, notes
 
 

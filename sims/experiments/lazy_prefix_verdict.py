@@ -34,7 +34,7 @@ from sims.core.verdicts import cell_ids, difference_row, rate_row, wrong_scaling
 from sims.experiments import lazy_prefix_regime as RG
 from theory.stats import mean_ci
 
-__all__ = ["THRESHOLD", "MARGIN", "WRONG_EXPONENTS", "threshold_row", "regime_rows", "verdict"]
+__all__ = ["THRESHOLD", "MARGIN", "WRONG_EXPONENTS", "row_id", "threshold_row", "regime_rows", "verdict"]
 
 THRESHOLD = 0.1  # "kernel stable" and "linearised prediction within 10%"
 MARGIN = 0.05  # "competitive": test accuracy at most this much below
@@ -92,6 +92,14 @@ def _share_text(ms, by_m):
 
 TOL_WHY = ("the shared band for finite-m corrections (docs/verdicts.md); fitted on the m where the prefix holds "
            ">= 1/2 of layer 0's attention at init, at matched progress (docs/verdicts.md, lazy-prefix)")
+
+
+def row_id(arm: str, quantity: str) -> str:
+    """The id of the in-regime rate row of ``arm`` ("ntk-gd", the control "standard-gd") and
+    matched-progress quantity ``quantity`` (a :data:`RG.MATCHED` name): ``"ntk-gd-kernel_change"``;
+    its controls add ``-c0``/``-c1``, the all-m fit beside it ``-all``.  The figure
+    (``figures/lazy_prefix.py``) finds the rows it draws by these ids."""
+    return f"{arm}-{quantity}"
 
 
 def regime_rows(arm, ms, pairs, quantity, *, control_of="", beside=True, id="", controls=()):
@@ -158,16 +166,16 @@ def _lazy_rows(results):
     by_m = {m: [a for _, a in pairs[m]] for m in ms}
     if ms:
         for quantity in RG.MATCHED:
-            rows += regime_rows("ntk-gd", ms, pairs, quantity, id=f"ntk-gd-{quantity.name}",
+            rows += regime_rows("ntk-gd", ms, pairs, quantity, id=row_id("ntk-gd", quantity.name),
                                 controls=tuple(WRONG_EXPONENTS))
         rows.append(threshold_row("ntk-gd: kernel stable (movement <= 0.1)", ms, by_m, "kernel_change"))
         rows.append(threshold_row("ntk-gd: linearised prediction within 10%", ms, by_m, "lin_gap"))
     cms, cpairs = RG.tuning(results, "standard-gd")
     if cms:
         for quantity in RG.MATCHED[:2]:
-            claim_id = f"ntk-gd-{quantity.name}"
+            claim_id = row_id("ntk-gd", quantity.name)
             rows += regime_rows("standard-gd", cms, cpairs, quantity, control_of=claim_id, beside=False,
-                                id=f"standard-gd-{quantity.name}")
+                                id=row_id("standard-gd", quantity.name))
             rows = [dataclasses.replace(r, control=f"{r.control}, standard-gd-{quantity.name}")
                     if r.id == claim_id else r for r in rows]  # the claim names every control of it
     for arm, what in (("standard-adam", "paper 1's optimiser"), ("reparam-adam", "paper 2's MLP form")):

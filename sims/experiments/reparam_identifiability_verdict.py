@@ -27,7 +27,7 @@ import numpy as np
 from sims.core.verdicts import SLOPE_TOL, cell_ids, exact_row
 from theory.stats import fit_loglog_slope
 
-__all__ = ["FLOOR", "modulus_curve", "approach_curve", "power_curve", "verdict"]
+__all__ = ["FLOOR", "modulus_ids", "modulus_curve", "approach_curve", "power_curve", "verdict"]
 
 FLOOR = 1e-4  # "bounded below": the smallest minimised modulus must exceed this (tol_why in _level_row)
 
@@ -182,10 +182,23 @@ def _wrong_exponent_row(id, claim_id, claim, row, wrong, why):
                      tol_why=f"{why}; the project's band for an exponent (docs/verdicts.md)")
 
 
+def modulus_ids(structure: str, variant: str = "standard") -> tuple[str, ...]:
+    """The ids of the rows judging the modulus curve of ``structure`` (and ``variant``): a shared
+    structure's level and flatness rows ("M1a", "M1b", ...), the non-shared zero and approach rows
+    ("M4a", "M4b"), the broken-sharing control ("C2"); the figure finds its rows by these."""
+    shared = _m().SHARED_STRUCTURES
+    if variant == "broken":
+        return ("C2",) if structure == "shared_linear" else ()
+    if structure in shared:
+        k = shared.index(structure) + 1
+        return (f"M{k}a", f"M{k}b")
+    return ("M4a", "M4b") if structure == "nonshared" else ()
+
+
 def _modulus_rows(results):
     m = _m()
     rows = []
-    for k, s in enumerate(m.SHARED_STRUCTURES):
+    for k, s in enumerate(m.SHARED_STRUCTURES):  # ids as modulus_ids(s) gives them: M{k+1}a, M{k+1}b
         mc = modulus_curve(results, s)
         if mc is None:
             continue

@@ -37,8 +37,8 @@ from sims.core.experiment import VerdictRow
 from sims.core.verdicts import SLOPE_TOL, bound_row, rate_row, decide_band, decide_side, seeds_to_decide
 from theory.stats import bootstrap_groups, fit_loglog_slope, mean_ci, percentile_ci
 
-__all__ = ["Slope", "STATS", "table", "fit_shape", "slope", "band", "measured", "decide", "slope_row", "control_row",
-           "ratio_row"]
+__all__ = ["Slope", "STATS", "table", "fit_shape", "centre", "slope", "band", "measured", "decide", "slope_row",
+           "control_row", "ratio_row"]
 
 STATS = ("geometric", "mean", "rms")
 _LABEL = {"geometric": "slope", "mean": "slope of mean", "rms": "slope of RMS"}
@@ -82,6 +82,24 @@ def _agg(stat):
     return lambda v: np.sqrt(np.mean(v ** 2, axis=-1))
 
 
+def centre(y, stat):
+    """``stat`` over the replications at each grid point of ``y`` (K, R): the values a slope is fitted
+    to (:func:`slope`) and a figure plots.  "geometric": over the replications complete at every
+    grid point; "mean", "rms": over each point's finite values.
+
+    Raises:
+        ValueError: unknown ``stat``.
+    """
+    if stat not in STATS:
+        raise ValueError(f"stat must be one of {STATS}, got {stat!r}")
+    y = np.asarray(y, float)
+    if stat == "geometric":
+        z = y[:, np.all(np.isfinite(y), axis=0)]
+        return np.exp(np.mean(np.log(z), axis=1)) if z.shape[1] else np.full(len(y), np.nan)
+    agg = _agg(stat)
+    return np.array([agg(row[np.isfinite(row)]) if np.isfinite(row).any() else np.nan for row in y])
+
+
 def slope(xs, y, stat, *, level=0.95, draws=2000, seed=0) -> Slope | None:
     """The log-log slope of ``stat`` over replications against ``xs`` and its interval.
 
@@ -101,16 +119,16 @@ def slope(xs, y, stat, *, level=0.95, draws=2000, seed=0) -> Slope | None:
         if len(x) < 2 or z.shape[1] < 2:
             return None
         fit = fit_loglog_slope(x, z, level=level)
-        return Slope(fit.slope, fit.low, fit.high, x, np.exp(np.mean(np.log(z), axis=1)), z.shape[1])
+        return Slope(fit.slope, fit.low, fit.high, x, centre(y, stat), z.shape[1])
     cols = [row[np.isfinite(row)] for row in y]
     if len(x) < 2 or min(len(c) for c in cols) < 2:
         return None
     agg = _agg(stat)
     boot = bootstrap_groups(cols, agg, resamples=draws, seed=seed)  # (draws, K)
-    centre = np.array([agg(c) for c in cols])
-    ci = percentile_ci(np.polyfit(np.log(x), np.log(boot).T, 1)[0], np.polyfit(np.log(x), np.log(centre), 1)[0],
+    mid = centre(y, stat)
+    ci = percentile_ci(np.polyfit(np.log(x), np.log(boot).T, 1)[0], np.polyfit(np.log(x), np.log(mid), 1)[0],
                        level=level)
-    return Slope(ci.estimate, ci.low, ci.high, x, centre, min(len(c) for c in cols))
+    return Slope(ci.estimate, ci.low, ci.high, x, mid, min(len(c) for c in cols))
 
 
 def measured(s: Slope) -> str:

@@ -23,7 +23,7 @@ import jinja2
 from sims.core import store
 from sims.report import catalog, collect
 
-__all__ = ["Figure", "FILES", "render", "write"]
+__all__ = ["Figure", "FILES", "figure_links", "render", "write"]
 
 FILES = ("index.html", "report.md", "verdicts.json")
 _TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -32,11 +32,29 @@ _REPO = Path(__file__).resolve().parent.parent.parent
 
 @dataclasses.dataclass(frozen=True)
 class Figure:
-    """A figure of one run: its name (file stem), caption and PNG bytes."""
+    """A figure of one run: its name (file stem), caption, PNG bytes and ``panels``, the verdict
+    rows each panel draws (``{panel name: [row id, ...]}``, :func:`figures.style.panel_rows`)."""
 
     name: str
     title: str
     png: bytes
+    panels: Mapping[str, Sequence[str]] = dataclasses.field(default_factory=dict)
+
+
+def figure_links(experiment: str, figures: Sequence[Figure]) -> dict[str, list[dict[str, str]]]:
+    """``{row id: [link, ...]}``: for each verdict row of a run, the figure panels that draw it.
+
+    A link holds ``anchor`` (the figure's id in ``index.html``), ``file`` (its PNG beside
+    ``report.md``), ``figure`` (its name) and ``panel``; the experiment's own figures come first.
+    """
+    links: dict[str, list[dict[str, str]]] = {}
+    for k, f in enumerate(figures, start=1):
+        for panel, ids in f.panels.items():
+            for rid in ids:
+                links.setdefault(str(rid), []).append({
+                    "anchor": f"fig-{experiment}-{k}", "file": f"figures/{f.name}.png",
+                    "figure": f.name.removeprefix(f"{experiment}-"), "panel": panel})
+    return links
 
 
 def _md(text: Any) -> str:
@@ -76,6 +94,8 @@ def _context(runs: Sequence[collect.Run], records: list[dict[str, Any]], figures
     items = []
     for run in runs:
         mine = [r for r in records if r["run_id"] == run.run_id]
+        figs = list(figures.get(run.run_id, ()))
+        number = {str(r["id"]): r["number"] for r in mine}
         e = catalog.entry(run.experiment)
         items.append({
             "experiment": run.experiment, "run_id": run.run_id, "entry": e,
@@ -84,7 +104,10 @@ def _context(runs: Sequence[collect.Run], records: list[dict[str, Any]], figures
             "prov": collect.provenance(run.manifest),
             "claims": mine,
             "figures": [{"title": f.title, "data": base64.b64encode(f.png).decode("ascii"),
-                         "path": f"figures/{f.name}.png"} for f in figures.get(run.run_id, ())],
+                         "path": f"figures/{f.name}.png", "anchor": f"fig-{run.experiment}-{k}",
+                         "panels": [{"panel": p, "rows": [{"id": i, "number": number[str(i)]} for i in ids
+                                                          if str(i) in number]} for p, ids in f.panels.items()]}
+                        for k, f in enumerate(figs, start=1)],
             "notes": list(notes.get(run.run_id, ())),
         })
     return {"runs": items, "summary": collect.summary(records), "meta": dict(meta)}
@@ -94,6 +117,8 @@ def render(runs: Sequence[collect.Run], records: list[dict[str, Any]], *, figure
            notes: Mapping[str, Sequence[str]] = {}, meta: Mapping[str, Any], out: str | Path) -> dict[str, str]:
     """The text of the three files (``{file name: text}``); ``figures`` and ``notes`` by run id."""
     out = Path(out)
+    links = {run.run_id: figure_links(run.experiment, figures.get(run.run_id, ())) for run in runs}
+    records = [dict(r, figures=links.get(r["run_id"], {}).get(str(r["id"]), [])) for r in records]
     ctx = _context(runs, records, figures, notes, meta, out)
     data = {"meta": dict(meta), "summary": ctx["summary"], "claims": records}
     return {
