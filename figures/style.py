@@ -262,12 +262,13 @@ def shows(ax, *rows, panel: str | None = None) -> None:
 
 def panel_rows(fig) -> dict[str, list[str]]:
     """``{panel name: [row id, ...]}`` of what :func:`shows` recorded on ``fig``, panels in drawing
-    order; a panel is named by its ``panel`` argument, else its bold title ("(a) ..."), else its
-    position ("panel 2")."""
+    order; a panel is named by its ``panel`` argument, else its bold title ("(a) ...", up to a
+    colon), else its position ("panel 2")."""
     axes = list(fig.axes)
     out: dict[str, list[str]] = {}
     for ax, panel, rid in fig.__dict__.get("_verdict_panels", []):
-        name = panel or ax.get_title(loc="left") or f"panel {axes.index(ax) + 1 if ax in axes else '?'}"
+        title = ax.get_title(loc="left").split(":")[0].strip()  # "(c) verdict: the stored ..." -> "(c) verdict"
+        name = panel or title or f"panel {axes.index(ax) + 1 if ax in axes else '?'}"
         ids = out.setdefault(name, [])
         if rid not in ids:
             ids.append(rid)
