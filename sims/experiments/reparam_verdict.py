@@ -82,6 +82,15 @@ def _agg(stat):
     return lambda v: np.sqrt(np.mean(v ** 2, axis=-1))
 
 
+def _complete(y, stat):
+    """``y`` (K, R) as an array, over the replications complete at every grid point; ValueError
+    for an unknown ``stat``."""
+    if stat not in STATS:
+        raise ValueError(f"stat must be one of {STATS}, got {stat!r}")
+    y = np.asarray(y, float)
+    return y[:, np.all(np.isfinite(y), axis=0)]
+
+
 def centre(y, stat):
     """``stat`` over the replications at each grid point of ``y`` (K, R): the values a slope is fitted
     to (:func:`slope`) and a figure plots.  "geometric": over the replications complete at every
@@ -90,12 +99,10 @@ def centre(y, stat):
     Raises:
         ValueError: unknown ``stat``.
     """
-    if stat not in STATS:
-        raise ValueError(f"stat must be one of {STATS}, got {stat!r}")
     y = np.asarray(y, float)
+    z = _complete(y, stat)
     if stat == "geometric":
-        z = y[:, np.all(np.isfinite(y), axis=0)]
-        return np.exp(np.mean(np.log(z), axis=1)) if z.shape[1] else np.full(len(y), np.nan)
+        return np.exp(np.mean(np.log(z), axis=1)) if z.shape[1] else np.full(len(z), np.nan)
     agg = _agg(stat)
     return np.array([agg(row[np.isfinite(row)]) if np.isfinite(row).any() else np.nan for row in y])
 
@@ -111,11 +118,9 @@ def slope(xs, y, stat, *, level=0.95, draws=2000, seed=0) -> Slope | None:
     Raises:
         ValueError: unknown ``stat``.
     """
-    if stat not in STATS:
-        raise ValueError(f"stat must be one of {STATS}, got {stat!r}")
+    z = _complete(y, stat)
     x = np.asarray(xs, float)
     if stat == "geometric":
-        z = y[:, np.all(np.isfinite(y), axis=0)]
         if len(x) < 2 or z.shape[1] < 2:
             return None
         fit = fit_loglog_slope(x, z, level=level)
