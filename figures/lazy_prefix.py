@@ -4,7 +4,7 @@ Reads a stored ``lazy-prefix`` run (``sims run lazy-prefix``).  Per arm (NTK sca
 the standard scaling with the same function-space GD step, the negative control, in grey;
 the standard scaling with Adam lr 1e-3, the paper's optimiser), geometric means over seeds with
 95% bands (with >= 3 seeds) and the stylized prediction m^-1/2 as the dashed reference.  The
-slopes that judge a claim are the stored verdict rows' (``<arm>/<quantity>``,
+slopes that judge a claim are the stored verdict rows' (``<arm>-<quantity>``,
 :func:`sims.experiments.lazy_prefix_verdict.row_id`), drawn in (c) as stored: nothing is
 refitted or judged here.
 

@@ -151,7 +151,7 @@ def test_lazy_prefix_figure_reads_its_rows(small_results):
     from figures import lazy_prefix
 
     run = _run(small_results, "lazy-prefix")
-    rid = "ntk-gd/kernel_change"
+    rid = "ntk-gd-kernel_change"
     d = run.row(rid)
     fig = _plot(lazy_prefix, run)
     assert rid in style.panel_rows(fig)["(c) local slopes at matched progress"]
