@@ -241,3 +241,16 @@ def test_without_chromium_the_test_skips_unless_ci_requires_it(monkeypatch):
         _chromium()
     ci = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text()
     assert "export PREFIX_NTK_REQUIRE_BROWSER=1" in ci and "apt-get install" in ci and "chromium" in ci
+
+
+def test_a_claim_with_several_controls_reports_them_together():
+    from sims.report.collect import control_ids, linked_status
+
+    by_id = {"a-c0": {"status": "pass"}, "a-c1": {"status": "undecided"}, "b-c0": {"status": "fail"},
+             "a": {"status": "pass"}}
+    assert control_ids({"control": "a-c0, a-c1"}) == ("a-c0", "a-c1")
+    assert linked_status({"control": "a-c0"}, by_id) == "pass"
+    assert linked_status({"control": "a-c0, a-c1"}, by_id) == "undecided"
+    assert linked_status({"control": "a-c0, a-c1, b-c0"}, by_id) == "fail"  # one missed control shows
+    assert linked_status({"control": "a", "is_control": True}, by_id) == "pass"  # a control names its claim
+    assert linked_status({"control": "gone"}, by_id) is None and linked_status({}, by_id) is None

@@ -107,6 +107,21 @@ def _is_control(d: dict[str, Any]) -> bool:
     return bool(d.get("is_control")) or str(d.get("claim", "")).lower().startswith("control")
 
 
+def control_ids(d: dict[str, Any]) -> tuple[str, ...]:
+    """The ids in a row's ``control`` field: a claim may name several controls, comma-separated."""
+    return tuple(c.strip() for c in str(d.get("control") or "").split(",") if c.strip())
+
+
+def linked_status(d: dict[str, Any], by_id: dict[str, dict[str, Any]]) -> str | None:
+    """The outcome of the rows ``d`` links to: on a claim, its controls taken together ("fail" if any
+    control was missed, else "undecided" if any is undecided, else "pass": all caught); on a
+    control, the claim's status.  None when no linked row is stored."""
+    statuses = [by_id[c]["status"] for c in control_ids(d) if c in by_id]
+    if not statuses:
+        return None
+    return "fail" if "fail" in statuses else "undecided" if "undecided" in statuses else "pass"
+
+
 def provenance(m: dict[str, Any]) -> dict[str, Any]:
     """What the report shows of a run's provenance (revision, versions, device, dtype, date, wall time)."""
     prov = m.get("provenance") or {}
@@ -137,7 +152,6 @@ def claims(runs: list[Run], out: str | Path | None = None) -> list[dict[str, Any
         prov = provenance(m)
         for i, d in enumerate(rows):
             control = _is_control(d)
-            linked = by_id.get(d.get("control") or "")
             records.append({
                 "experiment": run.experiment,
                 "run_id": run.run_id,
@@ -149,7 +163,7 @@ def claims(runs: list[Run], out: str | Path | None = None) -> list[dict[str, Any
                                          "target", "tol", "relation", "quantity", "tol_why", "detail",
                                          "n_needed", "control")},
                 "is_control": control,
-                "control_status": linked["status"] if linked else None,
+                "control_status": linked_status(d, by_id),
                 "predicted_text": predicted_text(d),
                 "measured_text": measured_text(d),
                 "n_cells": len(d.get("cells") or ()),
