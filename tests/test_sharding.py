@@ -154,10 +154,12 @@ def test_choose_chunk_size_fits_or_refuses_with_the_fix():
 
 def test_bad_requests_name_the_problem():
     mesh = S.device_mesh()
-    model = T.StylizedModel(name="no-rule", description="", init=None, forward=None)
-    with pytest.raises(T.InputError, match="no row-sharded rule"):
-        S.sharded_structured_ntk(model, jnp.ones((4, 2)), {}, jnp.ones((2, 2)), mesh=mesh)
     P, fr = T.init_model("exp-sign", key=jax.random.key(0), m=10, d=2)
+    model = T.StylizedModel(name="no-rule", description="", frozen_type=type(fr), init=None, forward=None)
+    with pytest.raises(T.InputError, match="no row-sharded rule"):
+        S.sharded_structured_ntk(model, jnp.ones((4, 2)), fr, jnp.ones((2, 2)), mesh=mesh)
+    with pytest.raises(T.InputError, match="ExpSignFrozen"):  # another model's record
+        S.sharded_structured_ntk("prefix", P, fr, jnp.ones((2, 2)), mesh=mesh)
     with pytest.raises(T.InputError, match="NaN"):
         S.sharded_structured_ntk("exp-sign", P.at[3, 1].set(jnp.nan), fr, jnp.ones((2, 2)), mesh=mesh)
     with pytest.raises(T.LogitOverflowError):
