@@ -56,7 +56,7 @@ SCRIPT = textwrap.dedent(r"""
         ma = S._ntk_jit.lower(Ps, frs, U1, None, name=name, mesh=mesh, chunk_size=chunk).compile().memory_analysis()
         est = S.estimate_ntk_bytes(name, m=1000, n1=6, d=d, k=k, chunk_size=chunk, devices=4)
         out["memory"][name] = {"shard_rows": sorted(shard_rows), "arg_bytes": int(ma.argument_size_in_bytes),
-                               "row_bytes": int(P.nbytes + sum(fr[r].nbytes for r in T.get_model(name).row_axes)), "measured": int(ma.argument_size_in_bytes
+                               "row_bytes": int(P.nbytes + sum(getattr(fr, r).nbytes for r in T.get_model(name).row_axes)), "measured": int(ma.argument_size_in_bytes
                                + ma.temp_size_in_bytes + ma.output_size_in_bytes), "estimate": est.total}
     # m = 1001: 4 x 250 sharded rows plus a replicated tail of 1 (both reductions: sum and
     # online softmax); m = 3 < D: no sharding at all.  Trained states (P moved off P0).
