@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import theory as T
+from theory.kernels import prefix
 from theory.validation import InputError
 from theory.transformer import lazy as LZ
 from theory.transformer import model as M
@@ -125,7 +126,7 @@ def _stylized_case(m=6, d=4, k=2, n=3, input_block=False):
     theta = M.init_prefix(cfg, m, key=kt, sigma=0.7)
     tokens = jnp.arange(n)[:, None]
     U = T.fold_inputs(params.E[:n], lp.W_Q[0], lp.W_K[0])
-    frozen = {"V": V, "P0": theta["K"][0], "scale": jnp.sqrt(jnp.asarray(float(m)))}
+    frozen = prefix.PrefixFrozen(V=V, P0=theta["K"][0], scale=jnp.sqrt(jnp.asarray(float(m))))
     return cfg, params, theta, tokens, U, frozen
 
 
