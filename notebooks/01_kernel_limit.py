@@ -93,7 +93,8 @@ mc_rows = []
 for name in T.model_names():  # every registered model
     kk = T.get_model(name).fixed_k or k
     fixed = {"V": V} if name == prefix.MODEL.name else {}
-    frozen = {"V": V, "a": jnp.zeros((kk, 1))}
+    _, frozen = T.init_model(name, key=jax.random.key(1), m=1, d=d, k=kk)  # H* reads V (prefix) or k only
+    frozen = frozen.replace(**fixed)
     H_star = T.limit_kernel(name, U, sigma=sigma, frozen=frozen)
     mc = T.monte_carlo_kernel(name, U, key=jax.random.key(2), m=m_mc, sigma=sigma, k=kk, n_samples=draws,
                               fixed=fixed)

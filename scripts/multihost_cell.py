@@ -36,7 +36,7 @@ def problem(m: int, n: int, d: int):
 
     P, frozen = T.init_model("prefix", key=jax.random.key(0), m=m, d=d, k=1)
     kU, ky, kV = jax.random.split(jax.random.key(1), 3)
-    frozen = {**frozen, "V": prefix.readout(key=kV, d=d, k=1, dtype=jnp.float64)}  # a nonzero readout
+    frozen = frozen.replace(V=prefix.readout(key=kV, d=d, k=1, dtype=jnp.float64))  # a nonzero readout
     U = jax.random.normal(kU, (n, d), jnp.float64) / jnp.sqrt(d)
     y = jax.random.normal(ky, (n, 1), jnp.float64)
     return P, frozen, U, y
@@ -90,8 +90,9 @@ def main(argv=None) -> int:
         return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
 
     P = rows_of(P_full)
-    frozen = {k: (rows_of(v, model.row_axes[k]) if k in model.row_axes else
-                  jax.device_put(v, S.replicated(mesh))) for k, v in frozen_full.items()}
+    frozen = frozen_full.replace(**{k: (rows_of(getattr(frozen_full, k), model.row_axes[k]) if k in model.row_axes else
+                                        jax.device_put(getattr(frozen_full, k), S.replicated(mesh)))
+                                    for k in frozen_full.field_names()})
     U_r, y_r = (jax.device_put(v, S.replicated(mesh)) for v in (U, y))
     H = S.sharded_structured_ntk("prefix", P, frozen, U_r, mesh=mesh)
     F = S.sharded_model_outputs("prefix", P, frozen, U_r, mesh=mesh)

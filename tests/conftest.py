@@ -1,8 +1,20 @@
-"""Test-suite setup: the run context at float64 (the standard for this project), deterministic hypothesis."""
+"""Test-suite setup: shape checks on ``theory``, the run context at float64 (the standard for this
+project), deterministic hypothesis."""
 
 import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+# The shapes written in the model contract (jaxtyping: theory.contracts and the modules that
+# implement it) are checked by beartype on every call in the tests, as diffrax does; at runtime
+# nothing checks them.  Only these modules: the public functions elsewhere in theory validate
+# their arguments themselves and must raise theory.InputError, not a type-check error.  The hook
+# must be installed before anything imports theory.
+import jaxtyping  # noqa: E402
+
+TYPED_MODULES = ("theory.contracts", "theory.kernels.exp_sign", "theory.kernels.softmax_sign",
+                 "theory.kernels.prefix", "theory.transformer.model")
+jaxtyping.install_import_hook(TYPED_MODULES, "beartype.beartype")
 
 import sims  # noqa: E402
 

@@ -35,7 +35,7 @@ def test_registry_order_and_model_modules():
             assert getattr(model, name) is not None, (model.name, name)
         P, frozen = T.init_model(model, key=jax.random.key(0), m=6, d=3, k=model.fixed_k or 2)
         for key, axis in model.row_axes.items():  # the declared per-row entries do have m rows there
-            assert frozen[key].shape[axis] == 6, (model.name, key)
+            assert getattr(frozen, key).shape[axis] == 6, (model.name, key)
     assert exp_sign.MODEL.fluctuation is T.exp_sign_fluctuation
     assert softmax_sign.MODEL.fluctuation is None and prefix.MODEL.fluctuation is None
 

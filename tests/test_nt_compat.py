@@ -166,7 +166,7 @@ def test_structured_derivatives_shim(name):
 
 def _nt_mc(nt, name, frozen, U, *, key, m, sigma, n_samples):
     model = T.get_model(name)
-    k = frozen["V"].shape[0] if "V" in frozen else (frozen["a"].shape[0] if frozen["a"].ndim == 2 else 1)
+    k = frozen.V.shape[0] if "V" in frozen.field_names() else (frozen.a.shape[0] if frozen.a.ndim == 2 else 1)
 
     def init_fn(key, input_shape):
         P, _ = model.init(key=key, m=m, d=U.shape[1], k=k, sigma=sigma, dtype=U.dtype, parametrization="ntk")
@@ -196,7 +196,8 @@ def test_monte_carlo_matches_nt(nt, name):
         draws.append(T.structured_ntk(name, P, frozen, U, chunk_size=CHUNK))
     assert rel_err(H_nt, jnp.mean(jnp.stack(draws), 0)) < 1e-12
     # 2. theory.monte_carlo_kernel (its own draws) agrees with nt's within the sampling error.
-    mc = T.monte_carlo_kernel(name, U, key=jax.random.key(10), m=m, sigma=sigma, k=k, n_samples=n, fixed=frozen,
+    mc = T.monte_carlo_kernel(name, U, key=jax.random.key(10), m=m, sigma=sigma, k=k, n_samples=n,
+                              fixed={f: getattr(frozen, f) for f in frozen.field_names()},
                               chunk_size=CHUNK)
     se = np.sqrt(2.0) * np.asarray(mc.stderr) + 1e-12 * float(jnp.max(jnp.abs(mc.mean)))
     z = np.abs(np.asarray(mc.mean - H_nt)) / se

@@ -6,8 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
+from jaxtyping import Array, Float
 
 import theory as T
+from theory.contracts import FrozenArrays, frozen_record
 from theory.stats import fit_loglog_slope, mean_ci
 
 MODELS = [("exp-sign", 1), ("softmax-sign", 2), ("prefix", 3)]
@@ -29,7 +31,7 @@ def frozen_for(name, k, seed=0):
 
 def wrong_prefix_limit(U1, U2, *, sigma, frozen):
     """The prefix H* with the ordering u_i u_j^T in place of u_j u_i^T."""
-    V, s2, c = frozen["V"], sigma**2, U1 @ U2.T
+    V, s2, c = frozen.V, sigma**2, U1 @ U2.T
     VU1, VU2 = U1 @ V.T, U2 @ V.T
     iso = (1 + s2 * c)[:, :, None, None] * (V @ V.T)
     outer = (s2 * (2 + s2 * c))[:, :, None, None] * VU1[:, None, :, None] * VU2[None, :, None, :]
@@ -46,7 +48,7 @@ def wrong_exp_sign_limit(U1, U2, *, sigma, frozen=None):
 def wrong_softmax_limit(U1, U2, *, sigma, frozen):
     """softmax-sign H* missing the factor sigma^2 in the exponent."""
     c = U1 @ U2.T
-    return (c * jnp.exp(c))[:, :, None, None] * jnp.eye(frozen["a"].shape[0])
+    return (c * jnp.exp(c))[:, :, None, None] * jnp.eye(frozen.a.shape[0])
 
 
 WRONG = {"exp-sign": wrong_exp_sign_limit, "softmax-sign": wrong_softmax_limit, "prefix": wrong_prefix_limit}
@@ -106,7 +108,7 @@ def test_monte_carlo_mean_inside_clt_band(name, k):
     U = inputs(2)
     sigma = SIGMA[name]
     frozen, right, wrong = limits(name, k, U, sigma)
-    fixed = {"V": frozen["V"]} if name == "prefix" else None
+    fixed = {"V": frozen.V} if name == "prefix" else None
     mc = T.monte_carlo_kernel(name, U, key=jax.random.key(3), m=20_000, sigma=sigma, k=k, n_samples=16, fixed=fixed)
     # Bonferroni over <= 16*9 = 144 entries at 5 standard errors (t with 15 dof): a false alarm is rare.
     assert max_z(mc, right) < 5.5
@@ -122,7 +124,7 @@ def kernel_errors(name, k, U, sigma, ms, seeds, target, fixed=None):
         for s in range(seeds):
             P, frozen = T.init_model(name, key=jax.random.fold_in(jax.random.key(11), 1000 * a + s), m=m, d=D, k=k,
                                      sigma=sigma)
-            frozen = {**frozen, **(fixed or {})}
+            frozen = frozen.replace(**(fixed or {}))
             H = T.structured_ntk(name, P, frozen, U)
             err[a, s] = float(jnp.linalg.norm(H - target))
     return err
@@ -135,7 +137,7 @@ def test_concentration_rate_and_wrong_limit_fails(name, k):
     U = inputs(4, scale=0.5)
     sigma = SIGMA[name]
     frozen, right, wrong = limits(name, k, U, sigma)
-    fixed = {"V": frozen["V"]} if name == "prefix" else None
+    fixed = {"V": frozen.V} if name == "prefix" else None
     ms = [1000, 4000, 16000, 64000]
     fit = fit_loglog_slope(ms, kernel_errors(name, k, U, sigma, ms, 8, right, fixed))
     assert fit.contains(-0.5), fit
@@ -189,15 +191,21 @@ def test_new_model_gets_autodiff_ntk_and_monte_carlo():
     (pi - theta_ij) / (2 pi) <u_i, u_j>, independent of sigma.
     """
 
+    @frozen_record
+    class ReluFrozen(FrozenArrays):
+        a: Float[Array, " m"]
+        scale: Float[Array, ""]
+
     def init(*, key, m, d, k=1, sigma=1.0, dtype=jnp.float64, parametrization="ntk"):
         kp, ka = jax.random.split(key)
-        return sigma * jax.random.normal(kp, (m, d), dtype), {
-            "a": jax.random.rademacher(ka, (m,), dtype), "scale": jnp.asarray(m ** -0.5, dtype)}
+        return sigma * jax.random.normal(kp, (m, d), dtype), ReluFrozen(
+            a=jax.random.rademacher(ka, (m,), dtype), scale=jnp.asarray(m ** -0.5, dtype))
 
     def forward(P, frozen, u):
-        return frozen["scale"] * jnp.sum(frozen["a"] * jax.nn.relu(P @ u))[None]
+        return frozen.scale * jnp.sum(frozen.a * jax.nn.relu(P @ u))[None]
 
-    model = T.StylizedModel(name="relu-sign-test", description="test model", init=init, forward=forward)
+    model = T.StylizedModel(name="relu-sign-test", description="test model", frozen_type=ReluFrozen, init=init,
+                            forward=forward)
     U = inputs(8)
     mc = T.monte_carlo_kernel(model, U, key=jax.random.key(0), m=3000, sigma=1.0, n_samples=16)
     norms = np.linalg.norm(U, axis=1)

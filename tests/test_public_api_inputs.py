@@ -38,7 +38,7 @@ def _prefix():
 
 def _H():
     U = _a(4, 3)
-    return theory.limit_kernel("prefix", U, sigma=0.5, frozen={"V": _a(2, 3)})
+    return theory.limit_kernel("prefix", U, sigma=0.5, frozen=_prefix()[1])
 
 
 def _moe():
@@ -76,7 +76,7 @@ EXAMPLES = {
     "kernel_matrix": lambda: ((_H(),), {}),
     "kernel_regression_residuals": lambda: ((_H(), _a(4, 2)), {"eta": 0.1, "steps": [0, 1, 2]}),
     "lambda_min": lambda: ((_H(),), {}),
-    "limit_kernel": lambda: (("prefix", _a(4, 3)), {"sigma": 0.5, "frozen": {"V": _a(2, 3)}}),
+    "limit_kernel": lambda: (("prefix", _a(4, 3)), {"sigma": 0.5, "frozen": _prefix()[1]}),
     "loss_bound": lambda: ((1.0,), {"eta": 0.1, "lam": 0.5, "steps": [0, 1]}),
     "model_names": lambda: ((), {}),
     "model_outputs": lambda: (("prefix", *_prefix(), _a(2, 3)), {}),
@@ -264,7 +264,8 @@ def test_every_function_with_arrays_gets_hostile_cases():
     (lambda: theory.lambda_min(jnp.zeros((0, 0))), "H"),
     (lambda: theory.lambda_min(jnp.eye(2), jitter=float("nan")), "jitter"),
     (lambda: theory.lambda_min(jnp.eye(2) + 0j), "H"),
-    (lambda: theory.limit_kernel("prefix", _a(4, 3), sigma=0.5, frozen={"V": _a(2, 5)}), "frozen['V']"),
+    (lambda: theory.limit_kernel("prefix", _a(4, 3), sigma=0.5,
+                                 frozen=theory.init_model("prefix", key=_key(), m=6, d=5, k=2)[1]), "frozen.V"),
     (lambda: theory.prefix_attention(_a(3, 5), _a(4, 3), _a(3, 2), _a(3, 2), _a(3, 2)), "X"),
     (lambda: theory.chebyshev_width(1.0, t=0.1, delta=1.5), "delta"),
     (lambda: theory.chebyshev_width(1.0, t=0.1, delta=float("nan")), "delta"),

@@ -56,7 +56,7 @@ SCRIPT = textwrap.dedent(r"""
         ma = S._ntk_jit.lower(Ps, frs, U1, None, name=name, mesh=mesh, chunk_size=chunk).compile().memory_analysis()
         est = S.estimate_ntk_bytes(name, m=1000, n1=6, d=d, k=k, chunk_size=chunk, devices=4)
         out["memory"][name] = {"shard_rows": sorted(shard_rows), "arg_bytes": int(ma.argument_size_in_bytes),
-                               "row_bytes": int(P.nbytes + sum(fr[r].nbytes for r in T.get_model(name).row_axes)), "measured": int(ma.argument_size_in_bytes
+                               "row_bytes": int(P.nbytes + sum(getattr(fr, r).nbytes for r in T.get_model(name).row_axes)), "measured": int(ma.argument_size_in_bytes
                                + ma.temp_size_in_bytes + ma.output_size_in_bytes), "estimate": est.total}
     # m = 1001: 4 x 250 sharded rows plus a replicated tail of 1 (both reductions: sum and
     # online softmax); m = 3 < D: no sharding at all.  Trained states (P moved off P0).
@@ -154,10 +154,12 @@ def test_choose_chunk_size_fits_or_refuses_with_the_fix():
 
 def test_bad_requests_name_the_problem():
     mesh = S.device_mesh()
-    model = T.StylizedModel(name="no-rule", description="", init=None, forward=None)
-    with pytest.raises(T.InputError, match="no row-sharded rule"):
-        S.sharded_structured_ntk(model, jnp.ones((4, 2)), {}, jnp.ones((2, 2)), mesh=mesh)
     P, fr = T.init_model("exp-sign", key=jax.random.key(0), m=10, d=2)
+    model = T.StylizedModel(name="no-rule", description="", frozen_type=type(fr), init=None, forward=None)
+    with pytest.raises(T.InputError, match="no row-sharded rule"):
+        S.sharded_structured_ntk(model, jnp.ones((4, 2)), fr, jnp.ones((2, 2)), mesh=mesh)
+    with pytest.raises(T.InputError, match="ExpSignFrozen"):  # another model's record
+        S.sharded_structured_ntk("prefix", P, fr, jnp.ones((2, 2)), mesh=mesh)
     with pytest.raises(T.InputError, match="NaN"):
         S.sharded_structured_ntk("exp-sign", P.at[3, 1].set(jnp.nan), fr, jnp.ones((2, 2)), mesh=mesh)
     with pytest.raises(T.LogitOverflowError):

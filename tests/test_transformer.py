@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import theory as T
+from theory.kernels import prefix
 from theory.validation import InputError
 from theory.transformer import lazy as LZ
 from theory.transformer import model as M
@@ -36,15 +37,15 @@ def _setup(cfg=CFG, m=3, n=4, seed=0):
 def test_tied_attention_is_theory_prefix_attention_exactly(causal):
     cfg = dataclasses.replace(CFG, tied=True, causal=causal)
     params, theta, tokens, _ = _setup(cfg)
-    lp = params["layers"][0]
-    X = params["E"][tokens[0]]
+    lp = params.layers[0]
+    X = params.E[tokens[0]]
     P = theta["K"][0]
-    got = M.attention_heads(cfg, X, P, P, lp["W_Q"], lp["W_K"], lp["W_V"])
+    got = M.attention_heads(cfg, X, P, P, lp.W_Q, lp.W_K, lp.W_V)
     for h in range(cfg.heads):
-        want = T.prefix_attention(X, P, lp["W_Q"][h], lp["W_K"][h], lp["W_V"][h], causal=causal)
+        want = T.prefix_attention(X, P, lp.W_Q[h], lp.W_K[h], lp.W_V[h], causal=causal)
         np.testing.assert_array_equal(np.asarray(got[h]), np.asarray(want))
     # and inside the jitted forward pass, where XLA may fuse differently: equal to rounding
-    jit_heads = jax.jit(lambda X, P: M.attention_heads(cfg, X, P, P, lp["W_Q"], lp["W_K"], lp["W_V"]))(X, P)
+    jit_heads = jax.jit(lambda X, P: M.attention_heads(cfg, X, P, P, lp.W_Q, lp.W_K, lp.W_V))(X, P)
     np.testing.assert_allclose(np.asarray(jit_heads), np.asarray(got), rtol=1e-14, atol=1e-15)
 
 
@@ -53,24 +54,24 @@ def test_untied_attention_matches_the_definition(causal):
     """Keys [P^K; X] W_K, values [P^V; X] W_V, softmax over prefix and (masked) input block."""
     cfg = dataclasses.replace(CFG, causal=causal)
     params, theta, tokens, _ = _setup(cfg)
-    lp = params["layers"][1]
-    X = params["E"][tokens[1]]
+    lp = params.layers[1]
+    X = params.E[tokens[1]]
     PK, PV = theta["K"][1], theta["V"][1]
-    got = M.attention_layer(cfg, X, PK, PV, lp["W_Q"], lp["W_K"], lp["W_V"], lp["W_O"])
+    got = M.attention_layer(cfg, X, PK, PV, lp.W_Q, lp.W_K, lp.W_V, lp.W_O)
     outs = []
     for h in range(cfg.heads):
-        q, kk, v = lp["W_Q"][h], lp["W_K"][h], lp["W_V"][h]
+        q, kk, v = lp.W_Q[h], lp.W_K[h], lp.W_V[h]
         z = (X @ q) @ (jnp.concatenate([PK, X]) @ kk).T / np.sqrt(q.shape[1])
         if causal:
             L, m = X.shape[0], PK.shape[0]
             mask = np.concatenate([np.ones((L, m), bool), np.tril(np.ones((L, L), bool))], axis=1)
             z = jnp.where(mask, z, -jnp.inf)
         outs.append(jax.nn.softmax(z, axis=1) @ (jnp.concatenate([PV, X]) @ v))
-    want = jnp.concatenate(outs, axis=-1) @ lp["W_O"]
+    want = jnp.concatenate(outs, axis=-1) @ lp.W_O
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-12, atol=1e-13)
     # with P^V = P^K the untied path is the tied one, i.e. theory.prefix_attention
-    tied = M.attention_layer(dataclasses.replace(cfg, tied=True), X, PK, PK, lp["W_Q"], lp["W_K"], lp["W_V"], lp["W_O"])
-    untied = M.attention_layer(cfg, X, PK, PK, lp["W_Q"], lp["W_K"], lp["W_V"], lp["W_O"])
+    tied = M.attention_layer(dataclasses.replace(cfg, tied=True), X, PK, PK, lp.W_Q, lp.W_K, lp.W_V, lp.W_O)
+    untied = M.attention_layer(cfg, X, PK, PK, lp.W_Q, lp.W_K, lp.W_V, lp.W_O)
     np.testing.assert_allclose(np.asarray(untied), np.asarray(tied), rtol=1e-13, atol=1e-14)
     assert not np.allclose(np.asarray(got), np.asarray(tied))  # the value prefix matters
 
@@ -118,14 +119,14 @@ def _stylized_case(m=6, d=4, k=2, n=3, input_block=False):
                               tied=True, input_block=input_block)
     kp, kq, kv, kt = jax.random.split(jax.random.key(4), 4)
     params = M.init_params(cfg, key=kp)
-    V = T.get_model("prefix").init(key=kv, m=1, d=d, k=k)[1]["V"]  # (k, d) readout
-    lp = dict(params["layers"][0], W_V=jnp.eye(d)[None], W_O=jnp.eye(d))
+    V = T.get_model("prefix").init(key=kv, m=1, d=d, k=k)[1].V  # (k, d) readout
+    lp = params.layers[0].replace(W_V=jnp.eye(d)[None], W_O=jnp.eye(d))
     W_U = jnp.concatenate([V.T, jnp.zeros((d, cfg.vocab - k))], 1)
-    params = dict(params, layers=[lp], pos=jnp.zeros((1, d)), W_U=W_U)
+    params = params.replace(layers=(lp,), pos=jnp.zeros((1, d)), W_U=W_U)
     theta = M.init_prefix(cfg, m, key=kt, sigma=0.7)
     tokens = jnp.arange(n)[:, None]
-    U = T.fold_inputs(params["E"][:n], lp["W_Q"][0], lp["W_K"][0])
-    frozen = {"V": V, "P0": theta["K"][0], "scale": jnp.sqrt(jnp.asarray(float(m)))}
+    U = T.fold_inputs(params.E[:n], lp.W_Q[0], lp.W_K[0])
+    frozen = prefix.PrefixFrozen(V=V, P0=theta["K"][0], scale=jnp.sqrt(jnp.asarray(float(m))))
     return cfg, params, theta, tokens, U, frozen
 
 
@@ -266,11 +267,11 @@ def test_lora_starts_at_the_base_model_and_applies_the_low_rank_update():
     lora = {**lora, "B": jax.random.normal(jax.random.key(2), lora["B"].shape)}
     new = AD.lora_params(CFG, params, lora)
     dh = CFG.d // CFG.heads
-    for l, lp in enumerate(params["layers"]):
-        full_Q = jnp.concatenate(list(lp["W_Q"]), axis=1) + lora["A"][l, 0] @ lora["B"][l, 0]
-        np.testing.assert_allclose(np.asarray(new["layers"][l]["W_Q"][1]), np.asarray(full_Q[:, dh:2 * dh]),
+    for l, lp in enumerate(params.layers):
+        full_Q = jnp.concatenate(list(lp.W_Q), axis=1) + lora["A"][l, 0] @ lora["B"][l, 0]
+        np.testing.assert_allclose(np.asarray(new.layers[l].W_Q[1]), np.asarray(full_Q[:, dh:2 * dh]),
                                    atol=1e-14)
-        assert jnp.array_equal(new["layers"][l]["W_K"], lp["W_K"])
+        assert jnp.array_equal(new.layers[l].W_K, lp.W_K)
     assert not jnp.allclose(AD.adapted_forward(CFG, "lora", params, lora, tok), base)
     assert AD.lora_rank(CFG, 1) == 1 and AD.lora_rank(CFG, 8) == 4 and AD.lora_rank(CFG, 10**6) == CFG.d
     r = AD.lora_rank(CFG, 8)
@@ -326,9 +327,9 @@ def test_prefix_logit_spread_scales_with_sigma():
 
 def _share_by_hand(cfg, params, theta, tokens):
     """The prefix's attention share in layer 0, written out with numpy loops (causal, untied)."""
-    lp = {k: np.asarray(v) for k, v in params["layers"][0].items()}
+    lp = {f: np.asarray(getattr(params.layers[0], f)) for f in M.LayerWeights.field_names()}
     PK = np.asarray(M.prefixes(cfg, theta)[0][0])
-    E, pos = np.asarray(params["E"]), np.asarray(params["pos"])
+    E, pos = np.asarray(params.E), np.asarray(params.pos)
     shares = []
     for seq in np.asarray(tokens):
         X = E[seq] + pos[: cfg.T]

@@ -9,7 +9,6 @@ call jitted kernels.
 
 from __future__ import annotations
 
-import collections.abc
 import functools
 import inspect
 import math
@@ -287,7 +286,7 @@ def check_arg(name: str, value, spec) -> None:
 
     ``spec``: ``"array"`` (numeric array-like of any rank: real, no NaN when concrete; a matrix
     or higher rank also not empty), an int or tuple of ints (allowed ranks, the same checks), ``"number"`` (a real number, not a bool), ``"key"`` (a JAX PRNG key: a typed key
-    array or a raw ``uint32`` key of shape (2,)), ``"callable"``, ``"mapping"``, ``"pytree"``
+    array or a raw ``uint32`` key of shape (2,)), ``"callable"``, ``"pytree"``
     (a non-empty pytree of numeric arrays), or a class (``isinstance``).
     """
     if isinstance(spec, type):
@@ -301,9 +300,6 @@ def check_arg(name: str, value, spec) -> None:
     elif spec == "callable":
         if not callable(value):
             raise InputError(f"{name} must be callable, got {_describe(value)}")
-    elif spec == "mapping":
-        if not isinstance(value, collections.abc.Mapping):
-            raise InputError(f"{name} must be a dict of arrays, got {_describe(value)}")
     elif spec == "pytree":
         leaves = jax.tree_util.tree_leaves(value)
         if not leaves:

@@ -110,7 +110,10 @@ def problem(cell):
     U = sphere_inputs(key=kU, n=n, d=d, radius=cell["input_norm"], dtype=dtype)
     y = jax.random.normal(ky, (n, k), dtype)
     V = prefix.readout(key=kV, d=d, k=k, dtype=dtype)
-    H_star = T.limit_kernel(cell["model"], U, sigma=cell["sigma"], frozen={"V": V, "a": jnp.zeros((k, 1), dtype)})
+    _, frozen = T.init_model(cell["model"], key=kV, m=1, d=d, k=k, dtype=dtype)  # H* reads V (prefix) or k only
+    if "V" in frozen.field_names():
+        frozen = frozen.replace(V=V)
+    H_star = T.limit_kernel(cell["model"], U, sigma=cell["sigma"], frozen=frozen)
     K = np.asarray(T.kernel_matrix(H_star), np.float64)
     ev = np.linalg.eigvalsh((K + K.T) / 2)
     eta = cell["eta"] or 1.0 / ev[-1]
@@ -131,8 +134,8 @@ def train_cell(key, U, y, V, eta, sigma, *, model, m, d, k, steps, log_every, pa
     def one(key):
         P0, frozen = model.init(key=key, m=m, d=d, k=k, sigma=sigma, dtype=U.dtype, parametrization=parametrization)
         P0 = constrain_rows(P0, mesh)
-        if "V" in frozen:
-            frozen = {**frozen, "V": V}
+        if "V" in frozen.field_names():
+            frozen = frozen.replace(V=V)
 
         def loss(P):
             F = jax.vmap(model.forward, in_axes=(None, None, 0))(P, frozen, U)

@@ -69,8 +69,8 @@ def run(cell, *, key, mesh=None):
     U, V = _data(cell, dtype)
     name = cell["model"]
     P, frozen = T.init_model(name, key=key, m=cell["m"], d=cell["d"], k=cell["k"], sigma=cell["sigma"], dtype=dtype)
-    if "V" in frozen:
-        frozen = {**frozen, "V": V}
+    if "V" in frozen.field_names():  # the prefix model's readout: one V per data seed
+        frozen = frozen.replace(V=V)
     if mesh is None:
         H = T.structured_ntk(name, P, frozen, U)
     else:  # P is drawn whole, then each device reduces its block of rows

@@ -26,17 +26,28 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray, ScalarLike
 
 from theory import validation as _v
+from theory.contracts import FrozenArrays, frozen_record
 from theory.kernels.models import StylizedModel, output_scale, register, single_device_ntk
 from theory.scaling.streaming import Reducers
 
-__all__ = ["MODEL", "exp_sign_fluctuation"]
+__all__ = ["MODEL", "ExpSignFrozen", "exp_sign_fluctuation"]
 
 
-def init(*, key, m, d, k=1, sigma=1.0, dtype=jnp.float64, parametrization="ntk"):
-    """Draw P (m, d) with rows i.i.d. N(0, sigma^2 I_d) and 
-    ``frozen = {"a": signs (m,), "scale": m^-1/2}``; raises ValueError unless k = 1.
+@frozen_record
+class ExpSignFrozen(FrozenArrays):
+    """The frozen arrays of ``exp-sign``: one sign per prefix row and the output scale."""
+
+    a: Float[Array, " m"]  # a_r ~ Unif{+-1}
+    scale: Float[Array, ""]  # m^{-1/2} (NTK) or 1/m (mean-field)
+
+
+def init(*, key: PRNGKeyArray, m: int, d: int, k: int = 1, sigma: ScalarLike = 1.0, dtype=jnp.float64,
+         parametrization: str = "ntk") -> tuple[Float[Array, "{m} {d}"], ExpSignFrozen]:
+    """Draw P (m, d) with rows i.i.d. N(0, sigma^2 I_d) and
+    ``frozen = ExpSignFrozen(a=signs (m,), scale=m^-1/2)``; raises ValueError unless k = 1.
 
     The arguments are those of :func:`theory.init_model`, which validates them and calls this.
     """
@@ -45,15 +56,16 @@ def init(*, key, m, d, k=1, sigma=1.0, dtype=jnp.float64, parametrization="ntk")
     k_P, k_a = jax.random.split(key)
     P = sigma * jax.random.normal(k_P, (m, d), dtype)
     a = jax.random.rademacher(k_a, (m,), dtype)
-    return P, {"a": a, "scale": output_scale(m, parametrization, ntk_power=-0.5, dtype=dtype)}
+    return P, ExpSignFrozen(a=a, scale=output_scale(m, parametrization, ntk_power=-0.5, dtype=dtype))
 
 
-def forward(P, frozen, u):
+def forward(P: Float[Array, "m d"], frozen: ExpSignFrozen, u: Float[Array, " d"]) -> Float[Array, " 1"]:
     """``f(P; x) = scale sum_r a_r exp(<p_r, u>)`` for one input ``u`` (d,); returns shape (1,)."""
-    return frozen["scale"] * jnp.sum(frozen["a"] * jnp.exp(P @ u))[None]
+    return frozen.scale * jnp.sum(frozen.a * jnp.exp(P @ u))[None]
 
 
-def ntk_rule(P, frozen, U1, U2, red: Reducers):
+def ntk_rule(P: Float[Array, "m d"], frozen: ExpSignFrozen, U1: Float[Array, "n1 d"], U2: Float[Array, "n2 d"] | None,
+             red: Reducers) -> Float[Array, "n1 n2 1 1"]:
     """The structured NTK with the row sums done by ``red``.
 
     Args:
@@ -72,22 +84,24 @@ def ntk_rule(P, frozen, U1, U2, red: Reducers):
         E1 = a_c * jnp.exp(U1 @ P_c.T)
         return E1 @ (E1 if same else a_c * jnp.exp(U2 @ P_c.T)).T
 
-    G = red.row_sum(chunk, (P, frozen["a"]))
-    H = frozen["scale"] ** 2 * G * (U1 @ U2.T)
+    G = red.row_sum(chunk, (P, frozen.a))
+    H = frozen.scale ** 2 * G * (U1 @ U2.T)
     return H[:, :, None, None]
 
 
-def outputs_rule(P, frozen, U, red: Reducers):
+def outputs_rule(P: Float[Array, "m d"], frozen: ExpSignFrozen, U: Float[Array, "n d"],
+                 red: Reducers) -> Float[Array, "n 1"]:
     """Outputs for a batch ``U`` (n, d), streamed over rows by ``red``; returns shape (n, 1)."""
-    s = red.row_sum(lambda P_c, a_c: jnp.exp(P_c @ U.T).T @ a_c, (P, frozen["a"]))
-    return frozen["scale"] * s[:, None]
+    s = red.row_sum(lambda P_c, a_c: jnp.exp(P_c @ U.T).T @ a_c, (P, frozen.a))
+    return frozen.scale * s[:, None]
 
 
 #: :func:`ntk_rule` streamed over row chunks on one device, jitted (``chunk_size`` static).
 structured_ntk = single_device_ntk(ntk_rule)
 
 
-def limit_kernel(U1, U2, *, sigma, frozen=None):
+def limit_kernel(U1: Float[Array, "n1 d"], U2: Float[Array, "n2 d"], *, sigma: ScalarLike,
+                 frozen: ExpSignFrozen | None = None) -> Float[Array, "n1 n2 1 1"]:
     """H* of exp-sign: ``<u_i, u_j> exp(sigma^2 ||u_i + u_j||^2 / 2)``.
 
     Args:
@@ -102,8 +116,15 @@ def limit_kernel(U1, U2, *, sigma, frozen=None):
     return (c * jnp.exp(sigma**2 * sq / 2))[:, :, None, None]
 
 
+def _fluctuation(U: Float[Array, "n d"], sigma: ScalarLike) -> Float[Array, ""]:
+    """The sum of variances of :func:`exp_sign_fluctuation`, unvalidated."""
+    c = U @ U.T
+    sq = jnp.sum(U**2, 1)[:, None] + jnp.sum(U**2, 1)[None, :] + 2 * c
+    return jnp.sum(c**2 * (jnp.exp(2 * sigma**2 * sq) - jnp.exp(sigma**2 * sq)))
+
+
 @_v.validate_args(U=2)
-def exp_sign_fluctuation(U, *, sigma: float):
+def exp_sign_fluctuation(U, *, sigma):  # public: validated here (InputError), so no type hints to check
     """``C = m E ||H(0) - H*||_F^2`` for ``exp-sign`` (exact, every m).
 
     Each entry H_ij is the mean of m i.i.d. terms ``c_ij exp(<p_r, s_ij>)`` (``c_ij = <u_i,u_j>``,
@@ -126,16 +147,16 @@ def exp_sign_fluctuation(U, *, sigma: float):
     U = jnp.asarray(U)
     _v.check_matrix("U", U)
     _v.check_finite("U", U)
-    c = U @ U.T
-    sq = jnp.sum(U**2, 1)[:, None] + jnp.sum(U**2, 1)[None, :] + 2 * c
+    sq = jnp.sum(U**2, 1)[:, None] + jnp.sum(U**2, 1)[None, :] + 2 * (U @ U.T)
     _v.check_logits_fit("sigma and U", float(jnp.max(2 * sigma**2 * sq)), U.dtype)
-    return jnp.sum(c**2 * (jnp.exp(2 * sigma**2 * sq) - jnp.exp(sigma**2 * sq)))
+    return _fluctuation(U, sigma)
 
 
 MODEL = register(
     StylizedModel(
         name="exp-sign",
         description="unnormalised exponential attention, frozen sign values, scalar output",
+        frozen_type=ExpSignFrozen,
         init=init,
         forward=forward,
         structured_ntk=structured_ntk,

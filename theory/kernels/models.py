@@ -16,19 +16,26 @@ sharding), the sizes the memory plan and the benchmarks need (``operand_width``,
 ``chunk_numbers``, ``frozen_per_row``, ``gram_width``, ``flops_per_row``) and, where known, the
 exact fluctuation ``E m ||H(0) - H*||_F^2`` (``fluctuation``).
 
-Signatures (all arrays in one float dtype):
+The contract (:mod:`theory.contracts`): the frozen arrays are one typed record per model
+(``frozen_type``, a :class:`~theory.contracts.FrozenArrays` subclass whose fields carry their
+shapes; ``frozen.scale`` is the output scale), and each function has a Protocol:
+:class:`~theory.contracts.Init`, :class:`~theory.contracts.Forward`,
+:class:`~theory.contracts.StructuredNtk`, :class:`~theory.contracts.NtkRule`,
+:class:`~theory.contracts.OutputsRule`, :class:`~theory.contracts.LimitKernel`,
+:class:`~theory.contracts.Fluctuation`.  In short:
 
 - ``init(*, key, m, d, k, sigma, dtype, parametrization) -> (P, frozen)``: ``P`` is the (m, d)
-  trainable prefix, rows i.i.d. N(0, sigma^2 I_d); ``frozen`` is a dict of frozen arrays
-  (per-row constants have leading axis m; ``frozen["scale"]`` is the output scale).
+  trainable prefix, rows i.i.d. N(0, sigma^2 I_d); per-row fields of ``frozen`` have m rows on
+  the axis ``row_axes`` names.
 - ``forward(P, frozen, u) -> (k,)``: the model output for one input ``u = W x`` (shape (d,)).
 - ``structured_ntk(P, frozen, U1, U2, chunk_size) -> (n1, n2, k, k)``; ``U2=None`` means
   ``U2 = U1`` and lets the model reuse one pass.
 - ``ntk_rule(P, frozen, U1, U2, red)`` and ``outputs_rule(P, frozen, U, red)``: the same
   formulas with their row reductions taken from a :class:`theory.scaling.streaming.Reducers`, so that
   :mod:`theory.scaling.sharding` reuses them with reductions across devices (one definition each).
-- ``limit_kernel(U1, U2, *, sigma, frozen) -> (n1, n2, k, k)``: uses only the m-independent
-  entries of ``frozen`` (e.g. the readout V).
+- ``limit_kernel(U1, U2, *, sigma, frozen) -> (n1, n2, k, k)``: reads only the m-independent
+  fields of ``frozen`` that ``limit_reads`` names (e.g. the readout V); ``frozen`` may be None
+  when it names none.
 - ``logit_multiple``: how large exponents get relative to the largest logit, so that overflow
   in the working dtype is refused before any work (0 for softmax models, whose exponentials
   are max-subtracted).
@@ -46,6 +53,8 @@ import jax
 import jax.numpy as jnp
 
 from theory import validation as _v
+from theory.contracts import (Fluctuation, Forward, FrozenArrays, Init, LimitKernel, NtkRule, OutputsRule,
+                              StructuredNtk)
 from theory.scaling.streaming import local_reducers
 
 __all__ = ["StylizedModel", "register", "get_model", "init_model", "model_names", "output_scale", "sphere_inputs",
@@ -60,12 +69,14 @@ class StylizedModel:
 
     Attributes:
         name: the registry key (``"prefix"``); description, spec: one line each.
-        init, forward, structured_ntk, limit_kernel, ntk_rule, outputs_rule: see the module
-            docstring for their signatures (only ``init`` and ``forward`` are required).
+        frozen_type: the model's frozen record (what ``init`` returns beside P).
+        init, forward, structured_ntk, limit_kernel, ntk_rule, outputs_rule: typed by the
+            Protocols of :mod:`theory.contracts` (only ``init`` and ``forward`` are required).
+        limit_reads: the fields of the frozen record that ``limit_kernel`` reads (m-independent).
         fixed_k: the output dimension if the model fixes it (exp-sign: 1), else None.
         logit_multiple: ``exp(logit_multiple * max logit)`` must not overflow (0: max-subtracted).
-        row_axes: frozen entries that carry one value per prefix row -> the axis of the rows
-            (sharding splits these with P; every other frozen entry is replicated).
+        row_axes: frozen fields that carry one value per prefix row -> the axis of the rows
+            (sharding splits these with P; every other frozen field is replicated).
         operand_width: ``k -> w``: columns per input of the Gram operand, so that the structured
             NTK of n inputs is a Gram matrix of width ``n w`` (memory plan, benchmark floor).
         chunk_numbers: ``k -> c``: numbers the chunk function holds per (chunk row x input): the
@@ -79,12 +90,14 @@ class StylizedModel:
 
     name: str
     description: str
-    init: Callable
-    forward: Callable
-    structured_ntk: Callable | None = None
-    limit_kernel: Callable | None = None
-    ntk_rule: Callable | None = None  # structured NTK against injectable reducers (sharding reuses it)
-    outputs_rule: Callable | None = None  # batched outputs against injectable reducers
+    frozen_type: type[FrozenArrays]
+    init: Init
+    forward: Forward
+    structured_ntk: StructuredNtk | None = None
+    limit_kernel: LimitKernel | None = None
+    limit_reads: tuple[str, ...] = ()
+    ntk_rule: NtkRule | None = None  # structured NTK against injectable reducers (sharding reuses it)
+    outputs_rule: OutputsRule | None = None  # batched outputs against injectable reducers
     fixed_k: int | None = None  # output dimension if the model fixes it (exp-sign: 1)
     logit_multiple: float = 0.0  # exp(multiple * max logit) must not overflow
     row_axes: Mapping[str, int] = dataclasses.field(default_factory=dict)
@@ -93,8 +106,17 @@ class StylizedModel:
     frozen_per_row: Callable[[int, int], int] | None = None
     gram_width: Callable[[int], int] | None = None
     flops_per_row: Callable[[int, int, int], float] | None = None
-    fluctuation: Callable | None = None
+    fluctuation: Fluctuation | None = None
     spec: str = ""
+
+    def __post_init__(self):
+        fields = set(self.frozen_type.field_names()) if issubclass(self.frozen_type, FrozenArrays) else None
+        if fields is None:
+            raise TypeError(f"model {self.name!r}: frozen_type must be a FrozenArrays record")
+        for what, names in (("row_axes", self.row_axes), ("limit_reads", self.limit_reads)):
+            if not set(names) <= fields:
+                raise TypeError(f"model {self.name!r}: {what} names {sorted(set(names) - fields)}, "
+                                f"not fields of {self.frozen_type.__name__}")
 
     def __repr__(self) -> str:  # keep reprs short in error messages and sims metadata
         return f"StylizedModel({self.name!r})"
@@ -176,7 +198,7 @@ def sphere_inputs(*, key, n: int, d: int, radius: float = 1.0, dtype=jnp.float64
     return radius * g / jnp.linalg.norm(g, axis=1, keepdims=True)
 
 
-def single_device_ntk(ntk_rule: Callable) -> Callable:
+def single_device_ntk(ntk_rule: NtkRule) -> StructuredNtk:
     """A model's ``structured_ntk`` from its ``ntk_rule``: streamed on one device, jitted.
 
     Args:
@@ -240,8 +262,9 @@ def init_model(model, *, key, m, d, k: int = 1, sigma: float = 1.0, dtype=jnp.fl
         parametrization: ``"ntk"`` or ``"mean-field"`` (:func:`output_scale`).
 
     Returns:
-        ``(P, frozen)``: P of shape (m, d) and the dict of frozen arrays (per-row entries have
-        their rows on the axis ``model.row_axes`` names; ``frozen["scale"]`` is a scalar).
+        ``(P, frozen)``: P of shape (m, d) and the model's frozen record (``model.frozen_type``;
+        per-row fields have their rows on the axis ``model.row_axes`` names; ``frozen.scale`` is
+        a scalar).
 
     Raises:
         InputError: an unknown model or parametrization, a bad size, sigma, dtype, or a k the

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from theory import validation as _v
+from theory.contracts import FrozenArrays
 from theory.kernels.models import get_model
 from theory.scaling.streaming import DEFAULT_CHUNK, row_chunk_max
 
@@ -78,17 +79,22 @@ def validate_model_inputs(model, P, frozen, U1, U2=None, *, chunk_size=DEFAULT_C
 
     Args:
         model: a registered name or a :class:`theory.StylizedModel`.
-        P: prefix (m, d); frozen: its frozen arrays; U1, U2: inputs (n1, d), (n2, d) or None.
+        P: prefix (m, d); frozen: its frozen record (``model.frozen_type``); U1, U2: inputs
+            (n1, d), (n2, d) or None.
         chunk_size: rows per chunk of the streamed max-logit check (an integer >= 1).
 
     Returns:
         ``(model, P, frozen, U1, U2)`` with arrays, and ``U2 = U1`` when it was None.
 
     Raises:
-        InputError: an unknown model, bad shapes, NaN or inf anywhere, a bad chunk size.
+        InputError: an unknown model, a frozen record of another model, bad shapes, NaN or inf
+            anywhere, a bad chunk size.
         LogitOverflowError: ``exp(model.logit_multiple * max <p_r, u>)`` overflows P's dtype.
     """
     model = get_model(model)
+    if not isinstance(frozen, model.frozen_type):
+        raise _v.InputError(f"frozen must be the {model.frozen_type.__name__} of model {model.name!r} "
+                            f"(from theory.init_model), got {type(frozen).__name__}")
     P, U1, U2 = check_model_shapes(P, U1, U2)
     U2 = U1 if U2 is None else U2
     _v.check_finite("P", P)
@@ -116,7 +122,7 @@ def _outputs(forward, P, frozen, U):
     return jax.vmap(forward, in_axes=(None, None, 0))(P, frozen, U)
 
 
-@_v.validate_args(P=2, frozen="mapping", U=2)
+@_v.validate_args(P=2, frozen=FrozenArrays, U=2)
 def model_outputs(model, P, frozen, U):
     """Model outputs for a batch of inputs.
 
@@ -217,7 +223,7 @@ def autodiff_forward_ntk(forward, P, frozen, U1, U2):
 
     Args:
         forward: ``(P, frozen, u) -> (k,)``, a static argument (one compilation per function).
-        P: the prefix (m, d); frozen: dict of frozen arrays.
+        P: the prefix (m, d); frozen: the model's frozen record.
         U1, U2: inputs (n1, d) and (n2, d); ``U2=None`` means ``U2 = U1`` (one Jacobian).
 
     Returns:
@@ -228,7 +234,7 @@ def autodiff_forward_ntk(forward, P, frozen, U1, U2):
     return contract_jacobians(J1, J1 if U2 is None else jac(P, frozen, U2))
 
 
-@_v.validate_args(P=2, frozen="mapping", U1=2, U2=2)
+@_v.validate_args(P=2, frozen=FrozenArrays, U1=2, U2=2)
 def autodiff_model_ntk(model, P, frozen, U1, U2=None, *, memory_budget: int = DEFAULT_MEMORY_BUDGET):
     """:func:`autodiff_ntk` of a registered model with respect to its prefix ``P`` only.
 
@@ -260,7 +266,7 @@ def autodiff_model_ntk(model, P, frozen, U1, U2=None, *, memory_budget: int = DE
 # --------------------------------------------------------------------------- structured
 
 
-@_v.validate_args(P=2, frozen="mapping", U1=2, U2=2)
+@_v.validate_args(P=2, frozen=FrozenArrays, U1=2, U2=2)
 def structured_ntk(model, P, frozen, U1, U2=None, *, chunk_size: int = DEFAULT_CHUNK):
     """The model's closed-form NTK, streamed over prefix rows in chunks of ``chunk_size``.
 
@@ -284,7 +290,7 @@ def structured_ntk(model, P, frozen, U1, U2=None, *, chunk_size: int = DEFAULT_C
     return model.structured_ntk(P, frozen, U1, None if same else U2, int(chunk_size))
 
 
-@_v.validate_args(P=2, frozen="mapping", U1=2, U2=2)
+@_v.validate_args(P=2, frozen=FrozenArrays, U1=2, U2=2)
 def empirical_ntk(model, P, frozen, U1, U2=None, *, method: str = "structured", chunk_size: int = DEFAULT_CHUNK,
                   memory_budget: int = DEFAULT_MEMORY_BUDGET):
     """Empirical NTK by ``method``: :func:`structured_ntk` or :func:`autodiff_model_ntk`.

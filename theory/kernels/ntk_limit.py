@@ -15,9 +15,7 @@ finite-m fluctuation of ``exp-sign`` (spec sections 2 and 2.1, claim 1).
 
 from __future__ import annotations
 
-import collections.abc
 import functools
-import inspect
 from typing import NamedTuple
 
 import jax
@@ -43,8 +41,10 @@ def limit_kernel(model, U1, U2=None, *, sigma: float, frozen=None):
         model: a registered name or a :class:`theory.StylizedModel` with a ``limit_kernel``.
         U1, U2: inputs (n1, d) and (n2, d); ``U2=None`` means ``U2 = U1``.
         sigma: prefix initialisation scale, > 0.
-        frozen: the m-independent frozen arrays the limit depends on (``"V"`` for the
-            ``prefix`` model, ``"a"`` (only its row count k) for ``softmax-sign``).
+        frozen: the model's frozen record (``model.frozen_type``, as :func:`theory.init_model`
+            returns it); the limit reads only its m-independent fields ``model.limit_reads``
+            (``V`` for the ``prefix`` model, ``a`` (only its row count k) for ``softmax-sign``),
+            and may be None when that is empty (``exp-sign``).
 
     Returns:
         ``H*`` of shape (n1, n2, k, k).
@@ -67,20 +67,17 @@ def limit_kernel(model, U1, U2=None, *, sigma: float, frozen=None):
         # H* of exp-sign holds exp(sigma^2 ||u_i + u_j||^2 / 2).
         big = sigma**2 * 2 * float(jnp.max(jnp.sum(U1**2, 1)) + jnp.max(jnp.sum(U2**2, 1)))
         _v.check_logits_fit("sigma and U", big, U1.dtype)
-    frozen_param = inspect.signature(model.limit_kernel).parameters.get("frozen")
-    if frozen_param is not None and frozen_param.default is inspect.Parameter.empty:  # this limit needs it
-        if not isinstance(frozen, collections.abc.Mapping):
-            raise _v.InputError(f"frozen (a dict of the m-independent frozen arrays) is required for the "
-                                f"limit of model {model.name!r}, got {frozen!r}")
-    for name, value in (frozen or {}).items() if isinstance(frozen, collections.abc.Mapping) else ():
-        _v.check_arg(f"frozen[{name!r}]", value, "array")
-        if name == "V" and (np.ndim(value) != 2 or np.shape(value)[1] != U1.shape[1]):
-            raise _v.InputError(f"frozen['V'] must be a (k, {U1.shape[1]}) readout (d = the columns of U1), "
-                                f"got shape {np.shape(value)}")
-    try:
-        return model.limit_kernel(U1, U2, sigma=sigma, frozen=frozen)
-    except KeyError as e:
-        raise _v.InputError(f"frozen lacks the entry {e} that the limit of model {model.name!r} needs") from None
+    if model.limit_reads or frozen is not None:
+        if not isinstance(frozen, model.frozen_type):
+            raise _v.InputError(f"frozen must be the {model.frozen_type.__name__} of model {model.name!r} "
+                                f"(from theory.init_model), got {type(frozen).__name__}")
+        for name in model.limit_reads:
+            value = getattr(frozen, name)
+            _v.check_arg(f"frozen.{name}", value, "array")
+            if name == "V" and (np.ndim(value) != 2 or np.shape(value)[1] != U1.shape[1]):
+                raise _v.InputError(f"frozen.V must be a (k, {U1.shape[1]}) readout (d = the columns of U1), "
+                                    f"got shape {np.shape(value)}")
+    return model.limit_kernel(U1, U2, sigma=sigma, frozen=frozen)
 
 
 class MonteCarloKernel(NamedTuple):
@@ -96,7 +93,7 @@ class MonteCarloKernel(NamedTuple):
 def _mc_draws(keys, U, fixed, *, model, m, d, k, sigma, method, chunk_size, parametrization):
     def one(key):
         P, frozen = model.init(key=key, m=m, d=d, k=k, sigma=sigma, dtype=U.dtype, parametrization=parametrization)
-        frozen = {**frozen, **fixed}
+        frozen = frozen.replace(**fixed)
         if method == "structured":
             return model.structured_ntk(P, frozen, U, None, chunk_size)
         jac = jax.vmap(jax.jacrev(model.forward), in_axes=(None, None, 0))
@@ -122,7 +119,7 @@ def monte_carlo_kernel(model, U, *, key, m, sigma: float, k: int = 1, n_samples:
         U: inputs (n, d).
         key: PRNG key of the draws; m: prefix length; sigma: initialisation scale; k: outputs.
         n_samples: independent draws, >= 2.
-        fixed: overrides entries of the drawn ``frozen`` dict in every draw (e.g. ``{"V": V}``
+        fixed: replaces fields of the drawn frozen record in every draw (e.g. ``{"V": V}``
             for the prefix model, so the estimate targets H* for that V).
         method: ``"structured"`` (default when the model has one) or ``"autodiff"``.
         chunk_size, parametrization, memory_budget: as for the empirical NTK.
@@ -131,7 +128,8 @@ def monte_carlo_kernel(model, U, *, key, m, sigma: float, k: int = 1, n_samples:
         :class:`MonteCarloKernel` with ``mean`` and ``stderr`` of shape (n, n, k, k).
 
     Raises:
-        InputError: bad sizes, inputs or method, or a k the model does not allow.
+        InputError: bad sizes, inputs or method, a k the model does not allow, or a ``fixed``
+            name that is not a field of the model's frozen record.
         MemoryError: the autodiff Jacobians of one draw exceed ``memory_budget``.
     """
     model = get_model(model)
@@ -158,7 +156,7 @@ def monte_carlo_kernel(model, U, *, key, m, sigma: float, k: int = 1, n_samples:
     fixed = dict(fixed or {})
     # Validate one draw eagerly (overflowing logits, bad shapes) before the batched work.
     P0, fr0 = model.init(key=key, m=m, d=d, k=k, sigma=sigma, dtype=U.dtype, parametrization=parametrization)
-    validate_model_inputs(model, P0, {**fr0, **fixed}, U, chunk_size=chunk_size)
+    validate_model_inputs(model, P0, fr0.replace(**fixed), U, chunk_size=chunk_size)
     keys = jax.random.split(key, n_samples)
     mean, se = _mc_draws(keys, U, fixed, model=model, m=m, d=d, k=k, sigma=sigma, method=method,
                          chunk_size=int(chunk_size), parametrization=parametrization)

@@ -46,14 +46,25 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray, ScalarLike
 
+from theory.contracts import FrozenArrays, frozen_record
 from theory.kernels.models import StylizedModel, output_scale, register, single_device_ntk
 from theory.scaling.streaming import Reducers
 
-__all__ = ["MODEL", "readout"]
+__all__ = ["MODEL", "PrefixFrozen", "readout"]
 
 
-def readout(*, key, d, k, dtype=jnp.float64):
+@frozen_record
+class PrefixFrozen(FrozenArrays):
+    """The frozen arrays of ``prefix``: the readout ``V = W_V^T``, the initial prefix and the output scale."""
+
+    V: Float[Array, "k d"]  # readout, m-independent (H* depends on it)
+    P0: Float[Array, "m d"]  # the prefix at initialisation (the output is centred there)
+    scale: Float[Array, ""]  # m^{1/2} (NTK) or 1 (mean-field)
+
+
+def readout(*, key: PRNGKeyArray, d: int, k: int, dtype=jnp.float64) -> Float[Array, "{k} {d}"]:
     """Frozen readout ``V = W_V^T`` with i.i.d. N(0, 1/d) entries.
 
     Args:
@@ -65,19 +76,20 @@ def readout(*, key, d, k, dtype=jnp.float64):
     return jax.random.normal(key, (k, d), dtype) / jnp.sqrt(jnp.asarray(d, dtype))
 
 
-def init(*, key, m, d, k=1, sigma=1.0, dtype=jnp.float64, parametrization="ntk"):
-    """Draw P (m, d) with rows i.i.d. N(0, sigma^2 I_d) and 
-    ``frozen = {"V": readout (k, d), "P0": P, "scale": m^1/2}``.
+def init(*, key: PRNGKeyArray, m: int, d: int, k: int = 1, sigma: ScalarLike = 1.0, dtype=jnp.float64,
+         parametrization: str = "ntk") -> tuple[Float[Array, "{m} {d}"], PrefixFrozen]:
+    """Draw P (m, d) with rows i.i.d. N(0, sigma^2 I_d) and
+    ``frozen = PrefixFrozen(V=readout (k, d), P0=P, scale=m^1/2)``.
 
     The arguments are those of :func:`theory.init_model`, which validates them and calls this.
     """
     k_P, k_V = jax.random.split(key)
     P = sigma * jax.random.normal(k_P, (m, d), dtype)
-    frozen = {
-        "V": readout(key=k_V, d=d, k=k, dtype=dtype),
-        "P0": P,
-        "scale": output_scale(m, parametrization, ntk_power=0.5, dtype=dtype),
-    }
+    frozen = PrefixFrozen(
+        V=readout(key=k_V, d=d, k=k, dtype=dtype),
+        P0=P,
+        scale=output_scale(m, parametrization, ntk_power=0.5, dtype=dtype),
+    )
     return P, frozen
 
 
@@ -86,9 +98,9 @@ def _attend(P, V, u):
     return V @ (P.T @ S)
 
 
-def forward(P, frozen, u):
+def forward(P: Float[Array, "m d"], frozen: PrefixFrozen, u: Float[Array, " d"]) -> Float[Array, " k"]:
     """Centred output ``F(P; x)`` (module docstring) for one input ``u`` (d,); returns shape (k,)."""
-    return frozen["scale"] * (_attend(P, frozen["V"], u) - _attend(frozen["P0"], frozen["V"], u))
+    return frozen.scale * (_attend(P, frozen.V, u) - _attend(frozen.P0, frozen.V, u))
 
 
 def _stats(P, V, U, red: Reducers):
@@ -96,11 +108,12 @@ def _stats(P, V, U, red: Reducers):
     return mx, s, w / s[:, None]  # Fbar: (n, k)
 
 
-def ntk_rule(P, frozen, U1, U2, red: Reducers):
+def ntk_rule(P: Float[Array, "m d"], frozen: PrefixFrozen, U1: Float[Array, "n1 d"], U2: Float[Array, "n2 d"] | None,
+             red: Reducers) -> Float[Array, "n1 n2 k k"]:
     """The structured NTK with the row reductions done by ``red`` (the sums M0, W1, W1', W2 above).
 
     Args:
-        P: prefix (m, d); frozen: from :func:`init` (``"V"`` (k, d) is the readout).
+        P: prefix (m, d); frozen: from :func:`init` (``V`` (k, d) is the readout).
         U1, U2: inputs (n1, d) and (n2, d); ``U2=None`` means ``U2 = U1`` (one softmax pass).
         red: the row reductions (:func:`theory.scaling.streaming.local_reducers` or sharded ones).
 
@@ -108,7 +121,7 @@ def ntk_rule(P, frozen, U1, U2, red: Reducers):
         ``H`` of shape (n1, n2, k, k).
         Unvalidated: :func:`theory.structured_ntk` checks the inputs.
     """
-    V = frozen["V"]
+    V = frozen.V
     same = U2 is None
     U2 = U1 if same else U2
     n1, n2, k = U1.shape[0], U2.shape[0], V.shape[0]
@@ -139,30 +152,32 @@ def ntk_rule(P, frozen, U1, U2, red: Reducers):
         + VU1[:, None, None, :] * W1p[:, :, :, None]
         + (U1 @ U2.T)[:, :, None, None] * W2
     )
-    return frozen["scale"] ** 2 * H
+    return frozen.scale ** 2 * H
 
 
-def outputs_rule(P, frozen, U, red: Reducers):
+def outputs_rule(P: Float[Array, "m d"], frozen: PrefixFrozen, U: Float[Array, "n d"],
+                 red: Reducers) -> Float[Array, "n k"]:
     """Centred outputs for a batch ``U`` (n, d), streamed over rows by ``red``; returns shape (n, k)."""
-    V = frozen["V"]
-    return frozen["scale"] * (_stats(P, V, U, red)[2] - _stats(frozen["P0"], V, U, red)[2])
+    V = frozen.V
+    return frozen.scale * (_stats(P, V, U, red)[2] - _stats(frozen.P0, V, U, red)[2])
 
 
 #: :func:`ntk_rule` streamed over row chunks on one device, jitted (``chunk_size`` static).
 structured_ntk = single_device_ntk(ntk_rule)
 
 
-def limit_kernel(U1, U2, *, sigma, frozen):
+def limit_kernel(U1: Float[Array, "n1 d"], U2: Float[Array, "n2 d"], *, sigma: ScalarLike,
+                 frozen: PrefixFrozen) -> Float[Array, "n1 n2 k k"]:
     """H* of the prefix model (module docstring).
 
     Args:
         U1, U2: inputs (n1, d) and (n2, d).
-        sigma: prefix initialisation scale; frozen: needs ``"V"``, the (k, d) readout.
+        sigma: prefix initialisation scale; frozen: reads ``V``, the (k, d) readout.
 
     Returns:
         ``H*`` of shape (n1, n2, k, k).
     """
-    V = frozen["V"]
+    V = frozen.V
     s2 = sigma**2
     c = U1 @ U2.T  # (n1, n2)
     VU1, VU2 = U1 @ V.T, U2 @ V.T  # (n, k)
@@ -176,12 +191,14 @@ MODEL = register(
     StylizedModel(
         name="prefix",
         description="tied prefix attention (rows are keys and values), centred, k outputs",
+        frozen_type=PrefixFrozen,
         init=init,
         forward=forward,
         structured_ntk=structured_ntk,
         ntk_rule=ntk_rule,
         outputs_rule=outputs_rule,
         limit_kernel=limit_kernel,
+        limit_reads=("V",),
         row_axes={"P0": 0},
         operand_width=lambda k: 1 + k,
         chunk_numbers=lambda k: 4 + 3 * k,

@@ -164,19 +164,19 @@ def shard_model(model, P, frozen, mesh: Mesh | None = None):
     """
     model = get_model(model)
     mesh = mesh or device_mesh()
-    axes = model.row_axes  # the frozen entries with one value per prefix row, and their axis
+    axes = model.row_axes  # the frozen fields with one value per prefix row, and their axis
     out = {}
-    for key, val in frozen.items():
-        ax = axes.get(key)
+    for key in frozen.field_names():
+        val, ax = getattr(frozen, key), axes.get(key)
         if ax is None:
             out[key] = jax.device_put(val, replicated(mesh))
         else:
             spec = [None] * np.ndim(val)
             spec[ax] = AXIS
             if np.shape(val)[ax] % _n_dev(mesh):
-                raise _v.InputError(f"cannot shard frozen[{key!r}]: {np.shape(val)[ax]} rows over {_n_dev(mesh)} devices")
+                raise _v.InputError(f"cannot shard frozen.{key}: {np.shape(val)[ax]} rows over {_n_dev(mesh)} devices")
             out[key] = jax.device_put(val, NamedSharding(mesh, PartitionSpec(*spec)))
-    return shard_rows(P, mesh), out
+    return shard_rows(P, mesh), frozen.replace(**out)
 
 
 # ----------------------------------------------------------------------------- sharded reductions
@@ -306,9 +306,12 @@ def _validate(model, P, frozen, U1, U2, mesh, chunk_size):
     finite, z = _checks_jit(P, U, mesh=mesh, chunk_size=chunk_size)
     if not bool(finite):
         raise _v.InputError("P or U contains NaN or infinite values")
-    for key, leaf in frozen.items():
-        if not bool(_all_finite(jnp.asarray(leaf))):
-            raise _v.InputError(f"frozen[{key!r}] contains NaN or infinite values")
+    if not isinstance(frozen, model.frozen_type):
+        raise _v.InputError(f"frozen must be the {model.frozen_type.__name__} of model {model.name!r} "
+                            f"(from theory.init_model), got {type(frozen).__name__}")
+    for key in frozen.field_names():
+        if not bool(_all_finite(jnp.asarray(getattr(frozen, key)))):
+            raise _v.InputError(f"frozen.{key} contains NaN or infinite values")
     if model.logit_multiple:
         _v.check_logits_fit("P and U", float(z), P.dtype, multiple=model.logit_multiple)
     return model, P, U1, U2, mesh, chunk_size

@@ -101,16 +101,16 @@ def lora_params(cfg: M.TransformerConfig, params, lora):
         cfg: the model config; params: base weights (:func:`~theory.transformer.model.init_params`);
         lora: factors as from :func:`init_lora`.
     Returns:
-        A new parameter dict (the input is not modified).
+        New :class:`~theory.transformer.model.TransformerWeights` (the input is not modified).
     Raises:
         Nothing of its own (unvalidated, traceable).
     """
     layers = []
-    for l, lp in enumerate(params["layers"]):
+    for l, lp in enumerate(params.layers):
         dQ = lora["A"][l, 0] @ lora["B"][l, 0]
         dV = lora["A"][l, 1] @ lora["B"][l, 1]
-        layers.append({**lp, "W_Q": _heads_update(lp["W_Q"], dQ), "W_V": _heads_update(lp["W_V"], dV)})
-    return {**params, "layers": layers}
+        layers.append(lp.replace(W_Q=_heads_update(lp.W_Q, dQ), W_V=_heads_update(lp.W_V, dV)))
+    return params.replace(layers=tuple(layers))
 
 
 def ntk_attention_parameter_count(cfg: M.TransformerConfig, g: int) -> int:
@@ -145,11 +145,11 @@ def init_ntk_attention(cfg: M.TransformerConfig, params, theta, *, g: int = 2):
     m = PKs.shape[1]
     Zs, ks = [], []
     no_tokens = jnp.zeros((0, cfg.d), PKs.dtype)
-    for l, lp in enumerate(params["layers"]):
+    for l, lp in enumerate(params.layers):
         Zl, kl = [], []
         for h in range(cfg.heads):
-            _, P, _, W_K, W_V = M.head_operands(cfg, no_tokens, PKs[l], PVs[l], lp["W_Q"][h], lp["W_K"][h],
-                                                lp["W_V"][h])
+            _, P, _, W_K, W_V = M.head_operands(cfg, no_tokens, PKs[l], PVs[l], lp.W_Q[h], lp.W_K[h],
+                                                lp.W_V[h])
             s = summary_unchecked(P, W_K, W_V, "taylor", g, min(m, 4096))
             Zl.append(s.Z)
             kl.append(s.k)
@@ -162,11 +162,11 @@ def _ntk_attention_layer(cfg, g, rows, summaries, l, lp, h):
     no_prefix = jnp.zeros((0, cfg.d), h.dtype)
     heads = []
     for hd in range(cfg.heads):
-        X, _, W_Q, W_K, W_V = M.head_operands(cfg, h, no_prefix, no_prefix, lp["W_Q"][hd], lp["W_K"][hd],
-                                              lp["W_V"][hd])
+        X, _, W_Q, W_K, W_V = M.head_operands(cfg, h, no_prefix, no_prefix, lp.W_Q[hd], lp.W_K[hd],
+                                              lp.W_V[hd])
         s = Summary(rows * summaries["Z"][l, hd], rows * summaries["k"][l, hd])
         heads.append(forward_unchecked(X, s, W_Q, W_K, W_V, "taylor", g, cfg.causal, False))
-    return jnp.concatenate(heads, axis=-1) @ lp["W_O"]
+    return jnp.concatenate(heads, axis=-1) @ lp.W_O
 
 
 def adapted_forward(cfg: M.TransformerConfig, adapter: str, params, theta, tokens, *, g: int = 2, rows: int = 1):

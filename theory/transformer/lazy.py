@@ -190,12 +190,12 @@ def _layer0_prefix_logits(cfg, params, theta, tokens):
     tokens = jnp.asarray(tokens)
     if tokens.ndim != 2 or tokens.shape[1] != cfg.T:
         raise _v.InputError(f"tokens must have shape (n, {cfg.T}), got {tokens.shape}")
-    lp = params["layers"][0]
+    lp = params.layers[0]
     PK = M.prefixes(cfg, theta)[0][0]
-    X = params["E"][tokens] + params["pos"][: cfg.T]
-    h = M.layernorm(X, lp["g1"], lp["c1"], cfg.layernorm)
-    q = jnp.einsum("ntd,hde->hnte", h, lp["W_Q"])
-    kP = jnp.einsum("md,hde->hme", PK, lp["W_K"])
+    X = params.E[tokens] + params.pos[: cfg.T]
+    h = M.layernorm(X, lp.g1, lp.c1, cfg.layernorm)
+    q = jnp.einsum("ntd,hde->hnte", h, lp.W_Q)
+    kP = jnp.einsum("md,hde->hme", PK, lp.W_K)
     return h, q, jnp.einsum("hnte,hme->hntm", q, kP) / jnp.sqrt(jnp.asarray(q.shape[-1], q.dtype))
 
 
@@ -217,11 +217,11 @@ def prefix_attention_share(cfg, params, theta, tokens):
         InputError: ``tokens`` is not (n, T).
     """
     h, q, zP = _layer0_prefix_logits(cfg, params, theta, tokens)
-    lp = params["layers"][0]
+    lp = params.layers[0]
     scale = jnp.sqrt(jnp.asarray(q.shape[-1], q.dtype))
     if not cfg.input_block:
         return jnp.ones((), q.dtype)
-    kX = jnp.einsum("ntd,hde->hnte", h, lp["W_K"])
+    kX = jnp.einsum("ntd,hde->hnte", h, lp.W_K)
     zX = jnp.einsum("hnte,hnse->hnts", q, kX) / scale
     if cfg.causal:
         visible = jnp.tril(jnp.ones((cfg.T, cfg.T), bool))

@@ -33,12 +33,14 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from theory import validation as _v
+from theory.contracts import FrozenArrays, frozen_record
 from theory.prefix_attention import prefix_attention_jit
 
-__all__ = ["TransformerConfig", "init_params", "init_prefix", "prefixes", "forward", "attention_heads",
-           "attention_layer", "forward_with", "head_operands",
+__all__ = ["TransformerConfig", "TransformerWeights", "LayerWeights", "init_params", "init_prefix", "prefixes",
+           "forward", "attention_heads", "attention_layer", "forward_with", "head_operands",
            "layernorm", "n_params"]
 
 LN_EPS = 1e-5
@@ -78,8 +80,38 @@ class TransformerConfig:
             raise _v.InputError(f"form must be 'direct' or 'reparam', got {self.form!r}")
 
 
-def init_params(cfg: TransformerConfig, *, key, dtype=jnp.float64):
-    """Frozen base weights, standard init (N(0, 1/fan_in)); returns a dict pytree.
+@frozen_record
+class LayerWeights(FrozenArrays):
+    """One layer's base weights (fields in the order of the former dict's sorted keys, so the
+    pytree leaves, and every flattened copy of them, keep their order)."""
+
+    W_1: Float[Array, "d d_mlp"]  # MLP in
+    W_2: Float[Array, "d_mlp d"]  # MLP out
+    W_K: Float[Array, "heads d d_h"]
+    W_O: Float[Array, "d d"]
+    W_Q: Float[Array, "heads d d_h"]
+    W_V: Float[Array, "heads d d_h"]
+    b_1: Float[Array, " d_mlp"]
+    c1: Float[Array, " d"]  # layernorm biases and gains (attention, MLP)
+    c2: Float[Array, " d"]
+    g1: Float[Array, " d"]
+    g2: Float[Array, " d"]
+
+
+@frozen_record
+class TransformerWeights(FrozenArrays):
+    """The frozen base weights of the transformer (fields in the former dict's sorted-key order)."""
+
+    E: Float[Array, "vocab d"]  # token embedding
+    W_U: Float[Array, "d vocab"]  # unembedding (the first k columns are the answer logits)
+    c_f: Float[Array, " d"]  # final layernorm bias and gain
+    g_f: Float[Array, " d"]
+    layers: tuple[LayerWeights, ...]
+    pos: Float[Array, "T d"]  # position embedding
+
+
+def init_params(cfg: TransformerConfig, *, key: PRNGKeyArray, dtype=jnp.float64) -> TransformerWeights:
+    """Frozen base weights, standard init (N(0, 1/fan_in)); returns a :class:`TransformerWeights`.
 
     Shapes: ``E`` (vocab, d), ``pos`` (T, d), per layer ``W_Q``/``W_K``/``W_V`` (heads, d, d/heads),
     ``W_O`` (d, d), ``W_1`` (d, d_mlp), ``W_2`` (d_mlp, d), layernorm gains/biases (d,); ``W_U`` (d, vocab).
@@ -87,7 +119,8 @@ def init_params(cfg: TransformerConfig, *, key, dtype=jnp.float64):
     Args:
         cfg: the :class:`TransformerConfig`; key: JAX PRNG key; dtype: of every weight.
     Returns:
-        The parameter dict with the shapes above (``"layers"`` a list of ``cfg.layers`` dicts).
+        The :class:`TransformerWeights` with the shapes above (``layers`` a tuple of ``cfg.layers``
+        :class:`LayerWeights`).
     Raises:
         Nothing of its own (``cfg`` is validated when constructed; JAX's errors pass through).
     """
@@ -100,13 +133,13 @@ def init_params(cfg: TransformerConfig, *, key, dtype=jnp.float64):
     ones, zeros = jnp.ones(d, dtype), jnp.zeros(d, dtype)
     layers = []
     for _ in range(cfg.layers):
-        layers.append({
-            "W_Q": nrm((cfg.heads, d, dh), d), "W_K": nrm((cfg.heads, d, dh), d), "W_V": nrm((cfg.heads, d, dh), d),
-            "W_O": nrm((d, d), d), "W_1": nrm((d, cfg.d_mlp), d), "W_2": nrm((cfg.d_mlp, d), cfg.d_mlp),
-            "b_1": jnp.zeros(cfg.d_mlp, dtype), "g1": ones, "c1": zeros, "g2": ones, "c2": zeros,
-        })
-    return {"E": nrm((cfg.vocab, d), 1), "pos": nrm((cfg.T, d), 1) * 0.5, "layers": layers,
-            "g_f": ones, "c_f": zeros, "W_U": nrm((d, cfg.vocab), d)}
+        layers.append(LayerWeights(  # the keys are drawn in this order
+            W_Q=nrm((cfg.heads, d, dh), d), W_K=nrm((cfg.heads, d, dh), d), W_V=nrm((cfg.heads, d, dh), d),
+            W_O=nrm((d, d), d), W_1=nrm((d, cfg.d_mlp), d), W_2=nrm((cfg.d_mlp, d), cfg.d_mlp),
+            b_1=jnp.zeros(cfg.d_mlp, dtype), g1=ones, c1=zeros, g2=ones, c2=zeros,
+        ))
+    E, pos = nrm((cfg.vocab, d), 1), nrm((cfg.T, d), 1) * 0.5
+    return TransformerWeights(E=E, pos=pos, layers=tuple(layers), g_f=ones, c_f=zeros, W_U=nrm((d, cfg.vocab), d))
 
 
 def init_prefix(cfg: TransformerConfig, m: int, *, key, sigma: float = 1.0, dtype=jnp.float64):
@@ -231,7 +264,9 @@ def _prefix_only(X, PK, PV, W_Q, W_K, W_V, causal):
     return prefix_attention_jit(X3, P3, W_Q3, W_K3, W_V3, causal, None)
 
 
-def attention_heads(cfg: TransformerConfig, X, PK, PV, W_Q, W_K, W_V):
+def attention_heads(cfg: TransformerConfig, X: Float[Array, "T d"], PK: Float[Array, "m d"],
+                    PV: Float[Array, "m d"], W_Q: Float[Array, "heads d d_h"], W_K: Float[Array, "heads d d_h"],
+                    W_V: Float[Array, "heads d d_h"]) -> Float[Array, "heads T d_h"]:
     """Per-head prefix attention of one layer, (heads, T, d_h).
 
     ``X`` (T, d) normalised inputs; ``PK``, ``PV`` (m, d); ``W_Q``/``W_K``/``W_V`` (heads, d, d_h).
@@ -254,7 +289,9 @@ def attention_heads(cfg: TransformerConfig, X, PK, PV, W_Q, W_K, W_V):
     return jnp.stack(heads)
 
 
-def attention_layer(cfg: TransformerConfig, X, PK, PV, W_Q, W_K, W_V, W_O):
+def attention_layer(cfg: TransformerConfig, X: Float[Array, "T d"], PK: Float[Array, "m d"],
+                    PV: Float[Array, "m d"], W_Q: Float[Array, "heads d d_h"], W_K: Float[Array, "heads d d_h"],
+                    W_V: Float[Array, "heads d d_h"], W_O: Float[Array, "d d"]) -> Float[Array, "T d"]:
     """Multi-head prefix attention of one layer: heads concatenated, then ``W_O``.
 
     Args:
@@ -268,12 +305,14 @@ def attention_layer(cfg: TransformerConfig, X, PK, PV, W_Q, W_K, W_V, W_O):
     return jnp.concatenate(list(heads), axis=-1) @ W_O
 
 
-def forward_with(cfg: TransformerConfig, params, tokens, attend):
+def forward_with(cfg: TransformerConfig, params: TransformerWeights, tokens: Int[Array, " T"],
+                 attend) -> Float[Array, "{cfg.k}"]:
     """Answer logits (k,) of one sequence with the attention of each layer supplied by ``attend``.
 
     The residual stream, layernorms, MLPs and read-out of :func:`forward`; ``attend(l, lp, h)``
     returns layer ``l``'s attention output (T, d) for its normalised input ``h`` (T, d) and
-    its weights ``lp`` (how :mod:`theory.transformer.adapters` swaps in LoRA or NTK-Attention).
+    its weights ``lp`` (a :class:`LayerWeights`; how :mod:`theory.transformer.adapters` swaps in
+    LoRA or NTK-Attention).
 
     Args:
         cfg: the :class:`TransformerConfig`; params: as from :func:`init_params`;
@@ -283,17 +322,18 @@ def forward_with(cfg: TransformerConfig, params, tokens, attend):
     Raises:
         Nothing of its own (unvalidated, traceable).
     """
-    X = params["E"][tokens] + params["pos"][: tokens.shape[0]]
-    for l, lp in enumerate(params["layers"]):
-        X = X + attend(l, lp, layernorm(X, lp["g1"], lp["c1"], cfg.layernorm))
+    X = params.E[tokens] + params.pos[: tokens.shape[0]]
+    for l, lp in enumerate(params.layers):
+        X = X + attend(l, lp, layernorm(X, lp.g1, lp.c1, cfg.layernorm))
         if cfg.mlp:
-            h = layernorm(X, lp["g2"], lp["c2"], cfg.layernorm)
-            X = X + jax.nn.gelu(h @ lp["W_1"] + lp["b_1"]) @ lp["W_2"]
-    out = layernorm(X[-1], params["g_f"], params["c_f"], cfg.layernorm)
-    return out @ params["W_U"][:, : cfg.k]
+            h = layernorm(X, lp.g2, lp.c2, cfg.layernorm)
+            X = X + jax.nn.gelu(h @ lp.W_1 + lp.b_1) @ lp.W_2
+    out = layernorm(X[-1], params.g_f, params.c_f, cfg.layernorm)
+    return out @ params.W_U[:, : cfg.k]
 
 
-def forward(cfg: TransformerConfig, params, theta, tokens):
+def forward(cfg: TransformerConfig, params: TransformerWeights, theta: dict | None,
+            tokens: Int[Array, " T"]) -> Float[Array, "{cfg.k}"]:
     """Answer logits ``F(x)`` (k,) for one sequence ``tokens`` (T,) of ids in [0, vocab).
 
     Args:
@@ -307,13 +347,13 @@ def forward(cfg: TransformerConfig, params, theta, tokens):
         Nothing of its own (unvalidated, traceable).
     """
     if theta is None:
-        empty = jnp.zeros((0, cfg.d), params["E"].dtype)
+        empty = jnp.zeros((0, cfg.d), params.E.dtype)
         PKs = PVs = [empty] * cfg.layers
     else:
         PKs, PVs = prefixes(cfg, theta)
 
     def attend(l, lp, h):
-        return attention_layer(cfg, h, PKs[l], PVs[l], lp["W_Q"], lp["W_K"], lp["W_V"], lp["W_O"])
+        return attention_layer(cfg, h, PKs[l], PVs[l], lp.W_Q, lp.W_K, lp.W_V, lp.W_O)
 
     return forward_with(cfg, params, tokens, attend)
 
