@@ -22,7 +22,8 @@ from __future__ import annotations
 import numpy as np
 
 from figures import common, data, style
-from sims.experiments.reparam_identifiability import CASES, approach_curve, modulus_curve, power_curve
+from sims.experiments.reparam_identifiability import CASES
+from sims.experiments.reparam_identifiability_verdict import approach_curve, modulus_curve, power_curve
 
 EXPERIMENT = "reparam-identifiability"
 NAME = "reparam_identifiability"

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from theory import validation as _v
-from theory.scaling.streaming import merge_softmax_stats, online_softmax
+from theory.streaming import merge_softmax_stats, online_softmax
 
 __all__ = [
     "prefix_attention",

@@ -18,7 +18,7 @@ import theory as T
 from theory.kernels import ntk_empirical as _ne
 from sims.bench.common import (Skip, best_time, jacobian_over_budget, model_inputs, nt_unusable, recorded,
                                 xla_memory)
-from theory.scaling.streaming import DEFAULT_CHUNK
+from theory.streaming import DEFAULT_CHUNK
 
 __all__ = ["GD_IMPLS", "bench_gd_step"]
 

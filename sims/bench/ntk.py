@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import theory as T
 from sims.bench.common import best_time, jacobian_over_budget, model_inputs, xla_memory
 from theory.kernels import ntk_empirical as _ne
-from theory.scaling.streaming import DEFAULT_CHUNK
+from theory.streaming import DEFAULT_CHUNK
 
 __all__ = ["bench_ntk", "format_table"]
 

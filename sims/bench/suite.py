@@ -70,7 +70,7 @@ from sims.bench.common import (
     xla_memory,
 )
 from sims.bench.gd import GD_IMPLS, bench_gd_step
-from theory.scaling.streaming import DEFAULT_CHUNK
+from theory.streaming import DEFAULT_CHUNK
 
 __all__ = ["IMPLS", "GD_IMPLS", "machine_info", "describe_machine", "gemm_rate", "structured_flops", "bench_ntk_impls", "bench_gd_step",
            "max_m_in_budget", "run_suite", "format_suite"]

@@ -50,7 +50,7 @@ from sims.experiments.common import check_fields, option as _f
 from theory.kernels.models import sphere_inputs
 from theory.kernels import prefix
 from theory.scaling.sharding import constrain_rows, row_reducers
-from theory.scaling.streaming import DEFAULT_CHUNK, LANES
+from theory.streaming import DEFAULT_CHUNK, LANES
 
 #: The model trained by default: tied prefix attention, whose structured NTK is
 #: :func:`theory.kernels.prefix.ntk_rule` (the other registered models are CLI choices).

@@ -25,7 +25,7 @@ from sims.experiments.common import check_choices, check_fields, option as _f
 from theory.kernels.models import sphere_inputs
 from theory.kernels import prefix
 from theory.scaling.sharding import sharded_structured_ntk
-from theory.scaling.streaming import DEFAULT_CHUNK, LANES
+from theory.streaming import DEFAULT_CHUNK, LANES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +91,7 @@ def run(cell, *, key, mesh=None):
 
 def estimate_bytes(cell, devices: int = 1) -> int:
     # P is drawn whole on the first device before its rows are split, so the estimate does not
-    # shrink with ``devices``.  The kernel holds LANES row chunks at once (theory.scaling.streaming).
+    # shrink with ``devices``.  The kernel holds LANES row chunks at once (theory.streaming).
     chunks = LANES * DEFAULT_CHUNK
     return 8 * cell["m"] * (2 * cell["d"] + 2) + 8 * chunks * cell["n"] * (cell["k"] + 1) * 4 + (32 << 20)
 

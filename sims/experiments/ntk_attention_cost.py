@@ -30,10 +30,11 @@ from sims.core.experiment import Experiment, VerdictRow, register
 from sims.core.verdicts import band_row, cell_ids, exact_row
 from sims.experiments.common import option as _f
 from theory.ntk_attn.feature_maps import feature_dim
-from theory.ntk_attn.ntk_attention import forward_unchecked_jit, summary_unchecked, default_chunk, ntk_attention, prefix_summary
+from theory.ntk_attn._forward import default_chunk, forward_unchecked_jit, summary_unchecked
+from theory.ntk_attn.ntk_attention import ntk_attention, prefix_summary
 from theory.ntk_attn.bounds import break_even_length, flop_counts, ntk_parameter_count, prefix_parameter_count
 from theory.prefix_attention import prefix_attention_jit, prefix_attention
-from theory.scaling.streaming import LANES
+from theory.streaming import LANES
 
 FEATURES = ("taylor", "elu")
 

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 
 from theory import validation as _v
 from theory.kernels.models import StylizedModel, output_scale, register, single_device_ntk
-from theory.scaling.streaming import Reducers
+from theory.streaming import Reducers
 
 __all__ = ["MODEL", "exp_sign_fluctuation"]
 
@@ -59,7 +59,7 @@ def ntk_rule(P, frozen, U1, U2, red: Reducers):
     Args:
         P: prefix (m, d); frozen: from :func:`init`.
         U1, U2: inputs (n1, d) and (n2, d); ``U2=None`` means ``U2 = U1`` (one operand).
-        red: the row reductions (:func:`theory.scaling.streaming.local_reducers` or sharded ones).
+        red: the row reductions (:func:`theory.streaming.local_reducers` or sharded ones).
 
     Returns:
         ``H`` of shape (n1, n2, 1, 1).

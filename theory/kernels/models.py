@@ -25,7 +25,7 @@ Signatures (all arrays in one float dtype):
 - ``structured_ntk(P, frozen, U1, U2, chunk_size) -> (n1, n2, k, k)``; ``U2=None`` means
   ``U2 = U1`` and lets the model reuse one pass.
 - ``ntk_rule(P, frozen, U1, U2, red)`` and ``outputs_rule(P, frozen, U, red)``: the same
-  formulas with their row reductions taken from a :class:`theory.scaling.streaming.Reducers`, so that
+  formulas with their row reductions taken from a :class:`theory.streaming.Reducers`, so that
   :mod:`theory.scaling.sharding` reuses them with reductions across devices (one definition each).
 - ``limit_kernel(U1, U2, *, sigma, frozen) -> (n1, n2, k, k)``: uses only the m-independent
   entries of ``frozen`` (e.g. the readout V).
@@ -46,7 +46,7 @@ import jax
 import jax.numpy as jnp
 
 from theory import validation as _v
-from theory.scaling.streaming import local_reducers
+from theory.streaming import local_reducers
 
 __all__ = ["StylizedModel", "register", "get_model", "init_model", "model_names", "output_scale", "sphere_inputs",
            "single_device_ntk", "PARAMETRIZATIONS"]
@@ -184,8 +184,8 @@ def single_device_ntk(ntk_rule: Callable) -> Callable:
 
     Returns:
         ``structured_ntk(P, frozen, U1, U2, chunk_size) -> H`` (n1, n2, k, k), with the rows
-        reduced :data:`~theory.scaling.streaming.LANES` chunks of ``chunk_size`` at a time
-        (:func:`theory.scaling.streaming.local_reducers`); ``chunk_size`` is static, and
+        reduced :data:`~theory.streaming.LANES` chunks of ``chunk_size`` at a time
+        (:func:`theory.streaming.local_reducers`); ``chunk_size`` is static, and
         ``U2=None`` means ``U2 = U1`` (the rule then makes one pass instead of two).
         Unvalidated: :func:`theory.structured_ntk` checks the inputs.
     """

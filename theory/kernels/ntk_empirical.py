@@ -25,7 +25,7 @@ import numpy as np
 
 from theory import validation as _v
 from theory.kernels.models import get_model
-from theory.scaling.streaming import DEFAULT_CHUNK, row_chunk_max
+from theory.streaming import DEFAULT_CHUNK, row_chunk_max
 
 __all__ = [
     "autodiff_ntk",

@@ -29,7 +29,7 @@ from theory import validation as _v
 from theory.kernels.exp_sign import exp_sign_fluctuation  # noqa: F401  (re-exported; defined with its model)
 from theory.kernels.models import get_model
 from theory.kernels.ntk_empirical import autodiff_ntk_bytes, DEFAULT_MEMORY_BUDGET, validate_model_inputs
-from theory.scaling.streaming import DEFAULT_CHUNK
+from theory.streaming import DEFAULT_CHUNK
 
 __all__ = ["limit_kernel", "monte_carlo_kernel", "MonteCarloKernel", "exp_sign_fluctuation", "chebyshev_width",
            "max_movement_slope"]
