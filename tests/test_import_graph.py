@@ -15,15 +15,24 @@ they never run).  Two graphs are checked:
 
 A negative control writes a tiny package with a known circle of each kind to ``tmp_path`` and
 checks that the same functions report it.
+
+Imports sit at the top of modules.  An import inside a function is kept only where a heavy or
+optional dependency justifies it (JAX while ``sims --help`` must not load it, the notebooks and
+Dask extras, the CLI's lazy commands), and then says why on its own line: ``# lazy: <reason>``.
+``sims/bench/ntcompat.py`` (the neural-tangents compatibility layer, which patches JAX only when
+asked) keeps its own.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("theory", "sims", "figures")
+LAZY_EXEMPT = ("sims/bench/ntcompat.py",)
+LAZY = re.compile(r"#\s*lazy:\s*\S")
 
 
 def module_names(root: Path, packages=PACKAGES) -> dict[str, Path]:
@@ -192,3 +201,39 @@ def test_checker_reports_a_known_circle(tmp_path):
     everything = import_graph(tmp_path, ("pkg",), functions=True)
     assert cycles(everything) == [["pkg.a", "pkg.b"], ["pkg.c", "pkg.d"]]
     assert ["pkg.p", "pkg.q"] in cycles(package_graph(everything, tmp_path))
+
+
+def unexplained_function_imports(root: Path, packages=PACKAGES, exempt=LAZY_EXEMPT) -> list[str]:
+    """``file:line`` of every import inside a function whose lines carry no ``# lazy: <reason>``."""
+    bad = []
+    for path in module_names(root, packages).values():
+        rel = path.relative_to(root).as_posix()
+        if rel in exempt:
+            continue
+        text = path.read_text(encoding="utf-8")
+        lines = text.splitlines()
+        for fn in ast.walk(ast.parse(text, filename=str(path))):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                if isinstance(node, (ast.Import, ast.ImportFrom)):
+                    span = lines[node.lineno - 1: node.end_lineno]
+                    if not any(LAZY.search(line) for line in span):
+                        bad.append(f"{rel}:{node.lineno}")
+    return sorted(set(bad))
+
+
+def test_every_function_level_import_says_why():
+    assert unexplained_function_imports(ROOT) == []
+
+
+def test_unexplained_function_import_is_reported(tmp_path):
+    # Negative control: one bare import in a function, one in a nested function, one explained, one at the top.
+    _write(tmp_path, {
+        "pkg/__init__.py": "import os\n",
+        "pkg/m.py": ("def f():\n    import json\n\n"
+                     "def g():\n    def h():\n        from os import path\n    return h\n\n"
+                     "def k():\n    import numpy  # lazy: heavy, only here\n\n"
+                     "def e():\n    import csv  # lazy:\n"),
+    })
+    assert unexplained_function_imports(tmp_path, ("pkg",), exempt=()) == ["pkg/m.py:13", "pkg/m.py:2", "pkg/m.py:6"]

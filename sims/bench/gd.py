@@ -18,6 +18,7 @@ import theory as T
 from theory.kernels import ntk_empirical as _ne
 from sims.bench.common import (Skip, best_time, jacobian_over_budget, model_inputs, nt_unusable, recorded,
                                 xla_memory)
+from sims.bench.ntcompat import import_neural_tangents, nt_model_ntk_fn
 from theory.streaming import DEFAULT_CHUNK
 
 __all__ = ["GD_IMPLS", "bench_gd_step"]
@@ -40,8 +41,6 @@ def _gd_step_fn(impl: str, model, chunk_size: int, eta: float):
             g = jax.grad(lambda P_: 0.5 * jnp.sum((outputs(P_, fr, U) - y) ** 2))(P)
             return P - eta * g
     elif impl == "nt-linearize":
-        from sims.bench.ntcompat import import_neural_tangents
-
         nt = import_neural_tangents()
 
         def step(P, P0, fr, U, y):
@@ -55,8 +54,6 @@ def _gd_step_fn(impl: str, model, chunk_size: int, eta: float):
         def step(P, P0, fr, U, y):
             return flat_step(_ne.autodiff_forward_ntk(model.forward, P, fr, U, None), outputs(P, fr, U) - y)
     elif impl == "kernel-nt-jc":
-        from sims.bench.ntcompat import import_neural_tangents, nt_model_ntk_fn
-
         nt = import_neural_tangents()
         ntk = nt_model_ntk_fn(model, implementation="jacobian_contraction")
         out_jit = jax.jit(outputs)

@@ -70,6 +70,7 @@ from sims.bench.common import (
     xla_memory,
 )
 from sims.bench.gd import GD_IMPLS, bench_gd_step
+from sims.bench.ntcompat import nt_model_ntk_fn
 from theory.streaming import DEFAULT_CHUNK
 
 __all__ = ["IMPLS", "GD_IMPLS", "machine_info", "describe_machine", "gemm_rate", "structured_flops", "bench_ntk_impls", "bench_gd_step",
@@ -91,8 +92,6 @@ def _ntk_fn(impl: str, model, chunk_size: int) -> Callable:
     if impl == "autodiff":
         return lambda P, fr, U: _ne.autodiff_forward_ntk(model.forward, P, fr, U, None)
     if impl in NT_IMPLS:
-        from sims.bench.ntcompat import nt_model_ntk_fn
-
         fn = nt_model_ntk_fn(model, implementation=NT_IMPLS[impl])
         return lambda P, fr, U: fn(P, fr, U, None)
     raise ValueError(f"unknown implementation {impl!r}; known: {', '.join(IMPLS)}")

@@ -25,8 +25,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sims.core.execution import Done
+import jax
+
+from sims.core import experiment as registry
+from sims.core import provenance
+from sims.core.execution import Done, add_cells_note, compute_batch
 from sims.core.planning import Plan, PlannedCell
+from sims.host import compile_cache as cc
+from sims.host import devices as dev
 
 __all__ = ["EXTRA_HINT", "require", "scheduler_from_env", "compute_on_worker", "DaskBackend"]
 
@@ -36,7 +42,7 @@ EXTRA_HINT = 'Dask is not installed: pip install -e ".[distributed]" (or pip ins
 def require() -> Any:
     """``distributed`` (the Dask module), or ``ImportError`` with :data:`EXTRA_HINT`."""
     try:
-        import distributed
+        import distributed  # lazy: Dask is an optional extra, loaded only for a distributed run
     except ImportError:
         raise ImportError(EXTRA_HINT) from None
     return distributed
@@ -55,15 +61,8 @@ def compute_on_worker(module: str, name: str, cells: list[dict], precision: str,
     ``compile_cache`` is the driver's cache folder (None: no persistent cache); ``devices`` the
     run's device count per cell (rebuilt here from this worker's local devices).
     """
-    import jax
-
     jax.config.update("jax_enable_x64", precision == "float64")
     importlib.import_module(module)  # registers the experiment in this process
-    from sims.core import experiment as registry
-    from sims.core.execution import compute_batch
-    from sims.host import compile_cache as cc
-    from sims.host import devices as dev
-
     exp = registry.get(name)
     mesh = dev.run_mesh(devices if exp.shardable else None, experiment=name, shardable=exp.shardable)
     with cc.enabled(None if compile_cache is None else Path(compile_cache)):
@@ -117,9 +116,6 @@ class DaskBackend:
 
     def next_done(self, timeout: float) -> list[Done]:
         """The batches finished within ``timeout`` seconds (maybe none); a task's error is raised."""
-        from sims.core import provenance
-        from sims.core.execution import add_cells_note
-
         try:
             finished = self._distributed.wait(list(self._futures), timeout=timeout, return_when="FIRST_COMPLETED").done
         except TimeoutError:

@@ -15,6 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import jax
+
+from sims.host import allocator, compile_cache
+
 __all__ = ["now", "git_info", "versions", "device_info", "provenance"]
 
 # The repository the code runs from: the parent of the ``sims`` package.
@@ -73,8 +77,6 @@ def versions() -> dict[str, str]:
 
 def device_info() -> dict[str, Any]:
     """The default JAX device: platform (cpu, gpu, tpu), kind (e.g. ``NVIDIA H100 80GB HBM3``), count."""
-    import jax
-
     devs = jax.devices()
     d = devs[0]
     return {"platform": d.platform, "kind": getattr(d, "device_kind", "unknown"), "count": len(devs)}
@@ -82,10 +84,6 @@ def device_info() -> dict[str, Any]:
 
 def provenance(dtype: str) -> dict[str, Any]:
     """Everything a result file records about how it was produced (minus the cell itself)."""
-    import jax
-
-    from sims.host import allocator, compile_cache
-
     return {
         "git": git_info(),
         "versions": versions(),
