@@ -29,7 +29,6 @@ from theory.streaming import merge_softmax_stats, online_softmax
 __all__ = [
     "prefix_attention",
     "prefix_attention_batch",
-    "prefix_attention_jit",
     "attention_logits",
     "input_block",
     "check_attention_args",

@@ -118,6 +118,7 @@ def machine_info() -> dict:
 
 
 def describe_machine(before: dict, after: dict | None = None) -> str:
+    """One line naming the machine of :func:`machine_info` and its load before (and after) a benchmark."""
     load = f"load average {before['load_average']}" + (f" -> {after['load_average']}" if after else "")
     return (f"{before['cores']}-core {before['machine']} ({before['cpu']}), JAX {jax.__version__} on "
             f"{before['jax_devices']}; {load} (1, 5, 15 min), i.e. shared with other processes when above 0")

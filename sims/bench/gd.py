@@ -16,6 +16,7 @@ import jax.numpy as jnp
 
 import theory as T
 from theory.kernels import ntk_empirical as _ne
+from theory.kernels.ntk_empirical import autodiff_forward_ntk
 from sims.bench.common import (Skip, best_time, jacobian_over_budget, model_inputs, nt_unusable, recorded,
                                 xla_memory)
 from sims.bench.ntcompat import import_neural_tangents, nt_model_ntk_fn
@@ -52,7 +53,7 @@ def _gd_step_fn(impl: str, model, chunk_size: int, eta: float):
             return flat_step(model.structured_ntk(P, fr, U, None, chunk_size), outputs(P, fr, U) - y)
     elif impl == "kernel-autodiff":
         def step(P, P0, fr, U, y):
-            return flat_step(_ne.autodiff_forward_ntk(model.forward, P, fr, U, None), outputs(P, fr, U) - y)
+            return flat_step(autodiff_forward_ntk(model.forward, P, fr, U, None), outputs(P, fr, U) - y)
     elif impl == "kernel-nt-jc":
         nt = import_neural_tangents()
         ntk = nt_model_ntk_fn(model, implementation="jacobian_contraction")

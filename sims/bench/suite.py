@@ -52,6 +52,7 @@ import jax.numpy as jnp
 
 import theory as T
 from theory.kernels import ntk_empirical as _ne
+from theory.kernels.ntk_empirical import autodiff_forward_ntk
 from sims.bench.common import (
     NT_IMPLS,
     Skip,
@@ -90,7 +91,7 @@ def _ntk_fn(impl: str, model, chunk_size: int) -> Callable:
     if impl == "structured":
         return lambda P, fr, U: model.structured_ntk(P, fr, U, None, chunk_size)
     if impl == "autodiff":
-        return lambda P, fr, U: _ne.autodiff_forward_ntk(model.forward, P, fr, U, None)
+        return lambda P, fr, U: autodiff_forward_ntk(model.forward, P, fr, U, None)
     if impl in NT_IMPLS:
         fn = nt_model_ntk_fn(model, implementation=NT_IMPLS[impl])
         return lambda P, fr, U: fn(P, fr, U, None)

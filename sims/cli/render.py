@@ -32,6 +32,7 @@ __all__ = [
 
 
 def err_console() -> Console:
+    """A rich console on stderr (no highlighting)."""
     return Console(stderr=True, highlight=False)
 
 

@@ -62,6 +62,8 @@ EXPONENT = {"half": 0.5, "quarter": 0.25, "fixed": 0.0}
 
 @dataclasses.dataclass(frozen=True)
 class IdentifiabilityConfig:
+    """Options of ``sims run reparam-identifiability``: which parts, sample sizes, search and polish sizes."""
+
     quick: bool = _f(False, "Quick sizes: 2 polished starts per structure (else 6); two-point n = 300, 3000, 30000.")
     parts: tuple[str, ...] = _f(KINDS, "Which experiments: modulus (deterministic) and/or two_point.", choices=KINDS)
     n_mc: int = _f(1024, "Inputs drawn from mu for the L2(mu) norms.")
@@ -94,6 +96,7 @@ class IdentifiabilityConfig:
 
 
 def cells(cfg: IdentifiabilityConfig) -> list[dict]:
+    """The modulus cells (one per structure and variant) and the two-point cells (one per case and n)."""
     out = []
     if "modulus" in cfg.parts:
         common = {"kind": "modulus", "n_mc": cfg.n_mc, "angles": cfg.angles, "random": cfg.random,
@@ -259,6 +262,7 @@ def _run_two_point(cell, key):
 
 
 def run(cell, *, key):
+    """The arrays of one modulus or two-point cell."""
     if cell["kind"] == "modulus":
         return _run_modulus(cell, key)
     if cell["kind"] == "two_point":

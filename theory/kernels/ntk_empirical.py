@@ -30,7 +30,6 @@ from theory.streaming import DEFAULT_CHUNK, row_chunk_max
 __all__ = [
     "autodiff_ntk",
     "autodiff_model_ntk",
-    "autodiff_forward_ntk",
     "structured_ntk",
     "empirical_ntk",
     "model_outputs",
