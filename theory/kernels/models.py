@@ -198,7 +198,7 @@ def single_device_ntk(ntk_rule: Callable) -> Callable:
     return structured_ntk
 
 
-def output_scale(m: int, parametrization: str, *, ntk_power: float, dtype) -> jnp.ndarray:
+def output_scale(m: int, parametrization: str, *, ntk_power: float, dtype=None):
     """The output scale: ``m^{ntk_power}`` (NTK) or ``m^{ntk_power - 1/2}`` (mean-field).
 
     In the NTK parametrization the outputs carry ``m^{ntk_power}`` (``-1/2`` for a plain sum,
@@ -210,10 +210,10 @@ def output_scale(m: int, parametrization: str, *, ntk_power: float, dtype) -> jn
         m: prefix length.
         parametrization: ``"ntk"`` or ``"mean-field"``.
         ntk_power: the exponent of m in the NTK parametrization.
-        dtype: dtype of the result.
+        dtype: dtype of the result; None gives a Python float.
 
     Returns:
-        A scalar array.
+        A scalar array (a Python float when ``dtype`` is None).
 
     Raises:
         InputError: unknown ``parametrization``.
@@ -221,7 +221,8 @@ def output_scale(m: int, parametrization: str, *, ntk_power: float, dtype) -> jn
     if parametrization not in PARAMETRIZATIONS:
         raise _v.InputError(f"parametrization must be one of {PARAMETRIZATIONS}, got {parametrization!r}")
     power = ntk_power if parametrization == "ntk" else ntk_power - 0.5
-    return jnp.asarray(float(m) ** power, dtype)
+    value = float(m) ** power
+    return value if dtype is None else jnp.asarray(value, dtype)
 
 
 @_v.validate_args(key="key")
