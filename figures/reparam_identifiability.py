@@ -1,4 +1,4 @@
-"""Figure: why shared prompts are identifiable and non-shared ones are not (paper 2, issue 13).
+"""Figure: why shared prompts are identifiable and non-shared ones are not (paper 2).
 
 Reads a stored ``reparam-identifiability`` run.  Every plotted number and every slope in the
 legends comes from the verdict's own functions (:func:`modulus_curve`, :func:`approach_curve`,

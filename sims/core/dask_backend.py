@@ -8,7 +8,7 @@ Each task is :func:`compute_on_worker`: it sets the run's precision (``jax_enabl
 compile cache in the worker, imports the experiment's module (which registers it), rebuilds the
 run's device mesh and calls :func:`sims.core.execution.compute_batch`, the very function the single
 process calls, with the same cells and so the same keys; it returns the arrays.  Cells never
-depend on their batch-mates (issue 22), so a worker gives the bits of one process.  The driver
+depend on their batch-mates, so a worker gives the bits of one process.  The driver
 claims, stores and judges as in one process (:func:`sims.core.execution.execute`).
 
 A worker that dies has its tasks rescheduled on the others by Dask (``distributed.scheduler.

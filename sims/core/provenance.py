@@ -26,7 +26,7 @@ _CODE_ROOT = Path(__file__).resolve().parent.parent
 
 
 def now() -> str:
-    """The current UTC time as ISO 8601 with microseconds (``2025-01-31T12:00:00.000000+00:00``)."""
+    """The current UTC time as ISO 8601 with microseconds (``YYYY-MM-DDTHH:MM:SS.ffffff+00:00``)."""
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
 
 
