@@ -24,6 +24,8 @@ class MissingResults(FileNotFoundError):
 
 @dataclasses.dataclass
 class Run:
+    """One stored run read back: its experiment, id, manifest (path and content) and ``(cell, arrays)`` results."""
+
     experiment: str
     run_id: str
     manifest_path: Path

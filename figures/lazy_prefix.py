@@ -1,4 +1,4 @@
-"""Figure: how lazy prefix-tuning of a small pre-trained transformer is, against m (issue 16).
+"""Figure: how lazy prefix-tuning of a small pre-trained transformer is, against m.
 
 Reads a stored ``lazy-prefix`` run (``sims run lazy-prefix``).  Per arm (NTK scaling with GD;
 the standard scaling with the same function-space GD step, the negative control, in grey;

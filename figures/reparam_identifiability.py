@@ -1,8 +1,8 @@
-"""Figure: why shared prompts are identifiable and non-shared ones are not (paper 2, issue 13).
+"""Figure: why shared prompts are identifiable and non-shared ones are not (paper 2).
 
 Reads a stored ``reparam-identifiability`` run.  The curves are the stored cells through the
 verdict's own functions (:func:`modulus_curve`, :func:`approach_curve`, :func:`power_curve` of
-:mod:`sims.experiments.reparam_identifiability`); every number in the legends of (a) and (b), the
+:mod:`sims.experiments.reparam_identifiability_verdict`); every number in the legends of (a) and (b), the
 line through (b)'s points and its reference are the stored verdict rows' (``M1a`` ... ``C2``,
 :func:`~sims.experiments.reparam_identifiability_verdict.modulus_ids`): nothing is refitted or judged here.
 
@@ -23,8 +23,8 @@ from __future__ import annotations
 import numpy as np
 
 from figures import common, data, style
-from sims.experiments.reparam_identifiability import CASES, approach_curve, modulus_curve, power_curve
-from sims.experiments.reparam_identifiability_verdict import modulus_ids
+from sims.experiments.reparam_identifiability import CASES
+from sims.experiments.reparam_identifiability_verdict import approach_curve, modulus_curve, modulus_ids, power_curve
 
 EXPERIMENT = "reparam-identifiability"
 NAME = "reparam_identifiability"

@@ -404,6 +404,7 @@ def xticks_from(ax, values: Sequence[float]) -> None:
 
 
 def compact_number(v: float) -> str:
+    """``v`` short for a tick or label: ``1,000``, ``16k``, or a power of ten in TeX."""
     v = float(v)
     if 0 < v < 1e4 and abs(v - round(v)) < 1e-9:
         return f"{int(round(v)):,}"

@@ -56,7 +56,8 @@ import numpy as np
 
 import sims.core as engine
 from sims.experiments import get
-from sims.experiments.reparam_identifiability import CASES, approach_curve, modulus_curve, power_curve
+from sims.experiments.reparam_identifiability import CASES
+from sims.experiments.reparam_identifiability_verdict import approach_curve, modulus_curve, power_curve
 
 FULL = os.environ.get("PREFIX_NTK_FULL", "") not in ("", "0")
 RESULTS = Path(os.environ.get("PREFIX_NTK_RESULTS", "results"))

@@ -131,7 +131,7 @@ def context(precision: str | None = None, *, compile_cache: str | os.PathLike | 
         OSError: the compile-cache folder cannot be created.
     """
     if precision is not None and precision not in PRECISIONS:
-        from theory.validation import InputError  # pulls JAX in: only on this error path
+        from theory.validation import InputError  # lazy: theory pulls JAX in; only on this error path
 
         raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     with contextlib.ExitStack() as stack:
@@ -141,7 +141,7 @@ def context(precision: str | None = None, *, compile_cache: str | os.PathLike | 
             _allocator.tune()
             stack.callback(_allocator.untune)
         if precision is not None:
-            import jax  # on entry, not with this module: `sims --help` must not load JAX
+            import jax  # lazy: on entry, not with this module: `sims --help` must not load JAX
 
             stack.callback(jax.config.update, "jax_enable_x64", bool(jax.config.jax_enable_x64))
             jax.config.update("jax_enable_x64", precision == "float64")

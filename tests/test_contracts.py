@@ -12,7 +12,7 @@ import pytest
 import theory as T
 from theory import contracts as C
 from theory.kernels import exp_sign, prefix, softmax_sign
-from theory.scaling.streaming import local_reducers
+from theory.streaming import local_reducers
 from theory.transformer import model as M
 
 MODELS = [("exp-sign", 1), ("softmax-sign", 2), ("prefix", 2)]

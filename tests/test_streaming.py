@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from theory.scaling.streaming import LANES, row_chunk_reduce, row_chunk_sum
+from theory.streaming import LANES, row_chunk_reduce, row_chunk_sum
 
 # The six 3 x 3 permutation matrices: a non-commutative group, so a product over rows is exact
 # (entries stay 0/1) and tells any reordering of the chunks or of their combines apart.

@@ -4,6 +4,8 @@ their empirical and limiting kernels, and the bounds the papers prove.
 Nothing here does I/O, prints, or changes global JAX configuration.  See README "Public API".
 """
 
+import jax.numpy as _jnp
+
 # The models register themselves on import, in this order (the order of model_names()): spec 2.A-2.C.
 from theory.kernels import exp_sign as _model_exp_sign  # noqa: F401  (registers "exp-sign")
 from theory.kernels import softmax_sign as _model_softmax_sign  # noqa: F401  (registers "softmax-sign")
@@ -32,6 +34,7 @@ from theory.ntk_attn.rounding import ntk_attention_certified, prefix_summary_maj
 from theory.ntk_attn.train import train_summary
 from theory.prefix_attention import attention_logits, prefix_attention, prefix_attention_batch
 from theory.validation import InputError, LogitOverflowError, PrecisionLossError, PrecisionLossWarning
+from theory.validation import check_projections as _check_projections
 from theory.validation import validate_args as _validate_args
 
 
@@ -49,13 +52,9 @@ def fold_inputs(X, W_Q, W_K):
         InputError: an argument is not a numeric 2-D array, or a projection has not d rows
             (``W_K`` must be shaped like ``W_Q``).
     """
-    import jax.numpy as jnp
-
-    X, W_Q, W_K = (jnp.asarray(a) for a in (X, W_Q, W_K))
-    from theory.validation import check_projections
-
-    check_projections(X.shape[1], W_Q=W_Q, W_K=W_K)
-    return (X @ W_Q) @ W_K.T / jnp.sqrt(jnp.asarray(W_Q.shape[1], X.dtype))
+    X, W_Q, W_K = (_jnp.asarray(a) for a in (X, W_Q, W_K))
+    _check_projections(X.shape[1], W_Q=W_Q, W_K=W_K)
+    return (X @ W_Q) @ W_K.T / _jnp.sqrt(_jnp.asarray(W_Q.shape[1], X.dtype))
 
 
 __all__ = [

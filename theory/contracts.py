@@ -22,7 +22,7 @@ import jax
 from jaxtyping import Array, Float, PRNGKeyArray, ScalarLike
 
 from theory import validation as _v
-from theory.scaling.streaming import Reducers
+from theory.streaming import Reducers
 
 __all__ = ["FrozenArrays", "frozen_record", "Init", "Forward", "NtkRule", "StructuredNtk", "OutputsRule",
            "LimitKernel", "Fluctuation"]

@@ -24,12 +24,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from theory import validation as _v
-from theory.scaling.streaming import merge_softmax_stats, online_softmax
+from theory.streaming import merge_softmax_stats, online_softmax
 
 __all__ = [
     "prefix_attention",
     "prefix_attention_batch",
-    "prefix_attention_jit",
     "attention_logits",
     "input_block",
     "check_attention_args",

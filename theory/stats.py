@@ -39,6 +39,8 @@ class Interval(NamedTuple):
 
 
 class SlopeFit(NamedTuple):
+    """A fitted log-log slope with its confidence interval ``[low, high]`` at ``level``, and the intercept."""
+
     slope: float
     low: float  # confidence interval of the slope
     high: float

@@ -11,18 +11,18 @@ import json
 from pathlib import Path
 from typing import List, Optional
 
+import jax.numpy as jnp
 import typer
 
+import theory as T
 from sims import runtime
 from sims.core import store
+from sims.core.provenance import provenance
 from theory.validation import InputError, check_count, check_positive
 
 
 def _check_models_and_precision(model, precision: str) -> tuple[str, ...]:
     """The requested models (default: every registered one), each known, and a known precision."""
-    import theory as T  # JAX: only when a benchmark runs
-
-
     if precision not in runtime.PRECISIONS:
         raise InputError(f"--precision must be one of {', '.join(runtime.PRECISIONS)}, got {precision!r}")
     models = tuple(model or T.model_names())
@@ -51,10 +51,7 @@ def _factory() -> typer.Typer:
         precision: str = typer.Option("float64", help="float64 or float32."),
         out: Path = typer.Option(Path("results"), help="Output folder."),
     ):
-        import jax.numpy as jnp  # JAX and the benchmark modules: only when a benchmark runs
-
-        from sims.bench.ntk import bench_ntk, format_table
-        from sims.core.provenance import provenance
+        from sims.bench.ntk import bench_ntk, format_table  # lazy: a benchmark's modules load only when it runs
 
         try:
             ms = [check_count("--m", v) for v in (m or ["1e3", "1e4", "1e5", "1e6"])]
@@ -93,10 +90,7 @@ def _factory() -> typer.Typer:
         out: Path = typer.Option(Path("results"), help="Output folder."),
     ):
         """Structured vs autodiff vs neural-tangents NTKs, matmul roofline, GD step, largest m in a budget."""
-        import jax.numpy as jnp  # JAX and the benchmark modules: only when a benchmark runs
-
-        from sims.bench import suite as bs
-        from sims.core.provenance import provenance
+        from sims.bench import suite as bs  # lazy: a benchmark's modules load only when it runs
 
         try:
             ms = [check_count("--m", v) for v in (m or ["1e3", "1e4", "1e5"])]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
+import platform
 import time
 from typing import Callable
 
@@ -16,7 +18,10 @@ import jax
 import jax.numpy as jnp
 
 import theory as T
+from sims.bench.ntcompat import nt_available, structured_derivatives_ok
 from theory.kernels import prefix
+from theory.kernels.ntk_empirical import autodiff_ntk_bytes
+from theory.streaming import row_chunk_sum
 
 __all__ = [
     "Skip", "best_time", "xla_memory", "model_inputs", "machine_info", "describe_machine", "gemm_rate",
@@ -35,8 +40,6 @@ class Skip(Exception):
 
 def jacobian_over_budget(*, n: int, k: int, m: int, d: int, dtype, budget: int) -> str:
     """Why an implementation that materialises the n Jacobians (n, k, m d) cannot run, or ''."""
-    from theory.kernels.ntk_empirical import autodiff_ntk_bytes
-
     need = autodiff_ntk_bytes(n, 0, k, m * d, jnp.dtype(dtype).itemsize)
     return f"Jacobian {need / 2**30:.1f} GiB > budget {budget / 2**30:.1f} GiB" if need > budget else ""
 
@@ -96,9 +99,6 @@ def model_inputs(name, *, m, n, d, k, dtype, key):
 
 def machine_info() -> dict:
     """CPU model, core count, load average (the machine may be shared) and JAX devices."""
-    import os
-    import platform
-
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
@@ -118,6 +118,7 @@ def machine_info() -> dict:
 
 
 def describe_machine(before: dict, after: dict | None = None) -> str:
+    """One line naming the machine of :func:`machine_info` and its load before (and after) a benchmark."""
     load = f"load average {before['load_average']}" + (f" -> {after['load_average']}" if after else "")
     return (f"{before['cores']}-core {before['machine']} ({before['cpu']}), JAX {jax.__version__} on "
             f"{before['jax_devices']}; {load} (1, 5, 15 min), i.e. shared with other processes when above 0")
@@ -186,8 +187,6 @@ def exp_pass(chunk_size: int):
 
     Held as (rows, n): for this pass alone that layout measured 6-12% faster than (n, rows), so
     it keeps the floor the lower of the two.  One compiled function per chunk size."""
-    from theory.scaling.streaming import row_chunk_sum
-
     return jax.jit(lambda P, U: row_chunk_sum(lambda P_c: jnp.sum(jnp.exp(P_c @ U.T), 0), (P,), chunk_size))
 
 
@@ -195,8 +194,6 @@ def nt_unusable(impl: str) -> str:
     """'' if the nt implementation can be used here, else the reason."""
     if impl not in NT_IMPLS:
         return ""
-    from sims.bench.ntcompat import nt_available, structured_derivatives_ok
-
     ok, why = nt_available()
     if not ok:
         return why

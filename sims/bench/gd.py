@@ -16,9 +16,11 @@ import jax.numpy as jnp
 
 import theory as T
 from theory.kernels import ntk_empirical as _ne
+from theory.kernels.ntk_empirical import autodiff_forward_ntk
 from sims.bench.common import (Skip, best_time, jacobian_over_budget, model_inputs, nt_unusable, recorded,
                                 xla_memory)
-from theory.scaling.streaming import DEFAULT_CHUNK
+from sims.bench.ntcompat import import_neural_tangents, nt_model_ntk_fn
+from theory.streaming import DEFAULT_CHUNK
 
 __all__ = ["GD_IMPLS", "bench_gd_step"]
 
@@ -40,8 +42,6 @@ def _gd_step_fn(impl: str, model, chunk_size: int, eta: float):
             g = jax.grad(lambda P_: 0.5 * jnp.sum((outputs(P_, fr, U) - y) ** 2))(P)
             return P - eta * g
     elif impl == "nt-linearize":
-        from sims.bench.ntcompat import import_neural_tangents
-
         nt = import_neural_tangents()
 
         def step(P, P0, fr, U, y):
@@ -53,10 +53,8 @@ def _gd_step_fn(impl: str, model, chunk_size: int, eta: float):
             return flat_step(model.structured_ntk(P, fr, U, None, chunk_size), outputs(P, fr, U) - y)
     elif impl == "kernel-autodiff":
         def step(P, P0, fr, U, y):
-            return flat_step(_ne.autodiff_forward_ntk(model.forward, P, fr, U, None), outputs(P, fr, U) - y)
+            return flat_step(autodiff_forward_ntk(model.forward, P, fr, U, None), outputs(P, fr, U) - y)
     elif impl == "kernel-nt-jc":
-        from sims.bench.ntcompat import import_neural_tangents, nt_model_ntk_fn
-
         nt = import_neural_tangents()
         ntk = nt_model_ntk_fn(model, implementation="jacobian_contraction")
         out_jit = jax.jit(outputs)

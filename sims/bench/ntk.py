@@ -18,7 +18,8 @@ import jax.numpy as jnp
 import theory as T
 from sims.bench.common import best_time, jacobian_over_budget, model_inputs, xla_memory
 from theory.kernels import ntk_empirical as _ne
-from theory.scaling.streaming import DEFAULT_CHUNK
+from theory.kernels.ntk_empirical import autodiff_forward_ntk
+from theory.streaming import DEFAULT_CHUNK
 
 __all__ = ["bench_ntk", "format_table"]
 
@@ -43,7 +44,7 @@ def bench_ntk(*, models=None, n=128, d=16, k=1, ms=(1e3, 1e4, 1e5, 1e6),
                 row.update(autodiff_s=None, autodiff_first_s=None, autodiff_mem_bytes=None,
                            autodiff_note=f"skipped: {over}")
             else:
-                compiled = _ne.autodiff_forward_ntk.lower(model.forward, P, frozen, U, None).compile()
+                compiled = autodiff_forward_ntk.lower(model.forward, P, frozen, U, None).compile()
                 row["autodiff_mem_bytes"] = xla_memory(compiled)["work_bytes"]
                 first, best = best_time(lambda: T.autodiff_model_ntk(name, P, frozen, U, memory_budget=memory_budget),
                                     repeats)

@@ -52,6 +52,7 @@ import jax.numpy as jnp
 
 import theory as T
 from theory.kernels import ntk_empirical as _ne
+from theory.kernels.ntk_empirical import autodiff_forward_ntk
 from sims.bench.common import (
     NT_IMPLS,
     Skip,
@@ -70,7 +71,8 @@ from sims.bench.common import (
     xla_memory,
 )
 from sims.bench.gd import GD_IMPLS, bench_gd_step
-from theory.scaling.streaming import DEFAULT_CHUNK
+from sims.bench.ntcompat import nt_model_ntk_fn
+from theory.streaming import DEFAULT_CHUNK
 
 __all__ = ["IMPLS", "GD_IMPLS", "machine_info", "describe_machine", "gemm_rate", "structured_flops", "bench_ntk_impls", "bench_gd_step",
            "max_m_in_budget", "run_suite", "format_suite"]
@@ -89,10 +91,8 @@ def _ntk_fn(impl: str, model, chunk_size: int) -> Callable:
     if impl == "structured":
         return lambda P, fr, U: model.structured_ntk(P, fr, U, None, chunk_size)
     if impl == "autodiff":
-        return lambda P, fr, U: _ne.autodiff_forward_ntk(model.forward, P, fr, U, None)
+        return lambda P, fr, U: autodiff_forward_ntk(model.forward, P, fr, U, None)
     if impl in NT_IMPLS:
-        from sims.bench.ntcompat import nt_model_ntk_fn
-
         fn = nt_model_ntk_fn(model, implementation=NT_IMPLS[impl])
         return lambda P, fr, U: fn(P, fr, U, None)
     raise ValueError(f"unknown implementation {impl!r}; known: {', '.join(IMPLS)}")

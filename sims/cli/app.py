@@ -107,7 +107,7 @@ class OneLineErrors(typer.core.TyperGroup):
             e.show()
             sys.exit(e.exit_code)
         except _click_errors.ClickException as e:
-            from sims.cli.render import fail  # the engine and JAX: only on a usage error (sims --help stays light)
+            from sims.cli.render import fail  # lazy: render loads the engine and JAX; only on a usage error
 
             ctx = getattr(e, "ctx", None)
             hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
@@ -156,7 +156,7 @@ def _lazy_group(table: dict[str, tuple[Callable[[], Any], str | None]]) -> type[
 
 
 def _run_command(name: str) -> Any:
-    from sims.cli.run import make_run_command  # the engine and JAX: only when an experiment runs
+    from sims.cli.run import make_run_command  # lazy: the engine and JAX, only when an experiment runs
 
     exp = experiments.get(name)
     cmd = make_run_command(exp)

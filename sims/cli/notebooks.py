@@ -36,6 +36,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from sims.cli import process
+from sims.core import store
+
 __all__ = ["EXTRA_HINT", "NotebookRun", "missing_tools", "find_notebooks", "execute_notebook", "command"]
 
 #: How to install what this command needs, quoted in its error message.
@@ -110,8 +113,8 @@ def _kernel_manager():
     point at another Python without this package; the executed copy must use the code that
     the command itself runs.
     """
-    from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
-    from jupyter_client.manager import KernelManager
+    from jupyter_client.kernelspec import KernelSpec, KernelSpecManager  # lazy: the notebooks extra is optional; loaded only when notebooks run
+    from jupyter_client.manager import KernelManager  # lazy: the notebooks extra is optional; loaded only when notebooks run
 
     spec = KernelSpec(argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
                       display_name=f"Python {sys.version_info.major}.{sys.version_info.minor} (sims notebooks)",
@@ -155,11 +158,10 @@ def execute_notebook(path: Path, *, out: Path, results: Path, full: bool = False
     Raises:
         ModuleNotFoundError: a tool of the ``notebooks`` extra is missing.
     """
-    import jupytext
-    import nbclient
-    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
-
-    from sims.core import store
+    import jupytext  # lazy: the notebooks extra is optional; loaded only when notebooks run
+    import nbclient  # lazy: the notebooks extra is optional; loaded only when notebooks run
+    import nbformat  # lazy: the notebooks extra is optional; loaded only when notebooks run
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError  # lazy: the notebooks extra is optional; loaded only when notebooks run
 
     out.mkdir(parents=True, exist_ok=True)
     nb = jupytext.read(path, fmt="py:percent")
@@ -178,12 +180,10 @@ def execute_notebook(path: Path, *, out: Path, results: Path, full: bool = False
     except (DeadKernelError, RuntimeError) as e:  # the kernel died, or did not start
         error = f"kernel: {e}"
     seconds = time.perf_counter() - t0
-    import nbformat
-
     ipynb = store.atomic_write_text(out / f"{path.stem}.ipynb", nbformat.writes(nb))
     html_path = None
     if html:
-        from nbconvert import HTMLExporter
+        from nbconvert import HTMLExporter  # lazy: optional extra, and slow to import; only for --html
 
         body, _ = HTMLExporter().from_notebook_node(nb)
         html_path = store.atomic_write_text(out / f"{path.stem}.html", body)
@@ -191,8 +191,6 @@ def execute_notebook(path: Path, *, out: Path, results: Path, full: bool = False
 
 
 def _exit(code_name: str) -> int:
-    from sims.cli import process
-
     return getattr(process, code_name)
 
 

@@ -33,12 +33,16 @@ __all__ = ["Precision", "Spec", "specs_of", "show_value", "typer_param", "common
 
 
 class Precision(str, enum.Enum):
+    """The ``--precision`` choices: float64 or float32."""
+
     float64 = "float64"
     float32 = "float32"
 
 
 @dataclasses.dataclass
 class Spec:
+    """One command-line option read from an experiment's config field: its name, parser, kind, default and help."""
+
     field: str
     param: str
     opt: str
@@ -76,6 +80,7 @@ def _element_type(t: Any, sweep: bool, where: str) -> Any:
 
 
 def specs_of(exp: registry.Experiment) -> list[Spec]:
+    """The :class:`Spec` of each init field of ``exp``'s config, in field order."""
     cls = exp.config
     hints = typing.get_type_hints(cls, include_extras=True)
     specs = []
@@ -126,6 +131,7 @@ def specs_of(exp: registry.Experiment) -> list[Spec]:
 
 
 def show_value(v: Any) -> str:
+    """A default as the help text shows it: sequences space-separated, large round floats as ``1e+05``."""
     if isinstance(v, (tuple, list)):
         return " ".join(show_value(x) for x in v) if v else "(none)"
     if isinstance(v, float) and v.is_integer() and abs(v) >= 1e5:
@@ -137,6 +143,7 @@ _METAVARS = {"count": "COUNT", "int": "INT", "float": "FLOAT", "str": "TEXT"}
 
 
 def typer_param(exp: registry.Experiment, spec: Spec) -> inspect.Parameter:
+    """The typer parameter of one option (type, choices, repeatable when it sweeps, help with its range)."""
     kinds: dict[str, Any] = {"count": str, "int": int, "float": float, "str": str, "bool": bool}
     if spec.kind == "choice":
         base: Any = enum.Enum(f"{exp.name}_{spec.field}", [(c, c) for c in spec.choices or ()], type=str)
@@ -188,6 +195,7 @@ def reserved_options() -> frozenset[str]:
 
 
 def common_params() -> list[inspect.Parameter]:
+    """The options every ``sims run`` command shares (--out, --precision, --dry-run, --devices, ...)."""
     def opt(*decls: str, help: str) -> Any:
         return typer.Option(*decls, help=help, rich_help_panel="Run options")
 
@@ -224,6 +232,7 @@ def common_params() -> list[inspect.Parameter]:
 
 
 def examples(exp: registry.Experiment, specs: list[Spec]) -> list[str]:
+    """Example command lines for ``exp``: its own, a dry run, a sweep of its first swept option, float32."""
     ex = list(exp.examples)
     ex.append(f"sims run {exp.name} --dry-run")
     sweep = next((s for s in specs if s.sweep and s.kind in ("count", "int", "float")), None)
@@ -235,4 +244,5 @@ def examples(exp: registry.Experiment, specs: list[Spec]) -> list[str]:
 
 
 def epilog(lines: list[str]) -> str:
+    """The help epilog listing ``lines`` as examples (rich markup)."""
     return "[bold]Examples[/bold]\n" + "\n".join(f"  $ {escape(e)}" for e in lines)

@@ -15,6 +15,7 @@ from typing import Any, TextIO
 
 import typer
 from rich import box
+from rich import progress as rp
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -31,6 +32,7 @@ __all__ = [
 
 
 def err_console() -> Console:
+    """A rich console on stderr (no highlighting)."""
     return Console(stderr=True, highlight=False)
 
 
@@ -204,8 +206,6 @@ class Progress:
         self.stream.flush()
 
     def _start_bar(self, name: str, total: int) -> None:
-        from rich import progress as rp
-
         self._bar = rp.Progress(
             rp.TextColumn("[bold]{task.description}"), rp.BarColumn(), rp.MofNCompleteColumn(),
             rp.TimeElapsedColumn(), rp.TimeRemainingColumn(), rp.TextColumn("{task.fields[cell]}"),

@@ -57,6 +57,7 @@ def claims_dir(out: str | os.PathLike, experiment: str) -> Path:
 
 
 def claim_path(out: str | os.PathLike, experiment: str, cid: str) -> Path:
+    """The claim file of cell ``cid`` of ``experiment`` under ``out``."""
     return claims_dir(out, experiment) / f"{cid}.claim"
 
 

@@ -8,7 +8,7 @@ Each task is :func:`compute_on_worker`: it sets the run's precision (``jax_enabl
 compile cache in the worker, imports the experiment's module (which registers it), rebuilds the
 run's device mesh and calls :func:`sims.core.execution.compute_batch`, the very function the single
 process calls, with the same cells and so the same keys; it returns the arrays.  Cells never
-depend on their batch-mates (issue 22), so a worker gives the bits of one process.  The driver
+depend on their batch-mates, so a worker gives the bits of one process.  The driver
 claims, stores and judges as in one process (:func:`sims.core.execution.execute`).
 
 A worker that dies has its tasks rescheduled on the others by Dask (``distributed.scheduler.
@@ -25,8 +25,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sims.core.execution import Done
+import jax
+
+from sims.core import experiment as registry
+from sims.core import provenance
+from sims.core.execution import Done, add_cells_note, compute_batch
 from sims.core.planning import Plan, PlannedCell
+from sims.host import compile_cache as cc
+from sims.host import devices as dev
 
 __all__ = ["EXTRA_HINT", "THREAD_VARS", "require", "scheduler_from_env", "worker_environ", "compute_on_worker",
            "DaskBackend"]
@@ -37,7 +43,7 @@ EXTRA_HINT = 'Dask is not installed: pip install -e ".[distributed]" (or pip ins
 def require() -> Any:
     """``distributed`` (the Dask module), or ``ImportError`` with :data:`EXTRA_HINT`."""
     try:
-        import distributed
+        import distributed  # lazy: Dask is an optional extra, loaded only for a distributed run
     except ImportError:
         raise ImportError(EXTRA_HINT) from None
     return distributed
@@ -77,15 +83,8 @@ def compute_on_worker(module: str, name: str, cells: list[dict], precision: str,
     ``compile_cache`` is the driver's cache folder (None: no persistent cache); ``devices`` the
     run's device count per cell (rebuilt here from this worker's local devices).
     """
-    import jax
-
     jax.config.update("jax_enable_x64", precision == "float64")
     importlib.import_module(module)  # registers the experiment in this process
-    from sims.core import experiment as registry
-    from sims.core.execution import compute_batch
-    from sims.host import compile_cache as cc
-    from sims.host import devices as dev
-
     exp = registry.get(name)
     mesh = dev.run_mesh(devices if exp.shardable else None, experiment=name, shardable=exp.shardable)
     with cc.enabled(None if compile_cache is None else Path(compile_cache)):
@@ -143,9 +142,6 @@ class DaskBackend:
 
     def next_done(self, timeout: float) -> list[Done]:
         """The batches finished within ``timeout`` seconds (maybe none); a task's error is raised."""
-        from sims.core import provenance
-        from sims.core.execution import add_cells_note
-
         try:
             # Wait through this backend's own client: ``distributed.wait`` alone runs on the
             # *current* client's event loop (``default_client()``: a ``with Client(...)`` block or a

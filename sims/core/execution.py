@@ -114,6 +114,8 @@ Event = Started | BatchStarted | CellFinished | BatchFinished | Waiting | Finish
 
 @dataclasses.dataclass
 class RunResult:
+    """What a run produced: its id and manifest, verdict rows, computed and reused cell ids, results and plan."""
+
     run_id: str
     manifest_path: Any
     rows: list[VerdictRow]

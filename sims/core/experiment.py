@@ -146,6 +146,8 @@ class VerdictRow:
 
 @dataclasses.dataclass(frozen=True)
 class Experiment:
+    """An experiment: its config, cells, pure ``run(cell, *, key)``, verdict and sizing hooks (the contract above)."""
+
     name: str
     summary: str
     config: type
@@ -167,6 +169,7 @@ REGISTRY: dict[str, Experiment] = {}
 
 
 def register(exp: Experiment) -> Experiment:
+    """Add ``exp`` to :data:`REGISTRY` under its name and return it; a second, different one of that name raises ``ValueError``."""
     if exp.name in REGISTRY and REGISTRY[exp.name] is not exp:
         raise ValueError(f"experiment {exp.name!r} registered twice")
     REGISTRY[exp.name] = exp

@@ -15,6 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import jax
+
+from sims.host import allocator, compile_cache
+
 __all__ = ["now", "git_info", "versions", "device_info", "provenance"]
 
 # The repository the code runs from: the parent of the ``sims`` package.
@@ -22,7 +26,7 @@ _CODE_ROOT = Path(__file__).resolve().parent.parent
 
 
 def now() -> str:
-    """The current UTC time as ISO 8601 with microseconds (``2025-01-31T12:00:00.000000+00:00``)."""
+    """The current UTC time as ISO 8601 with microseconds (``YYYY-MM-DDTHH:MM:SS.ffffff+00:00``)."""
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
 
 
@@ -73,8 +77,6 @@ def versions() -> dict[str, str]:
 
 def device_info() -> dict[str, Any]:
     """The default JAX device: platform (cpu, gpu, tpu), kind (e.g. ``NVIDIA H100 80GB HBM3``), count."""
-    import jax
-
     devs = jax.devices()
     d = devs[0]
     return {"platform": d.platform, "kind": getattr(d, "device_kind", "unknown"), "count": len(devs)}
@@ -82,10 +84,6 @@ def device_info() -> dict[str, Any]:
 
 def provenance(dtype: str) -> dict[str, Any]:
     """Everything a result file records about how it was produced (minus the cell itself)."""
-    import jax
-
-    from sims.host import allocator, compile_cache
-
     return {
         "git": git_info(),
         "versions": versions(),

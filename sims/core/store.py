@@ -131,22 +131,27 @@ def run_id(experiment: str, config: Mapping[str, Any], precision: str) -> str:
 
 
 def experiment_dir(out: str | os.PathLike, experiment: str) -> Path:
+    """``<out>/<experiment>``."""
     return Path(out) / experiment
 
 
 def cells_dir(out: str | os.PathLike, experiment: str) -> Path:
+    """``<out>/<experiment>/cells``: one ``.npz`` per cell."""
     return experiment_dir(out, experiment) / "cells"
 
 
 def runs_dir(out: str | os.PathLike, experiment: str) -> Path:
+    """``<out>/<experiment>/runs``: one manifest per run."""
     return experiment_dir(out, experiment) / "runs"
 
 
 def cell_path(out: str | os.PathLike, experiment: str, cid: str) -> Path:
+    """The file of cell ``cid``: ``<out>/<experiment>/cells/<cid>.npz``."""
     return cells_dir(out, experiment) / f"{cid}.npz"
 
 
 def manifest_path(out: str | os.PathLike, experiment: str, rid: str) -> Path:
+    """The manifest of run ``rid``: ``<out>/<experiment>/runs/<rid>.json``."""
     return runs_dir(out, experiment) / f"{rid}.json"
 
 
@@ -207,12 +212,14 @@ def atomic_writer(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (a temporary file, then a rename); return the path."""
     with atomic_writer(path, "wb") as f:
         f.write(data)
     return Path(path)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` as UTF-8 to ``path`` atomically; return the path."""
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
@@ -288,6 +295,7 @@ def write_manifest(out: str | os.PathLike, experiment: str, rid: str, manifest: 
 
 
 def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
+    """The manifest (JSON) at ``path``; :class:`StoreError` when it cannot be read or parsed."""
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)

@@ -15,9 +15,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Iterable
 
+import numpy as np
+
 from theory import validation as _v
 
-__all__ = ["option", "check_fields", "check_choices"]
+__all__ = ["option", "check_fields", "check_choices", "cell_dtype"]
 
 
 def option(default: Any, help: str, **extra: Any):
@@ -32,6 +34,14 @@ def option(default: Any, help: str, **extra: Any):
         A ``dataclasses.field``.
     """
     return dataclasses.field(default=default, metadata={"help": help, **extra})
+
+
+def cell_dtype(cell: dict) -> np.dtype:
+    """The dtype a cell computes in: its ``"dtype"`` entry (the run's precision), float64 when absent.
+
+    Memory estimates count ``cell_dtype(cell).itemsize`` bytes per number (4 in float32).
+    """
+    return np.dtype(cell.get("dtype", "float64"))
 
 
 def check_choices(name: str, values: Iterable[Any], allowed: Iterable[Any]) -> None:

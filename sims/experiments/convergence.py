@@ -36,7 +36,6 @@ readout V, so that one H* serves every cell.
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import jax
 import jax.numpy as jnp
@@ -46,11 +45,13 @@ import theory as T
 from sims.core.checks import need_distinct
 from sims.core.experiment import Experiment, VerdictRow, register
 from sims.core.verdicts import cell_ids, constant_row, rate_row, threshold_m, threshold_row, wrong_scaling_row
-from sims.experiments.common import check_fields, option as _f
+from sims.experiments.common import cell_dtype, check_fields, option as _f
 from theory.kernels.models import sphere_inputs
+from theory.kernels.ntk_empirical import kernel_eigenvalues
 from theory.kernels import prefix
+from theory.scaling.memory_plan import estimate_ntk_bytes
 from theory.scaling.sharding import constrain_rows, row_reducers
-from theory.scaling.streaming import DEFAULT_CHUNK, LANES
+from theory.streaming import DEFAULT_CHUNK
 
 #: The model trained by default: tied prefix attention, whose structured NTK is
 #: :func:`theory.kernels.prefix.ntk_rule` (the other registered models are CLI choices).
@@ -114,8 +115,7 @@ def problem(cell):
     if "V" in frozen.field_names():
         frozen = frozen.replace(V=V)
     H_star = T.limit_kernel(cell["model"], U, sigma=cell["sigma"], frozen=frozen)
-    K = np.asarray(T.kernel_matrix(H_star), np.float64)
-    ev = np.linalg.eigvalsh((K + K.T) / 2)
+    ev = kernel_eigenvalues(H_star)
     eta = cell["eta"] or 1.0 / ev[-1]
     return U, y, V, H_star, float(ev[0]), float(eta)
 
@@ -170,7 +170,7 @@ def train_cell(key, U, y, V, eta, sigma, *, model, m, d, k, steps, log_every, pa
 
 #: One compiled program per (shape, model, parametrization), called once per cell: a cell's bits
 #: never depend on its batch-mates (a vmapped batch of 2 and of 3 differed in the last bits, which
-#: the mean-field control amplified to 0.9 of 354 in kernel_change; issue 22).
+#: the mean-field control amplified to 0.9 of 354 in kernel_change).
 _train = jax.jit(train_cell, static_argnames=_STATIC)
 
 
@@ -226,11 +226,13 @@ def batch_key(cell):
 def estimate_bytes(cell, devices: int = 1) -> int:
     """Peak bytes of one cell on each of ``devices`` devices (its rows split evenly over them)."""
     m, d, n, k = cell["m"], cell["d"], cell["n"], cell["k"]
-    item = 4 if cell.get("dtype") == "float32" else 8
-    # P, P0, gradient and update; logits and softmax weights for the live and initial prefix;
-    # the LANES row chunks of the structured kernel that one loop step holds at once.
+    dtype = cell_dtype(cell)
+    # The structured kernel (P, its frozen rows, the LANES row chunks a loop step holds, the kernel):
+    # theory.scaling.memory_plan; beside it P0, the gradient and the update, and the logits and
+    # softmax weights of the live and initial prefix.
+    ntk = estimate_ntk_bytes(cell["model"], m=m, n1=n, d=d, k=k, dtype=dtype, devices=devices)
     rows = -(-m // devices)
-    return item * (4 * rows * d + 6 * n * rows + LANES * DEFAULT_CHUNK * n * (k + 1) * 3) + (64 << 20)
+    return ntk.total + dtype.itemsize * (3 * rows * d + 6 * n * rows) + (64 << 20)
 
 
 # ----------------------------------------------------------------------------- verdict

@@ -21,11 +21,11 @@ import numpy as np
 import theory as T
 from sims.core.experiment import Experiment, VerdictRow, register
 from sims.core.verdicts import cell_ids, constant_row, rate_row, threshold_m, threshold_row
-from sims.experiments.common import check_choices, check_fields, option as _f
+from sims.experiments.common import cell_dtype, check_choices, check_fields, option as _f
 from theory.kernels.models import sphere_inputs
 from theory.kernels import prefix
+from theory.scaling.memory_plan import estimate_ntk_bytes
 from theory.scaling.sharding import sharded_structured_ntk
-from theory.scaling.streaming import DEFAULT_CHUNK, LANES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,10 +90,12 @@ def run(cell, *, key, mesh=None):
 
 
 def estimate_bytes(cell, devices: int = 1) -> int:
-    # P is drawn whole on the first device before its rows are split, so the estimate does not
-    # shrink with ``devices``.  The kernel holds LANES row chunks at once (theory.scaling.streaming).
-    chunks = LANES * DEFAULT_CHUNK
-    return 8 * cell["m"] * (2 * cell["d"] + 2) + 8 * chunks * cell["n"] * (cell["k"] + 1) * 4 + (32 << 20)
+    """Peak bytes of one cell: the structured NTK's own count (:mod:`theory.scaling.memory_plan`), the
+    normal draw P is scaled from, and 32 MiB of runtime.  P is drawn whole on the first device
+    before its rows are split, so the estimate does not shrink with ``devices``."""
+    dtype = cell_dtype(cell)
+    ntk = estimate_ntk_bytes(cell["model"], m=cell["m"], n1=cell["n"], d=cell["d"], k=cell["k"], dtype=dtype)
+    return ntk.total + dtype.itemsize * cell["m"] * cell["d"] + (32 << 20)
 
 
 def verdict(cfg: KernelConfig, results) -> list[VerdictRow]:

@@ -1,6 +1,6 @@
 """How lazy is prefix-tuning of a real (small) transformer, and from which prefix length m?
 
-Setup (issue 16; model in :mod:`theory.transformer`): a pre-layernorm transformer (token and
+Setup (model in :mod:`theory.transformer`): a pre-layernorm transformer (token and
 position embeddings, ``layers`` x (multi-head exact prefix attention + MLP), residuals) is
 pre-trained with Adam on ``(x_a + x_b) mod p`` (fresh batches; base ``"pretrained"``) or left
 at its random initialisation (base ``"random"``), then frozen.  A per-layer prefix of m rows

@@ -28,12 +28,13 @@ import numpy as np
 
 from sims.core.experiment import Experiment, VerdictRow, register
 from sims.core.verdicts import band_row, cell_ids, exact_row
-from sims.experiments.common import option as _f
+from sims.experiments.common import cell_dtype, option as _f
 from theory.ntk_attn.feature_maps import feature_dim
-from theory.ntk_attn.ntk_attention import forward_unchecked_jit, summary_unchecked, default_chunk, ntk_attention, prefix_summary
+from theory.ntk_attn._forward import default_chunk, forward_unchecked_jit, summary_unchecked
+from theory.ntk_attn.ntk_attention import ntk_attention, prefix_summary
 from theory.ntk_attn.bounds import break_even_length, flop_counts, ntk_parameter_count, prefix_parameter_count
 from theory.prefix_attention import prefix_attention_jit, prefix_attention
-from theory.scaling.streaming import LANES
+from theory.streaming import LANES
 
 FEATURES = ("taylor", "elu")
 
@@ -123,7 +124,8 @@ def estimate_bytes(cell) -> int:
     chunk = cell["chunk_size"] or m
     # Prefix attention streams `chunk` rows of logits and the summary default_chunk(r) rows of
     # features at a time, LANES chunks per loop step.
-    return 8 * (4 * m * d + 2 * L * (min(LANES * chunk, m) + L) + LANES * default_chunk(r) * r + 2 * r * d) + (64 << 20)
+    item = cell_dtype(cell).itemsize
+    return item * (4 * m * d + 2 * L * (min(LANES * chunk, m) + L) + LANES * default_chunk(r) * r + 2 * r * d) + (64 << 20)
 
 
 def _crossover(ms, slower):

@@ -45,7 +45,7 @@ from theory.ntk_attn.bounds import (
 )
 from theory.prefix_attention import prefix_attention
 from theory import stats
-from theory.scaling.streaming import DEFAULT_CHUNK, LANES
+from theory.streaming import DEFAULT_CHUNK, LANES
 
 PATTERNS = ("random", "adversarial")
 

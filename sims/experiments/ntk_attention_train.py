@@ -46,7 +46,7 @@ import numpy as np
 
 from sims.core.experiment import Experiment, VerdictRow, register
 from sims.core.verdicts import cell_ids, exact_row
-from sims.experiments.common import check_choices, check_fields, option as _f
+from sims.experiments.common import cell_dtype, check_choices, check_fields, option as _f
 from theory.ntk_attn.feature_maps import features_unchecked, feature_dim
 from theory.ntk_attn.ntk_attention import prefix_summary
 from theory.ntk_attn.bounds import prefix_logit_max
@@ -149,8 +149,9 @@ def run(cell, *, key):
 def estimate_bytes(cell) -> int:
     m, d, L = cell["m"], cell["d"], cell["L"]
     r = feature_dim(d, feature=cell["feature"], g=cell["g"] if cell["feature"] == "taylor" else None)
-    per_x = 8 * cell["batch_size"] * L * (m + L + 2 * r)
-    return 8 * (3 * m * d + 6 * r * d + cell["steps"]) + 4 * per_x + 8 * min(m + L, 4224) ** 2 + (64 << 20)
+    item = cell_dtype(cell).itemsize
+    per_x = item * cell["batch_size"] * L * (m + L + 2 * r)
+    return item * (3 * m * d + 6 * r * d + cell["steps"]) + 4 * per_x + item * min(m + L, 4224) ** 2 + (64 << 20)
 
 
 def _still_falling(losses) -> tuple[bool, str]:

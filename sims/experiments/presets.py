@@ -44,6 +44,7 @@ def config(experiment: str, *, small: bool = False):
 
 
 def companion_configs(experiment: str) -> list:
+    """The extra configs run beside ``experiment``'s default (:data:`COMPANIONS`), as config objects."""
     exp = get(experiment)
     return [exp.config(**kw) for kw in COMPANIONS.get(experiment, [])]
 

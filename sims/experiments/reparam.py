@@ -46,6 +46,7 @@ import math
 
 from sims.core.checks import need_distinct
 from sims.core.experiment import Experiment, VerdictRow, register
+from sims.experiments import reparam_identifiability as _identifiability
 from sims.experiments import reparam_verdict as V
 from sims.experiments.common import check_fields, option as _f
 from sims.experiments.reparam_problem import L_STAR, run_rate
@@ -252,35 +253,24 @@ def _efficiency_row(results, L, bound):
     return V.ratio_row(claim, y_ns[-1], y_sh[-1], where=f" at n_eff={xs[-1]:.3g}", id=f"efficiency-L{L}")
 
 
-# --- R1 hook: identifiability-modulus and two-point cells -------------------------------------------
-# Cells whose "kind" is not "rate" come from sims.experiments.reparam_identifiability (owned by the
-# identifiability work): its quick_cells(cfg), run(cell, *, key) and verdict(cfg, results).
-
-
-def _extra_modules() -> dict:
-    try:
-        from sims.experiments import reparam_identifiability as M
-    except ModuleNotFoundError as e:
-        if e.name != "sims.experiments.reparam_identifiability":
-            raise
-        return {}
-    return {k: M for k in M.KINDS}
+# Cells whose "kind" is not "rate" (the identifiability modulus and the two-point pairs, added by
+# --quick) are those of sims.experiments.reparam_identifiability: its quick_cells(cfg),
+# run(cell, *, key) and verdict(cfg, results).
 
 
 def _extra_module(kind):
-    mods = _extra_modules()
-    if kind not in mods:
-        raise ValueError(f"unknown reparam cell kind {kind!r}; known: rate, {', '.join(sorted(mods))}")
-    return mods[kind]
+    if kind not in _identifiability.KINDS:
+        known = ", ".join(sorted(_identifiability.KINDS))
+        raise ValueError(f"unknown reparam cell kind {kind!r}; known: rate, {known}")
+    return _identifiability
 
 
 def _extra_cells(cfg) -> list[dict]:
-    return [c for M in dict.fromkeys(_extra_modules().values()) for c in M.quick_cells(cfg)]
+    return _identifiability.quick_cells(cfg)
 
 
 def _extra_verdict(cfg, results) -> list[VerdictRow]:
-    return [r for M in dict.fromkeys(_extra_modules().values()) for r in M.verdict(cfg, results)]
-# --- end of R1 hook ---------------------------------------------------------------------------------
+    return _identifiability.verdict(cfg, results)
 
 
 EXPERIMENT = register(Experiment(

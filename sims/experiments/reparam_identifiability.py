@@ -27,8 +27,9 @@ section 10), the inverse bound itself can, on the fixed problem of :mod:`sims.ex
   ``||f1 - f0|| ~ h^k`` in the separation it is the modulus restated (k = 1 for the non-shared
   keys, 2 for the shared pairs), so it adds no verdict rows (docs/reparam_model.md, section 9).
 
-The verdict helpers (:func:`modulus_curve`, :func:`approach_curve`, :func:`power_curve`) are what
-``figures/reparam_identifiability.py`` plots, so the figure shows the verdict's numbers.
+The verdict helpers of :mod:`sims.experiments.reparam_identifiability_verdict` (``modulus_curve``,
+``approach_curve``, ``power_curve``) are what ``figures/reparam_identifiability.py`` plots, so the
+figure shows the verdict's numbers.
 """
 
 from __future__ import annotations
@@ -39,17 +40,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sims.core.experiment import Experiment, VerdictRow, register
+from sims.core.experiment import Experiment, register
 from sims.experiments.common import check_fields, option as _f
-from sims.experiments import reparam_problem as _rp
+from sims.experiments.reparam_identifiability_verdict import verdict
+from sims.experiments.reparam_problem import BIN_EDGES, N_TOKENS, RHO, SHARE, problem
 from theory.moe.identifiability import location_width, modulus, random_configurations, split_configurations
 from theory.moe.modulus_polish import polish_modulus, rescale_configuration
-from theory.moe.model import STRUCTURES, SHARED_STRUCTURES, Reparam
+from theory.moe.model import STRUCTURES, Reparam
 from theory.moe.two_point import exact_power, separation_for_signal, split_pair
 
+__all__ = ["KINDS", "CASES", "IdentifiabilityConfig", "cells", "quick_cells", "run", "verdict", "EXPERIMENT",
+           "ModulusConfig", "MODULUS_EXPERIMENT"]
+
 KINDS = ("modulus", "two_point")
-ZERO = 1e-12  # ||f_G - f*|| <= ZERO ||f*||: equal to rounding (float64)
-SHARE = (0.05, 0.95)  # weight limits of the polished set: the split pair's first share (the random search's range)
 QUICK_N, FULL_N = (300, 3000, 30000), (1000, 3162, 10000, 31623, 100000)
 # (structure, scaling, control): least-favourable pairs, then the controls that must be told apart.
 CASES = (("nonshared", "half", False), ("shared_linear", "quarter", False), ("shared_tanh", "quarter", False),
@@ -59,6 +62,8 @@ EXPONENT = {"half": 0.5, "quarter": 0.25, "fixed": 0.0}
 
 @dataclasses.dataclass(frozen=True)
 class IdentifiabilityConfig:
+    """Options of ``sims run reparam-identifiability``: which parts, sample sizes, search and polish sizes."""
+
     quick: bool = _f(False, "Quick sizes: 2 polished starts per structure (else 6); two-point n = 300, 3000, 30000.")
     parts: tuple[str, ...] = _f(KINDS, "Which experiments: modulus (deterministic) and/or two_point.", choices=KINDS)
     n_mc: int = _f(1024, "Inputs drawn from mu for the L2(mu) norms.")
@@ -91,6 +96,7 @@ class IdentifiabilityConfig:
 
 
 def cells(cfg: IdentifiabilityConfig) -> list[dict]:
+    """The modulus cells (one per structure and variant) and the two-point cells (one per case and n)."""
     out = []
     if "modulus" in cfg.parts:
         common = {"kind": "modulus", "n_mc": cfg.n_mc, "angles": cfg.angles, "random": cfg.random,
@@ -111,7 +117,7 @@ def quick_cells(cfg) -> list[dict]:
 
 
 def _problem(structure, variant="standard"):
-    frozen, reparam, truth = _rp.problem(structure, jnp.float64)
+    frozen, reparam, truth = problem(structure, jnp.float64)
     if variant == "broken":  # keys blind to p'_2: W1 e_2 = 0 (a sharing that is shared in name only)
         reparam = Reparam(reparam.W1.at[:, 1].set(0.0), reparam.W2)
     return frozen, reparam, truth
@@ -119,7 +125,7 @@ def _problem(structure, variant="standard"):
 
 def _inputs(n_mc):
     # Fixed inputs (not the cell key): every cell of a structure sees the same mu-sample.
-    return jax.random.uniform(jax.random.key(20261202), (int(n_mc), 2 * _rp.N_TOKENS), jnp.float64, -1.0, 1.0)
+    return jax.random.uniform(jax.random.key(20261202), (int(n_mc), 2 * N_TOKENS), jnp.float64, -1.0, 1.0)
 
 
 def _directions(structure, q, angles):
@@ -132,8 +138,6 @@ def _directions(structure, q, angles):
     return np.array([np.r_[ck * k, cv * v] for ck, cv in mix for k in circ for v in circ])  # (0, 1): equal keys
 
 
-BIN_EDGES = 10.0 ** np.arange(-4.0, -1.4, 0.5)  # half-decade bins of rho: 1e-4 .. 10^-1.5 (the local regime)
-RHO = np.sqrt(BIN_EDGES[:-1] * BIN_EDGES[1:])
 SCALES = 10.0 ** np.arange(-4.5, -0.99, 0.25)  # scales of the random search (the bins' range and beyond)
 APPROACH_EPS = np.logspace(-7, -2, 11)  # key half-separation, at value half-separation 0.1
 
@@ -258,6 +262,7 @@ def _run_two_point(cell, key):
 
 
 def run(cell, *, key):
+    """The arrays of one modulus or two-point cell."""
     if cell["kind"] == "modulus":
         return _run_modulus(cell, key)
     if cell["kind"] == "two_point":
@@ -270,12 +275,6 @@ def estimate_bytes(cell) -> int:
         return 64 * int(cell["n_mc"]) * 8 * 16 + (64 << 20)
     return 64 * int(cell["n_mc"]) * 8 * 16 + (16 << 20)
 
-
-from sims.experiments.reparam_identifiability_verdict import (  # noqa: E402  (verdict half of this module)
-    approach_curve, modulus_curve, power_curve, verdict)
-
-__all__ = ["KINDS", "CASES", "IdentifiabilityConfig", "cells", "quick_cells", "run", "verdict",
-           "modulus_curve", "approach_curve", "power_curve", "EXPERIMENT"]
 
 EXPERIMENT = register(Experiment(
     name="reparam-identifiability",

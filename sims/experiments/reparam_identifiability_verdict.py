@@ -25,16 +25,13 @@ import dataclasses
 import numpy as np
 
 from sims.core.verdicts import SLOPE_TOL, cell_ids, exact_row
+from sims.experiments.reparam_problem import BIN_EDGES, RHO, SHARE, ZERO
+from theory.moe.model import SHARED_STRUCTURES
 from theory.stats import fit_loglog_slope
 
 __all__ = ["FLOOR", "modulus_ids", "modulus_curve", "approach_curve", "power_curve", "verdict"]
 
 FLOOR = 1e-4  # "bounded below": the smallest minimised modulus must exceed this (tol_why in _level_row)
-
-
-def _m():
-    from sims.experiments import reparam_identifiability as m  # the constants live with the cells
-    return m
 
 
 def _one(results, **match):
@@ -52,15 +49,14 @@ def modulus_curve(results, structure: str, variant: str = "standard"):
     ``polished`` (smallest minimised ratio in the bin, NaN without polished starts), ``best``
     (the smaller of the two), ``slope`` (log-log slope of ``best`` in rho; None if a bin is empty or
     zero) and ``sampled_slope``; ``cells``; None without the cell."""
-    m = _m()
     rows = [(c, a) for c, a in results if c.get("kind") == "modulus" and c.get("structure") == structure
             and c.get("variant") == variant]
     if not rows:
         return None
     a = rows[0][1]
-    edges = m.BIN_EDGES
+    edges = BIN_EDGES
     loc, ratio, dist = (np.asarray(a[k], float) for k in ("location_error", "ratio", "distance"))
-    floor = m.ZERO * float(a["f_norm"])
+    floor = ZERO * float(a["f_norm"])
     keep = np.asarray(a["source"]) < 3  # the approach family is not part of the binned search
     minimum, zero, count, polished = [], [], [], []
     pb = np.asarray(a.get("polish_bin", np.zeros(0)), int)
@@ -75,9 +71,9 @@ def modulus_curve(results, structure: str, variant: str = "standard"):
     minimum, zero, polished = np.array(minimum), np.array(zero), np.array(polished)
     best = np.fmin(minimum, polished)
     ok = np.isfinite(best) & ~zero & (best > 0)
-    slope = _slope(m.RHO, best) if ok.all() else None
-    sampled = _slope(m.RHO, minimum) if (np.isfinite(minimum) & ~zero).all() else None
-    return {"rho": m.RHO, "minimum": minimum, "zero": zero, "count": np.array(count), "polished": polished,
+    slope = _slope(RHO, best) if ok.all() else None
+    sampled = _slope(RHO, minimum) if (np.isfinite(minimum) & ~zero).all() else None
+    return {"rho": RHO, "minimum": minimum, "zero": zero, "count": np.array(count), "polished": polished,
             "best": best, "slope": slope, "sampled_slope": sampled, "cells": cell_ids(rows[:1])}
 
 
@@ -114,9 +110,8 @@ def power_curve(results, structure: str, scaling: str):
 
 
 def _set_text():
-    m = _m()
-    return (f"S = {{L*+1 atoms; split share in [{m.SHARE[0]:g}, {m.SHARE[1]:g}]; every cell's location error in "
-            f"[{m.BIN_EDGES[0]:.0e}, {m.BIN_EDGES[-1]:.2g}]}}")
+    return (f"S = {{L*+1 atoms; split share in [{SHARE[0]:g}, {SHARE[1]:g}]; every cell's location error in "
+            f"[{BIN_EDGES[0]:.0e}, {BIN_EDGES[-1]:.2g}]}}")
 
 
 def _span(mc):
@@ -155,11 +150,10 @@ def _flat_row(id, claim, mc):
 
 def _zero_row(id, claim, mc, *, control_of=""):
     """Bins holding an exact zero (``||f_G - f*|| <= ZERO ||f*||``): all of them (a control: fewer)."""
-    m = _m()
     bins = len(mc["rho"])
     row = exact_row(id, claim, float(mc["zero"].sum()), target=float(bins), relation="<" if control_of else ">=",
                     cells=mc["cells"], control_of=control_of,
-                    quantity=f"bins (of {bins}) holding ||f_G - f*|| <= {m.ZERO:g} ||f*|| (0 to float64 rounding)",
+                    quantity=f"bins (of {bins}) holding ||f_G - f*|| <= {ZERO:g} ||f*|| (0 to float64 rounding)",
                     tol_why="exact: the equal-key manifold gives f_G = f* to rounding; 1e-12 is ~1e4 float64 "
                             "epsilons of ||f*||")
     return _with_detail(row, f"smallest ratio {np.nanmin(mc['minimum']):.3g}; " + _span(mc))
@@ -186,7 +180,7 @@ def modulus_ids(structure: str, variant: str = "standard") -> tuple[str, ...]:
     """The ids of the rows judging the modulus curve of ``structure`` (and ``variant``): a shared
     structure's level and flatness rows ("M1a", "M1b", ...), the non-shared zero and approach rows
     ("M4a", "M4b"), the broken-sharing control ("C2"); the figure finds its rows by these."""
-    shared = _m().SHARED_STRUCTURES
+    shared = SHARED_STRUCTURES
     if variant == "broken":
         return ("C2",) if structure == "shared_linear" else ()
     if structure in shared:
@@ -196,9 +190,8 @@ def modulus_ids(structure: str, variant: str = "standard") -> tuple[str, ...]:
 
 
 def _modulus_rows(results):
-    m = _m()
     rows = []
-    for k, s in enumerate(m.SHARED_STRUCTURES):  # ids as modulus_ids(s) gives them: M{k+1}a, M{k+1}b
+    for k, s in enumerate(SHARED_STRUCTURES):  # ids as modulus_ids(s) gives them: M{k+1}a, M{k+1}b
         mc = modulus_curve(results, s)
         if mc is None:
             continue

@@ -12,7 +12,9 @@ regression function as ``shared_linear``, so the two differ only in what the est
 (:func:`theory.moe.multistart.fit_multistart`) and its measures (:func:`metrics`): the Voronoi
 loss and its per-cell parts, the singleton and merged-cell parameter errors, the merged-cell second
 moment, the fit shape, ``||f_hat - f*||_{L2}`` on fresh test inputs, and the optimiser's record.
-The grid, the verdict and the registration are :mod:`sims.experiments.reparam`.
+The grid, the verdict and the registration are :mod:`sims.experiments.reparam`.  The location-error
+bins, zero level and weight-share limits of the identifiability modulus are here too, below both
+:mod:`sims.experiments.reparam_identifiability` and its verdict, which share them.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from theory.moe.multistart import fit_multistart
 from theory.moe.voronoi import atoms, voronoi_loss
 
 __all__ = ["W_Q", "W_K", "W_V", "W1", "W2", "P_STAR", "N_TOKENS", "QUERY", "L_STAR", "ORACLE_METRICS", "problem",
-           "metrics", "run_rate"]
+           "metrics", "run_rate", "ZERO", "SHARE", "BIN_EDGES", "RHO"]
 
 # The fixed problem (d = 2, N = 2 tokens, query 0, L* = 2).
 W_Q = ((1.2, 0.3), (-0.2, 1.0))
@@ -37,6 +39,12 @@ W1 = ((1.0, 0.4), (-0.3, 0.9))
 W2 = ((0.8, -0.5), (0.6, 1.0))
 P_STAR = ((1.0, 0.8), (-0.9, 0.3))
 N_TOKENS, QUERY, L_STAR = 2, 0, 2
+
+# The grid of the identifiability modulus (sims.experiments.reparam_identifiability and its verdict).
+ZERO = 1e-12  # ||f_G - f*|| <= ZERO ||f*||: equal to rounding (float64)
+SHARE = (0.05, 0.95)  # weight limits of the polished set: the split pair's first share (the random search's range)
+BIN_EDGES = 10.0 ** np.arange(-4.0, -1.4, 0.5)  # half-decade bins of rho: 1e-4 .. 10^-1.5 (the local regime)
+RHO = np.sqrt(BIN_EDGES[:-1] * BIN_EDGES[1:])  # the bins' centres
 
 
 def problem(structure: str, dtype=jnp.float64, gate_scale: float = 1.0):

@@ -3,21 +3,13 @@
 XLA's CPU runtime and Eigen allocate a few buffers as large as P (m x d) on every gradient step,
 and free them after it.  glibc serves any allocation above its mmap threshold (at most 32 MiB)
 with a fresh ``mmap`` and gives it back to the kernel on ``free``, so every step faults those
-pages in again.  Measured on the project's 2-core CPU (JAX 0.10.2, float64), 40 steps of the
-``convergence`` training of one ``prefix`` cell at m = 1e6: 1.48 M minor page faults, 3.4-3.6 s
-of system time and 9.1-10.2 s in all; with the settings below 0.17 M faults, 0.5 s and
-7.2-7.3 s (about 1.3x).  Re-measured on 2026-12-01 (same CPU) for the whole command
-``sims run convergence --m 1e6 --ladder 1 --seeds 1 --steps 40 --no-control``, start-up,
-compilation and kernel measurements included, two runs each: 13.7-14.3 s wall, 3.4 s system
-time and 1.60 M minor faults with glibc's defaults; 12.4-13.4 s, 0.9 s and 0.32 M tuned.  The
-whole main job ``sims run convergence --m 1e5`` (all ladder cells and the control) took
-27.7-28.0 s tuned (two runs) and 33.1 s with glibc's defaults (one run).
+pages in again (the measured faults and times are in ``docs/performance.md``, "The memory
+allocator").
 
 :func:`tune` (called once by ``sims`` at start-up, on Linux with glibc) turns glibc's use of
 ``mmap`` off, so large blocks come from the heap and are reused, and lets the process keep up
 to 2 GiB of free heap before trimming it.  The cost: memory a run has freed stays with the
-process until that limit (1.41 against 1.32 GB peak resident memory in one measured run;
-1.39 against 1.31-1.33 GB in the two re-measured above).  Set ``PREFIX_NTK_MALLOC=system`` to
+process until that limit (about 5% more peak resident memory in the measured runs).  Set ``PREFIX_NTK_MALLOC=system`` to
 keep glibc's defaults.  Each result records which was in force (``provenance["allocator"]``).
 """
 

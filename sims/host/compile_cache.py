@@ -57,7 +57,7 @@ def resolve(option: str | os.PathLike | None = None, environ: dict[str, str] | N
 
 def active() -> str | None:
     """The cache folder JAX uses now (None: no persistent cache), for provenance."""
-    import jax
+    import jax  # lazy: sims.runtime imports this module, and `sims --help` must not load JAX
 
     value = jax.config.jax_compilation_cache_dir
     return None if value in (None, "") else str(value)
@@ -70,7 +70,7 @@ def enabled(folder: Path | None) -> Iterator[Path | None]:
     Raises:
         OSError: the folder cannot be created.
     """
-    import jax
+    import jax  # lazy: sims.runtime imports this module, and `sims --help` must not load JAX
 
     before: dict[str, Any] = {k: getattr(jax.config, k) for k in _SETTINGS}
     try:

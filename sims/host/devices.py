@@ -19,6 +19,7 @@ from typing import Any
 
 import jax
 
+from theory.scaling.sharding import device_mesh
 from theory.validation import InputError, check_count, show_number
 
 __all__ = ["run_mesh", "mesh_size"]
@@ -46,8 +47,6 @@ def run_mesh(requested: Any, *, experiment: str, shardable: bool):
             raise InputError(f"{experiment} does not split its rows over devices; use --devices 1 (or leave it out)")
     if count == 1:
         return None
-    from theory.scaling.sharding import device_mesh
-
     return device_mesh(jax.local_devices()[:count])
 
 

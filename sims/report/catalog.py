@@ -38,6 +38,8 @@ PAPERS = {
 
 @dataclasses.dataclass(frozen=True)
 class Entry:
+    """One claim of the report: its experiment, paper, section and document, the README's statement and sizes."""
+
     experiment: str
     paper: str  # a key of PAPERS
     section: str  # the section of docs/theory.md, number and title (lazy-prefix: its own document)

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from theory import validation as _v
-from theory.kernels.ntk_empirical import kernel_matrix
+from theory.kernels.ntk_empirical import kernel_matrix, lambda_max
 
 __all__ = ["kernel_regression_residuals", "loss_bound", "default_learning_rate"]
 
@@ -72,6 +72,4 @@ def default_learning_rate(H_star, *, fraction: float = 0.5) -> float:
     Returns:
         The learning rate, a float.
     """
-    H = jnp.asarray(H_star)
-    K = kernel_matrix(H) if H.ndim == 4 else H
-    return float(fraction / jnp.linalg.eigvalsh((K + K.T) / 2)[-1])
+    return float(fraction / lambda_max(H_star))

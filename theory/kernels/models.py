@@ -31,7 +31,7 @@ shapes; ``frozen.scale`` is the output scale), and each function has a Protocol:
 - ``structured_ntk(P, frozen, U1, U2, chunk_size) -> (n1, n2, k, k)``; ``U2=None`` means
   ``U2 = U1`` and lets the model reuse one pass.
 - ``ntk_rule(P, frozen, U1, U2, red)`` and ``outputs_rule(P, frozen, U, red)``: the same
-  formulas with their row reductions taken from a :class:`theory.scaling.streaming.Reducers`, so that
+  formulas with their row reductions taken from a :class:`theory.streaming.Reducers`, so that
   :mod:`theory.scaling.sharding` reuses them with reductions across devices (one definition each).
 - ``limit_kernel(U1, U2, *, sigma, frozen) -> (n1, n2, k, k)``: reads only the m-independent
   fields of ``frozen`` that ``limit_reads`` names (e.g. the readout V); ``frozen`` may be None
@@ -55,7 +55,7 @@ import jax.numpy as jnp
 from theory import validation as _v
 from theory.contracts import (Fluctuation, Forward, FrozenArrays, Init, LimitKernel, NtkRule, OutputsRule,
                               StructuredNtk)
-from theory.scaling.streaming import local_reducers
+from theory.streaming import local_reducers
 
 __all__ = ["StylizedModel", "register", "get_model", "init_model", "model_names", "output_scale", "sphere_inputs",
            "single_device_ntk", "PARAMETRIZATIONS"]
@@ -206,8 +206,8 @@ def single_device_ntk(ntk_rule: NtkRule) -> StructuredNtk:
 
     Returns:
         ``structured_ntk(P, frozen, U1, U2, chunk_size) -> H`` (n1, n2, k, k), with the rows
-        reduced :data:`~theory.scaling.streaming.LANES` chunks of ``chunk_size`` at a time
-        (:func:`theory.scaling.streaming.local_reducers`); ``chunk_size`` is static, and
+        reduced :data:`~theory.streaming.LANES` chunks of ``chunk_size`` at a time
+        (:func:`theory.streaming.local_reducers`); ``chunk_size`` is static, and
         ``U2=None`` means ``U2 = U1`` (the rule then makes one pass instead of two).
         Unvalidated: :func:`theory.structured_ntk` checks the inputs.
     """
@@ -220,7 +220,7 @@ def single_device_ntk(ntk_rule: NtkRule) -> StructuredNtk:
     return structured_ntk
 
 
-def output_scale(m: int, parametrization: str, *, ntk_power: float, dtype) -> jnp.ndarray:
+def output_scale(m: int, parametrization: str, *, ntk_power: float, dtype=None):
     """The output scale: ``m^{ntk_power}`` (NTK) or ``m^{ntk_power - 1/2}`` (mean-field).
 
     In the NTK parametrization the outputs carry ``m^{ntk_power}`` (``-1/2`` for a plain sum,
@@ -232,10 +232,10 @@ def output_scale(m: int, parametrization: str, *, ntk_power: float, dtype) -> jn
         m: prefix length.
         parametrization: ``"ntk"`` or ``"mean-field"``.
         ntk_power: the exponent of m in the NTK parametrization.
-        dtype: dtype of the result.
+        dtype: dtype of the result; None gives a Python float.
 
     Returns:
-        A scalar array.
+        A scalar array (a Python float when ``dtype`` is None).
 
     Raises:
         InputError: unknown ``parametrization``.
@@ -243,7 +243,8 @@ def output_scale(m: int, parametrization: str, *, ntk_power: float, dtype) -> jn
     if parametrization not in PARAMETRIZATIONS:
         raise _v.InputError(f"parametrization must be one of {PARAMETRIZATIONS}, got {parametrization!r}")
     power = ntk_power if parametrization == "ntk" else ntk_power - 0.5
-    return jnp.asarray(float(m) ** power, dtype)
+    value = float(m) ** power
+    return value if dtype is None else jnp.asarray(value, dtype)
 
 
 @_v.validate_args(key="key")

@@ -26,19 +26,21 @@ import numpy as np
 from theory import validation as _v
 from theory.contracts import FrozenArrays
 from theory.kernels.models import get_model
-from theory.scaling.streaming import DEFAULT_CHUNK, row_chunk_max
+from theory.streaming import DEFAULT_CHUNK, row_chunk_max
 
 __all__ = [
     "autodiff_ntk",
     "autodiff_model_ntk",
-    "autodiff_forward_ntk",
     "structured_ntk",
     "empirical_ntk",
     "model_outputs",
     "kernel_matrix",
     "lambda_min",
+    "lambda_max",
+    "kernel_eigenvalues",
     "LambdaMin",
     "autodiff_ntk_bytes",
+    "check_autodiff_budget",
     "DEFAULT_MEMORY_BUDGET",
 ]
 
@@ -181,6 +183,26 @@ def autodiff_ntk_bytes(n1: int, n2: int, k: int, n_params: int, itemsize: int) -
     return (n1 + n2) * k * n_params * itemsize
 
 
+def check_autodiff_budget(what: str, *, n1: int, n2: int, k: int, n_params: int, itemsize: int, budget: int,
+                          fix: str = "use the structured NTK, fewer inputs, or raise memory_budget") -> None:
+    """Refuse an autodiff NTK whose Jacobians (:func:`autodiff_ntk_bytes`) exceed ``budget`` bytes.
+
+    Args:
+        what: the kernel, as the message names it; n1, n2, k, n_params, itemsize: as
+            :func:`autodiff_ntk_bytes`; budget: bytes allowed; fix: what to do instead.
+
+    Returns:
+        None when the Jacobians fit.
+
+    Raises:
+        MemoryError: they do not; the message gives the bytes, the sizes, the budget and ``fix``.
+    """
+    need = autodiff_ntk_bytes(n1, n2, k, n_params, itemsize)
+    if need > budget:
+        raise MemoryError(f"{what} needs {need / 2**30:.2f} GiB for its Jacobians (n1={n1}, n2={n2 or n1}, k={k}, "
+                          f"{n_params} parameters), over the budget of {budget / 2**30:.2f} GiB: {fix}")
+
+
 @_v.validate_args(f="callable", params="pytree", U1=2, U2=2)
 def autodiff_ntk(f, params, U1, U2=None, *, memory_budget: int = DEFAULT_MEMORY_BUDGET):
     """Reference empirical NTK of any ``f(params, u) -> (k,)`` over inputs ``U1``, ``U2``.
@@ -206,14 +228,8 @@ def autodiff_ntk(f, params, U1, U2=None, *, memory_budget: int = DEFAULT_MEMORY_
         raise _v.InputError(f"f must return a 1-D output (k,), got shape {out.shape}")
     leaves = jax.tree_util.tree_leaves(params)
     n_params = sum(int(np.size(leaf)) for leaf in leaves)
-    need = autodiff_ntk_bytes(U1.shape[0], 0 if same else U2.shape[0], out.shape[0], n_params,
-                              jnp.dtype(out.dtype).itemsize)
-    if need > memory_budget:
-        raise MemoryError(
-            f"autodiff NTK needs {need / 2**30:.2f} GiB for its Jacobians (n1={U1.shape[0]}, "
-            f"n2={U2.shape[0]}, k={out.shape[0]}, {n_params} parameters), over the budget of "
-            f"{memory_budget / 2**30:.2f} GiB: use the structured NTK, fewer inputs, or raise memory_budget"
-        )
+    check_autodiff_budget("autodiff NTK", n1=U1.shape[0], n2=0 if same else U2.shape[0], k=out.shape[0],
+                          n_params=n_params, itemsize=jnp.dtype(out.dtype).itemsize, budget=memory_budget)
     return _autodiff(f, params, U1, None if same else U2)
 
 
@@ -253,13 +269,9 @@ def autodiff_model_ntk(model, P, frozen, U1, U2=None, *, memory_budget: int = DE
     same = U2 is None
     model, P, frozen, U1, U2 = validate_model_inputs(model, P, frozen, U1, U2)
     k = jax.eval_shape(model.forward, P, frozen, U1[0]).shape[0]
-    need = autodiff_ntk_bytes(U1.shape[0], 0 if same else U2.shape[0], k, P.size, P.dtype.itemsize)
-    if need > memory_budget:
-        raise MemoryError(
-            f"autodiff NTK of {model.name!r} needs {need / 2**30:.2f} GiB for its Jacobians "
-            f"(n1={U1.shape[0]}, n2={U2.shape[0]}, k={k}, m*d={P.size}), over the budget of "
-            f"{memory_budget / 2**30:.2f} GiB: use method='structured' or raise memory_budget"
-        )
+    check_autodiff_budget(f"autodiff NTK of {model.name!r}", n1=U1.shape[0], n2=0 if same else U2.shape[0], k=k,
+                          n_params=P.size, itemsize=P.dtype.itemsize, budget=memory_budget,
+                          fix="use method='structured' or raise memory_budget")
     return autodiff_forward_ntk(model.forward, P, frozen, U1, None if same else U2)
 
 
@@ -337,6 +349,32 @@ class LambdaMin(NamedTuple):
     value: float
     asymmetry: float  # ||K - K^T||_F / ||K||_F before symmetrising
     jitter: float  # added to the diagonal (0 unless asked)
+
+
+def kernel_eigenvalues(H) -> np.ndarray:
+    """The eigenvalues of a kernel's symmetric part, in float64 and ascending.
+
+    Args:
+        H: a kernel (n, n, k, k) or an (n k, n k) matrix (not validated: callers pass kernels
+            they computed).
+
+    Returns:
+        A float64 NumPy array of the n k eigenvalues of ``(K + K^T) / 2``.
+    """
+    K = np.asarray(kernel_matrix(H) if np.ndim(H) == 4 else H, np.float64)
+    return np.linalg.eigvalsh((K + K.T) / 2)
+
+
+def lambda_max(H) -> float:
+    """The largest eigenvalue of a kernel's symmetric part (float64): :func:`kernel_eigenvalues`'s last.
+
+    Args:
+        H: a kernel (n, n, k, k) or an (n k, n k) matrix.
+
+    Returns:
+        ``lambda_max``, a float.
+    """
+    return float(kernel_eigenvalues(H)[-1])
 
 
 @_v.validate_args(H=(2, 4))

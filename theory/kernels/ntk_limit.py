@@ -26,8 +26,8 @@ from theory import stats as _stats
 from theory import validation as _v
 from theory.kernels.exp_sign import exp_sign_fluctuation  # noqa: F401  (re-exported; defined with its model)
 from theory.kernels.models import get_model
-from theory.kernels.ntk_empirical import autodiff_ntk_bytes, DEFAULT_MEMORY_BUDGET, validate_model_inputs
-from theory.scaling.streaming import DEFAULT_CHUNK
+from theory.kernels.ntk_empirical import DEFAULT_MEMORY_BUDGET, check_autodiff_budget, validate_model_inputs
+from theory.streaming import DEFAULT_CHUNK
 
 __all__ = ["limit_kernel", "monte_carlo_kernel", "MonteCarloKernel", "exp_sign_fluctuation", "chebyshev_width",
            "max_movement_slope"]
@@ -150,9 +150,8 @@ def monte_carlo_kernel(model, U, *, key, m, sigma: float, k: int = 1, n_samples:
         raise _v.InputError(f"model {model.name!r} has no structured NTK; use method='autodiff'")
     n, d = U.shape
     if method == "autodiff":
-        need = autodiff_ntk_bytes(n, n, k, m * d, U.dtype.itemsize)
-        if need > memory_budget:
-            raise MemoryError(f"autodiff Monte Carlo needs {need / 2**30:.2f} GiB per draw, over the budget")
+        check_autodiff_budget("autodiff Monte Carlo kernel (per draw)", n1=n, n2=n, k=k, n_params=m * d,
+                              itemsize=U.dtype.itemsize, budget=memory_budget, fix="use method='structured'")
     fixed = dict(fixed or {})
     # Validate one draw eagerly (overflowing logits, bad shapes) before the batched work.
     P0, fr0 = model.init(key=key, m=m, d=d, k=k, sigma=sigma, dtype=U.dtype, parametrization=parametrization)

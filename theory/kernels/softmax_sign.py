@@ -30,7 +30,7 @@ from jaxtyping import Array, Float, PRNGKeyArray, ScalarLike
 
 from theory.contracts import FrozenArrays, frozen_record
 from theory.kernels.models import StylizedModel, output_scale, register, single_device_ntk
-from theory.scaling.streaming import Reducers
+from theory.streaming import Reducers
 
 __all__ = ["MODEL", "SoftmaxSignFrozen", "softmax_weights_stats"]
 
@@ -84,7 +84,7 @@ def ntk_rule(P: Float[Array, "m d"], frozen: SoftmaxSignFrozen, U1: Float[Array,
     Args:
         P: prefix (m, d); frozen: from :func:`init`.
         U1, U2: inputs (n1, d) and (n2, d); ``U2=None`` means ``U2 = U1`` (one softmax pass).
-        red: the row reductions (:func:`theory.scaling.streaming.local_reducers` or sharded ones).
+        red: the row reductions (:func:`theory.streaming.local_reducers` or sharded ones).
 
     Returns:
         ``H`` of shape (n1, n2, k, k).

@@ -147,6 +147,7 @@ def stack_tokens(X_tokens):
 
 
 def check_structure(structure: str) -> str:
+    """``structure`` if it is one of :data:`STRUCTURES`, else :class:`theory.InputError`."""
     if structure not in STRUCTURES:
         raise _v.InputError(f"structure must be one of {STRUCTURES}, got {structure!r}")
     return structure

@@ -64,7 +64,6 @@ __all__ = [
     "taylor_features",
     "taylor_kernel",
     "elu_features",
-    "features_unchecked",
     "exp_kernel",
     "feature_map",
     "feature_kernel",

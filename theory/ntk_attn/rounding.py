@@ -47,8 +47,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from theory import validation as _v
-from theory.ntk_attn.feature_maps import features_unchecked, check_feature, feature_dim
-from theory.scaling.streaming import row_chunk_sum
+from theory.ntk_attn._forward import (Summary, check_forward_args, default_chunk, elu_scaled_features,
+                                      forward_parts_unchecked)
+from theory.ntk_attn.feature_maps import check_feature, feature_dim, features_unchecked
+from theory.streaming import row_chunk_sum
 
 __all__ = [
     "SummaryMajorant",
@@ -149,7 +151,7 @@ def prefix_summary_majorant(P, W_K, W_V, *, feature: str, g: int | None = None, 
     Args:
         P: (m, d) prefix; W_K: (d, d_k); W_V: (d, d_v).
         feature: 'taylor' or 'elu'; g: Taylor degree (taylor only).
-        chunk_size: rows per chunk (default :func:`theory.ntk_attn.ntk_attention.default_chunk`).
+        chunk_size: rows per chunk (default :func:`theory.ntk_attn._forward.default_chunk`).
     Returns:
         ``(Summary, SummaryMajorant)``; the summary equals :func:`prefix_summary`'s; the
         majorant's ``n`` counts key features, value projection and summation depth, so that
@@ -157,8 +159,6 @@ def prefix_summary_majorant(P, W_K, W_V, *, feature: str, g: int | None = None, 
     Raises:
         InputError: bad arrays, feature 'exact' (it has no finite summary).
     """
-    from theory.ntk_attn.ntk_attention import Summary, default_chunk
-
     feature, g = check_feature(feature, g)
     if feature == "exact":
         raise _v.InputError("feature='exact' has no finite summary, so no summary majorant")
@@ -186,8 +186,6 @@ def prefix_summary_majorant(P, W_K, W_V, *, feature: str, g: int | None = None, 
 
 @functools.partial(jax.jit, static_argnames=("feature", "g", "causal", "abs_k"))
 def certified_unchecked(X, summary, Zbar, kbar, n_sum, W_Q, W_K, W_V, feature, g, causal, abs_k):
-    from theory.ntk_attn.ntk_attention import elu_scaled_features, forward_parts_unchecked
-
     num, den, (Q, z_X, V_X, M, e_X, f) = forward_parts_unchecked(X, summary, W_Q, W_K, W_V, feature, g, causal, abs_k)
     out = num / den[:, None]
     u = float(np.finfo(X.dtype).eps) / 2
@@ -269,8 +267,6 @@ def ntk_attention_certified(X, summary, W_Q, W_K, W_V, *, feature: str, g: int |
     Raises:
         InputError: bad arrays or summaries, feature 'exact'.
     """
-    from theory.ntk_attn.ntk_attention import check_forward_args
-
     X, W_Q, W_K, W_V = (jnp.asarray(a) for a in (X, W_Q, W_K, W_V))
     feature, g, summary = check_forward_args(X, summary, W_Q, W_K, W_V, feature, g)
     if feature == "exact":

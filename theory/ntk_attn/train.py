@@ -34,7 +34,7 @@ from jax import lax
 
 from theory import validation as _v
 from theory.ntk_attn.feature_maps import check_feature, feature_dim
-from theory.ntk_attn.ntk_attention import ExactSummary, Summary, forward_unchecked
+from theory.ntk_attn._forward import ExactSummary, Summary, forward_unchecked
 from theory.prefix_attention import prefix_attention_batch
 
 __all__ = [

@@ -1,1 +1,1 @@
-"""Scaling over prefix rows: streaming reductions, sharding over devices, memory planning."""
+"""Scaling over prefix rows: sharding over devices and memory planning (row reductions: :mod:`theory.streaming`)."""

@@ -1,8 +1,8 @@
 """Memory planning for the structured NTK: its bytes per device before a run, and the chunk that fits.
 
 :func:`estimate_ntk_bytes` counts, per device, P and the per-row frozen arrays, the chunk working
-set of the streamed reduction (:func:`theory.scaling.streaming.row_chunk_reduce`, which evaluates
-:data:`~theory.scaling.streaming.LANES` chunks per loop step), the GEMM accumulators and the output.  It is
+set of the streamed reduction (:func:`theory.streaming.row_chunk_reduce`, which evaluates
+:data:`~theory.streaming.LANES` chunks per loop step), the GEMM accumulators and the output.  It is
 calibrated against XLA's own ``memory_analysis`` (``tests/test_sharding.py`` checks that it is
 never below it).  :func:`choose_chunk_size` picks the largest power-of-two chunk within a budget,
 or refuses with :class:`NtkMemoryError`, whose message gives the figure and the smallest change
@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from theory import validation as _v
 from theory.kernels.models import get_model
-from theory.scaling.streaming import DEFAULT_CHUNK, LANES
+from theory.streaming import DEFAULT_CHUNK, LANES
 
 __all__ = ["NtkMemory", "NtkMemoryError", "estimate_ntk_bytes", "choose_chunk_size"]
 
@@ -54,7 +54,7 @@ def estimate_ntk_bytes(model, *, m, n1, n2=None, d, k: int = 1, chunk_size: int 
     An upper estimate (1.2 to 3.1 times XLA's own ``memory_analysis`` over the shapes measured):
     P and the per-row frozen arrays (m/D rows each when D divides m, else all m), the chunk working set
     (``(LANES + 0.25) x chunk x inputs x`` the model's numbers per row and input: one set for each
-    of the :data:`~theory.scaling.streaming.LANES` chunks a loop step evaluates at once, and a quarter
+    of the :data:`~theory.streaming.LANES` chunks a loop step evaluates at once, and a quarter
     for the ragged last chunk), four copies of the GEMM accumulator and the output ``(n1, n2, k, k)``.
     The model's numbers (``operand_width``, ``chunk_numbers``, ``frozen_per_row``) are read
     from its :class:`theory.StylizedModel`, where its module declares them.

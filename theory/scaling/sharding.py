@@ -3,7 +3,7 @@
 Every quantity of the stylized models (outputs, structured NTK, the softmax statistics that
 summarise a prefix) is a reduction over the m prefix rows.  Rows are independent terms, so
 they shard perfectly: each device reduces its own block of m/D rows in chunks
-(:func:`theory.scaling.streaming.row_chunk_reduce`), and one collective merges the D partial results
+(:func:`theory.streaming.row_chunk_reduce`), and one collective merges the D partial results
 (``psum`` for sums; ``pmax`` then ``psum`` for an online softmax).  Communication is the size of
 the result (n1 n2 k^2 numbers for a kernel), never of the rows, so time and memory per device
 fall like 1/D.  Only public JAX APIs are used: ``jax.sharding.Mesh`` over one axis ``"m"``,
@@ -53,7 +53,8 @@ from theory import validation as _v
 from theory.kernels.models import get_model, model_names
 from theory.scaling.memory_plan import NtkMemory, NtkMemoryError, choose_chunk_size, estimate_ntk_bytes
 from theory.kernels.ntk_empirical import check_model_shapes
-from theory.scaling.streaming import (
+from theory.prefix_attention import check_attention_args, input_block
+from theory.streaming import (
     DEFAULT_CHUNK,
     Reducers,
     merge_softmax_stats,
@@ -151,7 +152,7 @@ def constrain_rows(x, mesh: Mesh | None):
 def row_reducers(mesh: Mesh | None, chunk_size: int = DEFAULT_CHUNK) -> Reducers:
     """The row reductions for ``mesh``: :func:`sharded_reducers`, or streaming on one device if None.
 
-    Args: mesh or None; chunk_size: rows per chunk.  Returns: :class:`~theory.scaling.streaming.Reducers`.
+    Args: mesh or None; chunk_size: rows per chunk.  Returns: :class:`~theory.streaming.Reducers`.
     """
     return local_reducers(chunk_size) if mesh is None else sharded_reducers(mesh, chunk_size)
 
@@ -207,7 +208,7 @@ def _sharded(reduce_rows: Callable, collective: Callable, combine: Callable, row
 def sharded_row_sum(fn: Callable, rows: Sequence, *, mesh: Mesh, chunk_size: int = DEFAULT_CHUNK):
     """``sum_r fn(row r)`` with the rows split over ``mesh`` (use inside ``jax.jit``).
 
-    Like :func:`theory.scaling.streaming.row_chunk_sum`: ``fn(*row_slices)`` returns a pytree of sums
+    Like :func:`theory.streaming.row_chunk_sum`: ``fn(*row_slices)`` returns a pytree of sums
     over the rows it is given; arrays it closes over are replicated.
 
     Args: fn; rows (arrays sharing the leading length m); mesh; chunk_size.
@@ -226,11 +227,11 @@ def _gather_softmax(st):
 
 def sharded_online_softmax(logits_fn: Callable, values_fn: Callable, rows: Sequence, *, mesh: Mesh,
                            chunk_size: int = DEFAULT_CHUNK):
-    """The prefix summary ``(mx, s, weighted)`` of :func:`theory.scaling.streaming.online_softmax`, row-sharded.
+    """The prefix summary ``(mx, s, weighted)`` of :func:`theory.streaming.online_softmax`, row-sharded.
 
     Each device streams its rows; the global maximum is a ``pmax`` and the rescaled sums a ``psum``.
 
-    Args: logits_fn, values_fn, rows, chunk_size as in :func:`~theory.scaling.streaming.online_softmax`;
+    Args: logits_fn, values_fn, rows, chunk_size as in :func:`~theory.streaming.online_softmax`;
     mesh.  Returns: ``(mx (n,), s (n,), weighted (n, q))``, replicated.
     """
     return _sharded(lambda *rs: online_softmax(logits_fn, values_fn, rs, chunk_size), _gather_softmax,
@@ -249,7 +250,7 @@ def _sharded_max(fn, rows, *, mesh, chunk_size):
 
 
 def sharded_reducers(mesh: Mesh, chunk_size: int = DEFAULT_CHUNK) -> Reducers:
-    """:class:`theory.scaling.streaming.Reducers` whose row reductions run split over ``mesh``.
+    """:class:`theory.streaming.Reducers` whose row reductions run split over ``mesh``.
 
     Args: mesh; chunk_size: rows per chunk on each device.  Returns: :class:`Reducers`.
     """
@@ -342,8 +343,6 @@ def sharded_model_outputs(model, P, frozen, U, *, mesh: Mesh | None = None, chun
 
 @functools.partial(jax.jit, static_argnames=("causal", "mesh", "chunk_size"))
 def _prefix_attention_jit(X, P, W_Q, W_K, W_V, *, causal, mesh, chunk_size):
-    from theory.prefix_attention import input_block
-
     Q, scale, z_X, V_X = input_block(X, W_Q, W_K, W_V, causal)
     mx_P, s_P, o_P = sharded_online_softmax(lambda P_c: ((P_c @ W_K) @ Q.T) * scale, lambda P_c: P_c @ W_V, (P,),
                                             mesh=mesh, chunk_size=chunk_size)
@@ -366,8 +365,6 @@ def sharded_prefix_attention(X, P, W_Q, W_K, W_V, *, causal: bool = False, mesh:
     Args: X (L, d); P (m, d); W_Q, W_K (d, d_k); W_V (d, d_v); causal; mesh; chunk_size.
     Returns: the attention output (L, d_v).  Raises: InputError (shapes, NaN/inf in X, P or weights).
     """
-    from theory.prefix_attention import check_attention_args
-
     X, P, W_Q, W_K, W_V = (jnp.asarray(a) for a in (X, P, W_Q, W_K, W_V))
     _v.check_matrix("P", P, cols=np.shape(X)[1] if np.ndim(X) == 2 else None)
     # Shapes and weights; P's values are checked on the devices (no host copy of P).

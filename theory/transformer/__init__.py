@@ -1,4 +1,4 @@
-"""A small real transformer with a trainable prefix, for measuring how lazy prefix-tuning is (issue 16).
+"""A small real transformer with a trainable prefix, for measuring how lazy prefix-tuning is.
 
 - :mod:`theory.transformer.model`: the pre-layernorm transformer, per-layer prefix (direct or
   paper 2's MLP reparameterisation), exact prefix attention via :func:`theory.prefix_attention`;

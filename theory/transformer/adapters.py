@@ -15,7 +15,7 @@ task as the prefix, so that downstream loss and accuracy can be compared at equa
   ``forward_unchecked``, on the head's operands from
   :func:`~theory.transformer.model.head_operands`; the input-token block stays exact).  :func:`init_ntk_attention`
   starts it at the exact degree-g summary of a given prefix (``Z = sum_r phi(k_r) v_r^T``,
-  ``k = sum_r phi(k_r)``, computed by :func:`theory.ntk_attn.ntk_attention.summary_unchecked`), so the
+  ``k = sum_r phi(k_r)``, computed by :func:`theory.ntk_attn._forward.summary_unchecked`), so the
   adapted model starts at (the degree-g approximation of) the prefix-tuned model at init; all
   of ``Z`` and ``k`` is then trainable.  They are stored as per-row means ``(Z / m, k / m)``
   and the forward pass multiplies by ``rows = m``: the same function, but with entries of
@@ -33,7 +33,7 @@ import jax.numpy as jnp
 
 from theory import validation as _v
 from theory.ntk_attn.feature_maps import taylor_dim
-from theory.ntk_attn.ntk_attention import Summary, forward_unchecked, summary_unchecked
+from theory.ntk_attn._forward import Summary, forward_unchecked, summary_unchecked
 from theory.transformer import model as M
 
 __all__ = ["ADAPTERS", "lora_rank", "lora_parameter_count", "init_lora", "lora_params", "init_ntk_attention",

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from theory import validation as _v
-from theory.kernels.ntk_empirical import DEFAULT_MEMORY_BUDGET, autodiff_ntk_bytes
+from theory.kernels.ntk_empirical import DEFAULT_MEMORY_BUDGET, check_autodiff_budget
 from theory.kernels.ntk_empirical import contract_jacobians
 from theory.transformer import model as M
 from theory.transformer.train import TunedNetwork
@@ -103,10 +103,8 @@ def prefix_ntk(net: TunedNetwork, theta, params, tokens, *, scale, memory_budget
     if tokens.ndim != 2 or tokens.shape[1] != net.cfg.T:
         raise _v.InputError(f"tokens must have shape (n, {net.cfg.T}), got {tokens.shape}")
     leaves = jax.tree_util.tree_leaves(theta)
-    need = autodiff_ntk_bytes(tokens.shape[0], 0, net.cfg.k, sum(a.size for a in leaves), leaves[0].dtype.itemsize)
-    if need > memory_budget:
-        raise MemoryError(f"prefix NTK needs {need / 2**30:.2f} GiB of Jacobian (n={tokens.shape[0]}, "
-                          f"k={net.cfg.k}), over the budget of {memory_budget / 2**30:.2f} GiB")
+    check_autodiff_budget("prefix NTK", n1=tokens.shape[0], n2=0, k=net.cfg.k, n_params=sum(a.size for a in leaves),
+                          itemsize=leaves[0].dtype.itemsize, budget=memory_budget, fix="use fewer tokens or raise memory_budget")
     return _prefix_ntk(net, theta, params, tokens, jnp.asarray(scale, leaves[0].dtype))
 
 

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import optax
 
 from theory import validation as _v
+from theory.kernels.models import output_scale as models_output_scale
 from theory.transformer import adapters as _adapters
 from theory.transformer import tasks as _tasks
 from theory.transformer.model import TransformerConfig, forward
@@ -97,7 +98,9 @@ def output_scale(m: int, parametrization: str):
     """
     if parametrization not in PARAMETRIZATIONS:
         raise _v.InputError(f"parametrization must be one of {PARAMETRIZATIONS}, got {parametrization!r}")
-    return float(m) ** 0.5 if parametrization == "ntk" else 1.0
+    # The stylized models' rule (theory.kernels.models.output_scale) with a softmax average's m^{1/2}:
+    # "standard" is its mean-field control, one sqrt(m) factor less.
+    return models_output_scale(m, "ntk" if parametrization == "ntk" else "mean-field", ntk_power=0.5)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,13 +11,7 @@ associative (a sum, a maximum, an online-softmax merge).
 Two chunks per loop step (:data:`LANES`): the loop body evaluates ``fn`` on two chunks that do
 not depend on each other, so XLA's CPU runtime can run them on two cores at once.  That pays
 where one chunk's work is too small for XLA to split over threads by itself, i.e. for Grams of
-width up to about 64.  Measured on the project's 2-core x86-64 CPU (JAX 0.10.2, float64, m =
-1e5, chunks of 4096, best of 21): the structured NTK of exp-sign at n = 32 took 9.6-10.0 ms with
-one chunk per step and 7.3-7.5 ms with two; at n = 64, 24.8 -> 17.2 ms; prefix at n = 64,
-68.7 -> 52.0 ms; at n = 128 the two were within 2% (XLA already threads that Gram), and four
-chunks per step were slower there (prefix 130 -> 167 ms).  Pinned to one core the two layouts
-took the same time (12.0 against 12.4 ms), so the gain is the second core, not fewer loop
-steps.  The cost is a second chunk's working set held at the same time
+width up to about 64 (the timings are in ``docs/scaling.md``, "Two chunks per loop step").  The cost is a second chunk's working set held at the same time
 (:func:`theory.scaling.memory_plan.estimate_ntk_bytes` counts it).
 """
 
