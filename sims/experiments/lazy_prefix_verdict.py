@@ -122,13 +122,13 @@ def regime_rows(arm, ms, pairs, quantity, *, control_of="", beside=True, id="", 
     what = f"log-log slope in m of {quantity.name}"
     share = _share_text(ms, pairs)
 
-    def fit(text, grid, row_id="", wrong=None, **kw):
+    def fit(text, grid, rid="", wrong=None, **kw):
         xs, y, used = RG.values(grid, pairs, quantity)
         if wrong is not None:
-            return wrong_scaling_row(row_id, id, text, xs, y, wrong=wrong, quantity=what, cells=cell_ids(used),
+            return wrong_scaling_row(rid, id, text, xs, y, wrong=wrong, quantity=what, cells=cell_ids(used),
                                      why=f"{WRONG_EXPONENTS[wrong][1]}; same fit as the claim, the shared band "
                                          f"(docs/verdicts.md, lazy-prefix)")
-        return rate_row(row_id, text, xs, y, predicted=-0.5, quantity=what, control_of=control_of,
+        return rate_row(rid, text, xs, y, predicted=-0.5, quantity=what, control_of=control_of,
                         cells=cell_ids(used), tol_why=TOL_WHY, **kw)
 
     links = ", ".join(f"{id}-{WRONG_EXPONENTS[w][0]}" for w in controls)
@@ -173,10 +173,10 @@ def _lazy_rows(results):
     cms, cpairs = RG.tuning(results, "standard-gd")
     if cms:
         for quantity in RG.MATCHED[:2]:
-            claim_id = row_id("ntk-gd", quantity.name)
+            claim_id, control_id = row_id("ntk-gd", quantity.name), row_id("standard-gd", quantity.name)
             rows += regime_rows("standard-gd", cms, cpairs, quantity, control_of=claim_id, beside=False,
-                                id=row_id("standard-gd", quantity.name))
-            rows = [dataclasses.replace(r, control=f"{r.control}, standard-gd-{quantity.name}")
+                                id=control_id)
+            rows = [dataclasses.replace(r, control=f"{r.control}, {control_id}")
                     if r.id == claim_id else r for r in rows]  # the claim names every control of it
     for arm, what in (("standard-adam", "paper 1's optimiser"), ("reparam-adam", "paper 2's MLP form")):
         ams, apairs = RG.tuning(results, arm)
