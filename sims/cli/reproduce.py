@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from sims import runtime
+from sims.cli import jobs as parallel
 from sims.cli import render
 from sims.cli import report as report_cli
 from sims.cli.options import Precision
@@ -30,7 +31,7 @@ from sims.cli.process import EXIT_CRASH, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_MEM
 from sims.cli.render import fail
 import sims.core as engine
 from sims.core import store
-from sims.experiments import get
+from sims.experiments import MODULES, get
 from sims.report import catalog, collect
 
 __all__ = ["command", "plans"]
@@ -54,6 +55,9 @@ def command(
                                                     "to OUT/report/.")] = Path("results"),
     precision: Annotated[Precision, typer.Option("--precision", help="Floating-point precision.")] = Precision.float64,
     no_figures: Annotated[bool, typer.Option("--no-figures", help="Leave the figures out of the report.")] = False,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", help="Experiments run at once, each in its own process "
+                                                "(default: 2 on a machine with 2 or more cores, else 1). The "
+                                                "timing experiment always runs alone.")] = None,
 ) -> None:
     """Run every experiment of the claims table (resumable), then write the report; exit 1 if a claim failed."""
     size = "full" if full else "quick"
@@ -62,6 +66,10 @@ def command(
     bad = [n for n in names if n not in known]
     if bad:
         raise fail(f"unknown experiment(s) {', '.join(bad)} for --only; known: {', '.join(known)}", EXIT_USAGE)
+    if jobs is None:
+        jobs = parallel.default_jobs()
+    if jobs < 1:
+        raise fail(f"--jobs must be a positive integer, got {jobs}", EXIT_USAGE)
     try:
         store.check_writable(out)
     except store.StoreError as e:
@@ -69,7 +77,7 @@ def command(
     t0 = time.perf_counter()
     # The run context (x64, Ctrl-C, compile cache from $PREFIX_NTK_COMPILE_CACHE), as `sims run`.
     with runtime.context(precision.value, compile_cache="default", signals=True):
-        runs, code = _run_all(names, size, out, precision.value)
+        runs, code = _run_all(names, size, out, precision.value, jobs)
     console = Console(highlight=False)
     if runs:
         flags = " --full" if full else ""
@@ -83,7 +91,7 @@ def command(
     raise typer.Exit(code)
 
 
-def _run_all(names: list[str], size: str, out: Path, precision: str) -> tuple[list[collect.Run], int]:
+def _run_all(names: list[str], size: str, out: Path, precision: str, jobs: int) -> tuple[list[collect.Run], int]:
     err = render.err_console()
     try:
         ps = plans(names, size, out=out, precision=precision)
@@ -92,33 +100,80 @@ def _run_all(names: list[str], size: str, out: Path, precision: str) -> tuple[li
     err.print(f"[bold]reproduce ({size})[/bold]: {len(ps)} experiment(s) into {out}/")
     for p in ps:
         err.print(f"  {p.experiment:24s} {len(p.cells) - p.n_pending:4d} cell(s) stored, {p.n_pending:4d} to run")
-    runs, code = [], EXIT_OK
-    for p in ps:
-        progress = render.Progress()
-
-        def on_event(event, progress=progress) -> None:  # noqa: ANN001
-            progress(event)
-            runtime.STOP(event)
-
+    # With --jobs > 1, the experiments with cells to run (other than the timed ones) go to child
+    # processes, longest first; the rest run here, in order, after them.
+    side = [p for p in ps if jobs > 1 and p.n_pending and not _entry(p).timed]
+    if len(side) < 2:
+        side = []
+    outcomes: dict[str, parallel.Outcome] = {}
+    code = EXIT_OK
+    if side:
+        err.print(f"running {len(side)} experiment(s), {jobs} at a time, each in its own process; "
+                  f"then {len(ps) - len(side)} here")
+        side.sort(key=lambda p: -_entry(p).cost)
+        todo = [parallel.Job(p.experiment, _module(p), catalog.overrides(p.experiment, size), str(out), precision)
+                for p in side]
         try:
-            runtime.STOP.check()
-            res = engine.execute(p, on_event=on_event)
+            for o in parallel.run_jobs(todo, workers=jobs, on_start=lambda j: err.print(f"  started {j.experiment}"),
+                                       on_done=lambda o: _print_outcome(err, o)):
+                outcomes[o.experiment] = o
         except KeyboardInterrupt:
             raise fail("interrupted; finished cells are saved, rerun the same command to resume", EXIT_INTERRUPTED) \
                 from None
-        except engine.WouldNotFit as e:
-            err.print(f"[bold red]{escape(p.experiment)} would not fit in memory:[/bold red] {escape(str(e))}")
+    runs = []
+    for p in ps:
+        o = outcomes.get(p.experiment) or _execute_here(p, err)
+        if o.kind == "memory":
             code = max(code, EXIT_MEMORY)
-            continue
-        except Exception as e:  # noqa: BLE001 - one crashed experiment does not stop the others
-            err.print(escape("".join(traceback.format_exception(e))))
-            err.print(f"[bold red]{escape(p.experiment)} crashed:[/bold red] {type(e).__name__}: {escape(str(e))}")
+        elif o.kind == "crash":
             code = EXIT_CRASH
-            continue
-        finally:
-            progress.close()
-        n_fail = sum(r.failed for r in res.rows)
-        err.print(f"{p.experiment}: {len(res.rows)} row(s), {n_fail} failed; {len(res.computed)} cell(s) computed, "
-                  f"{len(res.reused)} reused (run {res.run_id})")
-        runs.append(collect.Run(res.manifest_path, store.read_manifest(res.manifest_path)))
+        elif o.kind == "done":
+            runs.append(collect.Run(Path(o.manifest), store.read_manifest(Path(o.manifest))))
     return runs, code
+
+
+def _entry(p: engine.Plan) -> catalog.Entry:
+    return catalog.entry(p.experiment) or catalog.Entry(p.experiment, "other", "", "", "")
+
+
+def _module(p: engine.Plan) -> str:
+    """The module a child imports so that the experiment is registered (none for the project's own)."""
+    return "" if p.experiment in MODULES else p.exp.run.__module__
+
+
+def _execute_here(p: engine.Plan, err: Console) -> parallel.Outcome:
+    """Run one plan in this process, with the progress bar; exit on Ctrl-C."""
+    progress = render.Progress()
+
+    def on_event(event, progress=progress) -> None:  # noqa: ANN001
+        progress(event)
+        runtime.STOP(event)
+
+    try:
+        runtime.STOP.check()
+        res = engine.execute(p, on_event=on_event)
+    except KeyboardInterrupt:
+        raise fail("interrupted; finished cells are saved, rerun the same command to resume", EXIT_INTERRUPTED) \
+            from None
+    except engine.WouldNotFit as e:
+        o = parallel.Outcome(p.experiment, "memory", message=str(e))
+    except Exception as e:  # noqa: BLE001 - one crashed experiment does not stop the others
+        o = parallel.Outcome(p.experiment, "crash", message="".join(traceback.format_exception(e)))
+    else:
+        o = parallel.Outcome(p.experiment, "done", str(res.manifest_path), res.run_id, len(res.rows),
+                             sum(r.failed for r in res.rows), len(res.computed), len(res.reused))
+    finally:
+        progress.close()
+    _print_outcome(err, o)
+    return o
+
+
+def _print_outcome(err: Console, o: parallel.Outcome) -> None:
+    if o.kind == "done":
+        err.print(f"{o.experiment}: {o.rows} row(s), {o.failed} failed; {o.computed} cell(s) computed, "
+                  f"{o.reused} reused (run {o.run_id})")
+    elif o.kind == "memory":
+        err.print(f"[bold red]{escape(o.experiment)} would not fit in memory:[/bold red] {escape(o.message)}")
+    elif o.kind == "crash":
+        err.print(escape(o.message))
+        err.print(f"[bold red]{escape(o.experiment)} crashed[/bold red]")

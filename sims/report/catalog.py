@@ -46,28 +46,33 @@ class Entry:
     doc: str  # the document and anchor the section is in
     statement: str  # the README's row
     full: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    #: Relative wall time of its quick size (the cold reproduction's manifests, docs/performance.md):
+    #: ``sims reproduce --jobs N`` starts the longest first.  It orders the work, nothing else.
+    cost: int = 1
+    #: Its rows measure the machine's speed: ``sims reproduce`` runs it alone, after the others.
+    timed: bool = False
 
 
 CATALOG: tuple[Entry, ...] = (
     Entry("kernel", "1", "2.1 The convergence claims, as measurements", "docs/theory.md#21-the-convergence-claims-as-measurements",
           "The empirical NTK of a long prefix concentrates around its limit H* at rate m^-1/2; "
-          "lambda_min(H(0)) >= lambda/2"),
+          "lambda_min(H(0)) >= lambda/2", cost=38),
     Entry("convergence", "1", "2.1 The convergence claims, as measurements", "docs/theory.md#21-the-convergence-claims-as-measurements",
           "Gradient descent converges linearly, rows move O(m^-1/2), training follows kernel regression "
-          "with H*; a mean-field control fails", full={"m": (100000,)}),
+          "with H*; a mean-field control fails", full={"m": (100000,)}, cost=63),
     Entry("ntk-attention-error", "1", "4 NTK-Attention (paper 1's algorithm)", "docs/theory.md#4-ntk-attention-paper-1s-algorithm",
-          "NTK-Attention replaces an infinite prefix by r d + r numbers within the derived bound"),
+          "NTK-Attention replaces an infinite prefix by r d + r numbers within the derived bound", cost=72),
     Entry("ntk-attention-train", "1", "4 NTK-Attention (paper 1's algorithm)", "docs/theory.md#4-ntk-attention-paper-1s-algorithm",
-          "Trained NTK-Attention summaries against m, paper 1's section 4.4 rebuilt"),
+          "Trained NTK-Attention summaries against m, paper 1's section 4.4 rebuilt", cost=92),
     Entry("ntk-attention-cost", "1", "4 NTK-Attention (paper 1's algorithm)", "docs/theory.md#4-ntk-attention-paper-1s-algorithm",
-          "Time and memory of prefix attention against NTK-Attention, and their crossover m"),
+          "Time and memory of prefix attention against NTK-Attention, and their crossover m", cost=42, timed=True),
     Entry("reparam-identifiability", "2", "5 Paper 2: prefix-tuning as a mixture of experts", "docs/theory.md#5-paper-2-prefix-tuning-as-a-mixture-of-experts",
           "Shared (reparameterised) prompts are identifiable where non-shared ones are not: the modulus "
-          "||f_G - f*|| / D(G, G*) and a two-point test"),
+          "||f_G - f*|| / D(G, G*) and a two-point test", cost=250),
     Entry("reparam", "2", "5 Paper 2: prefix-tuning as a mixture of experts", "docs/theory.md#5-paper-2-prefix-tuning-as-a-mixture-of-experts",
-          "Fixed-truth estimation rates in n for the four prompt structures"),
+          "Fixed-truth estimation rates in n for the four prompt structures", cost=617),
     Entry("lazy-prefix", "1+2", "How lazy is prefix-tuning in a real transformer?", "docs/lazy_prefix.md",
-          "How lazy prefix-tuning of a small pre-trained transformer is, against m"),
+          "How lazy prefix-tuning of a small pre-trained transformer is, against m", cost=2083),
 )
 
 
