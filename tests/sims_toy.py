@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from sims.core import cellfile, store
+from sims.core.checks import COUNT, DRAWS, Count, Interval
 from sims.core.experiment import REGISTRY, Experiment, VerdictRow, register
 
 CALLS: list[dict] = []
@@ -21,17 +22,20 @@ SLEEP_PER_BATCH = [0.0]  # seconds slept per run / run_batch call (the kill test
 
 @dataclasses.dataclass(frozen=True)
 class ToyConfig:
-    x: tuple[float, ...] = dataclasses.field(default=(0.0, 1.0), metadata={"help": "Shift of the samples."})
-    n: tuple[int, ...] = dataclasses.field(default=(8,), metadata={"help": "Samples per cell."})
-    seeds: int = dataclasses.field(default=2, metadata={"help": "Seeds per (x, n)."})
-    scale: float = dataclasses.field(default=1.0, metadata={"help": "Standard deviation."})
+    x: tuple[float, ...] = dataclasses.field(default=(0.0, 1.0), metadata={"help": "Shift of the samples.",
+                                                                        "within": Interval()})
+    n: tuple[int, ...] = dataclasses.field(default=(8,), metadata={"help": "Samples per cell.", "within": COUNT})
+    seeds: int = dataclasses.field(default=2, metadata={"help": "Seeds per (x, n).", "within": DRAWS})
+    scale: float = dataclasses.field(default=1.0, metadata={"help": "Standard deviation.", "within": Interval()})
     mode: str = dataclasses.field(default="mean", metadata={"help": "Summary statistic.", "choices": ("mean", "sum")})
     noisy: bool = dataclasses.field(default=True, metadata={"help": "Add the noise."})
-    tol: float = dataclasses.field(default=10.0, metadata={"help": "Allowed |mean - x|."})
+    tol: float = dataclasses.field(default=10.0, metadata={"help": "Allowed |mean - x|.", "within": Interval()})
     mem: int = dataclasses.field(default=1000, metadata={"help": "Claimed bytes per cell.",
-                                                                 "maximum": 10**30})
+                                                         "within": Count(le=10**30)})
 
     def __post_init__(self):
+        # A rule written as code on purpose (``scale`` declares every finite number): the tests
+        # check that a config's own ValueError reaches the user as exit 2.
         if self.scale < 0:
             raise ValueError(f"scale must be >= 0, got {self.scale}")
 

@@ -16,6 +16,7 @@ import pytest
 
 import theory as T
 from sims.bench import common as bench_common
+from sims.core import checks
 from sims.experiments import common
 from theory.kernels import exp_sign, prefix, softmax_sign
 from theory.scaling import memory_plan
@@ -100,15 +101,15 @@ def test_sphere_inputs_and_config_checks():
 
     @dataclasses.dataclass(frozen=True)
     class Cfg:
-        sigma: float = common.option(1.0, "scale")
-        eta: float = common.option(0.0, "step")
-        seed: int = common.option(0, "seed")
+        sigma: float = common.option(1.0, "scale", checks.Interval(gt=0, le=1e3))
+        eta: float = common.option(0.0, "step", checks.Interval(ge=0, le=1e3))
+        seed: int = common.option(0, "seed", checks.SEED)
 
     assert dataclasses.fields(Cfg)[0].metadata["help"] == "scale"
-    common.check_fields(Cfg(), positive=("sigma",), nonnegative=("eta",), seeds=("seed",))
+    checks.check_ranges(Cfg())
     for bad, field in ((Cfg(sigma=0.0), "sigma"), (Cfg(eta=-1.0), "eta"), (Cfg(seed=-1), "seed")):
         with pytest.raises(T.InputError, match=field):
-            common.check_fields(bad, positive=("sigma",), nonnegative=("eta",), seeds=("seed",))
+            checks.check_ranges(bad)
     common.check_choices("model", ("prefix",), T.model_names())
     with pytest.raises(T.InputError, match="model must be among"):
         common.check_choices("model", ("prefix", "nope"), T.model_names())

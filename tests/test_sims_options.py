@@ -1,7 +1,7 @@
 """Bad input to ``sims run`` is refused before any work, with exit 2 and the option named.
 
 The float options are taken from the experiments' own configs (``sims.experiments.load_all()``), so a
-new option is covered as soon as it exists; each must declare its range (``metadata["range"]``).
+new option is covered as soon as it exists; each must declare its range (``option(..., Interval(...))``).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ CASES = [(name, s.opt, v, why) for name, s in FLOAT_OPTIONS for v, why in _bad_v
 def test_every_float_option_declares_a_range():
     assert FLOAT_OPTIONS, "no float options found"
     for name, s in FLOAT_OPTIONS:
-        assert s.interval is not None and s.interval != checks.REALS, f"{name} {s.opt}: declare metadata['range']"
+        assert s.interval is not None and s.interval != checks.REALS, f"{name} {s.opt}: declare its Interval"
         assert math.isfinite(s.interval.high), f"{name} {s.opt}: declare a finite upper bound (1e300 must be refused)"
 
 
@@ -97,19 +97,31 @@ def test_library_callers_get_the_same_check(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("text, inside, outside", [
-    ("(0, inf)", [1e-300, 5.0], [0.0, -1.0]),
-    ("[0, 1]", [0.0, 1.0], [-1e-9, 1.5]),
-    ("(0, 1]", [1.0], [0.0]),
-    ("[1, inf)", [1.0, 1e300], [0.999]),
+@pytest.mark.parametrize("interval, text, inside, outside", [
+    (checks.Interval(gt=0), "(0, inf)", [1e-300, 5.0], [0.0, -1.0]),
+    (checks.Interval(ge=0, le=1), "[0, 1]", [0.0, 1.0], [-1e-9, 1.5]),
+    (checks.Interval(gt=0, le=1), "(0, 1]", [1.0], [0.0]),
+    (checks.Interval(ge=1), "[1, inf)", [1.0, 1e300], [0.999]),
+    (checks.Count(ge=0, le=60), "[0, 60]", [0, 60], [-1, 61]),
 ])
-def test_intervals(text, inside, outside):
-    iv = checks.parse_range(text)
-    assert str(iv) == text
-    assert all(x in iv for x in inside) and not any(x in iv for x in outside)
-    assert iv.outside() not in iv
-    with pytest.raises(ValueError):
-        checks.parse_range("0..1")
+def test_intervals(interval, text, inside, outside):
+    assert str(interval) == text
+    assert all(x in interval for x in inside) and not any(x in interval for x in outside)
+    assert interval.outside() not in interval
+
+
+@pytest.mark.parametrize("declare", [
+    lambda: checks.Interval(gt=0, ge=0),  # two lower ends
+    lambda: checks.Interval(ge=1, le=0),  # empty
+    lambda: checks.Interval(gt=0, lt=0),
+    lambda: checks.Interval(le=math.inf),  # "no end" is None
+    lambda: checks.Interval(ge=math.nan),
+    lambda: checks.Count(gt=0),  # an integer range has closed ends
+    lambda: checks.Count(ge=0.5),
+])
+def test_a_bad_declaration_is_a_programming_error(declare):
+    with pytest.raises(TypeError):
+        declare()
 
 
 # ----------------------------------------------------------------------------- sweeps that cannot be judged
@@ -161,7 +173,8 @@ def test_unwritable_out_refused_before_any_work(tmp_path):
 
 def _experiment_with_field(name: str) -> Experiment:
     """A throwaway experiment whose config has one field ``name`` (not registered)."""
-    config = dataclasses.make_dataclass("Cfg", [(name, int, dataclasses.field(default=1))], frozen=True)
+    field = dataclasses.field(default=1, metadata={"within": checks.COUNT})
+    config = dataclasses.make_dataclass("Cfg", [(name, int, field)], frozen=True)
     return Experiment(f"clash-{name}", "a clash", config, lambda cfg: [{"seed": 0}], lambda cell, *, key: {},
                       lambda cfg, results: [])
 

@@ -1,13 +1,11 @@
 """Options of ``sims run NAME``, generated from an experiment's config dataclass.
 
-Each config field becomes one option: int, float and str fields take a value of that type (str
-with ``metadata["choices"]`` or a ``Literal`` lists its choices), bools become ``--x/--no-x``,
-fields in ``sweep_fields`` may be repeated, fields in ``count_fields`` (plus ``seeds``) go
-through :func:`theory.validation.check_count`, so ``1e5`` works and ``1.5`` is refused, inside the
-range :func:`sims.core.checks.count_bounds` gives (seeds: ``[0, 2^31 - 1]``, ``--seeds``: at most
-:data:`sims.core.checks.MAX_SEEDS`, other counts ``[metadata["minimum"], metadata["maximum"]]``, at
-most ``2^31 - 1``), and float fields through :func:`sims.core.checks.check_float` (finite, inside
-the field's ``"range"``).  Every check runs before JAX compiles anything.
+Each config field becomes one option: str fields with ``metadata["choices"]`` or a ``Literal``
+list their choices, bools become ``--x/--no-x``, fields in ``sweep_fields`` may be repeated.  An
+int or float field reads the range its field declares (:mod:`sims.core.checks`: one declaration,
+which the config checks too): a :class:`~sims.core.checks.Count` parses ``1e5`` and refuses
+``1.5``, an :class:`~sims.core.checks.Interval` refuses a non-finite value or one outside it, and
+the help shows the interval.  Every check runs before JAX compiles anything.
 """
 
 from __future__ import annotations
@@ -26,7 +24,6 @@ from rich.markup import escape
 from sims.core import checks
 from sims.core import experiment as registry
 
-from theory.validation import check_count
 
 __all__ = ["Precision", "Spec", "specs_of", "show_value", "typer_param", "common_params", "reserved_options",
            "examples", "epilog"]
@@ -47,12 +44,12 @@ class Spec:
     param: str
     opt: str
     convert: Callable[[Any], Any]
-    kind: str  # "count", "int", "float", "str", "bool", "choice"
+    kind: str  # "count", "float", "str", "bool", "choice"
     sweep: bool
     default: Any
     help: str
     choices: tuple[str, ...] | None = None
-    interval: checks.Interval | None = None  # float and count options: the declared range
+    interval: checks.Interval | None = None  # count and float options: the field's declared range
 
 
 def _unwrap_optional(t: Any) -> Any:
@@ -95,7 +92,6 @@ def specs_of(exp: registry.Experiment) -> list[Spec]:
         else:
             raise TypeError(f"{where}: every config field needs a default")
         sweep = f.name in exp.sweep_fields
-        bounds = checks.count_bounds(exp, f, is_int=_element_type(hints[f.name], sweep, where) is int)
         t = _element_type(hints[f.name], sweep, where)
         choices = f.metadata.get("choices")
         if typing.get_origin(t) is typing.Literal:
@@ -106,27 +102,21 @@ def specs_of(exp: registry.Experiment) -> list[Spec]:
             raise TypeError(f"{where}: option {opt} clashes with a common option of `sims run` (reserved: "
                             f"{', '.join(sorted(reserved_options()))})")
         help_ = str(f.metadata.get("help", ""))
-        interval = None
-        if bounds is not None:
-            kind, interval = "count", checks.Interval(bounds[0], bounds[1], True, True)
-            convert = (lambda opt, lo, hi: lambda v: check_count(opt, v, minimum=lo, maximum=hi))(opt, *bounds)
+        interval = checks.field_range(f, t if t in (int, float) and not choices else None, where)
+        if interval is not None:
+            kind = "count" if t is int else "float"
+            convert = (lambda opt, interval: lambda v: interval.parse(opt, v))(opt, interval)
         elif choices:
             kind = "choice"
             convert = (lambda t: lambda v: t(v.value if isinstance(v, enum.Enum) else v))(t)
         elif t is bool:
             kind, convert = "bool", bool
-        elif t is int:
-            kind, convert = "int", int
-        elif t is float:
-            kind, interval = "float", checks.parse_range(f.metadata.get("range"))
-            convert = (lambda opt, interval: lambda v: checks.check_float(opt, v, interval))(opt, interval)
         elif t is str:
             kind, convert = "str", str
         else:
             raise TypeError(f"{where}: unsupported option type {t!r} (int, float, str, bool or Literal)")
         choices = tuple(str(c) for c in choices) if choices else None
-        specs.append(Spec(f.name, f"cfg_{f.name}", opt, convert, kind, sweep, default, help_, choices,
-                          interval if kind in ("float", "count") else None))
+        specs.append(Spec(f.name, f"cfg_{f.name}", opt, convert, kind, sweep, default, help_, choices, interval))
     return specs
 
 
@@ -139,12 +129,12 @@ def show_value(v: Any) -> str:
     return str(v)
 
 
-_METAVARS = {"count": "COUNT", "int": "INT", "float": "FLOAT", "str": "TEXT"}
+_METAVARS = {"count": "COUNT", "float": "FLOAT", "str": "TEXT"}
 
 
 def typer_param(exp: registry.Experiment, spec: Spec) -> inspect.Parameter:
     """The typer parameter of one option (type, choices, repeatable when it sweeps, help with its range)."""
-    kinds: dict[str, Any] = {"count": str, "int": int, "float": float, "str": str, "bool": bool}
+    kinds: dict[str, Any] = {"count": str, "float": float, "str": str, "bool": bool}
     if spec.kind == "choice":
         base: Any = enum.Enum(f"{exp.name}_{spec.field}", [(c, c) for c in spec.choices or ()], type=str)
     else:
@@ -235,7 +225,7 @@ def examples(exp: registry.Experiment, specs: list[Spec]) -> list[str]:
     """Example command lines for ``exp``: its own, a dry run, a sweep of its first swept option, float32."""
     ex = list(exp.examples)
     ex.append(f"sims run {exp.name} --dry-run")
-    sweep = next((s for s in specs if s.sweep and s.kind in ("count", "int", "float")), None)
+    sweep = next((s for s in specs if s.sweep and s.kind in ("count", "float")), None)
     if sweep is not None and not any("--" in e and sweep.opt in e for e in exp.examples):
         vals = [v for v in sweep.default][:2] or [1, 2]
         ex.append(f"sims run {exp.name} " + " ".join(f"{sweep.opt} {show_value(v)}" for v in vals))

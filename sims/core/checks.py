@@ -1,60 +1,106 @@
-"""Checks of an experiment's config made once, before any work: finite floats in range, enough sizes.
+"""Ranges of an experiment's config, declared once per field and checked before any work.
 
-Every float field of a config (a ``float`` or a ``tuple[float, ...]`` sweep) must be finite and
-lie in its declared range, written in interval notation in the field's metadata::
+Every numeric field of a config (``int``, ``float``, or a ``tuple[int | float, ...]`` sweep)
+declares its range as an object, passed to :func:`sims.experiments.common.option`::
 
-    sigma: float = dataclasses.field(default=1.0, metadata={"help": "...", "range": "(0, inf)"})
-    control_lr: float = dataclasses.field(default=0.01, metadata={"help": "...", "range": "(0, 1]"})
+    sigma: float = option(1.0, "Prefix initialisation scale.", Interval(gt=0, le=1e3))
+    m: tuple[int, ...] = option((1_000,), "Prefix lengths.", COUNT)
+    data_seed: int = option(0, "Seed of the data.", SEED)
 
-A float field without ``"range"`` must only be finite.  An experiment that needs several distinct
-values of a sweep to judge its claims declares ``min_distinct={"m": 2}``, or a ``check(config)``
-hook for anything else (e.g. a grid built from several fields); both are checked here, so a sweep
-that cannot support its own verdict is refused before it runs.
+:class:`Interval` is a real interval (finite values only, each end open, closed or absent);
+:class:`Count` an integer interval (``1e5`` accepted, ``1.5`` refused), with the usual
+declarations :data:`COUNT` (``[1, 2^31 - 1]``), :data:`SEED` (``[0, 2^31 - 1]``, the one rule for
+every seed) and :data:`DRAWS` (``--seeds``: at most :data:`MAX_SEEDS`).  Both readers use that one
+declaration: the config's :func:`check_ranges` (called from its ``__post_init__``, and again by
+:func:`check_config` when a config enters the engine) and the CLI (:mod:`sims.cli.options`: the
+parser of ``--sigma`` and the interval its help shows).  A numeric field without a declaration,
+or with the wrong kind (a :class:`Count` on a float), is a programming error (``TypeError``).
 
-The CLI converts each option with :func:`check_float` (naming the option, ``--sigma``) and
-:func:`sims.core.planning.plan` calls :func:`check_config` (naming the field, ``sigma``): one rule,
-applied wherever a config enters the engine.
+Rules across fields (``steps`` a multiple of ``log_every``, 0 meaning "the default size") stay as
+code in ``__post_init__``.  An experiment that needs several distinct values of a sweep to judge
+its claims declares ``min_distinct={"m": 2}``, or a ``check(config)`` hook for anything else;
+:func:`check_config` runs both, so a sweep that cannot support its own verdict is refused before
+it runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-import re
+import numbers
 import types
 import typing
 from typing import Any
 
+import numpy as np
+
 from theory.validation import INT32_MAX, InputError, check_count, show_number
 
-__all__ = ["Interval", "parse_range", "check_float", "float_fields", "need_distinct", "check_config",
-           "MAX_SEEDS", "is_seed", "count_bounds", "count_fields"]
+__all__ = ["Interval", "Count", "REALS", "COUNT", "SEED", "DRAWS", "MAX_SEEDS", "check_float", "is_seed",
+           "numeric_type", "field_range", "declared_ranges", "check_ranges", "need_distinct", "check_config"]
 
 #: Most ``--seeds`` (draws per grid point): every cell is listed in memory and writes one file.
 MAX_SEEDS = 10_000
 
-_RANGE = re.compile(r"^\s*([\[(])\s*([^,\s]+)\s*,\s*([^,\s]+)\s*([\])])\s*$")
 
-
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Interval:
-    """A real interval; ``low``/``high`` may be infinite, each end open or closed."""
+    """A declared real range: ``gt``/``ge`` the lower end (open/closed), ``lt``/``le`` the upper; None: no end.
 
-    low: float
-    high: float
-    low_closed: bool
-    high_closed: bool
+    Values must also be finite.  ``Interval()`` is every finite number; an experiment's float
+    option declares a finite upper end too (``1e300`` must be refused).
+
+    Raises:
+        TypeError: both ends of one side given, an end that is not a finite number, or an empty
+            interval (a programming error in a config).
+    """
+
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+
+    def __post_init__(self):
+        for a, b in (("gt", "ge"), ("lt", "le")):
+            if getattr(self, a) is not None and getattr(self, b) is not None:
+                raise TypeError(f"{type(self).__name__}: give {a} or {b}, not both")
+        for end in ("gt", "ge", "lt", "le"):
+            v = getattr(self, end)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v)):
+                raise TypeError(f"{type(self).__name__}: {end} must be a finite number or None, got {v!r}")
+        if not (self.low < self.high or (self.low == self.high and self.low_closed and self.high_closed)):
+            raise TypeError(f"{type(self).__name__} {self} is empty")
+
+    @property
+    def low(self) -> float:
+        """The lower end (``-inf`` when there is none)."""
+        return self.gt if self.gt is not None else self.ge if self.ge is not None else -math.inf
+
+    @property
+    def high(self) -> float:
+        """The upper end (``inf`` when there is none)."""
+        return self.lt if self.lt is not None else self.le if self.le is not None else math.inf
+
+    @property
+    def low_closed(self) -> bool:
+        return self.ge is not None
+
+    @property
+    def high_closed(self) -> bool:
+        return self.le is not None
 
     def __contains__(self, x: float) -> bool:
         above = x >= self.low if self.low_closed else x > self.low
         below = x <= self.high if self.high_closed else x < self.high
-        return above and below
+        return bool(above and below)
 
     def __str__(self) -> str:
         def show(v: float) -> str:
             return "inf" if v == math.inf else "-inf" if v == -math.inf else f"{v:g}"
 
-        return f"{'[' if self.low_closed else '('}{show(self.low)}, {show(self.high)}{']' if self.high_closed else ')'}"
+        return (f"{'[' if self.low_closed else '('}{show(self.low)}, "
+                f"{show(self.high)}{']' if self.high_closed else ')'}")
 
     def outside(self) -> float:
         """A finite value outside the interval (for tests), or nan when there is none."""
@@ -64,35 +110,68 @@ class Interval:
             return self.high + 1.0 if self.high_closed else self.high
         return math.nan
 
+    def parse(self, name: str, value: Any) -> float:
+        """``value`` (a number or a numeric string, as the CLI gives it) checked: :func:`check_float`."""
+        return check_float(name, value, self)
 
-REALS = Interval(-math.inf, math.inf, False, False)
+    def check(self, name: str, value: Any) -> None:
+        """Raise :class:`theory.InputError` unless ``value`` (a config's value: a real number, not
+        a bool or a string) is finite and inside."""
+        if isinstance(value, (bool, np.bool_, str)) or not isinstance(value, numbers.Real):
+            raise InputError(f"{name} must be a number, got {show_number(value)}")
+        check_float(name, value, self)
 
 
-def parse_range(text: str | None) -> Interval:
-    """``"(0, inf)"``, ``"[0, 1]"``, ... as an :class:`Interval`; None is the whole real line.
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Count(Interval):
+    """A declared integer range ``[ge, le]`` (default ``[1, 2^31 - 1]``, the sizes JAX holds in an int32).
 
-    Raises:
-        ValueError: the text is not an interval (a programming error in a config).
+    Integral floats are accepted (``1e5``), anything else is refused
+    (:func:`theory.validation.check_count`).
     """
-    if text is None:
-        return REALS
-    match = _RANGE.match(str(text))
-    if not match:
-        raise ValueError(f"range {text!r} is not an interval such as '(0, inf)' or '[0, 1]'")
-    lo, lo_s, hi_s, hi = match.groups()
-    low, high = float(lo_s), float(hi_s)
-    if not low < high or (lo == "[" and low == -math.inf) or (hi == "]" and high == math.inf):
-        raise ValueError(f"range {text!r} is empty or closed at an infinite end")
-    return Interval(low, high, lo == "[", hi == "]")
+
+    ge: int = 1
+    le: int = INT32_MAX
+
+    def __post_init__(self):
+        if self.gt is not None or self.lt is not None:
+            raise TypeError("Count: give ge and le (integer ends), not gt or lt")
+        for end in ("ge", "le"):
+            v = getattr(self, end)
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                raise TypeError(f"Count: {end} must be an integer, got {v!r}")
+        super().__post_init__()
+
+    def parse(self, name: str, value: Any) -> int:
+        """``value`` as an ``int`` inside ``[ge, le]`` (a number or a numeric string)."""
+        return check_count(name, value, minimum=self.ge, maximum=self.le)
+
+    def check(self, name: str, value: Any) -> None:
+        if isinstance(value, str):
+            raise InputError(f"{name} must be {self._what()}, got {show_number(value)}")
+        check_count(name, value, minimum=self.ge, maximum=self.le)
+
+    def _what(self) -> str:
+        return f"an integer >= {self.ge} and <= {show_number(self.le)}"
 
 
-def check_float(name: str, value: Any, range_: Interval | str | None = None) -> float:
-    """``value`` as a float, finite and inside ``range_``.
+#: Every finite number (what an undeclared float used to mean; experiments declare more).
+REALS = Interval()
+#: A size or a count: an integer in ``[1, 2^31 - 1]``.
+COUNT = Count()
+#: A seed: an integer in ``[0, 2^31 - 1]`` (any JAX key accepts it; :func:`theory.validation.check_seed`).
+SEED = Count(ge=0)
+#: ``seeds``, the draws per grid point: at most :data:`MAX_SEEDS`.
+DRAWS = Count(le=MAX_SEEDS)
+
+
+def check_float(name: str, value: Any, interval: Interval = REALS) -> float:
+    """``value`` as a float, finite and inside ``interval``.
 
     Args:
         name: how to name the value in the message (``--sigma`` or ``sigma``).
         value: a number or a numeric string.
-        range_: an :class:`Interval`, its text, or None (finite only).
+        interval: the declared range (default: any finite number).
 
     Returns:
         The float.
@@ -100,10 +179,9 @@ def check_float(name: str, value: Any, range_: Interval | str | None = None) -> 
     Raises:
         InputError: ``value`` is not a number, not finite, or outside the range.
     """
-    interval = range_ if isinstance(range_, Interval) else parse_range(range_)
     try:
         x = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise InputError(f"{name} must be a number, got {show_number(value)}") from None
     if not math.isfinite(x):
         raise InputError(f"{name} must be a finite number, got {show_number(value)}")
@@ -113,53 +191,84 @@ def check_float(name: str, value: Any, range_: Interval | str | None = None) -> 
 
 
 def is_seed(name: str) -> bool:
-    """Whether a config field is a seed (``seed``, ``data_seed``, ...): one rule, :func:`theory.validation.check_seed`."""
+    """Whether a config field is a seed by its name (``seed``, ``data_seed``, ...); it declares :data:`SEED`."""
     return name == "seed" or name.endswith("_seed")
 
 
-def count_bounds(exp: Any, field: dataclasses.Field, *, is_int: bool = False) -> tuple[int, int] | None:
-    """``(minimum, maximum)`` of an integer config field, or None when it is not a count or a seed.
+def numeric_type(t: Any) -> type | None:
+    """``int`` or ``float`` when the annotation ``t`` is one (or ``Optional``, ``tuple[X, ...]``,
+    ``list[X]`` of one), else None.  ``bool`` is not numeric."""
+    origin = typing.get_origin(t)
+    if origin is typing.Annotated:
+        return numeric_type(typing.get_args(t)[0])
+    if origin in (typing.Union, types.UnionType, tuple, list):
+        args = [a for a in typing.get_args(t) if a is not type(None) and a is not Ellipsis]
+        return numeric_type(args[0]) if len(set(args)) == 1 else None
+    return t if t in (int, float) else None
 
-    A seed lies in ``[0, 2^31 - 1]``; a count (``exp.count_fields``, ``seeds``, or any field typed
-    ``int``/``tuple[int, ...]``: ``is_int``) in ``[metadata["minimum"] (default 1),
-    metadata["maximum"]]``, the maximum defaulting to :data:`MAX_SEEDS` for ``seeds`` and to
-    ``2^31 - 1`` otherwise (sizes JAX holds in an int32).
+
+def field_range(field: dataclasses.Field, kind: type | None, where: str = "") -> Interval | None:
+    """The range a config field declares (``field.metadata["within"]``), checked against its kind.
+
+    Args:
+        field: a dataclass field.
+        kind: its :func:`numeric_type` (``int``, ``float`` or None for other fields).
+        where: how to name the field in an error (default its name).
+
+    Returns:
+        The :class:`Interval` (a :class:`Count` for an int), or None for a field that is not numeric.
+
+    Raises:
+        TypeError: a numeric field without a declaration, an int without a :class:`Count`, a
+            float with one, or a declaration on a field that is not numeric.
     """
-    if is_seed(field.name):
-        return 0, INT32_MAX
-    if is_int or field.name in tuple(getattr(exp, "count_fields", ()) or ()) or field.name == "seeds":
-        top = MAX_SEEDS if field.name == "seeds" else INT32_MAX
-        return int(field.metadata.get("minimum", 1)), int(field.metadata.get("maximum", top))
-    return None
+    where = where or f"field {field.name!r}"
+    within = field.metadata.get("within")
+    if kind is None:
+        if within is not None:
+            raise TypeError(f"{where}: a range is declared but the field is not an int or a float")
+        return None
+    if not isinstance(within, Interval):
+        raise TypeError(f"{where}: a numeric config field declares its range, e.g. "
+                        f"option(..., Interval(gt=0, le=1e3)) or option(..., COUNT); got {within!r}")
+    if (kind is int) != isinstance(within, Count):
+        raise TypeError(f"{where}: an int field declares a Count, a float field an Interval; got {within!r}")
+    return within
 
 
-def count_fields(exp: Any) -> list[tuple[str, int, int]]:
-    """``[(field name, minimum, maximum)]`` for every count or seed field of ``exp.config``."""
-    out = []
-    hints = typing.get_type_hints(exp.config)
-    for f in dataclasses.fields(exp.config):
-        bounds = count_bounds(exp, f, is_int=_is_float_type(hints[f.name], int)) if f.init else None
-        if bounds is not None:
-            out.append((f.name, *bounds))
+@functools.cache
+def declared_ranges(config_cls: type) -> dict[str, Interval]:
+    """``{field name: its declared range}`` for every numeric init field of a config class.
+
+    Raises:
+        TypeError: see :func:`field_range`.
+    """
+    hints = typing.get_type_hints(config_cls)
+    out = {}
+    for f in dataclasses.fields(config_cls):
+        if not f.init:
+            continue
+        kind = None if f.metadata.get("choices") else numeric_type(hints[f.name])
+        within = field_range(f, kind, f"{config_cls.__name__}.{f.name}")
+        if within is not None:
+            out[f.name] = within
     return out
 
 
-def _is_float_type(t: Any, cls: type = float) -> bool:
-    origin = typing.get_origin(t)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(t) if a is not type(None)]
-        return len(args) == 1 and _is_float_type(args[0], cls)
-    if origin in (tuple, list):
-        args = [a for a in typing.get_args(t) if a is not Ellipsis]
-        return len(args) == 1 and _is_float_type(args[0], cls)
-    return t is cls
+def check_ranges(config: Any) -> None:
+    """Check every numeric field of ``config`` (each value of a sweep) against its declared range.
 
+    The one range check of a config, called from its ``__post_init__`` (before its rules across
+    fields) and by :func:`check_config`.
 
-def float_fields(config_cls: type) -> list[tuple[str, Interval]]:
-    """``[(field name, its range)]`` for every float (or float-sweep) field of a config class."""
-    hints = typing.get_type_hints(config_cls)
-    return [(f.name, parse_range(f.metadata.get("range")))
-            for f in dataclasses.fields(config_cls) if f.init and _is_float_type(hints[f.name])]
+    Raises:
+        InputError: the first value out of range, naming its field.
+        TypeError: a numeric field without a declaration (:func:`field_range`).
+    """
+    for name, within in declared_ranges(type(config)).items():
+        value = getattr(config, name)
+        for v in value if isinstance(value, (tuple, list)) else (value,):
+            within.check(name, v)
 
 
 def need_distinct(name: str, values, n: int = 2, *, hint: str = "") -> None:
@@ -186,23 +295,12 @@ def check_config(exp: Any, config: Any) -> None:
         config: an instance of ``exp.config``.
 
     Raises:
-        InputError: a float field non-finite or out of range, a count or seed out of its
-            range (:func:`count_bounds`), a sweep with fewer distinct
+        InputError: a value out of its declared range (:func:`check_ranges`: a config whose
+            class has no ``__post_init__`` is checked here too), a sweep with fewer distinct
             values than ``exp.min_distinct`` asks, or ``exp.check(config)`` refusing it
             (its ``ValueError`` message is kept).
     """
-    for name, interval in float_fields(type(config)):
-        value = getattr(config, name)
-        for v in value if isinstance(value, (tuple, list)) else (value,):
-            check_float(name, v, interval)
-    hints = typing.get_type_hints(type(config))
-    for f in dataclasses.fields(config):
-        bounds = count_bounds(exp, f, is_int=_is_float_type(hints[f.name], int)) if f.init else None
-        if bounds is None:
-            continue
-        value = getattr(config, f.name)
-        for v in value if isinstance(value, (tuple, list)) else (value,):
-            check_count(f.name, v, minimum=bounds[0], maximum=bounds[1])
+    check_ranges(config)
     for name, need in (getattr(exp, "min_distinct", None) or {}).items():
         opt = "--" + name.replace("_", "-")
         need_distinct(name, getattr(config, name), need, hint=f"give several different {opt} ({opt} A {opt} B)")

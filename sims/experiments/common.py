@@ -1,11 +1,11 @@
 """What the experiments share: their config fields, the checks of those fields, their inputs.
 
-- :func:`option`: a config field with its CLI help (``sims run NAME --help`` shows it) and any
-  extra metadata the CLI reads (``choices``, ``minimum``; see :mod:`sims.core.experiment`).
-- :func:`check_fields`: a config's ``__post_init__`` checks, through the checks of
-  :mod:`theory.validation` (positive, non-negative, counts, choices), so that an experiment
-  never writes its own "must be > 0"; a bad value raises :class:`theory.InputError` (a
-  ``ValueError``: exit 2 from the CLI) naming the field.
+- :func:`option`: a config field with its CLI help (``sims run NAME --help`` shows it), its
+  declared range (a :class:`sims.core.checks.Interval` or :class:`~sims.core.checks.Count`: the
+  one declaration the config's ``__post_init__``, through :func:`sims.core.checks.check_ranges`,
+  and the CLI both read) and any extra metadata the CLI reads (``choices``).
+- :func:`check_choices`: a sweep of names drawn from a list; a bad value raises
+  :class:`theory.InputError` (a ``ValueError``: exit 2 from the CLI) naming the field.
 
 A new experiment imports these instead of copying them.
 """
@@ -17,23 +17,31 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from sims.core.checks import Interval
 from theory import validation as _v
 
-__all__ = ["option", "check_fields", "check_choices", "cell_dtype"]
+__all__ = ["option", "check_choices", "cell_dtype"]
 
 
-def option(default: Any, help: str, **extra: Any):
-    """A dataclass field of an experiment config: its default, CLI help and extra metadata.
+def option(default: Any, help: str, within: Interval | None = None, **extra: Any):
+    """A dataclass field of an experiment config: its default, CLI help, range and extra metadata.
 
     Args:
         default: the default value (tuples for repeatable options).
         help: one line shown by ``sims run NAME --help``.
-        **extra: more metadata for the CLI, e.g. ``choices=(...)`` or ``minimum=0``.
+        within: the range of an int or float field (of each value of a sweep): an
+            :class:`~sims.core.checks.Interval` for a float, a :class:`~sims.core.checks.Count`
+            (``COUNT``, ``SEED``, ``DRAWS``, ``Count(ge=0)``) for an int; required for those,
+            absent for the others.
+        **extra: more metadata for the CLI, e.g. ``choices=(...)``.
 
     Returns:
-        A ``dataclasses.field``.
+        A ``dataclasses.field`` (the range is ``metadata["within"]``).
     """
-    return dataclasses.field(default=default, metadata={"help": help, **extra})
+    meta = {"help": help, **extra}
+    if within is not None:
+        meta["within"] = within
+    return dataclasses.field(default=default, metadata=meta)
 
 
 def cell_dtype(cell: dict) -> np.dtype:
@@ -50,27 +58,3 @@ def check_choices(name: str, values: Iterable[Any], allowed: Iterable[Any]) -> N
     bad = [v for v in values if v not in allowed]
     if bad:
         raise _v.InputError(f"{name} must be among {allowed}, got {bad}")
-
-
-def check_fields(cfg, *, positive: Iterable[str] = (), nonnegative: Iterable[str] = (),
-                 counts: Iterable[str] = (), seeds: Iterable[str] = ()) -> None:
-    """Check the named fields of ``cfg`` with :mod:`theory.validation`.
-
-    Args:
-        cfg: a config dataclass instance.
-        positive: fields that must be finite and > 0 (:func:`theory.validation.check_positive`).
-        nonnegative: fields that must be finite and >= 0.
-        counts: integer fields >= 1 (:func:`theory.validation.check_count`).
-        seeds: seed fields (:func:`theory.validation.check_seed`: integers in [0, 2^31 - 1]).
-
-    Raises:
-        InputError: the first field that fails, named in the message.
-    """
-    for name in positive:
-        _v.check_positive(name, getattr(cfg, name))
-    for name in nonnegative:
-        _v.check_nonnegative(name, getattr(cfg, name))
-    for name in counts:
-        _v.check_count(name, getattr(cfg, name))
-    for name in seeds:
-        _v.check_seed(name, getattr(cfg, name))

@@ -42,10 +42,10 @@ import jax.numpy as jnp
 import numpy as np
 
 import theory as T
-from sims.core.checks import need_distinct
+from sims.core.checks import COUNT, DRAWS, SEED, Count, Interval, check_ranges, need_distinct
 from sims.core.experiment import Experiment, VerdictRow, register
 from sims.core.verdicts import cell_ids, constant_row, rate_row, threshold_m, threshold_row, wrong_scaling_row
-from sims.experiments.common import cell_dtype, check_fields, option as _f
+from sims.experiments.common import cell_dtype, option as _f
 from theory.kernels.models import sphere_inputs
 from theory.kernels.ntk_empirical import kernel_eigenvalues
 from theory.kernels import prefix
@@ -61,32 +61,30 @@ DEFAULT_MODEL = prefix.MODEL
 @dataclasses.dataclass(frozen=True)
 class ConvergenceConfig:
     model: str = _f(DEFAULT_MODEL.name, "Stylized model.", choices=tuple(T.model_names()))
-    m: tuple[int, ...] = _f((100_000,), "Prefix length(s); one value runs the ladder below it.")
+    m: tuple[int, ...] = _f((100_000,), "Prefix length(s); one value runs the ladder below it.", COUNT)
     ladder: int = _f(4, "With one m, also run m/4, m/16, ... (this many values) so rates can be fitted.",
-                     maximum=16)  # m <= 2^31 < 4^16: later rungs would all be m = 1
-    n: int = _f(8, "Training inputs.")
-    d: int = _f(16, "Feature dimension.")
-    k: int = _f(1, "Output dimension (models that fix it, exp-sign: 1).")
-    sigma: float = _f(1.0, "Prefix initialisation scale.", range="(0, 1e3]")
-    input_norm: float = _f(1.0, "Norm of each input u = W x.", range="(0, 1e3]")
-    eta: float = _f(0.0, "Learning rate; 0 means 1/||H*||_2.", range="[0, 1e3]")
-    steps: int = _f(100, "Gradient-descent steps.")
-    log_every: int = _f(20, "Steps between kernel measurements.")
-    seeds: int = _f(3, "Independent initialisations per m.")
-    data_seed: int = _f(0, "Seed of the data (inputs, targets, readout).")
+                     Count(le=16))  # m <= 2^31 < 4^16: later rungs would all be m = 1
+    n: int = _f(8, "Training inputs.", COUNT)
+    d: int = _f(16, "Feature dimension.", COUNT)
+    k: int = _f(1, "Output dimension (models that fix it, exp-sign: 1).", COUNT)
+    sigma: float = _f(1.0, "Prefix initialisation scale.", Interval(gt=0, le=1e3))
+    input_norm: float = _f(1.0, "Norm of each input u = W x.", Interval(gt=0, le=1e3))
+    eta: float = _f(0.0, "Learning rate; 0 means 1/||H*||_2.", Interval(ge=0, le=1e3))
+    steps: int = _f(100, "Gradient-descent steps.", COUNT)
+    log_every: int = _f(20, "Steps between kernel measurements.", COUNT)
+    seeds: int = _f(3, "Independent initialisations per m.", DRAWS)
+    data_seed: int = _f(0, "Seed of the data (inputs, targets, readout).", SEED)
     control: bool = _f(True, "Also run the mean-field negative control.")
     control_lr: float = _f(0.01, "Mean-field step as a fraction of the matched step m*eta (>= 0.03 diverges).",
-                           range="(0, 1]")
+                           Interval(gt=0, le=1))
 
     def __post_init__(self):
+        check_ranges(self)
         fixed_k = T.get_model(self.model).fixed_k
         if fixed_k is not None and self.k != fixed_k:
             raise ValueError(f"k must be {fixed_k} for {self.model}")
         if self.steps % self.log_every:
             raise ValueError(f"steps ({self.steps}) must be a multiple of log_every ({self.log_every})")
-        check_fields(self, positive=("sigma", "input_norm"), nonnegative=("eta",), seeds=("data_seed",))
-        if not 0 < self.control_lr <= 1:
-            raise ValueError(f"control_lr must lie in (0, 1], got {self.control_lr}")
 
     def grid(self) -> list[int]:
         if len(self.m) > 1:

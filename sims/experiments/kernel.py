@@ -19,9 +19,10 @@ import jax.numpy as jnp
 import numpy as np
 
 import theory as T
+from sims.core.checks import COUNT, DRAWS, SEED, Interval, check_ranges
 from sims.core.experiment import Experiment, VerdictRow, register
 from sims.core.verdicts import cell_ids, constant_row, rate_row, threshold_m, threshold_row
-from sims.experiments.common import cell_dtype, check_choices, check_fields, option as _f
+from sims.experiments.common import cell_dtype, check_choices, option as _f
 from theory.kernels.models import sphere_inputs
 from theory.kernels import prefix
 from theory.scaling.memory_plan import estimate_ntk_bytes
@@ -32,17 +33,17 @@ from theory.scaling.sharding import sharded_structured_ntk
 class KernelConfig:
     model: tuple[str, ...] = _f(tuple(T.model_names()), "Models to measure (default: every registered model).",
                                 choices=tuple(T.model_names()))
-    m: tuple[int, ...] = _f((1_000, 4_000, 16_000, 64_000), "Prefix lengths.")
-    n: int = _f(8, "Inputs.")
-    d: int = _f(16, "Feature dimension.")
-    k: int = _f(2, "Output dimension (exp-sign always uses 1).")
-    sigma: float = _f(0.7, "Prefix initialisation scale.", range="(0, 1e3]")
-    input_norm: float = _f(0.5, "Norm of each input u.", range="(0, 1e3]")
-    seeds: int = _f(6, "Draws per (model, m).")
-    data_seed: int = _f(0, "Seed of inputs and readout.")
+    m: tuple[int, ...] = _f((1_000, 4_000, 16_000, 64_000), "Prefix lengths.", COUNT)
+    n: int = _f(8, "Inputs.", COUNT)
+    d: int = _f(16, "Feature dimension.", COUNT)
+    k: int = _f(2, "Output dimension (exp-sign always uses 1).", COUNT)
+    sigma: float = _f(0.7, "Prefix initialisation scale.", Interval(gt=0, le=1e3))
+    input_norm: float = _f(0.5, "Norm of each input u.", Interval(gt=0, le=1e3))
+    seeds: int = _f(6, "Draws per (model, m).", DRAWS)
+    data_seed: int = _f(0, "Seed of inputs and readout.", SEED)
 
     def __post_init__(self):
-        check_fields(self, positive=("sigma", "input_norm"))
+        check_ranges(self)
         check_choices("model", self.model, T.model_names())
 
 

@@ -52,10 +52,10 @@ import jax.numpy as jnp
 import numpy as np
 
 import theory as T
-from sims.core.checks import need_distinct
+from sims.core.checks import COUNT, DRAWS, SEED, Count, Interval, check_ranges, need_distinct
 from sims.core.experiment import Experiment, register
 from sims.experiments import lazy_prefix_verdict as LV
-from sims.experiments.common import check_fields, option as _f
+from sims.experiments.common import option as _f
 from theory.ntk_attn.bounds import prefix_parameter_count
 from theory.transformer import adapters as AD
 from theory.transformer import lazy as LZ
@@ -85,36 +85,37 @@ SIZE_FIELDS = tuple(FULL)
 @dataclasses.dataclass(frozen=True)
 class LazyPrefixConfig:
     quick: bool = _f(False, "Quick sizes: d=32, T=8, p=5, n=16, m = 4..256 (about 2 minutes on 2 CPU cores).")
-    m: tuple[int, ...] = _f((), "Prefix rows per layer; empty = 1..4096 (x4), or 4..256 with --quick.")
+    m: tuple[int, ...] = _f((), "Prefix rows per layer; empty = 1..4096 (x4), or 4..256 with --quick.", COUNT)
     base: str = _f("pretrained", "Base model: pre-trained on (a+b) mod p, or its random initialisation.",
                    choices=("pretrained", "random"))
     arms: tuple[str, ...] = _f(ARMS, "Arms: ntk-gd, standard-gd (control), standard-adam (paper optimiser), "
                                "reparam-adam (paper 2's MLP form), lora-adam (matched parameter count), "
                                "ntk-attention-adam (paper 1's trained summary).", choices=ARMS)
-    seeds: int = _f(3, "Prefix initialisations per (arm, m).")
-    p: int = _f(0, "Modulus of the tasks (answer classes); 0 = 7 (5 with --quick).", minimum=0)
-    T: int = _f(0, "Sequence length; 0 = 16 (8 with --quick).", minimum=0)
-    d: int = _f(0, "Model width; 0 = 64 (32 with --quick).", minimum=0)
-    layers: int = _f(0, "Transformer layers; 0 = 2.", minimum=0)
-    heads: int = _f(0, "Attention heads; 0 = 4 (2 with --quick).", minimum=0)
-    d_mlp: int = _f(0, "MLP hidden width; 0 = 128 (64 with --quick).", minimum=0)
-    n: int = _f(0, "Downstream training sequences (the kernel's probe set); 0 = 32 (16 with --quick).", minimum=0)
-    n_test: int = _f(0, "Held-out downstream sequences; 0 = 256 (128 with --quick).", minimum=0)
-    steps: int = _f(0, "Prefix-tuning steps; 0 = 200 (100 with --quick).", minimum=0)
-    log_every: int = _f(0, "Steps between kernel measurements; 0 = 50 (25 with --quick).", minimum=0)
+    seeds: int = _f(3, "Prefix initialisations per (arm, m).", DRAWS)
+    p: int = _f(0, "Modulus of the tasks (answer classes); 0 = 7 (5 with --quick).", Count(ge=0))
+    T: int = _f(0, "Sequence length; 0 = 16 (8 with --quick).", Count(ge=0))
+    d: int = _f(0, "Model width; 0 = 64 (32 with --quick).", Count(ge=0))
+    layers: int = _f(0, "Transformer layers; 0 = 2.", Count(ge=0))
+    heads: int = _f(0, "Attention heads; 0 = 4 (2 with --quick).", Count(ge=0))
+    d_mlp: int = _f(0, "MLP hidden width; 0 = 128 (64 with --quick).", Count(ge=0))
+    n: int = _f(0, "Downstream training sequences (the kernel's probe set); 0 = 32 (16 with --quick).", Count(ge=0))
+    n_test: int = _f(0, "Held-out downstream sequences; 0 = 256 (128 with --quick).", Count(ge=0))
+    steps: int = _f(0, "Prefix-tuning steps; 0 = 200 (100 with --quick).", Count(ge=0))
+    log_every: int = _f(0, "Steps between kernel measurements; 0 = 50 (25 with --quick).", Count(ge=0))
     pretrain_steps: int = _f(0, "Adam steps of pre-training (batch 128, lr 3e-3); 0 = 2000 (600 with --quick).",
-                             minimum=0)
+                             Count(ge=0))
     sigma: float = _f(0.1, "Prefix initialisation scale (rows N(0, sigma^2 I_d)); 1 = the token scale, where "
-                      "pre-trained attention concentrates on a few rows (docs/lazy_prefix.md).", range="(0, 1e3]")
-    ntk_g: int = _f(2, "Taylor degree of NTK-Attention's features.", minimum=1)
-    eta_fraction: float = _f(0.5, "GD step as a fraction of 1/lambda_max(H(0)).", range="(0, 2)")
-    adam_lr: float = _f(1e-3, "Adam learning rate (paper: 1e-3).", range="(0, 10]")
-    data_seed: int = _f(0, "Seed of the base model, its pre-training and the downstream data.")
+                      "pre-trained attention concentrates on a few rows (docs/lazy_prefix.md).",
+                      Interval(gt=0, le=1e3))
+    ntk_g: int = _f(2, "Taylor degree of NTK-Attention's features.", COUNT)
+    eta_fraction: float = _f(0.5, "GD step as a fraction of 1/lambda_max(H(0)).", Interval(gt=0, lt=2))
+    adam_lr: float = _f(1e-3, "Adam learning rate (paper: 1e-3).", Interval(gt=0, le=10))
+    data_seed: int = _f(0, "Seed of the base model, its pre-training and the downstream data.", SEED)
 
     def __post_init__(self):
+        check_ranges(self)
         if not self.arms:
             raise ValueError("arms must not be empty")
-        check_fields(self, positive=("sigma", "eta_fraction", "adam_lr"), seeds=("data_seed",))
         if self.size("steps") % self.size("log_every"):
             raise ValueError(f"steps ({self.size('steps')}) must be a multiple of log_every ({self.size('log_every')})")
         if self.size("T") < 3 or self.size("p") < 2:

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sims.core.checks import COUNT, DRAWS, Count, check_ranges
 from sims.core.experiment import Experiment, VerdictRow, register
 from sims.core.verdicts import band_row, cell_ids, exact_row
 from sims.experiments.common import cell_dtype, option as _f
@@ -41,14 +42,17 @@ FEATURES = ("taylor", "elu")
 
 @dataclasses.dataclass(frozen=True)
 class NTKAttentionCostConfig:
-    m: tuple[int, ...] = _f(tuple(4**i for i in range(2, 11)), "Prefix lengths (16 .. 2^20).")
+    m: tuple[int, ...] = _f(tuple(4**i for i in range(2, 11)), "Prefix lengths (16 .. 2^20).", COUNT)
     feature: tuple[str, ...] = _f(FEATURES, "Feature maps.", choices=FEATURES)
-    g: int = _f(2, "Taylor degree (r = C(d + g, g)).")
-    d: int = _f(64, "Token dimension d = d_k = d_v.")
-    L: int = _f(128, "Input tokens.")
-    repeats: int = _f(5, "Timed calls per measurement (best kept).")
-    chunk_size: int = _f(0, "Stream prefix attention in chunks of this many rows (0: dense).", minimum=0)
-    seeds: int = _f(1, "Draws per cell.")
+    g: int = _f(2, "Taylor degree (r = C(d + g, g)).", COUNT)
+    d: int = _f(64, "Token dimension d = d_k = d_v.", COUNT)
+    L: int = _f(128, "Input tokens.", COUNT)
+    repeats: int = _f(5, "Timed calls per measurement (best kept).", COUNT)
+    chunk_size: int = _f(0, "Stream prefix attention in chunks of this many rows (0: dense).", Count(ge=0))
+    seeds: int = _f(1, "Draws per cell.", DRAWS)
+
+    def __post_init__(self):
+        check_ranges(self)
 
 
 def cells(cfg: NTKAttentionCostConfig) -> list[dict]:

@@ -31,9 +31,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sims.core.checks import COUNT, DRAWS, Count, Interval, check_ranges
 from sims.core.experiment import Experiment, VerdictRow, register
 from sims.core.verdicts import bound_row, cell_ids, exact_row
-from sims.experiments.common import check_choices, check_fields, option as _f
+from sims.experiments.common import check_choices, option as _f
 from theory.ntk_attn.feature_maps import taylor_dim
 from theory.ntk_attn.ntk_attention import Summary, ntk_attention, prefix_summary
 from theory.ntk_attn.bounds import (
@@ -52,21 +53,19 @@ PATTERNS = ("random", "adversarial")
 
 @dataclasses.dataclass(frozen=True)
 class NTKAttentionErrorConfig:
-    m: tuple[int, ...] = _f((16, 256, 4096, 65536), "Prefix lengths.")
+    m: tuple[int, ...] = _f((16, 256, 4096, 65536), "Prefix lengths.", COUNT)
     beta: tuple[float, ...] = _f((0.5, 1.0, 2.0, 3.0), "Logit bounds: max |<q,k_r>|/sqrt(d) over the prefix.",
-                                 range="(0, 80]")  # exp(beta) finite in float32 (limit 88.7)
+                                 Interval(gt=0, le=80))  # exp(beta) finite in float32 (limit 88.7)
     pattern: tuple[str, ...] = _f(PATTERNS, "Input construction.", choices=PATTERNS)
-    d: int = _f(4, "Token dimension (random: d_k = d_v = d; adversarial: d_k = 1, d_v = d - 2).", minimum=3)
-    L: int = _f(16, "Input tokens.")
-    g_max: int = _f(8, "Largest Taylor degree measured (all of 0..g_max).", maximum=60)  # degree_needed's cap
-    c: float = _f(0.5, "Target error m^-c for the degree choice.", range="(0, 10]")
+    d: int = _f(4, "Token dimension (random: d_k = d_v = d; adversarial: d_k = 1, d_v = d - 2).", Count(ge=3))
+    L: int = _f(16, "Input tokens.", COUNT)
+    g_max: int = _f(8, "Largest Taylor degree measured (all of 0..g_max).", Count(le=60))  # degree_needed's cap
+    c: float = _f(0.5, "Target error m^-c for the degree choice.", Interval(gt=0, le=10))
     causal: bool = _f(False, "Causal mask on the input block.")
-    seeds: int = _f(3, "Draws per (m, beta, pattern).")
+    seeds: int = _f(3, "Draws per (m, beta, pattern).", DRAWS)
 
     def __post_init__(self):
-        check_fields(self, positive=("c",))
-        if self.d < 3:
-            raise ValueError(f"d must be >= 3, got {self.d}")
+        check_ranges(self)
         check_choices("pattern", self.pattern, PATTERNS)
 
 

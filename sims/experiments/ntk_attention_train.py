@@ -44,9 +44,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sims.core.checks import COUNT, DRAWS, SEED, Interval, check_ranges
 from sims.core.experiment import Experiment, VerdictRow, register
 from sims.core.verdicts import cell_ids, exact_row
-from sims.experiments.common import cell_dtype, check_choices, check_fields, option as _f
+from sims.experiments.common import cell_dtype, check_choices, option as _f
 from theory.ntk_attn.feature_maps import features_unchecked, feature_dim
 from theory.ntk_attn.ntk_attention import prefix_summary
 from theory.ntk_attn.bounds import prefix_logit_max
@@ -58,27 +59,27 @@ FEATURES = ("elu", "taylor")
 
 @dataclasses.dataclass(frozen=True)
 class NTKAttentionTrainConfig:
-    m: tuple[int, ...] = _f(tuple(2**i for i in range(1, 19)), "Prefix lengths (paper: 2, 4, ..., 2^18).")
+    m: tuple[int, ...] = _f(tuple(2**i for i in range(1, 19)), "Prefix lengths (paper: 2, 4, ..., 2^18).", COUNT)
     feature: tuple[str, ...] = _f(FEATURES, "Feature maps to train.", choices=FEATURES)
-    g: int = _f(2, "Taylor degree (r = C(d + g, g)).")
-    d: int = _f(64, "Token dimension d = d_k = d_v.")
-    L: int = _f(128, "Input tokens.")
-    steps: int = _f(40_000, "Adam steps (paper: 40000), one fresh X each.")
-    val_size: int = _f(8_000, "Validation inputs (paper: 8000).")
-    lr: float = _f(1e-3, "Adam learning rate.", range="(0, 10]")
+    g: int = _f(2, "Taylor degree (r = C(d + g, g)).", COUNT)
+    d: int = _f(64, "Token dimension d = d_k = d_v.", COUNT)
+    L: int = _f(128, "Input tokens.", COUNT)
+    steps: int = _f(40_000, "Adam steps (paper: 40000), one fresh X each.", COUNT)
+    val_size: int = _f(8_000, "Validation inputs (paper: 8000).", COUNT)
+    lr: float = _f(1e-3, "Adam learning rate.", Interval(gt=0, le=10))
     weight_scale: float = _f(1.0, "Frozen weights ~ N(0, weight_scale^2/d): logit std ~ weight_scale^2.",
-                             range="(0, 100]")
-    init_std: float = _f(1.0, "elu: initial Z, k ~ N(0, init_std^2) (paper: 1).", range="[0, 1e3]")
+                             Interval(gt=0, le=100))
+    init_std: float = _f(1.0, "elu: initial Z, k ~ N(0, init_std^2) (paper: 1).", Interval(ge=0, le=1e3))
     init_std_taylor: float = _f(0.0, "taylor: initial Z, k ~ N(0, init_std_taylor^2) (0: the empty summary).",
-                                range="[0, 1e3]")
-    scale: float = _f(1.0, "Train (Z, k) = scale * params (1 = paper).", range="(0, 1e3]")
+                                Interval(ge=0, le=1e3))
+    scale: float = _f(1.0, "Train (Z, k) = scale * params (1 = paper).", Interval(gt=0, le=1e3))
     scale_by_m: bool = _f(False, "Multiply scale by m (the exact summary grows like m).")
-    batch_size: int = _f(1, "Inputs X per Adam step (paper: 1).")
-    data_seed: int = _f(0, "Seed of the frozen weights, shared by all m.")
-    seeds: int = _f(1, "Draws per (m, feature).")
+    batch_size: int = _f(1, "Inputs X per Adam step (paper: 1).", COUNT)
+    data_seed: int = _f(0, "Seed of the frozen weights, shared by all m.", SEED)
+    seeds: int = _f(1, "Draws per (m, feature).", DRAWS)
 
     def __post_init__(self):
-        check_fields(self, positive=("lr", "weight_scale", "scale"), nonnegative=("init_std", "init_std_taylor"))
+        check_ranges(self)
         check_choices("feature", self.feature, FEATURES)
 
 

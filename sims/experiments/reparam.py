@@ -44,11 +44,11 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from sims.core.checks import need_distinct
+from sims.core.checks import COUNT, Count, Interval, check_ranges, need_distinct
 from sims.core.experiment import Experiment, VerdictRow, register
 from sims.experiments import reparam_identifiability as _identifiability
 from sims.experiments import reparam_verdict as V
-from sims.experiments.common import check_fields, option as _f
+from sims.experiments.common import option as _f
 from sims.experiments.reparam_problem import L_STAR, run_rate
 from theory.moe.model import STRUCTURES
 
@@ -62,50 +62,46 @@ class ReparamConfig:
     quick: bool = _f(False, "Quick size: n = 400, 8 replications, 2 split + 2 random starts, at most 2000 LM steps "
                             "per start.")
     structures: tuple[str, ...] = _f(STRUCTURES, "Prompt structures to fit.", choices=STRUCTURES)
-    n_eff: tuple[int, ...] = _f((), "Effective sample sizes n (sigma0/sigma)^2; empty = 1e4..1e8 (5 points).")
-    n: int = _f(0, "Real sample size per fit (noise traded for n_eff); 0 = 400 (quick) or 1000.", minimum=0)
+    n_eff: tuple[int, ...] = _f((), "Effective sample sizes n (sigma0/sigma)^2; empty = 1e4..1e8 (5 points).",
+                                 Count(ge=10))
+    n: int = _f(0, "Real sample size per fit (noise traded for n_eff); 0 = 400 (quick) or 1000.", Count(ge=0))
     trade_noise: bool = _f(True, "Reach n_eff by lowering the noise at fixed n; --no-trade-noise: n = n_eff.")
-    replications: int = _f(0, "Replications per (structure, L, n_eff); 0 = 8 (quick) or 16.", minimum=0)
+    replications: int = _f(0, "Replications per (structure, L, n_eff); 0 = 8 (quick) or 16.", Count(ge=0))
     extra: tuple[int, ...] = _f((0, 1), "Fit L = L* + extra prompts (L* = 2); 0 = exact, 1 = over-specified.",
-                                 minimum=0)
-    noise: float = _f(0.1, "Reference noise sigma0: a cell's noise is sigma0 sqrt(n / n_eff).", range="(0, 1e3]")
+                                Count(ge=0))
+    noise: float = _f(0.1, "Reference noise sigma0: a cell's noise is sigma0 sqrt(n / n_eff).", Interval(gt=0, le=1e3))
     split_starts: int = _f(0, "Split starts per fit (an atom of the L-1 pilot fit split in two; the first with "
-                              "--jitter, the others with --wide-jitter); 0 = 2 (quick) or 3.", minimum=0)
-    random_starts: int = _f(0, "Random starts per fit; 0 = 2 (quick) or 3.", minimum=0)
+                              "--jitter, the others with --wide-jitter); 0 = 2 (quick) or 3.", Count(ge=0))
+    random_starts: int = _f(0, "Random starts per fit; 0 = 2 (quick) or 3.", Count(ge=0))
     oracle_start: bool = _f(True, "Also fit one start near the truth, as a diagnostic only (never the estimate).")
     basin_tol: float = _f(0.1, "A start reached the best basin when its loss is within basin_tol * sigma_hat^2/n "
-                               "of the best.", range="(0, 1e3]")
-    adam_steps: int = _f(50, "Adam steps before the Levenberg-Marquardt polish.", minimum=0)
-    polish_steps: int = _f(0, "Maximum LM iterations per start; 0 = 2000 (quick) or 20000.", minimum=0)
+                               "of the best.", Interval(gt=0, le=1e3))
+    adam_steps: int = _f(50, "Adam steps before the Levenberg-Marquardt polish.", Count(ge=0))
+    polish_steps: int = _f(0, "Maximum LM iterations per start; 0 = 2000 (quick) or 20000.", Count(ge=0))
     resolution: float = _f(1e-2, "LM stops when the Gauss-Newton model leaves < resolution * sigma_hat^2/n of the "
-                                 "loss (sigma^2/n: the loss's statistical resolution).", range="(0, 1]")
+                                 "loss (sigma^2/n: the loss's statistical resolution).",
+                                 Interval(gt=0, le=1))
     bound: float = _f(5.0, "Compact parameter set of the estimator: every p^K, p^V, p' entry in [-bound, bound].",
-                      range="(0, 1e3]")
+                      Interval(gt=0, le=1e3))
     bound_alt: float = _f(0.0, "If > 0, also fit over-specified cells with this bound (sensitivity row).",
-                          range="[0, 1e3]")
+                          Interval(ge=0, le=1e3))
     gate_scale: float = _f(1.0, "Multiplies W_Q, i.e. the range of the gating logits (1 = the fixed problem).",
-                           range="(0, 1e3]")
+                           Interval(gt=0, le=1e3))
     jitter: float = _f(0.1, "Jitter (standard deviation) of the first split start's locations (and of the oracle "
-                            "start's).", range="(0, 1e3]")
-    wide_jitter: float = _f(0.5, "Jitter of the other split starts.", range="(0, 1e3]")
-    n_test: int = _f(4000, "Test inputs for the L2 error of the regression function.")
-    r: float = _f(1.0, "Power of the non-shared Voronoi loss (>= 1).", range="[1, 100]")
+                            "start's).", Interval(gt=0, le=1e3))
+    wide_jitter: float = _f(0.5, "Jitter of the other split starts.", Interval(gt=0, le=1e3))
+    n_test: int = _f(4000, "Test inputs for the L2 error of the regression function.", COUNT)
+    r: float = _f(1.0, "Power of the non-shared Voronoi loss (>= 1).", Interval(ge=1, le=100))
 
     def __post_init__(self):
+        check_ranges(self)
         bad = [s for s in self.structures if s not in STRUCTURES]
         if bad or not self.structures:
             raise ValueError(f"structures must be a non-empty subset of {STRUCTURES}, got {self.structures}")
-        if any(int(e) < 0 for e in self.extra) or not self.extra:
-            raise ValueError(f"extra must be non-empty and >= 0, got {self.extra}")
-        if any(int(n) < 10 for n in self.n_eff):
-            raise ValueError(f"every n_eff must be >= 10, got {self.n_eff}")
+        if not self.extra:
+            raise ValueError(f"extra must be non-empty, got {self.extra}")
         if self.n and self.n < 10:
             raise ValueError(f"n must be >= 10 (or 0 for the default), got {self.n}")
-        check_fields(self, positive=("noise", "jitter", "wide_jitter", "bound", "gate_scale", "resolution",
-                                     "basin_tol"),
-                     nonnegative=("bound_alt",))
-        if not (math.isfinite(self.r) and self.r >= 1):
-            raise ValueError(f"r must be >= 1, got {self.r}")
 
     def grid(self) -> tuple[int, ...]:
         return tuple(sorted({int(n) for n in self.n_eff})) or (QUICK_N_EFF if self.quick else FULL_N_EFF)

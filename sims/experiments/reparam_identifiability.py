@@ -40,8 +40,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sims.core.checks import Count, Interval, check_ranges
 from sims.core.experiment import Experiment, register
-from sims.experiments.common import check_fields, option as _f
+from sims.experiments.common import option as _f
 from sims.experiments.reparam_identifiability_verdict import verdict
 from sims.experiments.reparam_problem import BIN_EDGES, N_TOKENS, RHO, SHARE, problem
 from theory.moe.identifiability import location_width, modulus, random_configurations, split_configurations
@@ -66,30 +67,27 @@ class IdentifiabilityConfig:
 
     quick: bool = _f(False, "Quick sizes: 2 polished starts per structure (else 6); two-point n = 300, 3000, 30000.")
     parts: tuple[str, ...] = _f(KINDS, "Which experiments: modulus (deterministic) and/or two_point.", choices=KINDS)
-    n_mc: int = _f(1024, "Inputs drawn from mu for the L2(mu) norms.")
-    angles: int = _f(60, "Split directions on the half circle (shared; non-shared: a 4 x 4 x 5 grid).")
-    random: int = _f(256, "Random configuration shapes, each tried at 15 scales 10^-4.5 .. 10^-1.")
+    n_mc: int = _f(1024, "Inputs drawn from mu for the L2(mu) norms.", Count(ge=16))
+    angles: int = _f(60, "Split directions on the half circle (shared; non-shared: a 4 x 4 x 5 grid).", Count(ge=2))
+    random: int = _f(256, "Random configuration shapes, each tried at 15 scales 10^-4.5 .. 10^-1.", Count(ge=2))
     polish: int = _f(0, "Starts polished by local minimisation (the lowest distinct sampled ratios); 0 = 2 (quick) "
-                        "or 6.", minimum=0)
-    n: tuple[int, ...] = _f((), "Two-point sample sizes; empty = 300, 3e3, 3e4 (quick) or 5 points 1e3..1e5.")
-    noise: float = _f(0.01, "Noise sd of the two-point data (only n / noise^2 matters: n_eff = n (0.1/noise)^2).", range="(0, 1e3]")
-    signal: float = _f(2.0, "Signal Delta of each pair at the smallest n (power 0.64 at level 0.05).", range="(0, 1e3]")
-    value_separation: float = _f(0.5, "Non-shared pair: half the distance of the two values (fixed, O(1)).", range="(0, 1e3]")
-    alpha: float = _f(0.05, "Level of the two-point test.", range="(0, 0.5)")
+                        "or 6.", Count(ge=0))
+    n: tuple[int, ...] = _f((), "Two-point sample sizes; empty = 300, 3e3, 3e4 (quick) or 5 points 1e3..1e5.",
+                            Count(ge=10))
+    noise: float = _f(0.01, "Noise sd of the two-point data (only n / noise^2 matters: n_eff = n (0.1/noise)^2).",
+                       Interval(gt=0, le=1e3))
+    signal: float = _f(2.0, "Signal Delta of each pair at the smallest n (power 0.64 at level 0.05).",
+                        Interval(gt=0, le=1e3))
+    value_separation: float = _f(0.5, "Non-shared pair: half the distance of the two values (fixed, O(1)).",
+                                  Interval(gt=0, le=1e3))
+    alpha: float = _f(0.05, "Level of the two-point test.", Interval(gt=0, lt=0.5))
 
     def __post_init__(self):
+        check_ranges(self)
         if not self.parts or any(p not in KINDS for p in self.parts):
             raise ValueError(f"parts must be a non-empty subset of {KINDS}, got {self.parts}")
-        if any(int(n) < 10 for n in self.n):
-            raise ValueError(f"every n must be >= 10, got {self.n}")
         if "two_point" in self.parts and len(self.grid()) < 2:
             raise ValueError(f"the two-point verdict fits a slope in n: give >= 2 distinct n, got {self.n}")
-        for name, low in (("n_mc", 16), ("angles", 2), ("random", 2)):
-            if int(getattr(self, name)) < low:
-                raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
-        check_fields(self, positive=("noise", "signal", "value_separation"))
-        if not 0 < self.alpha < 0.5:
-            raise ValueError(f"alpha must lie in (0, 0.5), got {self.alpha}")
 
     def grid(self):
         return tuple(sorted({int(n) for n in self.n})) or (QUICK_N if self.quick else FULL_N)
