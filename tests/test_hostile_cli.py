@@ -2,8 +2,8 @@
 
 Each option of each experiment (``sims.experiments.load_all()``, the options generated from its config)
 and each run option is given each of ``0, -1, 1.5, nan, inf, 1e300, ''``.  A value outside the
-option's declared range (counts: :func:`sims.core.checks.count_bounds`; floats: the field's
-``"range"``; choices, flags and folders: always) must end with exit 2, one line of output
+option's declared range (the field's :class:`~sims.core.checks.Count` or
+:class:`~sims.core.checks.Interval`; choices, flags and folders: always) must end with exit 2, one line of output
 (``error: ...``), no traceback and nothing written, before any work: the engine's ``execute`` is
 never reached (checked by replacing it, not by a clock).  A value inside the range must pass the option's check: with ``--dry-run``
 the command plans without running (exit 0 or 3), or is refused by a rule across options (exit 2,
