@@ -3,14 +3,14 @@
 Every numeric field of a config (``int``, ``float``, or a ``tuple[int | float, ...]`` sweep)
 declares its range as an object, passed to :func:`sims.experiments.common.option`::
 
-    sigma: float = option(1.0, "Prefix initialisation scale.", Interval(gt=0, le=1e3))
+    control_lr: float = option(0.01, "Mean-field step.", Interval(gt=0, le=1))
     m: tuple[int, ...] = option((1_000,), "Prefix lengths.", COUNT)
     data_seed: int = option(0, "Seed of the data.", SEED)
 
 :class:`Interval` is a real interval (finite values only, each end open, closed or absent);
 :class:`Count` an integer interval (``1e5`` accepted, ``1.5`` refused), with the usual
 declarations :data:`COUNT` (``[1, 2^31 - 1]``), :data:`SEED` (``[0, 2^31 - 1]``, the one rule for
-every seed) and :data:`DRAWS` (``--seeds``: at most :data:`MAX_SEEDS`).  Both readers use that one
+every seed), :data:`DRAWS` (``--seeds``: at most :data:`MAX_SEEDS`) and :data:`SCALE` (``(0, 1e3]``).  Both readers use that one
 declaration: the config's :func:`check_ranges` (called from its ``__post_init__``, and again by
 :func:`check_config` when a config enters the engine) and the CLI (:mod:`sims.cli.options`: the
 parser of ``--sigma`` and the interval its help shows).  A numeric field without a declaration,
@@ -37,7 +37,7 @@ import numpy as np
 
 from theory.validation import INT32_MAX, InputError, check_count, show_number
 
-__all__ = ["Interval", "Count", "REALS", "COUNT", "SEED", "DRAWS", "MAX_SEEDS", "check_float", "is_seed",
+__all__ = ["Interval", "Count", "REALS", "COUNT", "SEED", "DRAWS", "SCALE", "MAX_SEEDS", "check_float", "is_seed",
            "numeric_type", "field_range", "declared_ranges", "check_ranges", "need_distinct", "check_config"]
 
 #: Most ``--seeds`` (draws per grid point): every cell is listed in memory and writes one file.
@@ -163,6 +163,9 @@ COUNT = Count()
 SEED = Count(ge=0)
 #: ``seeds``, the draws per grid point: at most :data:`MAX_SEEDS`.
 DRAWS = Count(le=MAX_SEEDS)
+#: A positive scale (initialisation, norm, noise, jitter, bound): at most 1e3, so that its squares
+#: and products stay finite in float32.
+SCALE = Interval(gt=0, le=1e3)
 
 
 def check_float(name: str, value: Any, interval: Interval = REALS) -> float:

@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import theory as T
-from sims.core.checks import COUNT, DRAWS, SEED, Count, Interval, check_ranges, need_distinct
+from sims.core.checks import COUNT, DRAWS, SCALE, SEED, Count, Interval, check_ranges, need_distinct
 from sims.core.experiment import Experiment, VerdictRow, register
 from sims.core.verdicts import cell_ids, constant_row, rate_row, threshold_m, threshold_row, wrong_scaling_row
 from sims.experiments.common import cell_dtype, option as _f
@@ -67,8 +67,8 @@ class ConvergenceConfig:
     n: int = _f(8, "Training inputs.", COUNT)
     d: int = _f(16, "Feature dimension.", COUNT)
     k: int = _f(1, "Output dimension (models that fix it, exp-sign: 1).", COUNT)
-    sigma: float = _f(1.0, "Prefix initialisation scale.", Interval(gt=0, le=1e3))
-    input_norm: float = _f(1.0, "Norm of each input u = W x.", Interval(gt=0, le=1e3))
+    sigma: float = _f(1.0, "Prefix initialisation scale.", SCALE)
+    input_norm: float = _f(1.0, "Norm of each input u = W x.", SCALE)
     eta: float = _f(0.0, "Learning rate; 0 means 1/||H*||_2.", Interval(ge=0, le=1e3))
     steps: int = _f(100, "Gradient-descent steps.", COUNT)
     log_every: int = _f(20, "Steps between kernel measurements.", COUNT)

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import theory as T
-from sims.core.checks import COUNT, DRAWS, SEED, Interval, check_ranges
+from sims.core.checks import COUNT, DRAWS, SCALE, SEED, check_ranges
 from sims.core.experiment import Experiment, VerdictRow, register
 from sims.core.verdicts import cell_ids, constant_row, rate_row, threshold_m, threshold_row
 from sims.experiments.common import cell_dtype, check_choices, option as _f
@@ -37,8 +37,8 @@ class KernelConfig:
     n: int = _f(8, "Inputs.", COUNT)
     d: int = _f(16, "Feature dimension.", COUNT)
     k: int = _f(2, "Output dimension (exp-sign always uses 1).", COUNT)
-    sigma: float = _f(0.7, "Prefix initialisation scale.", Interval(gt=0, le=1e3))
-    input_norm: float = _f(0.5, "Norm of each input u.", Interval(gt=0, le=1e3))
+    sigma: float = _f(0.7, "Prefix initialisation scale.", SCALE)
+    input_norm: float = _f(0.5, "Norm of each input u.", SCALE)
     seeds: int = _f(6, "Draws per (model, m).", DRAWS)
     data_seed: int = _f(0, "Seed of inputs and readout.", SEED)
 

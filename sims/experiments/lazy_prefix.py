@@ -52,7 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import theory as T
-from sims.core.checks import COUNT, DRAWS, SEED, Count, Interval, check_ranges, need_distinct
+from sims.core.checks import COUNT, DRAWS, SCALE, SEED, Count, Interval, check_ranges, need_distinct
 from sims.core.experiment import Experiment, register
 from sims.experiments import lazy_prefix_verdict as LV
 from sims.experiments.common import option as _f
@@ -106,7 +106,7 @@ class LazyPrefixConfig:
                              Count(ge=0))
     sigma: float = _f(0.1, "Prefix initialisation scale (rows N(0, sigma^2 I_d)); 1 = the token scale, where "
                       "pre-trained attention concentrates on a few rows (docs/lazy_prefix.md).",
-                      Interval(gt=0, le=1e3))
+                      SCALE)
     ntk_g: int = _f(2, "Taylor degree of NTK-Attention's features.", COUNT)
     eta_fraction: float = _f(0.5, "GD step as a fraction of 1/lambda_max(H(0)).", Interval(gt=0, lt=2))
     adam_lr: float = _f(1e-3, "Adam learning rate (paper: 1e-3).", Interval(gt=0, le=10))

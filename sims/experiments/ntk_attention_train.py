@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sims.core.checks import COUNT, DRAWS, SEED, Interval, check_ranges
+from sims.core.checks import COUNT, DRAWS, SCALE, SEED, Interval, check_ranges
 from sims.core.experiment import Experiment, VerdictRow, register
 from sims.core.verdicts import cell_ids, exact_row
 from sims.experiments.common import cell_dtype, check_choices, option as _f
@@ -72,7 +72,7 @@ class NTKAttentionTrainConfig:
     init_std: float = _f(1.0, "elu: initial Z, k ~ N(0, init_std^2) (paper: 1).", Interval(ge=0, le=1e3))
     init_std_taylor: float = _f(0.0, "taylor: initial Z, k ~ N(0, init_std_taylor^2) (0: the empty summary).",
                                 Interval(ge=0, le=1e3))
-    scale: float = _f(1.0, "Train (Z, k) = scale * params (1 = paper).", Interval(gt=0, le=1e3))
+    scale: float = _f(1.0, "Train (Z, k) = scale * params (1 = paper).", SCALE)
     scale_by_m: bool = _f(False, "Multiply scale by m (the exact summary grows like m).")
     batch_size: int = _f(1, "Inputs X per Adam step (paper: 1).", COUNT)
     data_seed: int = _f(0, "Seed of the frozen weights, shared by all m.", SEED)

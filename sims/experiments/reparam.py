@@ -44,7 +44,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from sims.core.checks import COUNT, Count, Interval, check_ranges, need_distinct
+from sims.core.checks import COUNT, SCALE, Count, Interval, check_ranges, need_distinct
 from sims.core.experiment import Experiment, VerdictRow, register
 from sims.experiments import reparam_identifiability as _identifiability
 from sims.experiments import reparam_verdict as V
@@ -69,27 +69,27 @@ class ReparamConfig:
     replications: int = _f(0, "Replications per (structure, L, n_eff); 0 = 8 (quick) or 16.", Count(ge=0))
     extra: tuple[int, ...] = _f((0, 1), "Fit L = L* + extra prompts (L* = 2); 0 = exact, 1 = over-specified.",
                                 Count(ge=0))
-    noise: float = _f(0.1, "Reference noise sigma0: a cell's noise is sigma0 sqrt(n / n_eff).", Interval(gt=0, le=1e3))
+    noise: float = _f(0.1, "Reference noise sigma0: a cell's noise is sigma0 sqrt(n / n_eff).", SCALE)
     split_starts: int = _f(0, "Split starts per fit (an atom of the L-1 pilot fit split in two; the first with "
                               "--jitter, the others with --wide-jitter); 0 = 2 (quick) or 3.", Count(ge=0))
     random_starts: int = _f(0, "Random starts per fit; 0 = 2 (quick) or 3.", Count(ge=0))
     oracle_start: bool = _f(True, "Also fit one start near the truth, as a diagnostic only (never the estimate).")
     basin_tol: float = _f(0.1, "A start reached the best basin when its loss is within basin_tol * sigma_hat^2/n "
-                               "of the best.", Interval(gt=0, le=1e3))
+                               "of the best.", SCALE)
     adam_steps: int = _f(50, "Adam steps before the Levenberg-Marquardt polish.", Count(ge=0))
     polish_steps: int = _f(0, "Maximum LM iterations per start; 0 = 2000 (quick) or 20000.", Count(ge=0))
     resolution: float = _f(1e-2, "LM stops when the Gauss-Newton model leaves < resolution * sigma_hat^2/n of the "
                                  "loss (sigma^2/n: the loss's statistical resolution).",
                                  Interval(gt=0, le=1))
     bound: float = _f(5.0, "Compact parameter set of the estimator: every p^K, p^V, p' entry in [-bound, bound].",
-                      Interval(gt=0, le=1e3))
+                      SCALE)
     bound_alt: float = _f(0.0, "If > 0, also fit over-specified cells with this bound (sensitivity row).",
                           Interval(ge=0, le=1e3))
     gate_scale: float = _f(1.0, "Multiplies W_Q, i.e. the range of the gating logits (1 = the fixed problem).",
-                           Interval(gt=0, le=1e3))
+                           SCALE)
     jitter: float = _f(0.1, "Jitter (standard deviation) of the first split start's locations (and of the oracle "
-                            "start's).", Interval(gt=0, le=1e3))
-    wide_jitter: float = _f(0.5, "Jitter of the other split starts.", Interval(gt=0, le=1e3))
+                            "start's).", SCALE)
+    wide_jitter: float = _f(0.5, "Jitter of the other split starts.", SCALE)
     n_test: int = _f(4000, "Test inputs for the L2 error of the regression function.", COUNT)
     r: float = _f(1.0, "Power of the non-shared Voronoi loss (>= 1).", Interval(ge=1, le=100))
 

@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sims.core.checks import Count, Interval, check_ranges
+from sims.core.checks import SCALE, Count, Interval, check_ranges
 from sims.core.experiment import Experiment, register
 from sims.experiments.common import option as _f
 from sims.experiments.reparam_identifiability_verdict import verdict
@@ -75,11 +75,11 @@ class IdentifiabilityConfig:
     n: tuple[int, ...] = _f((), "Two-point sample sizes; empty = 300, 3e3, 3e4 (quick) or 5 points 1e3..1e5.",
                             Count(ge=10))
     noise: float = _f(0.01, "Noise sd of the two-point data (only n / noise^2 matters: n_eff = n (0.1/noise)^2).",
-                       Interval(gt=0, le=1e3))
+                       SCALE)
     signal: float = _f(2.0, "Signal Delta of each pair at the smallest n (power 0.64 at level 0.05).",
-                        Interval(gt=0, le=1e3))
+                        SCALE)
     value_separation: float = _f(0.5, "Non-shared pair: half the distance of the two values (fixed, O(1)).",
-                                  Interval(gt=0, le=1e3))
+                                  SCALE)
     alpha: float = _f(0.05, "Level of the two-point test.", Interval(gt=0, lt=0.5))
 
     def __post_init__(self):
