@@ -13,7 +13,8 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import jaxtyping  # noqa: E402
 
 TYPED_MODULES = ("theory.contracts", "theory.kernels.exp_sign", "theory.kernels.softmax_sign",
-                 "theory.kernels.prefix", "theory.transformer.model")
+                 "theory.kernels.prefix", "theory.transformer.model", "theory.transformer.trainable",
+                 "theory.transformer.adapters", "theory.transformer.train", "theory.transformer.lazy")
 jaxtyping.install_import_hook(TYPED_MODULES, "beartype.beartype")
 
 import sims  # noqa: E402

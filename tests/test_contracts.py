@@ -13,7 +13,9 @@ import theory as T
 from theory import contracts as C
 from theory.kernels import exp_sign, prefix, softmax_sign
 from theory.streaming import local_reducers
+from theory.transformer import adapters as AD
 from theory.transformer import model as M
+from theory.transformer import trainable as TH
 
 MODELS = [("exp-sign", 1), ("softmax-sign", 2), ("prefix", 2)]
 
@@ -91,6 +93,69 @@ def test_transformer_shapes_under_the_hook():
         M.forward(cfg, params, theta, tokens[None])
     with pytest.raises(jaxtyping.TypeCheckError):  # negative control: a layer whose heads disagree
         params.layers[0].replace(W_K=params.layers[0].W_K[:1])
+
+
+def _transformer_problem(**cfg):
+    cfg = M.TransformerConfig(vocab=5, k=3, T=4, d=8, layers=2, heads=2, d_mlp=8, d_reparam=4, **cfg)
+    return cfg, M.init_params(cfg, key=jax.random.key(0)), jnp.arange(4) % cfg.vocab
+
+
+@pytest.mark.parametrize("make", [
+    lambda cfg, params: M.init_prefix(cfg, 3, key=jax.random.key(1)),
+    lambda cfg, params: M.init_prefix(dataclasses.replace(cfg, form="reparam"), 3, key=jax.random.key(1)),
+    lambda cfg, params: AD.init_lora(cfg, 2, key=jax.random.key(1)),
+    lambda cfg, params: AD.init_ntk_attention(cfg, params, M.init_prefix(cfg, 3, key=jax.random.key(1))),
+])
+def test_trainable_records_are_typed_pytrees(make):
+    """Each adapter's theta is its record, flattens in the order of the former dict's sorted keys
+    (which fixes every sum over leaves), and passes through an optax step as a record."""
+    import optax
+
+    cfg, params, _ = _transformer_problem()
+    theta = make(cfg, params)
+    assert isinstance(theta, C.TrainableArrays) and isinstance(theta, AD.THETA_TYPES[
+        {TH.LoraTheta: "lora", TH.NtkAttentionTheta: "ntk-attention"}.get(type(theta), "prefix")])
+    paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(theta)[0]]
+    assert paths == ["." + n for n in sorted(theta.field_names()) if getattr(theta, n) is not None]
+    opt = optax.adam(1e-3)
+    upd, _ = opt.update(jax.tree_util.tree_map(jnp.ones_like, theta), opt.init(theta), theta)
+    moved = optax.apply_updates(theta, upd)
+    assert type(moved) is type(theta) and M.n_params(moved) == M.n_params(theta)
+
+
+def test_wrong_shape_theta_is_refused_under_the_hook():
+    """Negative controls: a theta record whose fields disagree in a shape is refused when built,
+    and a function typed by the prefix records refuses another adapter's record; the right shapes
+    pass (the positive control)."""
+    cfg, params, tokens = _transformer_problem()
+    theta = M.init_prefix(cfg, 3, key=jax.random.key(1))
+    assert M.forward(cfg, params, TH.PrefixTheta(K=theta.K, V=theta.V), tokens).shape == (3,)
+    with pytest.raises(jaxtyping.TypeCheckError):  # V with 4 rows where K has 3
+        TH.PrefixTheta(K=theta.K, V=jnp.ones((2, 4, 8)))
+    with pytest.raises(jaxtyping.TypeCheckError):  # K of rank 2
+        theta.replace(K=theta.K[0])
+    rp = M.init_prefix(dataclasses.replace(cfg, form="reparam"), 3, key=jax.random.key(1))
+    assert isinstance(rp.replace(E=2 * rp.E), TH.ReparamTheta)
+    with pytest.raises(jaxtyping.TypeCheckError):  # E of hidden width 5 where A is 4 x 4
+        rp.replace(E=jnp.ones((3, 5)))
+    lora = AD.init_lora(cfg, 2, key=jax.random.key(1))
+    with pytest.raises(jaxtyping.TypeCheckError):  # B of rank 3 where A has rank 2
+        lora.replace(B=jnp.zeros((2, 2, 3, 8)))
+    with pytest.raises(jaxtyping.TypeCheckError):  # a LoRA record where a prefix belongs
+        M.forward(cfg, params, lora, tokens)
+
+
+def test_adapter_refuses_another_adapters_theta():
+    cfg, params, tokens = _transformer_problem()
+    lora = AD.init_lora(cfg, 2, key=jax.random.key(1))
+    assert AD.adapted_forward(cfg, "lora", params, lora, tokens).shape == (3,)
+    with pytest.raises(T.InputError, match="ntk-attention.*NtkAttentionTheta.*LoraTheta"):
+        AD.adapted_forward(cfg, "ntk-attention", params, lora, tokens)
+    rp = M.init_prefix(dataclasses.replace(cfg, form="reparam"), 3, key=jax.random.key(1))
+    with pytest.raises(T.InputError, match="PrefixTheta, got ReparamTheta"):
+        M.prefixes(cfg, rp)
+    with pytest.raises(T.InputError, match="untied"):
+        M.prefixes(cfg, TH.PrefixTheta(K=rp.B[:, 0, :3]))
 
 
 def test_public_functions_still_raise_input_error():

@@ -39,7 +39,7 @@ def test_tied_attention_is_theory_prefix_attention_exactly(causal):
     params, theta, tokens, _ = _setup(cfg)
     lp = params.layers[0]
     X = params.E[tokens[0]]
-    P = theta["K"][0]
+    P = theta.K[0]
     got = M.attention_heads(cfg, X, P, P, lp.W_Q, lp.W_K, lp.W_V)
     for h in range(cfg.heads):
         want = T.prefix_attention(X, P, lp.W_Q[h], lp.W_K[h], lp.W_V[h], causal=causal)
@@ -56,7 +56,7 @@ def test_untied_attention_matches_the_definition(causal):
     params, theta, tokens, _ = _setup(cfg)
     lp = params.layers[1]
     X = params.E[tokens[1]]
-    PK, PV = theta["K"][1], theta["V"][1]
+    PK, PV = theta.K[1], theta.V[1]
     got = M.attention_layer(cfg, X, PK, PV, lp.W_Q, lp.W_K, lp.W_V, lp.W_O)
     outs = []
     for h in range(cfg.heads):
@@ -126,7 +126,7 @@ def _stylized_case(m=6, d=4, k=2, n=3, input_block=False):
     theta = M.init_prefix(cfg, m, key=kt, sigma=0.7)
     tokens = jnp.arange(n)[:, None]
     U = T.fold_inputs(params.E[:n], lp.W_Q[0], lp.W_K[0])
-    frozen = prefix.PrefixFrozen(V=V, P0=theta["K"][0], scale=jnp.sqrt(jnp.asarray(float(m))))
+    frozen = prefix.PrefixFrozen(V=V, P0=theta.K[0], scale=jnp.sqrt(jnp.asarray(float(m))))
     return cfg, params, theta, tokens, U, frozen
 
 
@@ -135,12 +135,12 @@ def test_stylized_prefix_model_is_a_special_case():
     net = TR.TunedNetwork(cfg)
     scale = TR.output_scale(6, "ntk")
     F0 = jax.vmap(lambda t: M.forward(cfg, params, theta, t))(tokens)
-    theta1 = {"K": theta["K"] + 0.3 * jax.random.normal(jax.random.key(9), theta["K"].shape)}
+    theta1 = theta.replace(K=theta.K + 0.3 * jax.random.normal(jax.random.key(9), theta.K.shape))
     got = net(theta1, (params, tokens, F0, scale))
-    want = T.model_outputs("prefix", theta1["K"][0], frozen, U)
+    want = T.model_outputs("prefix", theta1.K[0], frozen, U)
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-12, atol=1e-13)
     H = LZ.prefix_ntk(net, theta1, params, tokens, scale=scale)
-    H_ref = T.structured_ntk("prefix", theta1["K"][0], frozen, U)
+    H_ref = T.structured_ntk("prefix", theta1.K[0], frozen, U)
     np.testing.assert_allclose(np.asarray(H), np.asarray(H_ref), rtol=1e-11, atol=1e-12)
 
 
@@ -170,7 +170,7 @@ def test_with_the_input_block_the_stylized_kernel_no_longer_fits():
     """Negative control of the special case: keeping the input-token keys changes the kernel."""
     cfg, params, theta, tokens, U, frozen = _stylized_case(input_block=True)
     H = LZ.prefix_ntk(TR.TunedNetwork(cfg), theta, params, tokens, scale=TR.output_scale(6, "ntk"))
-    H_ref = T.structured_ntk("prefix", theta["K"][0], frozen, U)
+    H_ref = T.structured_ntk("prefix", theta.K[0], frozen, U)
     assert not np.allclose(np.asarray(H), np.asarray(H_ref), rtol=1e-3)
 
 
@@ -194,8 +194,8 @@ def test_linearised_gd_is_kernel_regression():
     out = TR.fit(net, theta, Y, args=args, eta=eta, steps=20, log_every=10)
     gap = LZ.linearisation_gap(out["F"][-1], lin["F"][-1], out["F"][0])
     assert 1e-6 < float(gap) < 1.0
-    assert out["thetas"]["K"].shape == (3, CFG.layers, 3, CFG.d)
-    np.testing.assert_array_equal(np.asarray(out["thetas"]["K"][0]), np.asarray(theta["K"]))
+    assert out["thetas"].K.shape == (3, CFG.layers, 3, CFG.d)
+    np.testing.assert_array_equal(np.asarray(out["thetas"].K[0]), np.asarray(theta.K))
     assert float(out["loss"][-1]) < float(out["loss"][0])
 
 
@@ -213,7 +213,7 @@ def test_adam_fit_and_movements_are_deterministic():
     rms = float(LZ.rms_row_movement(last, theta))
     # Adam moves every coordinate by about lr per step: rms row movement ~ 10 * 1e-3 * sqrt(d)
     assert 0.2 * 10 * 1e-3 * np.sqrt(CFG.d) < rms < 2 * 10 * 1e-3 * np.sqrt(CFG.d)
-    assert rel == pytest.approx(rms / float(jnp.sqrt(jnp.mean(theta["K"] ** 2 + theta["V"] ** 2) / 2)) / np.sqrt(CFG.d),
+    assert rel == pytest.approx(rms / float(jnp.sqrt(jnp.mean(theta.K ** 2 + theta.V ** 2) / 2)) / np.sqrt(CFG.d),
                                 rel=1e-9)
 
 
@@ -264,11 +264,11 @@ def test_lora_starts_at_the_base_model_and_applies_the_low_rank_update():
     lora = AD.init_lora(CFG, 3, key=jax.random.key(1))
     base = M.forward(CFG, params, None, tok)
     assert jnp.array_equal(AD.adapted_forward(CFG, "lora", params, lora, tok), base)
-    lora = {**lora, "B": jax.random.normal(jax.random.key(2), lora["B"].shape)}
+    lora = lora.replace(B=jax.random.normal(jax.random.key(2), lora.B.shape))
     new = AD.lora_params(CFG, params, lora)
     dh = CFG.d // CFG.heads
     for l, lp in enumerate(params.layers):
-        full_Q = jnp.concatenate(list(lp.W_Q), axis=1) + lora["A"][l, 0] @ lora["B"][l, 0]
+        full_Q = jnp.concatenate(list(lp.W_Q), axis=1) + lora.A[l, 0] @ lora.B[l, 0]
         np.testing.assert_allclose(np.asarray(new.layers[l].W_Q[1]), np.asarray(full_Q[:, dh:2 * dh]),
                                    atol=1e-14)
         assert jnp.array_equal(new.layers[l].W_K, lp.W_K)
@@ -307,7 +307,7 @@ def test_adapter_ntk_equals_autodiff(adapter):
     tokens = jax.random.randint(jax.random.key(3), (3, CFG.T), 0, CFG.vocab)
     prefix = M.init_prefix(CFG, 4, key=jax.random.key(1), sigma=0.3)
     theta = (AD.init_ntk_attention(CFG, params, prefix, g=2) if adapter == "ntk-attention"
-             else {**AD.init_lora(CFG, 2, key=jax.random.key(1)), "B": 0.1 * jnp.ones((CFG.layers, 2, 2, CFG.d))})
+             else AD.init_lora(CFG, 2, key=jax.random.key(1)).replace(B=0.1 * jnp.ones((CFG.layers, 2, 2, CFG.d))))
     net = TR.TunedNetwork(CFG, adapter=adapter, g=2, rows=4 if adapter == "ntk-attention" else 1)
     H = LZ.prefix_ntk(net, theta, params, tokens, scale=1.0)
     ref = T.autodiff_ntk(lambda th, t: net.single(th, params, t), theta, tokens)

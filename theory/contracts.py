@@ -1,10 +1,13 @@
-"""The typed contract of a stylized model: its frozen record and the signatures of its functions.
+"""The typed contract of a model: its array records and the signatures of its functions.
 
 A model's frozen arrays (everything but the trainable prefix P) form one typed record, a
 subclass of :class:`FrozenArrays` declared with :func:`frozen_record`: a frozen dataclass
 registered as a JAX pytree, so it passes through ``jit``, ``vmap`` and ``grad`` like a dict did,
-with attributes instead of string keys.  The functions a model supplies
-(:class:`theory.kernels.models.StylizedModel`) are typed by the Protocols below.
+with attributes instead of string keys.  The arrays that training moves, when they are more than
+one array (the transformer's adapters, :mod:`theory.transformer.trainable`), form the same kind
+of record, a subclass of :class:`TrainableArrays` declared with :func:`trainable_record`.  The
+functions a model supplies (:class:`theory.kernels.models.StylizedModel`) are typed by the
+Protocols below.
 
 Shapes are written in the signatures with jaxtyping (``Float[Array, "m d"]``).  Nothing checks
 them at runtime: the test suite installs jaxtyping's import hook with beartype
@@ -24,18 +27,15 @@ from jaxtyping import Array, Float, PRNGKeyArray, ScalarLike
 from theory import validation as _v
 from theory.streaming import Reducers
 
-__all__ = ["FrozenArrays", "frozen_record", "Init", "Forward", "NtkRule", "StructuredNtk", "OutputsRule",
-           "LimitKernel", "Fluctuation"]
+__all__ = ["ArrayRecord", "FrozenArrays", "frozen_record", "TrainableArrays", "trainable_record", "Init", "Forward",
+           "NtkRule", "StructuredNtk", "OutputsRule", "LimitKernel", "Fluctuation"]
 
-R = TypeVar("R", bound="FrozenArrays")
+R = TypeVar("R", bound="ArrayRecord")
 
 
-class FrozenArrays:
-    """Base of the frozen records: a model's arrays that training does not move.
-
-    Subclasses are declared with :func:`frozen_record`; their fields are the arrays, annotated
-    with their shapes.  ``record.replace(V=V)`` is a copy with some fields replaced.
-    """
+class ArrayRecord:
+    """Base of the typed array records: named arrays (fields annotated with their shapes) that
+    form one pytree.  ``record.replace(V=V)`` is a copy with some fields replaced."""
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
@@ -55,6 +55,16 @@ class FrozenArrays:
         return dataclasses.replace(self, **values)
 
 
+class FrozenArrays(ArrayRecord):
+    """Base of the frozen records: a model's arrays that training does not move (declared with
+    :func:`frozen_record`)."""
+
+
+class TrainableArrays(ArrayRecord):
+    """Base of the trainable records: the arrays an optimiser moves, one record per kind of
+    trainable parameters (declared with :func:`trainable_record`)."""
+
+
 def frozen_record(cls: type[R]) -> type[R]:
     """Declare ``cls`` (a :class:`FrozenArrays` subclass) a frozen dataclass and a JAX pytree.
 
@@ -63,8 +73,20 @@ def frozen_record(cls: type[R]) -> type[R]:
     passes through, and only a record built by hand has its fields checked (under the test
     suite's beartype hook).
     """
-    if not issubclass(cls, FrozenArrays):
-        raise TypeError(f"{cls.__name__} must subclass FrozenArrays")
+    return _array_record(cls, FrozenArrays)
+
+
+def trainable_record(cls: type[R]) -> type[R]:
+    """Declare ``cls`` (a :class:`TrainableArrays` subclass) a frozen dataclass and a JAX pytree,
+    as :func:`frozen_record` does.  The pytree leaves are the fields in declaration order (a field
+    may be ``None``: no leaf), which is the order of every flattened copy and of every sum over
+    leaves (an NTK summed over parameter blocks, a norm)."""
+    return _array_record(cls, TrainableArrays)
+
+
+def _array_record(cls, base):
+    if not issubclass(cls, base):
+        raise TypeError(f"{cls.__name__} must subclass {base.__name__}")
     cls = dataclasses.dataclass(frozen=True, eq=False)(cls)  # eq=False: arrays have no truth value
     names = cls.field_names()
 

@@ -35,11 +35,15 @@ from theory import validation as _v
 from theory.ntk_attn.feature_maps import taylor_dim
 from theory.ntk_attn._forward import Summary, forward_unchecked, summary_unchecked
 from theory.transformer import model as M
+from theory.transformer.trainable import (AdapterTheta, LoraTheta, NtkAttentionTheta, PrefixParams, PrefixTheta,
+                                          ReparamTheta)
 
-__all__ = ["ADAPTERS", "lora_rank", "lora_parameter_count", "init_lora", "lora_params", "init_ntk_attention",
-           "ntk_attention_parameter_count", "adapted_forward"]
+__all__ = ["ADAPTERS", "THETA_TYPES", "lora_rank", "lora_parameter_count", "init_lora", "lora_params",
+           "init_ntk_attention", "ntk_attention_parameter_count", "adapted_forward"]
 
 ADAPTERS = ("prefix", "lora", "ntk-attention")
+THETA_TYPES = {"prefix": (PrefixTheta, ReparamTheta), "lora": (LoraTheta,), "ntk-attention": (NtkAttentionTheta,)}
+"""The trainable record(s) of each adapter."""
 
 
 def lora_rank(cfg: M.TransformerConfig, m: int) -> int:
@@ -69,15 +73,15 @@ def lora_parameter_count(cfg: M.TransformerConfig, r: int) -> int:
     return 4 * cfg.layers * cfg.d * _v.check_count("r", r)
 
 
-def init_lora(cfg: M.TransformerConfig, r: int, *, key, dtype=jnp.float64):
-    """LoRA factors at initialisation: ``{"A": (L, 2, d, r) ~ N(0, 1/d), "B": (L, 2, r, d) = 0}``.
+def init_lora(cfg: M.TransformerConfig, r: int, *, key, dtype=jnp.float64) -> LoraTheta:
+    """LoRA factors at initialisation: ``A`` (L, 2, d, r) ~ N(0, 1/d), ``B`` (L, 2, r, d) = 0.
 
     Index 0 of the second axis adapts ``W_Q``, index 1 ``W_V``.
 
     Args:
         cfg: the model config; r: rank (1 <= r <= d); key: JAX PRNG key; dtype: of both factors.
     Returns:
-        The factor dict.
+        The factors, a :class:`~theory.transformer.trainable.LoraTheta`.
     Raises:
         InputError: ``r`` is not an integer in [1, d].
     """
@@ -85,7 +89,7 @@ def init_lora(cfg: M.TransformerConfig, r: int, *, key, dtype=jnp.float64):
     if r > cfg.d:
         raise _v.InputError(f"LoRA rank r ({r}) must be <= d ({cfg.d})")
     A = jax.random.normal(key, (cfg.layers, 2, cfg.d, r), dtype) / jnp.sqrt(jnp.asarray(cfg.d, dtype))
-    return {"A": A, "B": jnp.zeros((cfg.layers, 2, r, cfg.d), dtype)}
+    return LoraTheta(A=A, B=jnp.zeros((cfg.layers, 2, r, cfg.d), dtype))
 
 
 def _heads_update(W, delta):
@@ -94,7 +98,7 @@ def _heads_update(W, delta):
     return W + jnp.transpose(delta.reshape(d, heads, dh), (1, 0, 2))
 
 
-def lora_params(cfg: M.TransformerConfig, params, lora):
+def lora_params(cfg: M.TransformerConfig, params: M.TransformerWeights, lora: LoraTheta) -> M.TransformerWeights:
     """The base weights with the LoRA updates applied (``W_Q + A_Q B_Q``, ``W_V + A_V B_V`` per layer).
 
     Args:
@@ -107,8 +111,8 @@ def lora_params(cfg: M.TransformerConfig, params, lora):
     """
     layers = []
     for l, lp in enumerate(params.layers):
-        dQ = lora["A"][l, 0] @ lora["B"][l, 0]
-        dV = lora["A"][l, 1] @ lora["B"][l, 1]
+        dQ = lora.A[l, 0] @ lora.B[l, 0]
+        dV = lora.A[l, 1] @ lora.B[l, 1]
         layers.append(lp.replace(W_Q=_heads_update(lp.W_Q, dQ), W_V=_heads_update(lp.W_V, dV)))
     return params.replace(layers=tuple(layers))
 
@@ -127,18 +131,19 @@ def ntk_attention_parameter_count(cfg: M.TransformerConfig, g: int) -> int:
     return cfg.layers * cfg.heads * taylor_dim(dh, _v.check_count("g", g)) * (dh + 1)
 
 
-def init_ntk_attention(cfg: M.TransformerConfig, params, theta, *, g: int = 2):
+def init_ntk_attention(cfg: M.TransformerConfig, params: M.TransformerWeights, theta: PrefixParams, *,
+                       g: int = 2) -> NtkAttentionTheta:
     """The exact degree-``g`` Taylor summary of every head's prefix block, as trainable arrays.
 
     Args:
         cfg: the model config (``form`` direct or reparam); params: base weights; theta: a
             prefix (:func:`~theory.transformer.model.init_prefix`); g: Taylor degree (>= 1).
     Returns:
-        The per-row means ``{"Z": (L, heads, r, d_h), "k": (L, heads, r)}`` of the summary
-        (divided by the prefix length m; :func:`adapted_forward` takes ``rows = m``),
-        ``r = C(d_h + g, g)``.
+        The per-row means of the summary, a :class:`~theory.transformer.trainable.NtkAttentionTheta`
+        with ``Z`` (L, heads, r, d_h) and ``k`` (L, heads, r) (divided by the prefix length m;
+        :func:`adapted_forward` takes ``rows = m``), ``r = C(d_h + g, g)``.
     Raises:
-        InputError: ``g`` is not an integer >= 1.
+        InputError: ``g`` is not an integer >= 1, or ``theta`` is not the prefix record of ``cfg.form``.
     """
     g = _v.check_count("g", g)
     PKs, PVs = M.prefixes(cfg, theta)
@@ -155,7 +160,7 @@ def init_ntk_attention(cfg: M.TransformerConfig, params, theta, *, g: int = 2):
             kl.append(s.k)
         Zs.append(jnp.stack(Zl))
         ks.append(jnp.stack(kl))
-    return {"Z": jnp.stack(Zs) / m, "k": jnp.stack(ks) / m}
+    return NtkAttentionTheta(Z=jnp.stack(Zs) / m, k=jnp.stack(ks) / m)
 
 
 def _ntk_attention_layer(cfg, g, rows, summaries, l, lp, h):
@@ -164,12 +169,13 @@ def _ntk_attention_layer(cfg, g, rows, summaries, l, lp, h):
     for hd in range(cfg.heads):
         X, _, W_Q, W_K, W_V = M.head_operands(cfg, h, no_prefix, no_prefix, lp.W_Q[hd], lp.W_K[hd],
                                               lp.W_V[hd])
-        s = Summary(rows * summaries["Z"][l, hd], rows * summaries["k"][l, hd])
+        s = Summary(rows * summaries.Z[l, hd], rows * summaries.k[l, hd])
         heads.append(forward_unchecked(X, s, W_Q, W_K, W_V, "taylor", g, cfg.causal, False))
     return jnp.concatenate(heads, axis=-1) @ lp.W_O
 
 
-def adapted_forward(cfg: M.TransformerConfig, adapter: str, params, theta, tokens, *, g: int = 2, rows: int = 1):
+def adapted_forward(cfg: M.TransformerConfig, adapter: str, params: M.TransformerWeights, theta: AdapterTheta,
+                    tokens, *, g: int = 2, rows: int = 1):
     """Answer logits (k,) of one sequence with trainable ``theta`` of the given ``adapter``.
 
     ``"prefix"``: :func:`~theory.transformer.model.forward` (``theta`` a prefix);
@@ -180,13 +186,16 @@ def adapted_forward(cfg: M.TransformerConfig, adapter: str, params, theta, token
 
     Args:
         cfg: the model config; adapter: one of :data:`ADAPTERS`; params: base weights;
-        theta: the adapter's trainable pytree; tokens: (T,) int; g: Taylor degree and rows:
-        summarised prefix length (NTK-Attention only).
+        theta: the adapter's trainable record (:data:`THETA_TYPES`); tokens: (T,) int; g: Taylor
+        degree and rows: summarised prefix length (NTK-Attention only).
     Returns:
         The answer logits, (k,).
     Raises:
-        InputError: unknown ``adapter`` (checked at trace time).
+        InputError: unknown ``adapter``, or ``theta`` not a record of its kind (checked at trace time).
     """
+    if adapter in THETA_TYPES and not isinstance(theta, THETA_TYPES[adapter]):
+        raise _v.InputError(f"the {adapter!r} adapter trains a {' or '.join(t.__name__ for t in THETA_TYPES[adapter])},"
+                            f" got {type(theta).__name__}")
     if adapter == "prefix":
         return M.forward(cfg, params, theta, tokens)
     if adapter == "lora":

@@ -35,6 +35,7 @@ from theory.kernels.ntk_empirical import DEFAULT_MEMORY_BUDGET, check_autodiff_b
 from theory.kernels.ntk_empirical import contract_jacobians
 from theory.transformer import model as M
 from theory.transformer.train import TunedNetwork
+from theory.transformer.trainable import AdapterTheta, PrefixParams, PrefixTheta
 
 __all__ = ["prefix_ntk", "relative_change", "Linearised", "linearisation_gap", "rms_row_movement", "tree_norm",
            "prefix_logit_spread", "prefix_attention_share"]
@@ -79,7 +80,8 @@ def _prefix_ntk(net, theta, params, tokens, scale):
     return contract_jacobians(J, J)
 
 
-def prefix_ntk(net: TunedNetwork, theta, params, tokens, *, scale, memory_budget: int = DEFAULT_MEMORY_BUDGET):
+def prefix_ntk(net: TunedNetwork, theta: AdapterTheta, params, tokens, *, scale,
+               memory_budget: int = DEFAULT_MEMORY_BUDGET):
     """Empirical NTK of ``net`` w.r.t. ``theta`` on ``tokens`` (n, T); returns (n, n, k, k).
 
     The autodiff reference of :mod:`theory.kernels.ntk_empirical` (per-example Jacobians by
@@ -88,7 +90,7 @@ def prefix_ntk(net: TunedNetwork, theta, params, tokens, *, scale, memory_budget
     constant ``F0`` of :class:`TunedNetwork` does not enter the kernel.
 
     Args:
-        net: the :class:`TunedNetwork`; theta: its trainable prefix pytree; params: the frozen
+        net: the :class:`TunedNetwork`; theta: its trainable record; params: the frozen
             transformer parameters.
         tokens: probe sequences, (n, T) int.
         scale: output scale of the parametrisation.
@@ -144,11 +146,12 @@ def linearisation_gap(F, F_lin, F_start):
     return num / den
 
 
-def rms_row_movement(theta, theta0):
+def rms_row_movement(theta: PrefixTheta, theta0: PrefixTheta):
     """Root-mean-square movement of the prefix rows, ``||theta - theta_0||_F / sqrt(rows)``.
 
     Args:
-        theta: a direct-form prefix ``{"K": (layers, m, d)[, "V": ...]}``; rows counted over all leaves.
+        theta: a direct-form prefix (:class:`~theory.transformer.trainable.PrefixTheta`); rows
+            counted over ``K`` and ``V``.
         theta0: the initial prefix, same structure and shapes.
     Returns:
         A scalar array.
@@ -160,7 +163,7 @@ def rms_row_movement(theta, theta0):
     return tree_norm(diff) / jnp.sqrt(jnp.asarray(rows, jax.tree_util.tree_leaves(theta0)[0].dtype))
 
 
-def prefix_logit_spread(cfg, params, theta, tokens):
+def prefix_logit_spread(cfg, params, theta: PrefixParams, tokens):
     """How spread the first layer's prefix logits are at ``theta``: the regime diagnostic.
 
     For layer 0, each head ``h``, sequence and position ``i``: the standard deviation over the
@@ -182,7 +185,7 @@ def prefix_logit_spread(cfg, params, theta, tokens):
     return jnp.max(jnp.mean(jnp.std(zP, axis=-1), axis=(1, 2)))
 
 
-def _layer0_prefix_logits(cfg, params, theta, tokens):
+def _layer0_prefix_logits(cfg, params, theta: PrefixParams, tokens):
     """Layer 0's normalised inputs ``h`` (n, T, d), queries ``q`` (heads, n, T, d_h) and prefix
     logits ``<q_i, k_r> / sqrt(d_h)`` (heads, n, T, m); refuses tokens that are not (n, T)."""
     tokens = jnp.asarray(tokens)
@@ -197,7 +200,7 @@ def _layer0_prefix_logits(cfg, params, theta, tokens):
     return h, q, jnp.einsum("hnte,hme->hntm", q, kP) / jnp.sqrt(jnp.asarray(q.shape[-1], q.dtype))
 
 
-def prefix_attention_share(cfg, params, theta, tokens):
+def prefix_attention_share(cfg, params, theta: PrefixParams, tokens):
     """The share of the first layer's softmax attention that falls on the prefix rows.
 
     For layer 0, each head ``h``, sequence and position ``i``: ``sum_r a_ir`` over the prefix rows

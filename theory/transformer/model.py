@@ -14,11 +14,12 @@ the stylized model) call the kernel directly; untied ones call it on the stacked
 ``[X, X]`` with block projections ``[W_Q; 0]``, ``[W_K; 0]``, ``[0; W_V]`` and prefix
 ``[P^K, P^V]``, which is the same operator (the zero blocks add exact zeros).
 
-Prefix parametrisations (the trainable ``theta``):
+Prefix parametrisations (the trainable ``theta``, records of :mod:`theory.transformer.trainable`):
 
-- ``"direct"``: ``theta = {"K": (Lyr, m, d), "V": (Lyr, m, d)}`` (``"V"`` absent when tied).
-- ``"reparam"`` (paper 2's MLP reparameterisation): one embedding ``E`` (m, d_e) and a
-  shared two-layer MLP, ``[P^K_l, P^V_l] = tanh(E A + a) B_l + b_l``; all of it is trainable.
+- ``"direct"``: a :class:`PrefixTheta`, ``K`` and ``V`` (Lyr, m, d) (``V`` None when tied).
+- ``"reparam"`` (paper 2's MLP reparameterisation): a :class:`ReparamTheta`, one embedding
+  ``E`` (m, d_e) and a shared two-layer MLP, ``[P^K_l, P^V_l] = tanh(E A + a) B_l + b_l``; all
+  of it is trainable.
 
 ``cfg.input_block = False`` drops the input tokens from the keys (attention over the prefix
 only, spec section 2: "one query; the prefix dominates"), still through
@@ -38,6 +39,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from theory import validation as _v
 from theory.contracts import FrozenArrays, frozen_record
 from theory.prefix_attention import prefix_attention_jit
+from theory.transformer.trainable import PrefixParams, PrefixTheta, ReparamTheta
 
 __all__ = ["TransformerConfig", "TransformerWeights", "LayerWeights", "init_params", "init_prefix", "prefixes",
            "forward", "attention_heads", "attention_layer", "forward_with", "head_operands",
@@ -142,7 +144,7 @@ def init_params(cfg: TransformerConfig, *, key: PRNGKeyArray, dtype=jnp.float64)
     return TransformerWeights(E=E, pos=pos, layers=tuple(layers), g_f=ones, c_f=zeros, W_U=nrm((d, cfg.vocab), d))
 
 
-def init_prefix(cfg: TransformerConfig, m: int, *, key, sigma: float = 1.0, dtype=jnp.float64):
+def init_prefix(cfg: TransformerConfig, m: int, *, key, sigma: float = 1.0, dtype=jnp.float64) -> PrefixParams:
     """Trainable prefix ``theta`` at initialisation (see the module docstring for its layout).
 
     Direct: rows i.i.d. N(0, sigma^2 I_d).  Reparam: ``E`` N(0, 1), ``A`` N(0, 1/d_e),
@@ -153,9 +155,9 @@ def init_prefix(cfg: TransformerConfig, m: int, *, key, sigma: float = 1.0, dtyp
         cfg: the :class:`TransformerConfig`; m: prefix length (>= 1); key: JAX PRNG key;
         sigma: init scale (> 0); dtype: of every array.
     Returns:
-        Direct: ``{"K": (layers, m, d)[, "V": (layers, m, d)]}``; reparam: ``{"E": (m, d_e),
-        "A": (d_e, d_e), "a": (d_e,), "B": (layers, o, d_e, d), "b": (layers, o, d)}``
-        with o = 1 tied, 2 untied.
+        Direct: a :class:`PrefixTheta`, ``K`` and ``V`` (layers, m, d) (``V`` None when tied);
+        reparam: a :class:`ReparamTheta`, ``E`` (m, d_e), ``A`` (d_e, d_e), ``a`` (d_e,), ``B``
+        (layers, o, d_e, d), ``b`` (layers, o, d) with o = 1 tied, 2 untied.
     Raises:
         InputError: ``m`` is not an integer >= 1 or ``sigma`` not a positive finite number.
     """
@@ -164,20 +166,19 @@ def init_prefix(cfg: TransformerConfig, m: int, *, key, sigma: float = 1.0, dtyp
     Lyr, d = cfg.layers, cfg.d
     k1, k2, k3, k4 = jax.random.split(key, 4)
     if cfg.form == "direct":
-        theta = {"K": sigma * jax.random.normal(k1, (Lyr, m, d), dtype)}
-        if not cfg.tied:
-            theta["V"] = sigma * jax.random.normal(k2, (Lyr, m, d), dtype)
-        return theta
+        K = sigma * jax.random.normal(k1, (Lyr, m, d), dtype)
+        return PrefixTheta(K=K, V=None if cfg.tied else sigma * jax.random.normal(k2, (Lyr, m, d), dtype))
     h = cfg.d_reparam
     outs = 1 if cfg.tied else 2
-    return {"E": jax.random.normal(k1, (m, h), dtype),
-            "A": jax.random.normal(k3, (h, h), dtype) / jnp.sqrt(jnp.asarray(h, dtype)),
-            "a": jnp.zeros(h, dtype),
-            "B": jax.random.normal(k4, (Lyr, outs, h, d), dtype) / jnp.sqrt(jnp.asarray(h, dtype)) * sigma,
-            "b": jnp.zeros((Lyr, outs, d), dtype)}
+    return ReparamTheta(E=jax.random.normal(k1, (m, h), dtype),
+                        A=jax.random.normal(k3, (h, h), dtype) / jnp.sqrt(jnp.asarray(h, dtype)),
+                        a=jnp.zeros(h, dtype),
+                        B=jax.random.normal(k4, (Lyr, outs, h, d), dtype) / jnp.sqrt(jnp.asarray(h, dtype)) * sigma,
+                        b=jnp.zeros((Lyr, outs, d), dtype))
 
 
-def prefixes(cfg: TransformerConfig, theta):
+def prefixes(cfg: TransformerConfig, theta: PrefixParams) -> tuple[Float[Array, "layers m d"],
+                                                                   Float[Array, "layers m d"]]:
     """Per-layer ``(P^K, P^V)`` from ``theta`` (P^V is P^K when tied).
 
     Args:
@@ -185,13 +186,18 @@ def prefixes(cfg: TransformerConfig, theta):
     Returns:
         ``(P^K, P^V)``, each (layers, m, d).
     Raises:
-        Nothing of its own (unvalidated, traceable; a missing key raises KeyError).
+        InputError: ``theta`` is not the record of ``cfg.form``, or an untied direct prefix
+            has no ``V`` (checked at trace time).
     """
+    want = PrefixTheta if cfg.form == "direct" else ReparamTheta
+    if not isinstance(theta, want):
+        raise _v.InputError(f"a {cfg.form!r} prefix is a {want.__name__}, got {type(theta).__name__}")
     if cfg.form == "direct":
-        PK = theta["K"]
-        return PK, (PK if cfg.tied else theta["V"])
-    Z = jnp.tanh(theta["E"] @ theta["A"] + theta["a"])  # (m, h)
-    P = jnp.einsum("mh,lohd->lomd", Z, theta["B"]) + theta["b"][:, :, None, :]
+        if not cfg.tied and theta.V is None:
+            raise _v.InputError("an untied prefix needs its value rows V (PrefixTheta.V is None)")
+        return theta.K, (theta.K if cfg.tied else theta.V)
+    Z = jnp.tanh(theta.E @ theta.A + theta.a)  # (m, h)
+    P = jnp.einsum("mh,lohd->lomd", Z, theta.B) + theta.b[:, :, None, :]
     return P[:, 0], P[:, -1]
 
 
@@ -332,7 +338,7 @@ def forward_with(cfg: TransformerConfig, params: TransformerWeights, tokens: Int
     return out @ params.W_U[:, : cfg.k]
 
 
-def forward(cfg: TransformerConfig, params: TransformerWeights, theta: dict | None,
+def forward(cfg: TransformerConfig, params: TransformerWeights, theta: PrefixParams | None,
             tokens: Int[Array, " T"]) -> Float[Array, "{cfg.k}"]:
     """Answer logits ``F(x)`` (k,) for one sequence ``tokens`` (T,) of ids in [0, vocab).
 

@@ -33,6 +33,7 @@ from theory.kernels.models import output_scale as models_output_scale
 from theory.transformer import adapters as _adapters
 from theory.transformer import tasks as _tasks
 from theory.transformer.model import TransformerConfig, forward
+from theory.transformer.trainable import AdapterTheta
 
 __all__ = ["pretrain", "output_scale", "TunedNetwork", "fit", "ADAM_PAPER", "PARAMETRIZATIONS"]
 
@@ -120,11 +121,11 @@ class TunedNetwork:
     g: int = 2
     rows: int = 1
 
-    def single(self, theta, params, tokens):
+    def single(self, theta: AdapterTheta, params, tokens):
         """Uncentred, unscaled logits ``f(theta; x)`` (k,) of one sequence ``tokens`` (T,)."""
         return _adapters.adapted_forward(self.cfg, self.adapter, params, theta, tokens, g=self.g, rows=self.rows)
 
-    def __call__(self, theta, args):
+    def __call__(self, theta: AdapterTheta, args):
         params, tokens, F0, scale = args
         f = jax.vmap(lambda t: self.single(theta, params, t))(tokens)
         return scale * (f - F0)
@@ -157,13 +158,13 @@ def _fit(outputs, theta0, args, Y, eta, *, optimizer, steps, log_every):
             "thetas": jax.tree_util.tree_map(cat, theta0, thetas)}
 
 
-def fit(outputs, theta0, Y, *, args, optimizer: str = "gd", eta: float, steps: int, log_every: int):
+def fit(outputs, theta0: AdapterTheta, Y, *, args, optimizer: str = "gd", eta: float, steps: int, log_every: int):
     """Full-batch training of ``1/2 ||outputs(theta) - Y||^2`` from ``theta0``.
 
     Args:
         outputs: a hashable function ``(theta, args) -> (n, k)`` (a :class:`TunedNetwork`, or
             :class:`theory.transformer.lazy.Linearised` of one).
-        theta0: the initial parameter pytree.
+        theta0: the initial trainable record (:mod:`theory.transformer.trainable`).
         Y: targets, (n, k).
         args: the array arguments of ``outputs``.
         optimizer: ``"gd"`` (step ``eta``) or ``"adam"`` (learning rate ``eta``, the paper's
@@ -171,7 +172,7 @@ def fit(outputs, theta0, Y, *, args, optimizer: str = "gd", eta: float, steps: i
         eta: step / learning rate (> 0); steps: number of steps; log_every: checkpoint period.
     Returns:
         A dict: ``loss`` (steps + 1,) with ``loss[t]`` the loss at step t, ``F``
-        (steps + 1, n, k) the outputs at every step, and ``thetas``: ``theta0``'s pytree with a
+        (steps + 1, n, k) the outputs at every step, and ``thetas``: ``theta0``'s record with a
         leading axis of steps // log_every + 1 checkpoints (t = 0, log_every, 2 log_every, ...).
     Raises:
         InputError: unknown ``optimizer``, ``eta`` not positive, ``steps`` or ``log_every`` not
