@@ -21,8 +21,6 @@ hand under the test suite's beartype hook):
 
 from __future__ import annotations
 
-from typing import Union
-
 from jaxtyping import Array, Float
 
 from theory.contracts import TrainableArrays, trainable_record
@@ -70,5 +68,5 @@ class NtkAttentionTheta(TrainableArrays):
     k: Float[Array, "layers heads r"]
 
 
-PrefixParams = Union[PrefixTheta, ReparamTheta]
-AdapterTheta = Union[PrefixTheta, ReparamTheta, LoraTheta, NtkAttentionTheta]
+PrefixParams = PrefixTheta | ReparamTheta  # a prefix, direct or reparameterised
+AdapterTheta = PrefixTheta | ReparamTheta | LoraTheta | NtkAttentionTheta  # what an adapter trains
