@@ -20,7 +20,7 @@ def _seeded(slope: float, noise: float, seeds: int = 4, seed: int = 0):
 def rows_paper1():
     return [
         rate_row("1", "||H(0) - H*|| ~ m^-1/2", MS, _seeded(-0.5, 0.01), predicted=-0.5,
-                 quantity="log-log slope of the kernel error in m", control="c1"),
+                 quantity="log-log slope of the kernel error in m", controls=("c1",)),
         rate_row("c1", "control: wrong H* does not converge", MS, _seeded(0.0, 0.01, seed=1), predicted=-0.5,
                  quantity="log-log slope of the distance to a wrong limit", control_of="1"),
         rate_row("2", "rows move ~ m^-1/2", MS, _seeded(-0.5, 0.6, seeds=2, seed=2), predicted=-0.5,
@@ -35,7 +35,7 @@ def rows_paper2():
         exact_row("1", "two-point test separates the structures", 0.2, target=1.0, tol=0.1, relation="within",
                   quantity="power of the test", tol_why="a stated tolerance"),
         rate_row("2", "shared prompts: error ~ n^-1/2", MS, _seeded(-0.5, 0.01, seed=3), predicted=-0.5,
-                 quantity="log-log slope of the estimation error in n", control="c2"),
+                 quantity="log-log slope of the estimation error in n", controls=("c2",)),
         rate_row("c2", "control: n^-1/4 is rejected", MS, _seeded(-0.5, 0.01, seed=3), predicted=-0.25,
                  quantity="log-log slope of the estimation error in n", control_of="2"),
     ]

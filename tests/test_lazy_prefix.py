@@ -151,12 +151,12 @@ def test_wrong_exponent_controls_judge_the_claims_own_fit_and_link_both_ways():
     ms = [4, 16, 64, 256]
     rows = {r.id: r for r in LV.verdict(GD, _fake("ntk-gd", ms, -0.5) + _fake("standard-gd", ms, 0.0))}
     claim = rows["ntk-gd-kernel_change"]
-    assert claim.control == "ntk-gd-kernel_change-c0, ntk-gd-kernel_change-c1, standard-gd-kernel_change"
+    assert claim.controls == ("ntk-gd-kernel_change-c0", "ntk-gd-kernel_change-c1", "standard-gd-kernel_change")
     for suffix, wrong in (("c0", 0.0), ("c1", -1.0)):
         ctl = rows[f"ntk-gd-kernel_change-{suffix}"]
-        assert ctl.is_control and ctl.control == "ntk-gd-kernel_change" and ctl.target == wrong
+        assert ctl.is_control and ctl.controls == ("ntk-gd-kernel_change",) and ctl.target == wrong
         assert (ctl.estimate, ctl.low, ctl.high, ctl.cells) == (claim.estimate, claim.low, claim.high, claim.cells)
-    assert rows["standard-gd-kernel_change"].control == "ntk-gd-kernel_change"
+    assert rows["standard-gd-kernel_change"].controls == ("ntk-gd-kernel_change",)
     # data half-way between the claim and a wrong exponent, with few seeds: the control is undecided
     noisy = {r.id: r for r in LV.verdict(GD, _fake("ntk-gd", [64, 128, 256], -0.8, seeds=2, noise=0.3))}
     assert noisy["ntk-gd-kernel_change-c1"].status == "undecided"

@@ -47,7 +47,7 @@ def test_error_experiment():
         else:  # every bound, tightness and degree row holds, the negative control included
             assert row.passed, row
     by = {r.id: r for r in rows.values()}
-    assert by["c1"].is_control and by["c1"].control == "1" and by["1"].control == "c1"
+    assert by["c1"].is_control and by["c1"].controls == ("1",) and by["1"].controls == ("c1",)
     assert all(r.tol_why for r in rows.values() if r.relation)
     assert any("without the e^beta factor" in c for c in rows)
     again = exp.run(dict(cells[0], dtype="float64"), key=jax.random.key(0))

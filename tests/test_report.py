@@ -49,7 +49,7 @@ def test_report_files_hold_every_claim_with_its_numbers(report_dir):
     assert len(recs) == 7 and [r["number"] for r in recs if r["experiment"] == "kernel"] == [1, 2, 3, 4]
     by = {(r["experiment"], r["id"]): r for r in recs}
     rate = by[("kernel", "1")]
-    assert rate["status"] == "pass" and rate["control"] == "c1" and rate["control_status"] == "pass"
+    assert rate["status"] == "pass" and rate["controls"] == ["c1"] and rate["control_status"] == "pass"
     assert rate["low"] < rate["estimate"] < rate["high"] and rate["target"] == -0.5 and rate["tol"] == 0.1
     assert rate["section"].startswith("2.1") and rate["paper"] == "1"
     assert rate["provenance"]["revision"] == "0" * 40 and rate["provenance"]["dtype"] == "float64"
@@ -244,13 +244,12 @@ def test_without_chromium_the_test_skips_unless_ci_requires_it(monkeypatch):
 
 
 def test_a_claim_with_several_controls_reports_them_together():
-    from sims.report.collect import control_ids, linked_status
+    from sims.report.collect import linked_status
 
     by_id = {"a-c0": {"status": "pass"}, "a-c1": {"status": "undecided"}, "b-c0": {"status": "fail"},
              "a": {"status": "pass"}}
-    assert control_ids({"control": "a-c0, a-c1"}) == ("a-c0", "a-c1")
-    assert linked_status({"control": "a-c0"}, by_id) == "pass"
-    assert linked_status({"control": "a-c0, a-c1"}, by_id) == "undecided"
-    assert linked_status({"control": "a-c0, a-c1, b-c0"}, by_id) == "fail"  # one missed control shows
-    assert linked_status({"control": "a", "is_control": True}, by_id) == "pass"  # a control names its claim
-    assert linked_status({"control": "gone"}, by_id) is None and linked_status({}, by_id) is None
+    assert linked_status({"controls": ["a-c0"]}, by_id) == "pass"
+    assert linked_status({"controls": ["a-c0", "a-c1"]}, by_id) == "undecided"
+    assert linked_status({"controls": ["a-c0", "a-c1", "b-c0"]}, by_id) == "fail"  # one missed control shows
+    assert linked_status({"controls": ["a"], "is_control": True}, by_id) == "pass"  # a control names its claim
+    assert linked_status({"controls": ["gone"]}, by_id) is None and linked_status({}, by_id) is None

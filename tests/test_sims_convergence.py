@@ -54,11 +54,11 @@ def test_convergence_claims_hold_and_control_fails():
         assert by[cid].high < 0, by[cid]
     for cid in ("4", "5", "6"):  # controls linked both ways
         ctrl = by[f"c{cid}"]
-        assert ctrl.status == "pass" and ctrl.is_control and ctrl.control == cid and by[cid].control == f"c{cid}"
+        assert ctrl.status == "pass" and ctrl.is_control and ctrl.controls == (cid,) and by[cid].controls == (f"c{cid}",)
     # claims 1 and 4b have no control arm: their own fits judged against a wrong exponent are caught
     for cid, wrong in (("1", -1.0), ("4b", -0.5)):
         ctrl = by[f"c{cid}"]
-        assert ctrl.status == "pass" and ctrl.is_control and ctrl.control == cid and by[cid].control == f"c{cid}"
+        assert ctrl.status == "pass" and ctrl.is_control and ctrl.controls == (cid,) and by[cid].controls == (f"c{cid}",)
         assert ctrl.target == wrong and (ctrl.low, ctrl.high) == (by[cid].low, by[cid].high)
     assert by["4b"].target == C.T.max_movement_slope([250, 1000, 4000], sigma=cfg.sigma, input_norm=cfg.input_norm)
 
@@ -111,8 +111,8 @@ def test_kernel_experiment_verdict():
     by = {r.id: r for r in rows}
     assert len(rows) == 10 and not any(r.failed for r in rows), [r for r in rows if r.failed]
     for name in ("exp-sign", "softmax-sign", "prefix"):  # 4 seeds: the rates are undecided or pass, never fail
-        assert by[f"{name}-2"].passed and by[f"{name}-c1"].passed and by[f"{name}-c1"].control == f"{name}-1"
-        assert by[f"{name}-1"].control == f"{name}-c1" and by[f"{name}-1"].high < 0
+        assert by[f"{name}-2"].passed and by[f"{name}-c1"].passed and by[f"{name}-c1"].controls == (f"{name}-1",)
+        assert by[f"{name}-1"].controls == (f"{name}-c1",) and by[f"{name}-1"].high < 0
     assert by["exp-sign-1b"].low <= by["exp-sign-1b"].target <= by["exp-sign-1b"].high
 
 

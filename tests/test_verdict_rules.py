@@ -90,7 +90,7 @@ def test_rate_row_passes_fails_and_is_undecided_and_its_control_inverts():
     noisy = V.rate_row("1", "x ~ m^-1/2", ms[:3], _seeded(ms[:3], -0.5, 1.0, seeds=2), predicted=-0.5, quantity="q")
     assert noisy.status == "undecided" and noisy.n_needed and noisy.n_needed > 2 and "seeds" in noisy.detail
     ctrl = V.rate_row("c1", "control", ms, _seeded(ms, 0.0, 0.02), predicted=-0.5, quantity="q", control_of="1")
-    assert ctrl.status == "pass" and ctrl.is_control and ctrl.control == "1"
+    assert ctrl.status == "pass" and ctrl.is_control and ctrl.controls == ("1",)
     missed = V.rate_row("c1", "control", ms, _seeded(ms, -0.5, 0.02), predicted=-0.5, quantity="q", control_of="1")
     assert missed.status == "fail"  # a control that looks like the claim is not caught
     diverged = V.rate_row("1", "x", ms, [[1.0], [np.inf], [1.0], [1.0]], predicted=-0.5, quantity="q")
@@ -117,13 +117,32 @@ def test_text_is_written_from_the_numbers_and_rows_round_trip():
     assert V.predicted_text(legacy) == "holds" and V.measured_text(legacy) == "min 3"
 
 
+def test_controls_are_a_tuple_stored_as_a_list_and_old_manifests_still_read():
+    row = V.exact_row("1", "x <= 1", 0.5, target=1.0, relation="<=", quantity="q", tol_why="w",
+                      controls=("c0", "c1"))
+    assert row.controls == ("c0", "c1") and row.as_dict()["controls"] == ["c0", "c1"]
+    assert "control" not in row.as_dict() and VerdictRow.from_dict(row.as_dict()) == row
+    # A manifest written before `controls`: one comma-separated string under "control".
+    old = {"claim": "x ~ m^-1/2", "predicted": "", "measured": "", "passed": True, "detail": "", "status": "pass",
+           "id": "ntk-gd-kernel_change", "estimate": -0.5, "low": -0.55, "high": -0.45, "level": 0.95,
+           "target": -0.5, "tol": 0.1, "relation": "within", "quantity": "q", "tol_why": "w",
+           "control": "ntk-gd-kernel_change-c0, ntk-gd-kernel_change-c1, standard-gd-kernel_change",
+           "is_control": False, "cells": ["a"], "n_needed": None}
+    read = VerdictRow.from_dict(old)
+    assert read.controls == ("ntk-gd-kernel_change-c0", "ntk-gd-kernel_change-c1", "standard-gd-kernel_change")
+    assert VerdictRow.from_dict({**old, "control": ""}).controls == ()
+    assert VerdictRow.from_dict({**old, "control": "1", "is_control": True}).controls == ("1",)
+    with pytest.raises(TypeError, match="tuple of ids"):  # a bare string would split into characters
+        VerdictRow("x", controls="c1")
+
+
 def test_wrong_scaling_row_judges_the_claims_fit_against_the_wrong_exponent():
     ms = np.array([10.0, 100.0, 1000.0, 1e4])
     y = _seeded(ms, -0.5, 0.05)
     claim = V.rate_row("1", "x ~ m^-1/2", ms, y, predicted=-0.5, quantity="q")
     for wrong in (0.0, -1.0):
         ctl = V.wrong_scaling_row("1-c", "1", "control", ms, y, wrong=wrong, quantity="q", why="w")
-        assert ctl.status == "pass" and ctl.is_control and ctl.control == "1" and ctl.target == wrong
+        assert ctl.status == "pass" and ctl.is_control and ctl.controls == ("1",) and ctl.target == wrong
         assert (ctl.estimate, ctl.low, ctl.high) == (claim.estimate, claim.low, claim.high)
     assert V.wrong_scaling_row("1-c", "1", "c", ms, y, wrong=-0.5, quantity="q", why="w").status == "fail"
     bad = [list(v) for v in y]

@@ -21,6 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from sims.core import execution as engine
+from sims.core.experiment import VerdictRow
 from sims.core.planning import short_cell
 from sims.core.verdicts import measured_text, predicted_text
 from sims.host.memory import format_bytes
@@ -47,7 +48,8 @@ def fail(message: str, code: int) -> typer.Exit:
 
 
 def _row(r: Any) -> dict[str, Any]:
-    return r if isinstance(r, dict) else r.as_dict()
+    # A stored row goes through VerdictRow, which reads every manifest version (old "control" strings too).
+    return (VerdictRow.from_dict(r) if isinstance(r, dict) else r).as_dict()
 
 
 def verdict_table(rows: list[dict] | list[Any], title: str = "verdict", *, full: bool = False,
@@ -110,8 +112,8 @@ def _details(d: dict[str, Any]) -> str:
         parts.append(f"tolerance: {d['tol_why']}")
     if d.get("n_needed"):
         parts.append(f"would decide: about {d['n_needed']:.0f}")
-    if d.get("control"):
-        parts.append(("controls " if d.get("is_control") else "negative control: ") + str(d["control"]))
+    if d.get("controls"):
+        parts.append(("controls " if d.get("is_control") else "negative control: ") + ", ".join(d["controls"]))
     return "; ".join(p for p in parts if p)
 
 

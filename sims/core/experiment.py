@@ -70,8 +70,8 @@ class VerdictRow:
     deterministic value has ``low == high == estimate`` and no level); the prediction ``target``
     with ``relation`` (one of :data:`RELATIONS`: ``"within"`` means ``|estimate - target| <= tol``)
     and ``tol``; ``tol_why`` says why the tolerance or level is what it is; ``quantity`` what the
-    estimate is.  ``control`` links a claim to its negative-control row (on a control row,
-    ``is_control`` is set and ``control`` names the claim it controls); ``cells`` are the ids of
+    estimate is.  ``controls`` links a claim to the ids of its negative-control rows (on a control
+    row, ``is_control`` is set and ``controls`` names the claim it controls); ``cells`` are the ids of
     the cells it was computed from; ``n_needed`` the size that would decide an undecided row.
 
     ``status`` is ``"pass"``, ``"fail"`` or ``"undecided"`` (the data at this size cannot decide
@@ -100,7 +100,7 @@ class VerdictRow:
     relation: str = ""
     quantity: str = ""
     tol_why: str = ""
-    control: str = ""
+    controls: tuple[str, ...] = ()
     is_control: bool = False
     cells: tuple[str, ...] = ()
     n_needed: float | None = None
@@ -114,7 +114,11 @@ class VerdictRow:
         if self.relation and self.relation not in RELATIONS:
             raise ValueError(f"relation must be one of {RELATIONS}, got {self.relation!r}")
         object.__setattr__(self, "status", status)
-        object.__setattr__(self, "cells", tuple(str(c) for c in self.cells))
+        for name in ("cells", "controls"):
+            v = getattr(self, name)
+            if isinstance(v, str):  # tuple("c1") would split it into characters
+                raise TypeError(f"{name} must be a tuple of ids, got the string {v!r}")
+            object.__setattr__(self, name, tuple(str(c) for c in v))
         for name in ("estimate", "low", "high", "level", "target", "tol", "n_needed"):
             v = getattr(self, name)
             if v is not None:
@@ -130,16 +134,25 @@ class VerdictRow:
         return self.status == "fail"
 
     def as_dict(self) -> dict[str, Any]:
+        """The row as JSON-able data (``cells`` and ``controls`` as lists), as the manifest stores it."""
         d = dataclasses.asdict(self)
         d["cells"] = list(self.cells)
+        d["controls"] = list(self.controls)
         return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "VerdictRow":
-        """The row stored by :meth:`as_dict` (unknown keys, from a newer version, are ignored)."""
+        """The row stored by :meth:`as_dict` (unknown keys, from a newer version, are ignored).
+
+        Manifests written before ``controls`` hold ``control``, one string of comma-separated ids;
+        it is read as ``controls``.
+        """
         names = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in d.items() if k in names}
         kw["cells"] = tuple(kw.get("cells") or ())
+        if "controls" not in d:
+            kw["controls"] = tuple(c.strip() for c in str(d.get("control") or "").split(",") if c.strip())
+        kw["controls"] = tuple(kw.get("controls") or ())
         kw.setdefault("passed", kw.get("status") == "pass")
         return cls(**kw)
 

@@ -76,19 +76,25 @@ def _status_row(status: str, **kw) -> VerdictRow:
     return VerdictRow(passed=status == "pass", status=status, **kw)
 
 
+def _links(control_of: str, controls: tuple[str, ...]) -> tuple[str, ...]:
+    # A control row links to the claim it controls; a claim row to its controls' ids.
+    return (control_of,) if control_of else controls
+
+
 def rate_row(id: str, claim: str, x, y, *, predicted: float, quantity: str, control_of: str = "",
-             control: str = "", cells=(), tol: float = SLOPE_TOL, short: str = "",
+             controls: tuple[str, ...] = (), cells=(), tol: float = SLOPE_TOL, short: str = "",
              tol_why: str = "") -> VerdictRow:
     """A rate claim ``y ~ x^predicted`` (``y``: one list of seeds per x), or its negative control.
 
-    With ``control_of`` set the row is the control of that claim: it passes (the control is
+    ``controls``: the ids of the claim's negative-control rows.  With ``control_of`` (a claim's id)
+    set the row is the control of that claim: it passes (the control is
     caught) when the slope's interval is disjoint from ``predicted +- tol``, fails when inside,
     and is undecided otherwise.  Non-finite values make a claim fail ("diverged") and a control
     pass.  Fewer than two x make the row undecided.
     """
     base = dict(claim=claim, id=id, short=short, target=predicted, tol=tol, relation="outside" if control_of else "within",
-                quantity=quantity, control=control_of or control, is_control=bool(control_of), cells=tuple(cells),
-                level=LEVEL, tol_why=tol_why or "band for finite-m corrections, narrower than half the gap to "
+                quantity=quantity, controls=_links(control_of, controls), is_control=bool(control_of),
+                cells=tuple(cells), level=LEVEL, tol_why=tol_why or "band for finite-m corrections, narrower than half the gap to "
                                                  "the nearest competing exponent (docs/verdicts.md)")
     x = np.asarray(x, float)
     if x.size < 2 or np.unique(x).size < 2:
@@ -132,7 +138,7 @@ def wrong_scaling_row(id: str, claim_id: str, claim: str, x, y, *, wrong: float,
     yy = [np.asarray(v, float).reshape(-1) for v in y]
     if any(v.size and (not np.all(np.isfinite(v)) or np.any(v <= 0)) for v in yy):
         return _status_row("undecided", claim=claim, id=id, short=short, target=wrong, tol=tol, relation="outside",
-                           quantity=quantity, control=claim_id, is_control=True, cells=tuple(cells), level=LEVEL,
+                           quantity=quantity, controls=(claim_id,), is_control=True, cells=tuple(cells), level=LEVEL,
                            tol_why=why, measured="no slope",
                            detail="the claim's data are not finite and positive: no slope to judge")
     return rate_row(id, claim, x, y, predicted=wrong, quantity=quantity, control_of=claim_id, cells=cells,
@@ -166,8 +172,8 @@ def bound_row(id: str, claim: str, estimate: float, low: float, high: float, *, 
     ``n_now`` (samples behind the interval) lets an undecided row say what size would decide it."""
     status = decide_side(low, high, bound, relation)
     row = dict(claim=claim, id=id, short=short, estimate=estimate, low=low, high=high, level=level, target=bound,
-               relation=relation, quantity=quantity, tol_why=tol_why, cells=tuple(cells), control=control_of,
-               is_control=bool(control_of))
+               relation=relation, quantity=quantity, tol_why=tol_why, cells=tuple(cells),
+               controls=_links(control_of, ()), is_control=bool(control_of))
     if status != "undecided":
         return _status_row(status, **row)
     need = seeds_to_decide(n_now, (high - low) / 2, abs(estimate - bound)) if n_now else None
@@ -208,8 +214,8 @@ def constant_row(id: str, claim: str, samples, *, constant: float, quantity: str
 
 
 def exact_row(id: str, claim: str, value: float, *, target: float, relation: str, quantity: str, tol_why: str,
-              tol: float = 0.0, cells=(), short: str = "", control_of: str = "", control: str = "",
-              detail: str = "") -> VerdictRow:
+              tol: float = 0.0, cells=(), short: str = "", control_of: str = "",
+              controls: tuple[str, ...] = (), detail: str = "") -> VerdictRow:
     """A deterministic number against its prediction: ``relation`` "within" (``|value - target| <=
     tol``, relative to nothing: give ``tol`` in the value's units), "outside", or one-sided."""
     if relation in ("within", "outside"):
@@ -219,7 +225,7 @@ def exact_row(id: str, claim: str, value: float, *, target: float, relation: str
         ok = decide_side(value, value, target, relation) == "pass"
     return _status_row("pass" if ok else "fail", claim=claim, id=id, short=short, estimate=value, low=value,
                        high=value, level=None, target=target, tol=tol, relation=relation, quantity=quantity,
-                       tol_why=tol_why, cells=tuple(cells), control=control_of or control,
+                       tol_why=tol_why, cells=tuple(cells), controls=_links(control_of, controls),
                        is_control=bool(control_of), detail=detail)
 
 

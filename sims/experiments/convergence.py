@@ -252,7 +252,7 @@ def verdict(cfg: ConvergenceConfig, results) -> list[VerdictRow]:
     exact = T.get_model(cfg.model).fluctuation is not None  # the model has an exact constant C
     ids = cell_ids(results)
     h0_err = [[float(a["H0_err"]) for a in by_m[m]] for m in ms]
-    rows.append(rate_row("1", "||H(0) - H*|| ~ m^-1/2", ms, h0_err, predicted=-0.5, control="c1",
+    rows.append(rate_row("1", "||H(0) - H*|| ~ m^-1/2", ms, h0_err, predicted=-0.5, controls=("c1",),
                          quantity="log-log slope of ||H(0) - H*||_F in m", cells=ids))
     C = float(by_m[ms[0]][0]["C_exact"]) if exact else None
     if exact:
@@ -281,7 +281,7 @@ def verdict(cfg: ConvergenceConfig, results) -> list[VerdictRow]:
     sup = lambda by, m, key: [float(np.max(a[key])) for a in by[m]]  # noqa: E731
     for cid, claim, key in metrics:
         rows.append(rate_row(cid, claim, ms, [sup(by_m, m, key) for m in ms], predicted=-0.5,
-                             quantity=f"log-log slope of sup_t {key} in m", control=f"c{cid}" if cms else "",
+                             quantity=f"log-log slope of sup_t {key} in m", controls=(f"c{cid}",) if cms else (),
                              cells=ids))
         if cid == "4":
             rows.append(_claim_4b(cfg, ms, [sup(by_m, m, "movement") for m in ms], ids))
@@ -309,7 +309,7 @@ def _claim_4b(cfg, ms, movement, ids) -> VerdictRow:
         return VerdictRow.undecided(claim, "", "", "needs >= 2 values of m: the predicted slope is a fit over "
                                     "the grid (run a sweep)", id="4b", quantity=quantity, cells=ids)
     pred = T.max_movement_slope(ms, sigma=cfg.sigma, input_norm=cfg.input_norm)
-    return rate_row("4b", claim, ms, movement, predicted=pred, quantity=quantity, cells=ids, control="c4b",
+    return rate_row("4b", claim, ms, movement, predicted=pred, quantity=quantity, cells=ids, controls=("c4b",),
                     tol_why="band for finite-m corrections; the prediction is the slope of the extreme-value "
                             "curve over this grid (theory.max_movement_slope)")
 

@@ -110,7 +110,7 @@ def verdict(cfg: KernelConfig, results) -> list[VerdictRow]:
         ids = cell_ids(res)
         rows.append(rate_row(f"{name}-1", f"{name}: ||H(0) - H*|| ~ m^-1/2", ms,
                              [[float(a["err"]) for a in by_m[m]] for m in ms], predicted=-0.5,
-                             quantity="log-log slope of ||H(0) - H*||_F in m", control=f"{name}-c1", cells=ids))
+                             quantity="log-log slope of ||H(0) - H*||_F in m", controls=(f"{name}-c1",), cells=ids))
         C = float(res[0][1]["C_exact"]) if T.get_model(name).fluctuation is not None else None
         if C is not None:
             rows.append(constant_row(f"{name}-1b", f"{name}: E m||H(0) - H*||_F^2 = C (exact)",

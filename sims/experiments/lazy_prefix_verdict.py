@@ -34,7 +34,8 @@ from sims.core.verdicts import cell_ids, difference_row, rate_row, wrong_scaling
 from sims.experiments import lazy_prefix_regime as RG
 from theory.stats import mean_ci
 
-__all__ = ["THRESHOLD", "MARGIN", "WRONG_EXPONENTS", "row_id", "threshold_row", "regime_rows", "verdict"]
+__all__ = ["THRESHOLD", "MARGIN", "WRONG_EXPONENTS", "row_id", "control_id", "threshold_row", "regime_rows",
+           "verdict"]
 
 THRESHOLD = 0.1  # "kernel stable" and "linearised prediction within 10%"
 MARGIN = 0.05  # "competitive": test accuracy at most this much below
@@ -102,6 +103,12 @@ def row_id(arm: str, quantity: str) -> str:
     return f"{arm}-{quantity}"
 
 
+def control_id(claim_id: str, wrong: float) -> str:
+    """The id of the wrong-exponent control (``wrong``: a key of :data:`WRONG_EXPONENTS`) of the
+    claim row ``claim_id``: ``"ntk-gd-kernel_change-c0"``."""
+    return f"{claim_id}-{WRONG_EXPONENTS[wrong][0]}"
+
+
 def regime_rows(arm, ms, pairs, quantity, *, control_of="", beside=True, id="", controls=()):
     """The rate rows of one (arm, matched-progress quantity): the fit on the in-regime m that
     judges the claim, its wrong-exponent controls (``controls``: keys of :data:`WRONG_EXPONENTS`,
@@ -109,7 +116,7 @@ def regime_rows(arm, ms, pairs, quantity, *, control_of="", beside=True, id="", 
     leaves the regime.
 
     ``pairs``: ``{m: [(cell, arrays), ...]}`` (:func:`sims.experiments.lazy_prefix_regime.tuning`).
-    ``id``: the claim row's id (its controls are ``id-c0``, ``id-c1``); ``control_of``: the id
+    ``id``: the claim row's id (its controls' ids: :func:`control_id`); ``control_of``: the id
     of the claim this arm controls.  Rule: docs/verdicts.md, section lazy-prefix.  Fewer than
     two in-regime m: the claim's row (and its controls) are undecided, with how many m are in
     the regime.
@@ -131,12 +138,12 @@ def regime_rows(arm, ms, pairs, quantity, *, control_of="", beside=True, id="", 
         return rate_row(rid, text, xs, y, predicted=-0.5, quantity=what, control_of=control_of,
                         cells=cell_ids(used), tol_why=TOL_WHY, **kw)
 
-    links = ", ".join(f"{id}-{WRONG_EXPONENTS[w][0]}" for w in controls)
+    links = {w: control_id(id, w) for w in controls}
     grid = inside if len(inside) >= 2 else (inside or ms[-1:])  # < 2 m: rate_row's "undecided"
     where = f"(m = {_ms_text(inside)})" if len(inside) >= 2 else f"(share >= {RG.REGIME_SHARE:g})"
-    judged = [fit(f"{claim} {where}", grid, id, control=links)]
+    judged = [fit(f"{claim} {where}", grid, id, controls=tuple(links.values()))]
     judged += [fit(f"control: {arm}'s {quantity.label} not ~ m^{w:g} (the claim's fit against a wrong exponent) "
-                   f"{where}", grid, f"{id}-{WRONG_EXPONENTS[w][0]}", wrong=w) for w in controls]
+                   f"{where}", grid, links[w], wrong=w) for w in controls]
     rows = []
     for row in judged:
         if len(inside) >= 2:
@@ -173,10 +180,10 @@ def _lazy_rows(results):
     cms, cpairs = RG.tuning(results, "standard-gd")
     if cms:
         for quantity in RG.MATCHED[:2]:
-            claim_id, control_id = row_id("ntk-gd", quantity.name), row_id("standard-gd", quantity.name)
+            claim_id, arm_id = row_id("ntk-gd", quantity.name), row_id("standard-gd", quantity.name)
             rows += regime_rows("standard-gd", cms, cpairs, quantity, control_of=claim_id, beside=False,
-                                id=control_id)
-            rows = [dataclasses.replace(r, control=f"{r.control}, {control_id}")
+                                id=arm_id)
+            rows = [dataclasses.replace(r, controls=(*r.controls, arm_id))
                     if r.id == claim_id else r for r in rows]  # the claim names every control of it
     for arm, what in (("standard-adam", "paper 1's optimiser"), ("reparam-adam", "paper 2's MLP form")):
         ams, apairs = RG.tuning(results, arm)

@@ -176,7 +176,7 @@ def verdict(cfg: NTKAttentionErrorConfig, results) -> list[VerdictRow]:
         rows.append(exact_row(cid, f"bound holds everywhere ({name})", worst, target=1.0, relation="<=",
                               quantity="largest error / (bound + rounding) over (cell, query row, g), eps < 1",
                               tol_why="a proven bound: only a rounding allowance 1e-10 (1 + ||V||_inf) is added",
-                              control="c1" if cid == "1" else "", cells=ids,
+                              controls=("c1",) if cid == "1" else (), cells=ids,
                               detail=f"{bad} of {total} (row, g) pairs with a finite bound violate it"))
     adv = [(c, a) for c, a in results if c["pattern"] == "adversarial"]
     if adv:

@@ -193,7 +193,7 @@ def verdict(cfg: ReparamConfig, results) -> list[VerdictRow]:
                 rows.append(dataclasses.replace(V.slope_row(
                     f"{tag}: {claim}", xs, y, predicted, stat=stat, kind=kind, blocker=blocker, id=cid,
                     extra="; ".join(filter(None, (_oracle_note(rate, s, L, metric, stat, cfg), extra)))),
-                    control=f"{cid}-control"))
+                    controls=(f"{cid}-control",)))
                 rows.append(V.control_row(f"{tag}: {claim}", xs, y, predicted, stat=stat, kind=kind, wrong=wrong,
                                           id=f"{cid}-control", control_of=cid))
 

@@ -200,7 +200,7 @@ def _modulus_rows(results):
         rows.append(_wrong_exponent_row(f"C{k + 1}b", f"M{k + 1}b", f"control: {s}'s modulus slope is not 1 (the "
                                         f"non-shared exponent)", rows[-1], 1.0,
                                         "the non-shared modulus's exponent (claim M4b)"))
-        rows[-2] = dataclasses.replace(rows[-2], control=f"C{k + 1}b")
+        rows[-2] = dataclasses.replace(rows[-2], controls=(f"C{k + 1}b",))
     mc, ap = modulus_curve(results, "nonshared"), approach_curve(results)
     if mc is not None:
         rows.append(_zero_row("M4a", "modulus nonshared: 0 on the equal-key manifold in every bin", mc))
@@ -212,7 +212,7 @@ def _modulus_rows(results):
         rows.append(_approach_row("M4b", "modulus nonshared: -> 0 like the key separation", ap))
         rows.append(_wrong_exponent_row("C4b", "M4b", "control: the non-shared modulus slope is not 0 (the shared, "
                                         "flat exponent)", rows[-1], 0.0, "the shared moduli's exponent (M1b-M3b)"))
-        rows[-2] = dataclasses.replace(rows[-2], control="C4b")
+        rows[-2] = dataclasses.replace(rows[-2], controls=("C4b",))
     mc = modulus_curve(results, "shared_linear", "broken")
     if mc is not None:
         rows.append(_level_row("C2", "control: broken sharing (W1 e_2 = 0) is not bounded below", mc,

@@ -172,7 +172,8 @@ def slope_row(claim, xs, y, predicted, *, stat="geometric", kind="equals", extra
     base = dict(claim=claim, id=id, target=predicted, tol=SLOPE_TOL if kind == "equals" else None,
                 relation=("outside" if kind == "equals" else "<=") if control_of else ("within" if kind == "equals"
                                                                                         else ">"),
-                quantity=quantity, tol_why=_TOL_WHY[kind], control=control_of, is_control=bool(control_of),
+                quantity=quantity, tol_why=_TOL_WHY[kind], controls=(control_of,) if control_of else (),
+                is_control=bool(control_of),
                 level=0.95)
     if stat == "geometric" and kind == "equals":
         z = y[:, np.all(np.isfinite(y), axis=0)] if np.size(y) else y

@@ -107,16 +107,12 @@ def _is_control(d: dict[str, Any]) -> bool:
     return bool(d.get("is_control")) or str(d.get("claim", "")).lower().startswith("control")
 
 
-def control_ids(d: dict[str, Any]) -> tuple[str, ...]:
-    """The ids in a row's ``control`` field: a claim may name several controls, comma-separated."""
-    return tuple(c.strip() for c in str(d.get("control") or "").split(",") if c.strip())
-
-
 def linked_status(d: dict[str, Any], by_id: dict[str, dict[str, Any]]) -> str | None:
-    """The outcome of the rows ``d`` links to: on a claim, its controls taken together ("fail" if any
-    control was missed, else "undecided" if any is undecided, else "pass": all caught); on a
-    control, the claim's status.  None when no linked row is stored."""
-    statuses = [by_id[c]["status"] for c in control_ids(d) if c in by_id]
+    """The outcome of the rows ``d`` (a row as :meth:`VerdictRow.as_dict` writes it) links to by its
+    ``controls``: on a claim, its controls taken together ("fail" if any control was missed, else
+    "undecided" if any is undecided, else "pass": all caught); on a control, the claim's status.
+    None when no linked row is stored."""
+    statuses = [by_id[c]["status"] for c in d.get("controls") or () if c in by_id]
     if not statuses:
         return None
     return "fail" if "fail" in statuses else "undecided" if "undecided" in statuses else "pass"
@@ -161,7 +157,7 @@ def claims(runs: list[Run], out: str | Path | None = None) -> list[dict[str, Any
                 "number": i + 1,
                 **{k: d.get(k) for k in ("id", "short", "claim", "status", "estimate", "low", "high", "level",
                                          "target", "tol", "relation", "quantity", "tol_why", "detail",
-                                         "n_needed", "control")},
+                                         "n_needed", "controls")},
                 "is_control": control,
                 "control_status": linked_status(d, by_id),
                 "predicted_text": predicted_text(d),
