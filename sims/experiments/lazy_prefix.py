@@ -51,11 +51,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import theory as T
 from sims.core.checks import COUNT, DRAWS, SCALE, SEED, Count, Interval, check_ranges, need_distinct
 from sims.core.experiment import Experiment, register
 from sims.experiments import lazy_prefix_verdict as LV
 from sims.experiments.common import option as _f
+from theory.kernels.ntk_empirical import lambda_max
 from theory.ntk_attn.bounds import prefix_parameter_count
 from theory.transformer import adapters as AD
 from theory.transformer import lazy as LZ
@@ -201,7 +201,7 @@ def run(cell, *, key):
     F0, F0_te = (jax.vmap(lambda t: net.single(theta0, params, t))(x) for x in (tok, te_tok))
     args = (params, tok, F0, jnp.asarray(scale, F0.dtype))
     H0 = LZ.prefix_ntk(net, theta0, params, tok, scale=scale)
-    lam_max = float(np.linalg.eigvalsh(np.asarray(T.kernel_matrix(H0), np.float64))[-1])
+    lam_max = lambda_max(H0)
     eta = cell["eta_fraction"] / lam_max if optimizer == "gd" else cell["adam_lr"]
     fit = dict(optimizer=optimizer, eta=eta, steps=cell["steps"], log_every=cell["log_every"])
     out = TR.fit(net, theta0, Y, args=args, **fit)
