@@ -173,10 +173,9 @@ def slope_row(claim, xs, y, predicted, *, stat="geometric", kind="equals", extra
                 relation=("outside" if kind == "equals" else "<=") if control_of else ("within" if kind == "equals"
                                                                                         else ">"),
                 quantity=quantity, tol_why=_TOL_WHY[kind], controls=(control_of,) if control_of else (),
-                is_control=bool(control_of),
-                level=0.95)
+                is_control=bool(control_of), level=0.95)
     if stat == "geometric" and kind == "equals":
-        z = y[:, np.all(np.isfinite(y), axis=0)] if np.size(y) else y
+        z = _complete(y, stat)
         if len(xs) >= 2 and z.shape[1] >= 2:
             row = rate_row(id, claim, xs, z, predicted=predicted, quantity=quantity, control_of=control_of,
                            tol_why=_TOL_WHY[kind])
@@ -188,7 +187,7 @@ def slope_row(claim, xs, y, predicted, *, stat="geometric", kind="equals", extra
             return dataclasses.replace(row, measured=measured(fit), detail=extra)
     s = slope(xs, y, stat)
     if s is None:
-        usable = int(np.sum(np.all(np.isfinite(y), axis=0))) if np.size(y) else 0
+        usable = _complete(y, stat).shape[1] if np.size(y) else 0
         return VerdictRow(passed=False, status="undecided", measured="no slope", detail=(
             f"needs >= 2 n_eff values and >= 2 usable replications at each; have {len(xs)} n_eff, {usable} "
             f"complete replications"), **base)
