@@ -54,7 +54,7 @@ import numpy as np
 from sims.core.checks import COUNT, DRAWS, SCALE, SEED, Count, Interval, check_ranges, need_distinct
 from sims.core.experiment import Experiment, register
 from sims.experiments import lazy_prefix_verdict as LV
-from sims.experiments.common import option as _f
+from sims.experiments.common import cell_dtype, option as _f
 from theory.kernels.ntk_empirical import lambda_max
 from theory.ntk_attn.bounds import prefix_parameter_count
 from theory.transformer import adapters as AD
@@ -248,7 +248,7 @@ def _direct_prefix_count(mcfg, m) -> int:
 def estimate_bytes(cell, devices: int = 1) -> int:
     """Peak bytes of one cell: the prefix Jacobian of the kernel (n k x prefix parameters), the
     checkpointed prefixes, and the activations of the backward pass over the n sequences."""
-    item = 4 if cell.get("dtype") == "float32" else 8
+    item = cell_dtype(cell).itemsize
     if cell["role"] == "base":
         return 256 << 20
     mcfg, m = model_config(cell), cell["m"]

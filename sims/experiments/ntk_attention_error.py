@@ -34,7 +34,7 @@ import numpy as np
 from sims.core.checks import COUNT, DRAWS, Count, Interval, check_ranges
 from sims.core.experiment import Experiment, VerdictRow, register
 from sims.core.verdicts import bound_row, cell_ids, exact_row
-from sims.experiments.common import check_choices, option as _f
+from sims.experiments.common import cell_dtype, check_choices, option as _f
 from theory.ntk_attn.feature_maps import taylor_dim
 from theory.ntk_attn.ntk_attention import Summary, ntk_attention, prefix_summary
 from theory.ntk_attn.bounds import (
@@ -146,7 +146,8 @@ def run(cell, *, key):
 
 def estimate_bytes(cell) -> int:
     r = math.comb(cell["d"] + max(cell["g_max"], 20), max(cell["g_max"], 20))
-    return 8 * (cell["m"] * (cell["L"] + 2 * cell["d"]) + LANES * min(cell["m"], DEFAULT_CHUNK) * r + r * cell["d"]) + (64 << 20)
+    item = cell_dtype(cell).itemsize
+    return item * (cell["m"] * (cell["L"] + 2 * cell["d"]) + LANES * min(cell["m"], DEFAULT_CHUNK) * r + r * cell["d"]) + (64 << 20)
 
 
 def _ratio(num, den):

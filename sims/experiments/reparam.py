@@ -48,7 +48,7 @@ from sims.core.checks import COUNT, SCALE, Count, Interval, check_ranges, need_d
 from sims.core.experiment import Experiment, VerdictRow, register
 from sims.experiments import reparam_identifiability as _identifiability
 from sims.experiments import reparam_verdict as V
-from sims.experiments.common import option as _f
+from sims.experiments.common import cell_dtype, option as _f
 from sims.experiments.reparam_problem import L_STAR, run_rate
 from theory.moe.model import STRUCTURES
 
@@ -155,7 +155,7 @@ def estimate_bytes(cell) -> int:
     if cell.get("kind", "rate") != "rate":
         est = getattr(_extra_module(cell["kind"]), "estimate_bytes", None)
         return est(cell) if est else 256 << 20
-    item = 4 if cell.get("dtype") == "float32" else 8
+    item = cell_dtype(cell).itemsize
     n, L = int(cell["n"]), int(cell["L"])
     p = L * (1 + 2 * 2)  # parameters per fit, at most (non-shared)
     # data and features, residuals and the (2n, p) Jacobian with its linearisation, test set.
