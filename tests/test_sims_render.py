@@ -66,6 +66,14 @@ def test_verdict_table_shows_the_numbers_and_undecided_rows():
     assert "too few seeds" in full and "would decide: about 40" in full
 
 
+def test_full_table_names_the_controls_of_new_and_old_manifests():
+    claim = VerdictRow("x ~ m^-1/2", "a", "b", True, id="1", controls=("c0", "c1"))
+    control = VerdictRow("control: x not ~ m^0", "a", "b", True, id="c0", controls=("1",), is_control=True)
+    old = {"claim": "y ~ m^-1/2", "predicted": "a", "measured": "b", "passed": True, "id": "2", "control": "c2, c3"}
+    full = _text(render.verdict_table([claim.as_dict(), control, old], full=True), width=200)
+    assert "negative control: c0, c1" in full and "controls 1" in full and "negative control: c2, c3" in full
+
+
 def test_manifest_keeps_ids_and_full_statements(tmp_path):
     res = engine.run(get("toy"), sims_toy.ToyConfig(seeds=1), out=tmp_path)
     m = json.loads(res.manifest_path.read_text())
