@@ -4,18 +4,20 @@ Reads a stored ``ntk-attention-cost`` run (``sims run ntk-attention-cost``); its
 measurements of the machine that ran it.  Panels:
 
 (a) time per forward call against m: prefix attention (predicted O(m) once m dominates, slope 1
-    as the reference line) and NTK-Attention for each feature map (constant in m), the measured
-    crossover marked;
+    as the reference line) and NTK-Attention for each feature map (constant in m); the dotted
+    line is each feature map's measured crossover as the stored verdict row holds it
+    (``F-1``, :func:`sims.experiments.ntk_attention_cost.crossover_id`: ``2^estimate``, the
+    legend its bracket in m, the predicted m and the status); nothing is recomputed here;
 (b) stored state in bytes: ``2 m d`` prefix numbers against the ``r d + r`` summary, and XLA's
     own account of each forward pass (dashed).
 """
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from figures import common, data, style
+from sims.experiments.ntk_attention_cost import crossover_id
 
 EXPERIMENT = "ntk-attention-cost"
 NAME = "ntk_attention_cost"
@@ -26,7 +28,24 @@ def _features(results):
     return sorted({c["feature"] for c, _ in results}, key=lambda f: (f != "taylor", f))
 
 
-def _time_panel(ax, results):
+def _crossover(verdict, feature):
+    """``(row, m)``: ``feature``'s stored crossover row and its crossover m (``2^estimate``, the row
+    holds log2 m); ``(None, None)`` when the run has no such row or it has no estimate."""
+    try:
+        row = data.verdict_row(verdict, crossover_id(feature))
+    except data.MissingResults:
+        return None, None
+    est = row.get("estimate")
+    return (row, 2.0 ** float(est)) if est is not None and np.isfinite(est) else (row, None)
+
+
+def _crossover_text(row) -> str:
+    lo, hi, target = (2.0 ** float(row[k]) for k in ("low", "high", "target"))
+    mark = style.STATUS_MARK.get(row.get("status"), "?")
+    return f"crossover {2.0 ** float(row['estimate']):.3g} [{lo:.3g}, {hi:.3g}], pred. {target:.3g} {mark}"
+
+
+def _time_panel(ax, results, verdict=()):
     xs, Y = data.grid(results, "m", lambda c, a: float(a["t_prefix"]), seed_key=("feature", "seed"))
     # Timings are measurements, never a claim: the fitted slope is shown without a verdict mark.
     style.rate_series(ax, xs, Y * 1e3, label=f"prefix attention: {style.slope_label(xs, Y)}", color=style.PALETTE[0])
@@ -37,13 +56,13 @@ def _time_panel(ax, results):
         xf, Yf = data.grid(res, "m", lambda c, a: float(a["t_ntk"]))
         style.rate_series(ax, xf, Yf * 1e3, label=f"NTK-Attention, {feat} (r = {r})", color=style.PALETTE[i + 1],
                           marker="s^v"[i % 3])
-        slower = np.nanmean(Y, axis=1) > np.nanmean(Yf, axis=1)
-        cross = next((m for j, m in enumerate(xf) if slower[j:].all()), None)
+        row, cross = _crossover(verdict, feat)
         if cross is not None:
-            ax.axvline(cross, color=style.PALETTE[i + 1], linestyle=":", linewidth=0.8)
+            style.shows(ax, row)
+            ax.axvline(cross, color=style.PALETTE[i + 1], linestyle=":", linewidth=0.8, label=_crossover_text(row))
     if xs.size <= 6:
         style.xticks_from(ax, xs)
-    ax.set_xlabel("prefix length m (dotted: measured crossover)")
+    ax.set_xlabel("prefix length m (dotted: the verdict's crossover)")
     ax.set_ylabel("time per forward call (ms)")
     style.legend(ax, below=True)
 
@@ -69,6 +88,7 @@ def _memory_panel(ax, results):
 
 
 def plot(run: data.Run, *, venue: str = "acl", width: str = DEFAULT_WIDTH):
-    return style.labelled_panels(run.results, [(_time_panel, "(a) time"), (_memory_panel, "(b) memory")],
+    time_panel = lambda ax, results: _time_panel(ax, results, run.verdict)  # noqa: E731
+    return style.labelled_panels(run.results, [(time_panel, "(a) time"), (_memory_panel, "(b) memory")],
                                  venue=venue, width=width, panel_aspect=1.0)
 

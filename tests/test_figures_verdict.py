@@ -114,7 +114,7 @@ def _plot(mod, run):
         return mod.plot(run)
 
 
-@pytest.mark.parametrize("name", ["reparam", "lazy_prefix", "reparam_identifiability"])
+@pytest.mark.parametrize("name", ["reparam", "lazy_prefix", "reparam_identifiability", "ntk_attention_cost"])
 def test_figure_records_the_rows_it_draws(small_results, name):
     from figures import common
 
@@ -181,3 +181,27 @@ def test_identifiability_figure_reads_its_rows(small_results):
     assert any(f"min. {level:.2g}" in lab for lab in _legend(fig))
     moved, _ = _doctored(run, "M1a", 0.5)
     assert any("min. 0.5 " in lab for lab in _legend(_plot(ri, moved)))
+
+
+def _dotted_verticals(ax):
+    """The x of the dotted vertical lines of ``ax`` (axvline: one x, the axes' height)."""
+    return [float(ln.get_xdata()[0]) for ln in ax.lines
+            if ln.get_linestyle() == ":" and len(set(map(float, ln.get_xdata()))) == 1]
+
+
+def test_ntk_attention_cost_figure_marks_the_verdicts_crossover(small_results):
+    from figures import ntk_attention_cost as cost
+    from sims.experiments.ntk_attention_cost import crossover_id
+
+    run = _run(small_results, "ntk-attention-cost")
+    ids = [crossover_id(f) for f in sorted({c["feature"] for c, _ in run.results})]
+    rows = [run.row(i) for i in ids]
+    fig = _plot(cost, run)
+    assert sorted(style.panel_rows(fig)["(a) time"]) == sorted(ids)
+    assert sorted(_dotted_verticals(fig.axes[0])) == sorted(2.0 ** r["estimate"] for r in rows)  # m = 2^log2 m
+    # Negative control: the doctored row's crossover (twice the m, cells untouched) is what is drawn.
+    moved, row = _doctored(run, ids[0], rows[0]["estimate"] + 1.0)
+    fig2 = _plot(cost, moved)
+    lines = _dotted_verticals(fig2.axes[0])
+    assert 2.0 ** row["estimate"] in lines and 2.0 ** rows[0]["estimate"] not in lines
+    assert any(f"crossover {2.0 ** row['estimate']:.3g} [" in lab for lab in _legend(fig2))

@@ -174,6 +174,12 @@ def measured_crossover(ms, t_prefix, t_ntk):
     return est, min(low, est), max(high, est), delta
 
 
+def crossover_id(feature: str) -> str:
+    """The id of ``feature``'s time-crossover row (``"taylor-1"``); the figure
+    (``figures/ntk_attention_cost.py``) draws the crossover of the row of this id."""
+    return f"{feature}-1"
+
+
 def verdict(cfg: NTKAttentionCostConfig, results) -> list[VerdictRow]:
     """Per feature: ``F-1`` time crossover against the multiply-add count, ``F-2`` forward-pass
     memory, ``F-3`` stored state and ``F-4`` parameter break-even (two checks of the count formulas)."""
@@ -193,7 +199,7 @@ def verdict(cfg: NTKAttentionCostConfig, results) -> list[VerdictRow]:
         timings = "; ".join(f"m={m}: {p * 1e3:.3g} ms vs {n * 1e3:.3g} ms" for m, p, n in zip(ms, t_p, t_n))
         log2 = lambda v: math.log2(v) if v > 0 else -math.inf  # noqa: E731
         rows.append(band_row(
-            f"{feature}-1", f"{feature} (r={r}): time crossover m (prefix attention slower from there on), log2",
+            crossover_id(feature), f"{feature} (r={r}): time crossover m (prefix attention slower from there on), log2",
             log2(est), log2(lo), log2(hi), target=math.log2(m_pred), tol=CROSSOVER_LOG2_TOL, level=None,
             quantity="log2 of the measured crossover m (interpolated in log m); bracket: crossings with the "
                      "timing ratio shifted by the NTK time's spread over m (its noise), open outside the grid",
