@@ -98,7 +98,6 @@ TOY = Experiment(
     run=run,
     verdict=verdict,
     sweep_fields=("x", "n"),
-    count_fields=("n", "seeds", "mem"),
     run_batch=run_batch,
     batch_key=batch_key,
     estimate_bytes=estimate_bytes,

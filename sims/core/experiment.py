@@ -13,7 +13,8 @@ An experiment is a set of pure functions; it never writes files (all I/O lives i
 - The runner stamps every cell with ``cell["dtype"]`` (``"float64"`` or ``"float32"``, from
   ``sims run --precision``) before taking its id; compute in that dtype.  ``key`` is
   ``fold_in(key(32-bit hash of the cell id without "dtype"), cell["seed"])`` (see
-  :func:`sims.core.planning.cell_key`), so both precisions draw the same random numbers.
+  :func:`sims.core.planning.cell_key`): both precisions get the same key, but JAX draws different
+  numbers from one key in float32 and float64, so the two precisions' results are not draw-for-draw twins.
 - ``run(cell, *, key) -> dict[str, array]``: pure and deterministic given ``(cell, key)``.
   Result names are identifiers not starting with ``__``; values are arrays or scalars.
 - ``run_batch(cells, *, keys) -> list[dict]`` (optional): the same for a group of cells that
@@ -28,7 +29,7 @@ An experiment is a set of pure functions; it never writes files (all I/O lives i
   the refusal of runs that do not fit (a batch is estimated as the sum of its cells).
 - ``min_distinct`` (e.g. ``{"m": 2}``) and ``check(config)`` (optional): refuse, before any
   work, a sweep that cannot support the verdict (``check`` raises ``ValueError``); float fields
-  declare ``metadata={"range": "(0, inf)"}``.  See :mod:`sims.core.checks`.
+  declare their range once (``option(default, help, Interval(gt=0))``).  See :mod:`sims.core.checks`.
 - ``shardable`` (default False): the experiment splits each cell's prefix rows over devices.
   Its ``run``/``run_batch`` then take a keyword ``mesh`` (a one-axis
   :func:`theory.scaling.sharding.device_mesh`, or None for one device; see :mod:`sims.host.devices`), must
@@ -36,9 +37,9 @@ An experiment is a set of pure functions; it never writes files (all I/O lives i
   ``estimate_bytes(cell, devices=D)`` gives the peak per device.
 - CLI options are generated from ``config``'s fields (``--field-name``): int/float/str/bool
   (bool -> ``--x/--no-x``), ``metadata={"choices": (...)}`` or a ``Literal`` for choices,
-  ``count_fields`` (and a field named ``seeds``) parsed by ``theory.validation.check_count``
-  (``metadata={"minimum": 0}`` to allow 0).  Validate other values in ``__post_init__``
-  (raise ``ValueError``: exit 2).  A field may not take the name of one of ``sims run``'s own
+  each int and float field parsed and checked against its declared ``Interval``/``Count`` (the
+  same declaration the config's ``check_ranges`` reads).  Validate rules across fields in
+  ``__post_init__`` (raise ``ValueError``: exit 2).  A field may not take the name of one of ``sims run``'s own
   options (``--out``, ``--workers``, ...: the list is :func:`sims.cli.options.reserved_options`,
   read from the options' declarations); such an experiment is refused when its command is built.
   ``examples`` are shown by ``sims run NAME --help``.
@@ -168,7 +169,6 @@ class Experiment:
     run: Callable[..., dict]
     verdict: Callable[[Any, list], list[VerdictRow]]
     sweep_fields: tuple[str, ...] = ()
-    count_fields: tuple[str, ...] = ()
     run_batch: Callable[..., list] | None = None
     batch_key: Callable[[dict], Any] | None = None
     estimate_bytes: Callable[..., int] | None = None

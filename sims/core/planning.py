@@ -8,7 +8,8 @@ A plan is a plain value: the CLI prints it (``sims run NAME --dry-run``) and
 
 Each cell is stamped with ``cell["dtype"] = precision`` before its id is taken, so float32 and
 float64 results never share a file; its PRNG key comes from the id of the cell *without* that
-stamp (see :func:`cell_key`), so both precisions draw the same random numbers.
+stamp (see :func:`cell_key`), so both precisions get the same key (JAX still draws different numbers
+from one key in float32 and float64).
 """
 
 from __future__ import annotations

@@ -326,7 +326,6 @@ EXPERIMENT = register(Experiment(
     estimate_bytes=estimate_bytes,
     shardable=True,
     sweep_fields=("m",),
-    count_fields=("m", "ladder", "n", "d", "k", "steps", "log_every", "seeds"),
     check=lambda cfg: need_distinct("m", cfg.grid(), hint="give one --m with --ladder >= 2, or several --m"),
     examples=(
         "sims run convergence --m 1e5",

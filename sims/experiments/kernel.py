@@ -143,7 +143,6 @@ EXPERIMENT = register(Experiment(
     estimate_bytes=estimate_bytes,
     shardable=True,
     sweep_fields=("model", "m"),
-    count_fields=("m", "n", "d", "k", "seeds"),
     min_distinct={"m": 2},
     examples=("sims run kernel", "sims run kernel --model prefix --m 1e3 --m 1e4 --m 1e5 --seeds 10"),
 ))

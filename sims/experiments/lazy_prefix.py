@@ -272,7 +272,6 @@ EXPERIMENT = register(Experiment(
     verdict=LV.verdict,
     estimate_bytes=estimate_bytes,
     sweep_fields=("m", "arms"),
-    count_fields=("m", "seeds"),
     check=lambda cfg: need_distinct("m", cfg.grid(), n=3, hint="give at least three --m"),
     examples=(
         "sims run lazy-prefix --quick",

@@ -244,7 +244,6 @@ EXPERIMENT = register(Experiment(
     verdict=verdict,
     estimate_bytes=estimate_bytes,
     sweep_fields=("m", "feature"),
-    count_fields=("m", "g", "d", "L", "repeats", "seeds"),
     min_distinct={"m": 2},
     examples=("sims run ntk-attention-cost", "sims run ntk-attention-cost --feature elu --m 1e3 --m 1e5"),
 ))

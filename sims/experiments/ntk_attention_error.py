@@ -251,6 +251,5 @@ EXPERIMENT = register(Experiment(
     verdict=verdict,
     estimate_bytes=estimate_bytes,
     sweep_fields=("m", "beta", "pattern"),
-    count_fields=("m", "d", "L", "g_max", "seeds"),
     examples=("sims run ntk-attention-error", "sims run ntk-attention-error --m 1e3 --m 1e5 --beta 1 --seeds 5"),
 ))

@@ -233,7 +233,6 @@ EXPERIMENT = register(Experiment(
     verdict=verdict,
     estimate_bytes=estimate_bytes,
     sweep_fields=("m", "feature"),
-    count_fields=("m", "g", "d", "L", "steps", "val_size", "batch_size", "seeds"),
     examples=("sims run ntk-attention-train --steps 2000 --m 2 --m 64 --m 4096",
               "sims run ntk-attention-train"),
 ))

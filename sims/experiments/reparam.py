@@ -278,8 +278,6 @@ EXPERIMENT = register(Experiment(
     verdict=verdict,
     estimate_bytes=estimate_bytes,
     sweep_fields=("structures", "n_eff", "extra"),
-    count_fields=("n_eff", "n", "replications", "split_starts", "random_starts", "adam_steps", "polish_steps",
-                  "n_test"),
     check=lambda cfg: need_distinct("n_eff", cfg.grid(), hint="give several different --n-eff"),
     examples=(
         "sims run reparam --quick",

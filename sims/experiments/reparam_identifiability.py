@@ -283,7 +283,6 @@ EXPERIMENT = register(Experiment(
     verdict=verdict,
     estimate_bytes=estimate_bytes,
     sweep_fields=("parts", "n"),
-    count_fields=("n_mc", "angles", "random", "polish", "n"),
     examples=("sims run reparam-identifiability --quick",
               "sims run reparam-identifiability --parts modulus"),
 ))
