@@ -191,10 +191,24 @@ def test_rate_undecided_with_too_few_in_regime_m_or_too_few_seeds():
     rows = _rows(GD, _fake("ntk-gd", ms, -0.5, share={4: 0.2, 16: 0.3, 64: 0.4, 256: 0.6}))
     row = _one(rows, KERNEL)
     assert row.status == "undecided" and "1 of 4 m in the regime" in row.measured and row.n_needed is None
-    assert "at least two in-regime m" in row.detail
+    assert "at least 3 in-regime m" in row.detail
     rows = _rows(GD, _fake("ntk-gd", ms, -0.5, seeds=2, noise=0.6))
     row = _one(rows, KERNEL)
     assert row.status == "undecided" and "seeds per point would decide it" in row.detail and row.n_needed > 2
+
+
+def test_two_in_regime_m_show_a_slope_but_do_not_judge_it():
+    # m^-1 inside the regime: on three in-regime m the claim fails (the negative control) ...
+    share = {4: 0.2, 16: 0.3, 64: 0.6, 256: 0.8, 1024: 0.9}
+    three = _one(_rows(GD, _fake("ntk-gd", [4, 16, 64, 256, 1024], -1.0, share=share)), KERNEL)
+    assert three.failed and "(m = 64, 256, 1024)" in three.claim
+    # ... on two it is undecided, with the slope over them shown and the reason
+    rows = _rows(GD, _fake("ntk-gd", [4, 16, 64, 256], -1.0, share=share))
+    two = _one(rows, KERNEL)
+    assert two.status == "undecided" and not two.failed and two.n_needed is None
+    assert abs(two.estimate + 1.0) < 0.05 and "only 2 in-regime m (64, 256)" in two.detail
+    assert "fail on its own" in two.detail
+    assert all(r.status == "undecided" for c, r in rows.items() if c.startswith("control: ntk-gd"))
 
 
 def test_threshold_row_holds_fails_and_undecided():

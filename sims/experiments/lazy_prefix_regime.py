@@ -28,10 +28,13 @@ import numpy as np
 
 from theory.stats import SlopeFit, fit_loglog_slope
 
-__all__ = ["REGIME_SHARE", "Quantity", "MATCHED", "tuning", "shares", "regime_ms", "displacement", "points",
+__all__ = ["REGIME_SHARE", "MIN_REGIME_M", "Quantity", "MATCHED", "tuning", "shares", "regime_ms", "displacement", "points",
            "values", "local_slopes"]
 
 REGIME_SHARE = 0.5  # the prefix holds at least as much of layer 0's attention as the input tokens
+#: In-regime m a rate is judged on: the three distinct m every rate claim of the project needs
+#: (``need_distinct("m", n=3)`` of the sweep); with two, a slope cannot be told from curvature.
+MIN_REGIME_M = 3
 
 
 class Quantity(NamedTuple):

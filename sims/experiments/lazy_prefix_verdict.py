@@ -118,8 +118,9 @@ def regime_rows(arm, ms, pairs, quantity, *, control_of="", beside=True, id="", 
     ``pairs``: ``{m: [(cell, arrays), ...]}`` (:func:`sims.experiments.lazy_prefix_regime.tuning`).
     ``id``: the claim row's id (its controls' ids: :func:`control_id`); ``control_of``: the id
     of the claim this arm controls.  Rule: docs/verdicts.md, section lazy-prefix.  Fewer than
-    two in-regime m: the claim's row (and its controls) are undecided, with how many m are in
-    the regime.
+    :data:`~sims.experiments.lazy_prefix_regime.MIN_REGIME_M` in-regime m: the claim's row (and
+    its controls) are undecided, with how many m are in the regime (and, from two m on, the
+    slope over them, shown but not judged).
     """
     inside = RG.regime_ms(ms, pairs)
     outside = [m for m in ms if m not in inside]
@@ -139,19 +140,26 @@ def regime_rows(arm, ms, pairs, quantity, *, control_of="", beside=True, id="", 
                         cells=cell_ids(used), tol_why=TOL_WHY, **kw)
 
     links = {w: control_id(id, w) for w in controls}
+    enough = len(inside) >= RG.MIN_REGIME_M
     grid = inside if len(inside) >= 2 else (inside or ms[-1:])  # < 2 m: rate_row's "undecided"
     where = f"(m = {_ms_text(inside)})" if len(inside) >= 2 else f"(share >= {RG.REGIME_SHARE:g})"
     judged = [fit(f"{claim} {where}", grid, id, controls=tuple(links.values()))]
     judged += [fit(f"control: {arm}'s {quantity.label} not ~ m^{w:g} (the claim's fit against a wrong exponent) "
                    f"{where}", grid, links[w], wrong=w) for w in controls]
     rows = []
+    few = (f"only {len(inside)} in-regime m ({_ms_text(inside)}); a rate is judged on at least "
+           f"{RG.MIN_REGIME_M} (two points cannot tell a power law from finite-m curvature); the share grows "
+           f"with m, so a grid reaching larger m would decide it")
     for row in judged:
-        if len(inside) >= 2:
+        if enough:
             rows.append(dataclasses.replace(row, detail=_join(row.detail, share)))
+        elif len(inside) >= 2:  # the slope over the in-regime m is shown, not judged
+            rows.append(dataclasses.replace(row, status="undecided", passed=False, n_needed=None,
+                                            detail=_join(few, f"{row.status} on its own", share)))
         else:
             rows.append(dataclasses.replace(
                 row, status="undecided", passed=False, measured=f"{len(inside)} of {len(ms)} m in the regime",
-                n_needed=None, detail=f"a rate needs at least two in-regime m; the share grows with m, so a grid "
+                n_needed=None, detail=f"a rate needs at least {RG.MIN_REGIME_M} in-regime m; the share grows with m, so a grid "
                                       f"reaching larger m would decide it; {share}"))
     if beside and outside and len(ms) >= 2:
         row = fit(f"{kind}: {quantity.label} {verb} m^-1/2 over all m = {_ms_text(ms)}, including "
