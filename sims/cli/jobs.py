@@ -73,7 +73,8 @@ def default_jobs() -> int:
 def _child(conn: Connection, job: Job) -> None:
     """The child's work: plan and execute one experiment, send an :class:`Outcome` back."""
     # Its own process group: a Ctrl-C at the terminal reaches the parent only, which passes one on.
-    os.setpgid(0, 0)
+    if hasattr(os, "setpgid"):  # POSIX; elsewhere the terminal's Ctrl-C reaches the children too
+        os.setpgid(0, 0)
     outcome: Outcome
     try:
         if job.module:
