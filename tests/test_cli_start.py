@@ -72,15 +72,31 @@ def test_every_experiment_module_registers_the_names_it_is_listed_for():
 
 def test_context_sets_and_restores_precision_cache_signals(tmp_path):
     assert jax.config.jax_enable_x64  # the suite's context (conftest)
-    before_int, before_cache = signal.getsignal(signal.SIGINT), jax.config.jax_compilation_cache_dir
-    with sims.context("float32", compile_cache=tmp_path / "cache", signals=True):
-        assert not jax.config.jax_enable_x64
-        assert compile_cache.active() == str(tmp_path / "cache") and runtime.installed()
-        with sims.context("float64", compile_cache="off"):  # nested: changes what it is given, restores it
-            assert jax.config.jax_enable_x64 and compile_cache.active() is None and runtime.installed()
-        assert not jax.config.jax_enable_x64 and compile_cache.active() == str(tmp_path / "cache")
-    assert jax.config.jax_enable_x64 and jax.config.jax_compilation_cache_dir == before_cache
-    assert signal.getsignal(signal.SIGINT) == before_int
+    outer = signal.getsignal(signal.SIGINT)
+    if outer == signal.SIG_IGN:  # a suite started with SIGINT ignored (nohup, a background job): the
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # context would rightly keep it ignored
+    try:
+        before_int, before_cache = signal.getsignal(signal.SIGINT), jax.config.jax_compilation_cache_dir
+        with sims.context("float32", compile_cache=tmp_path / "cache", signals=True):
+            assert not jax.config.jax_enable_x64
+            assert compile_cache.active() == str(tmp_path / "cache") and runtime.installed()
+            with sims.context("float64", compile_cache="off"):  # nested: changes what it is given, restores it
+                assert jax.config.jax_enable_x64 and compile_cache.active() is None and runtime.installed()
+            assert not jax.config.jax_enable_x64 and compile_cache.active() == str(tmp_path / "cache")
+        assert jax.config.jax_enable_x64 and jax.config.jax_compilation_cache_dir == before_cache
+        assert signal.getsignal(signal.SIGINT) == before_int
+    finally:
+        signal.signal(signal.SIGINT, outer)
+
+
+def test_context_keeps_an_ignored_sigint_ignored():
+    outer = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with sims.context(signals=True):
+            assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN and not runtime.installed()
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, outer)
 
 
 def test_context_restores_on_error_and_refuses_a_bad_precision():

@@ -75,6 +75,9 @@ def _child(conn: Connection, job: Job) -> None:
     # Its own process group: a Ctrl-C at the terminal reaches the parent only, which passes one on.
     if hasattr(os, "setpgid"):  # POSIX; elsewhere the terminal's Ctrl-C reaches the children too
         os.setpgid(0, 0)
+    # A SIGINT ignored by the parent's shell (nohup, a background job) is inherited as ignored; here
+    # only the parent sends it, to stop this child at a safe point, so it must be heard.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     outcome: Outcome
     try:
         if job.module:
