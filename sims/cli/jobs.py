@@ -64,6 +64,19 @@ class Outcome:
     reused: int = 0
     message: str = ""
 
+    @classmethod
+    def of_result(cls, experiment: str, res: Any) -> "Outcome":
+        """A "done" outcome from what :func:`sims.core.execute` returned."""
+        return cls(experiment, "done", str(res.manifest_path), res.run_id, len(res.rows),
+                   sum(r.failed for r in res.rows), len(res.computed), len(res.reused))
+
+    @classmethod
+    def of_error(cls, experiment: str, e: Exception) -> "Outcome":
+        """A "memory" outcome (:class:`sims.core.WouldNotFit`: its message) or a "crash" (the traceback)."""
+        if isinstance(e, engine.WouldNotFit):
+            return cls(experiment, "memory", message=str(e))
+        return cls(experiment, "crash", message="".join(traceback.format_exception(e)))
+
 
 def default_jobs() -> int:
     """Two experiments at once where the machine has two cores or more, else one."""
@@ -86,14 +99,11 @@ def _child(conn: Connection, job: Job) -> None:
             exp = get(job.experiment)
             plan = engine.plan(exp, exp.config(**job.overrides), out=Path(job.out), precision=job.precision)
             res = engine.execute(plan, on_event=runtime.STOP)
-        outcome = Outcome(job.experiment, "done", str(res.manifest_path), res.run_id, len(res.rows),
-                          sum(r.failed for r in res.rows), len(res.computed), len(res.reused))
+        outcome = Outcome.of_result(job.experiment, res)
     except KeyboardInterrupt:
         outcome = Outcome(job.experiment, "interrupted")
     except Exception as e:  # noqa: BLE001 - reported to the parent, which goes on with the others
-        kind = "memory" if type(e).__name__ == "WouldNotFit" else "crash"
-        text = str(e) if kind == "memory" else "".join(traceback.format_exception(e))
-        outcome = Outcome(job.experiment, kind, message=text)
+        outcome = Outcome.of_error(job.experiment, e)
     conn.send(outcome)
     conn.close()
 

@@ -14,7 +14,6 @@ in memory, 4 an experiment crashed (the others still run and are reported), 130 
 from __future__ import annotations
 
 import time
-import traceback
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -155,13 +154,10 @@ def _execute_here(p: engine.Plan, err: Console) -> parallel.Outcome:
     except KeyboardInterrupt:
         raise fail("interrupted; finished cells are saved, rerun the same command to resume", EXIT_INTERRUPTED) \
             from None
-    except engine.WouldNotFit as e:
-        o = parallel.Outcome(p.experiment, "memory", message=str(e))
     except Exception as e:  # noqa: BLE001 - one crashed experiment does not stop the others
-        o = parallel.Outcome(p.experiment, "crash", message="".join(traceback.format_exception(e)))
+        o = parallel.Outcome.of_error(p.experiment, e)
     else:
-        o = parallel.Outcome(p.experiment, "done", str(res.manifest_path), res.run_id, len(res.rows),
-                             sum(r.failed for r in res.rows), len(res.computed), len(res.reused))
+        o = parallel.Outcome.of_result(p.experiment, res)
     finally:
         progress.close()
     _print_outcome(err, o)

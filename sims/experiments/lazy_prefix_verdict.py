@@ -147,20 +147,20 @@ def regime_rows(arm, ms, pairs, quantity, *, control_of="", beside=True, id="", 
     judged += [fit(f"control: {arm}'s {quantity.label} not ~ m^{w:g} (the claim's fit against a wrong exponent) "
                    f"{where}", grid, links[w], wrong=w) for w in controls]
     rows = []
-    few = (f"only {len(inside)} in-regime m ({_ms_text(inside)}); a rate is judged on at least "
-           f"{RG.MIN_REGIME_M} (two points cannot tell a power law from finite-m curvature); the share grows "
-           f"with m, so a grid reaching larger m would decide it")
+    need = (f"a rate needs at least {RG.MIN_REGIME_M} in-regime m (two points cannot tell a power law from "
+            f"finite-m curvature); the share grows with m, so a grid reaching larger m would decide it")
     for row in judged:
         if enough:
             rows.append(dataclasses.replace(row, detail=_join(row.detail, share)))
         elif len(inside) >= 2:  # the slope over the in-regime m is shown, not judged
-            rows.append(dataclasses.replace(row, status="undecided", passed=False, n_needed=None,
-                                            detail=_join(few, f"{row.status} on its own", share)))
+            rows.append(dataclasses.replace(
+                row, status="undecided", passed=False, n_needed=None,
+                detail=_join(f"only {len(inside)} in-regime m ({_ms_text(inside)})", need, f"{row.status} on its own",
+                             share)))
         else:
             rows.append(dataclasses.replace(
                 row, status="undecided", passed=False, measured=f"{len(inside)} of {len(ms)} m in the regime",
-                n_needed=None, detail=f"a rate needs at least {RG.MIN_REGIME_M} in-regime m; the share grows with m, so a grid "
-                                      f"reaching larger m would decide it; {share}"))
+                n_needed=None, detail=_join(need, share)))
     if beside and outside and len(ms) >= 2:
         row = fit(f"{kind}: {quantity.label} {verb} m^-1/2 over all m = {_ms_text(ms)}, including "
                   f"m = {_ms_text(outside)} outside the long-prefix regime", ms, f"{id}-all" if id else "")
